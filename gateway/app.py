@@ -1,0 +1,97 @@
+"""The composition root: ``create_app`` is the one place that wires the gateway together."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Callable
+from typing import IO, Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from gateway import __version__
+from gateway.accesslog import AccessLog
+from gateway.appkeys import LIFECYCLE, REGISTRY, SERVICE, TENANTS, Lifecycle
+from gateway.cache import ResponseCache
+from gateway.clock import Clock, SystemClock
+from gateway.config import Settings
+from gateway.credentials import CredentialSource
+from gateway.handlers import JobHandlers, healthz, openapi_spec, prometheus_metrics, readyz
+from gateway.metrics import Metrics
+from gateway.middlewares import make_observing_middleware
+from gateway.service import TrainingJobService
+from gateway.tenants import TenantDirectory
+from gateway.upstream import MetaStudioClient
+
+# Bounds on what a client may send: generous for this API, small enough to refuse abuse.
+MAX_LINE_SIZE = 8190
+MAX_FIELD_SIZE = 8190
+
+
+def create_app(
+    settings: Settings,
+    *,
+    credentials: CredentialSource,
+    clock: Clock | None = None,
+    registry: CollectorRegistry | None = None,
+    encode: Callable[[Any], bytes] = orjson.dumps,
+    log_stream: IO[bytes] | None = None,
+) -> web.Application:
+    """Build the gateway application. Collaborators are passed in; nothing is global."""
+    clock = clock or SystemClock()
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = Metrics(registry)
+    cache = ResponseCache(max_bytes=settings.cache.max_bytes, clock=clock)
+    metrics.cache_entries.set_function(lambda: cache.entry_count)
+    metrics.cache_bytes.set_function(lambda: cache.byte_count)
+    metrics.cover_earliest_expiry.set_function(lambda: cache.earliest_cover_expiry() or 0.0)
+    access_log = AccessLog(log_stream or sys.stdout.buffer)
+
+    app = web.Application(
+        middlewares=[make_observing_middleware(metrics, access_log)],
+        handler_args={"max_line_size": MAX_LINE_SIZE, "max_field_size": MAX_FIELD_SIZE},
+    )
+    app[TENANTS] = TenantDirectory(settings.tenants)
+    app[REGISTRY] = registry
+    app[LIFECYCLE] = Lifecycle()
+
+    async def upstream_session(app: web.Application) -> AsyncIterator[None]:
+        # One session per app; DummyCookieJar: a shared jar would leak cookies across tenants.
+        async with aiohttp.ClientSession(
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(total=None, connect=settings.upstream.timeout_seconds),
+            headers={"User-Agent": f"metastudio-gateway/{__version__}"},
+            auto_decompress=True,
+        ) as session:
+            client = MetaStudioClient(
+                session=session,
+                settings=settings.upstream,
+                credentials=credentials,
+                clock=clock,
+                metrics=metrics,
+            )
+            app[SERVICE] = TrainingJobService(
+                client=client, cache=cache, settings=settings, clock=clock, metrics=metrics, encode=encode
+            )
+            app[LIFECYCLE].ready = True
+            yield
+            app[LIFECYCLE].ready = False
+            await cache.close()
+
+    async def stop_being_ready(app: web.Application) -> None:
+        app[LIFECYCLE].ready = False
+
+    app.cleanup_ctx.append(upstream_session)
+    app.on_shutdown.append(stop_being_ready)
+
+    jobs = JobHandlers(clock)
+    app.router.add_get("/v1/training-jobs", jobs.list_jobs)
+    app.router.add_get("/v1/training-jobs/{job_id}", jobs.get_job)
+    app.router.add_get("/v1/training-jobs/{job_id}/cover", jobs.cover)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", prometheus_metrics)
+    app.router.add_get("/openapi.yaml", openapi_spec)
+    return app

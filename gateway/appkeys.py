@@ -1,0 +1,28 @@
+"""Typed keys for what the application and each request carry (no module globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from gateway.service import TrainingJobService
+from gateway.tenants import TenantDirectory
+
+
+@dataclass(slots=True)
+class Lifecycle:
+    """Readiness: set when the app is serving, cleared the moment it starts draining."""
+
+    ready: bool = False
+
+
+SERVICE = web.AppKey("service", TrainingJobService)
+TENANTS = web.AppKey("tenants", TenantDirectory)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+
+REQUEST_ID = web.RequestKey("request_id", str)
+TENANT_ID = web.RequestKey("tenant_id", str)
+CACHE_RESULT = web.RequestKey("cache_result", str)

@@ -1,0 +1,156 @@
+"""The ``metastudio-gateway`` command line: serve, demo, simulator, check-config, hash-key.
+
+Every failure a user can cause (a bad flag, bad configuration, missing credentials) ends in
+one message on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from aiohttp import web
+
+from gateway import __version__
+from gateway.app import create_app
+from gateway.clock import SystemClock
+from gateway.config import Settings, load_settings
+from gateway.credentials import CredentialSource
+from gateway.errors import ConfigError
+from gateway.tenants import hash_key
+
+EXIT_CONFIG = 2
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}")
+    return int(text)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="metastudio-gateway",
+        description="Signing, caching gateway in front of Huawei Cloud MetaStudio's training-job list.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the production server")
+    serve.add_argument("--config", help="TOML config file (default: $GATEWAY_CONFIG)")
+    serve.add_argument("--host", help="listen address (default: $GATEWAY_HOST or 0.0.0.0)")
+    serve.add_argument("--port", type=_port, help="listen port (default: $GATEWAY_PORT or 8080)")
+
+    demo = commands.add_parser(
+        "demo", help="run the simulator and the gateway in front of it, with demo tenants"
+    )
+    demo.add_argument("--port", type=_port, default=8080, help="gateway port on 127.0.0.1 (default 8080)")
+
+    simulator = commands.add_parser("simulator", help="run the MetaStudio simulator alone")
+    simulator.add_argument("--port", type=_port, default=8090, help="port on 127.0.0.1 (default 8090)")
+    simulator.add_argument("--ak", default="sim-ak", help="access key the simulator accepts")
+    simulator.add_argument("--sk", default="sim-sk", help="secret key the simulator accepts")
+
+    check = commands.add_parser("check-config", help="validate configuration and credentials presence")
+    check.add_argument("--config", help="TOML config file (default: $GATEWAY_CONFIG)")
+
+    commands.add_parser("hash-key", help="read an API key on stdin, print its api_key_sha256 value")
+    return parser
+
+
+def _load(env: Mapping[str, str], config: str | None) -> tuple[Settings, CredentialSource]:
+    problems: list[str] = []
+    settings = credentials = None
+    try:
+        settings = load_settings(env, config)
+    except ConfigError as exc:
+        problems += exc.problems
+    try:
+        credentials = CredentialSource(env, clock=SystemClock())
+    except ConfigError as exc:
+        problems += exc.problems
+    if problems or settings is None or credentials is None:
+        raise ConfigError(problems)
+    return settings, credentials
+
+
+def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    settings, credentials = _load(env, args.config)
+    server = dataclasses.replace(
+        settings.server, host=args.host or settings.server.host, port=args.port or settings.server.port
+    )
+    app = create_app(settings, credentials=credentials)
+    web.run_app(
+        app,
+        host=server.host,
+        port=server.port,
+        shutdown_timeout=server.shutdown_grace_seconds,
+        access_log=None,
+        print=lambda _: print(
+            f"metastudio-gateway {__version__} listening on {server.host}:{server.port}", file=sys.stderr
+        ),
+        loop=_new_event_loop(),
+    )
+    return 0
+
+
+def _check_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    settings, credentials = _load(env, args.config)
+    print(
+        f"ok: {len(settings.tenants)} tenant(s), upstream {settings.upstream.endpoint}, "
+        f"project {settings.upstream.project_id}, cache ttl {settings.cache.ttl_seconds:g}s; "
+        f"{credentials.describe()}"
+    )
+    return 0
+
+
+def _hash_key() -> int:
+    key = sys.stdin.readline().strip()
+    if not key:
+        print("metastudio-gateway: hash-key: no API key on stdin", file=sys.stderr)
+        return EXIT_CONFIG
+    print(hash_key(key))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Run a command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    env = os.environ if env is None else env
+    try:
+        if args.command == "serve":
+            return _serve(args, env)
+        if args.command == "check-config":
+            return _check_config(args, env)
+        if args.command == "hash-key":
+            return _hash_key()
+        if args.command == "simulator":
+            from gateway.simulator import run_simulator
+
+            run_simulator(host="127.0.0.1", port=args.port, access_key=args.ak, secret_key=args.sk)
+            return 0
+        from gateway.demo import run_demo
+
+        with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=_new_event_loop) as runner:
+            runner.run(run_demo(port=args.port))
+        return 0
+    except ConfigError as exc:
+        print(f"metastudio-gateway: configuration error: {'; '.join(exc.problems)}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as exc:
+        print(f"metastudio-gateway: {exc.strerror or exc}", file=sys.stderr)
+        return 1

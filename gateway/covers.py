@@ -1,0 +1,50 @@
+"""Cover-URL lifetimes: when a ``cover_download_url`` stops working and whether it may be served.
+
+The upstream hands out pre-signed object-storage URLs valid for 24 hours. Where the URL says
+when it expires we believe it (OBS/S3 V2 ``Expires``; V4 ``X-Amz-Date`` + ``X-Amz-Expires``,
+or OBS's ``X-Obs-`` spelling), otherwise we assume fetch time + 24 h.
+"""
+
+from __future__ import annotations
+
+from calendar import timegm
+from collections.abc import Iterable
+from time import strptime
+from urllib.parse import parse_qsl, urlsplit
+
+COVER_LIFETIME_SECONDS = 24 * 3600
+_V4_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
+
+
+def _parse_v4(params: dict[str, str], prefix: str) -> float | None:
+    date = params.get(f"{prefix}-date")
+    lifetime = params.get(f"{prefix}-expires")
+    if date is None or lifetime is None:
+        return None
+    try:
+        return float(timegm(strptime(date, _V4_DATE_FORMAT)) + int(lifetime))
+    except ValueError:
+        return None
+
+
+def cover_expiry(url: str, fetched_at: float) -> float:
+    """Unix time at which ``url`` stops working; ``fetched_at`` + 24 h when it does not say."""
+    params = {name.lower(): value for name, value in parse_qsl(urlsplit(url).query)}
+    expires = params.get("expires")
+    if expires is not None and expires.isdigit():
+        return float(expires)
+    for prefix in ("x-amz", "x-obs"):
+        parsed = _parse_v4(params, prefix)
+        if parsed is not None:
+            return parsed
+    return fetched_at + COVER_LIFETIME_SECONDS
+
+
+def is_servable(expires_at: float, now: float, margin_seconds: float) -> bool:
+    """A cover URL may be handed out only while more than the margin remains."""
+    return expires_at - margin_seconds > now
+
+
+def earliest(expiries: Iterable[float]) -> float | None:
+    """The first of several expiry times, ``None`` when there are none."""
+    return min(expiries, default=None)

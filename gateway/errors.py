@@ -1,0 +1,105 @@
+"""The gateway's error tree. Each error knows its HTTP status and stable code.
+
+::
+
+    GatewayError                       500 internal_error
+    ├── InvalidParameter               400 invalid_parameter
+    ├── Unauthenticated                401 unauthenticated
+    ├── NotFound                       404 not_found
+    ├── MethodNotAllowed               405 method_not_allowed
+    ├── RateLimited                    429 rate_limited
+    └── UpstreamError                  (the upstream failed us)
+        ├── UpstreamRejected           502 upstream_error
+        ├── UpstreamUnavailable        503 upstream_unavailable
+        └── UpstreamTimeout            504 upstream_timeout
+    ConfigError                        (start-up only: never reaches a client)
+
+Messages are written for callers: they never carry upstream error text, signed headers or
+credentials. Lower-level exceptions are translated once, at the boundary that sees them,
+with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base of every error a client can be shown."""
+
+    status = 500
+    code = "internal_error"
+    default_message = "internal error"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.default_message)
+        self.message = message or self.default_message
+
+
+class InvalidParameter(GatewayError):
+    status = 400
+    code = "invalid_parameter"
+
+    def __init__(self, parameter: str, reason: str) -> None:
+        super().__init__(f"invalid parameter '{parameter}': {reason}")
+        self.parameter = parameter
+
+
+class Unauthenticated(GatewayError):
+    status = 401
+    code = "unauthenticated"
+    default_message = "missing or unknown API key"
+
+
+class NotFound(GatewayError):
+    status = 404
+    code = "not_found"
+    default_message = "not found"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    code = "method_not_allowed"
+    default_message = "method not allowed"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    code = "rate_limited"
+    default_message = "too many requests"
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__(f"too many requests, retry after {retry_after_seconds} s")
+        self.retry_after_seconds = retry_after_seconds
+
+
+class UpstreamError(GatewayError):
+    """The upstream did not give us a usable answer."""
+
+    def __init__(self, message: str | None = None, *, outcome: str = "error") -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+
+class UpstreamRejected(UpstreamError):
+    status = 502
+    code = "upstream_error"
+    default_message = "the upstream service refused the request or answered garbage"
+
+
+class UpstreamUnavailable(UpstreamError):
+    status = 503
+    code = "upstream_unavailable"
+    default_message = "the upstream service is unavailable"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "upstream_timeout"
+    default_message = "the upstream service did not answer in time"
+
+
+class ConfigError(Exception):
+    """Configuration is unusable; ``problems`` names each bad key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems

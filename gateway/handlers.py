@@ -1,0 +1,105 @@
+"""HTTP in and out only: authenticate, validate, call the service, write bytes."""
+
+from __future__ import annotations
+
+import re
+from importlib.resources import files
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway.appkeys import CACHE_RESULT, LIFECYCLE, REGISTRY, SERVICE, TENANT_ID, TENANTS
+from gateway.clock import Clock
+from gateway.config import Tenant
+from gateway.errors import InvalidParameter
+from gateway.query import parse_list_query
+from gateway.service import Served
+
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_X_CACHE = {"hit": "HIT", "miss": "MISS", "coalesced": "MISS", "stale": "STALE"}
+OPENAPI_SPEC = files("gateway").joinpath("openapi.yaml")
+
+
+def _tenant(request: web.Request) -> Tenant:
+    tenant = request.app[TENANTS].authenticate(request.headers.get("Authorization"))
+    request[TENANT_ID] = tenant.id
+    return tenant
+
+
+def _job_id(request: web.Request) -> str:
+    job_id = request.match_info["job_id"]
+    if not _JOB_ID.match(job_id):
+        raise InvalidParameter("job_id", "must be 1 to 64 letters, digits, '-' or '_'")
+    return job_id
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    if header is None:
+        return False
+    candidates = {tag.strip().removeprefix("W/") for tag in header.split(",")}
+    return "*" in candidates or etag in candidates
+
+
+def entry_response(request: web.Request, served: Served, clock: Clock) -> web.Response:
+    """The cached body, or 304, with the caching headers."""
+    entry = served.entry
+    request[CACHE_RESULT] = served.result
+    now = clock.now()
+    headers = {
+        "ETag": entry.etag,
+        "X-Cache": _X_CACHE[served.result],
+        "Cache-Control": f"private, max-age={max(0, int(entry.fresh_until - now))}",
+        "Vary": "Authorization",
+    }
+    if served.result in ("hit", "stale"):
+        headers["Age"] = str(max(0, int(now - entry.fetched_at)))
+    if _etag_matches(request.headers.get("If-None-Match"), entry.etag):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=entry.body, headers=headers, content_type="application/json")
+
+
+class JobHandlers:
+    """The ``/v1/training-jobs`` endpoints."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+
+    async def list_jobs(self, request: web.Request) -> web.Response:
+        tenant = _tenant(request)
+        query = parse_list_query(request.rel_url.query.items())
+        served = await request.app[SERVICE].list_jobs(tenant, query)
+        return entry_response(request, served, self._clock)
+
+    async def get_job(self, request: web.Request) -> web.Response:
+        tenant = _tenant(request)
+        served = await request.app[SERVICE].get_job(tenant, _job_id(request))
+        return entry_response(request, served, self._clock)
+
+    async def cover(self, request: web.Request) -> web.Response:
+        tenant = _tenant(request)
+        location = await request.app[SERVICE].cover_location(tenant, _job_id(request))
+        return web.Response(status=302, headers={"Location": location, "Cache-Control": "private, no-store"})
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    """The process is alive."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Credentials and tenants are loaded and the gateway is not draining."""
+    if request.app[LIFECYCLE].ready:
+        return web.json_response({"status": "ready"})
+    return web.json_response({"status": "not_ready"}, status=503)
+
+
+async def prometheus_metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition of the app's registry."""
+    return web.Response(
+        body=generate_latest(request.app[REGISTRY]), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+async def openapi_spec(_request: web.Request) -> web.Response:
+    """The OpenAPI description of this API."""
+    return web.Response(body=OPENAPI_SPEC.read_bytes(), content_type="application/yaml")

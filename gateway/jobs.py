@@ -1,0 +1,87 @@
+"""Turning the upstream's answer into what callers receive.
+
+Validates the upstream body's shape (garbage becomes ``UpstreamRejected``), keeps the
+documented job fields minus personal data (``contact``) and internals (``project_id``), adds
+``state_group``, ``cover_expires_at`` and the stable ``cover_url``, and drops any
+``cover_download_url`` that is not servable for longer than the refresh margin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from gateway.cache import CoverLink
+from gateway.clock import rfc3339
+from gateway.covers import cover_expiry, is_servable
+from gateway.errors import UpstreamRejected
+from gateway.states import state_group
+
+# Documented TrainingJobBasicInfo fields a caller may see (allow-list: anything new or
+# undocumented the upstream adds stays out until someone decides it is safe to show).
+PUBLIC_FIELDS = (
+    "job_id",
+    "name",
+    "state",
+    "asset_id",
+    "cover_download_url",
+    "last_update_time",
+    "create_time",
+    "batch_name",
+    "tags",
+    "model_version",
+    "matting_type",
+    "model_resolution",
+    "app_user_id",
+    "is_flexus",
+    "is_only_human_model",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ShapedPage:
+    """One upstream page as callers see it, plus every cover link found in it (servable or not)."""
+
+    count: int
+    jobs: list[dict[str, Any]]
+    covers: dict[str, CoverLink]
+
+
+def cover_path(job_id: str) -> str:
+    """The gateway's stable cover path for a job."""
+    return f"/v1/training-jobs/{quote(job_id, safe='')}/cover"
+
+
+def _shape_job(
+    raw: Mapping[str, Any], *, fetched_at: float, margin_seconds: float, covers: dict[str, CoverLink]
+) -> dict[str, Any]:
+    job = {name: raw[name] for name in PUBLIC_FIELDS if name in raw}
+    job_id = job["job_id"]
+    job["state_group"] = state_group(job.get("state"))
+    url = job.pop("cover_download_url", None)
+    if isinstance(url, str) and url:
+        expires_at = cover_expiry(url, fetched_at)
+        covers[job_id] = CoverLink(url, expires_at)
+        if is_servable(expires_at, fetched_at, margin_seconds):
+            job["cover_download_url"] = url
+            job["cover_expires_at"] = rfc3339(expires_at)
+        job["cover_url"] = cover_path(job_id)
+    return job
+
+
+def shape_page(body: Any, *, fetched_at: float, margin_seconds: float) -> ShapedPage:
+    """Validate and shape an upstream list body; raises ``UpstreamRejected`` on a wrong shape."""
+    if not isinstance(body, dict):
+        raise UpstreamRejected("the upstream answered with an unexpected body")
+    count, jobs = body.get("count"), body.get("jobs")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0 or not isinstance(jobs, list):
+        raise UpstreamRejected("the upstream answered with an unexpected body")
+    covers: dict[str, CoverLink] = {}
+    shaped = []
+    for raw in jobs:
+        if not isinstance(raw, dict) or not isinstance(raw.get("job_id"), str) or not raw["job_id"]:
+            raise UpstreamRejected("the upstream answered with an unexpected body")
+        shaped.append(_shape_job(raw, fetched_at=fetched_at, margin_seconds=margin_seconds, covers=covers))
+    return ShapedPage(count=count, jobs=shaped, covers=covers)

@@ -1,0 +1,98 @@
+"""Every Prometheus metric the gateway exports, built on an injected registry.
+
+Label values stay bounded: route templates (never raw paths), tenant ids from config (or
+``anonymous``), HTTP status codes, and fixed outcome/reason words.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from gateway import __version__
+
+PREFIX = "metastudio_gateway"
+CACHE_RESULTS = ("hit", "miss", "stale", "coalesced")
+COVER_REFRESH_REASONS = ("cover_request", "cover_expiring", "ttl_ahead")
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """The gateway's metrics, registered on ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.http_requests = Counter(
+            f"{PREFIX}_http_requests",
+            "HTTP requests answered, by route template, method, status and tenant.",
+            ["route", "method", "status", "tenant"],
+            registry=registry,
+        )
+        self.http_duration = Histogram(
+            f"{PREFIX}_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template.",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.upstream_requests = Counter(
+            f"{PREFIX}_upstream_requests",
+            "Upstream attempts by outcome: the HTTP status, timeout or connection_error.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.upstream_duration = Histogram(
+            f"{PREFIX}_upstream_request_duration_seconds",
+            "Time of one upstream attempt.",
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.cache_requests = Counter(
+            f"{PREFIX}_cache_requests",
+            "Cache look-ups by result: hit, miss, stale, coalesced (joined a load under way).",
+            ["result"],
+            registry=registry,
+        )
+        self.cache_entries = Gauge(
+            f"{PREFIX}_cache_entries", "Entries in the response cache.", registry=registry
+        )
+        self.cache_bytes = Gauge(
+            f"{PREFIX}_cache_bytes",
+            "Bytes held by the response cache, as its bound counts them.",
+            registry=registry,
+        )
+        self.cover_refreshes = Counter(
+            f"{PREFIX}_cover_refreshes",
+            "Upstream re-fetches made to renew cover URLs, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.cover_earliest_expiry = Gauge(
+            f"{PREFIX}_cover_earliest_expiry_timestamp_seconds",
+            "Earliest expiry (Unix time) of any cover URL the gateway may still serve; 0 when none.",
+            registry=registry,
+        )
+        self.expired_covers_served = Counter(
+            f"{PREFIX}_expired_covers_served",
+            "Cover URLs served that were expired or inside the refresh margin (must stay 0).",
+            registry=registry,
+        )
+        self.credential_reloads = Counter(
+            f"{PREFIX}_credential_reloads",
+            "Credential re-reads, by trigger: file_changed or upstream_auth_failure.",
+            ["trigger"],
+            registry=registry,
+        )
+        self.build_info = Gauge(
+            f"{PREFIX}_build_info",
+            "Build information; the value is always 1.",
+            ["version"],
+            registry=registry,
+        )
+        self.build_info.labels(version=__version__).set(1)
+        # Known label values start at 0, so rate() and absent() work from the first scrape.
+        for result in CACHE_RESULTS:
+            self.cache_requests.labels(result=result)
+        for reason in COVER_REFRESH_REASONS:
+            self.cover_refreshes.labels(reason=reason)
+        for trigger in ("file_changed", "upstream_auth_failure"):
+            self.credential_reloads.labels(trigger=trigger)

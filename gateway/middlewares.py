@@ -1,0 +1,118 @@
+"""Around every request: a request id, errors as the JSON envelope, metrics, the access log."""
+
+from __future__ import annotations
+
+import re
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from gateway.accesslog import CURRENT_TRACE, AccessLog, UpstreamTrace
+from gateway.appkeys import CACHE_RESULT, REQUEST_ID, TENANT_ID
+from gateway.errors import GatewayError, MethodNotAllowed, NotFound, RateLimited, Unauthenticated
+from gateway.metrics import Metrics
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+UNMATCHED_ROUTE = "unmatched"
+
+
+def request_id_of(request: web.Request) -> str:
+    """The caller's X-Request-Id when it is sane, else a new one."""
+    given = request.headers.get("X-Request-Id", "")
+    return given if _CLIENT_REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def error_response(error: GatewayError, request_id: str) -> web.Response:
+    """The JSON error envelope for ``error``."""
+    body = {"error": {"code": error.code, "message": error.message, "request_id": request_id}}
+    response = web.Response(status=error.status, body=orjson.dumps(body), content_type="application/json")
+    if isinstance(error, RateLimited):
+        response.headers["Retry-After"] = str(error.retry_after_seconds)
+    elif isinstance(error, Unauthenticated):
+        response.headers["WWW-Authenticate"] = 'Bearer realm="metastudio-gateway"'
+    return response
+
+
+def _translate_http_exception(exc: web.HTTPException) -> GatewayError:
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return MethodNotAllowed(
+            f"method {exc.method} not allowed; allowed: {', '.join(sorted(exc.allowed_methods))}"
+        )
+    if isinstance(exc, web.HTTPNotFound):
+        return NotFound("no such route")
+    error = GatewayError(exc.reason)
+    error.status, error.code = exc.status, "internal_error" if exc.status >= 500 else "invalid_request"
+    return error
+
+
+def route_of(request: web.Request) -> str:
+    """The route template that matched (bounded label), or ``unmatched``."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else UNMATCHED_ROUTE
+
+
+def make_observing_middleware(
+    metrics: Metrics, access_log: AccessLog
+) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Build the middleware that ids, translates errors, counts and logs every request."""
+
+    @web.middleware
+    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        request_id = request_id_of(request)
+        request[REQUEST_ID] = request_id
+        trace = UpstreamTrace()
+        CURRENT_TRACE.set(trace)
+        response: web.StreamResponse
+        try:
+            response = await handler(request)
+        except GatewayError as error:
+            response = error_response(error, request_id)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            response = error_response(_translate_http_exception(exc), request_id)
+            if isinstance(exc, web.HTTPMethodNotAllowed):
+                response.headers["Allow"] = ",".join(sorted(exc.allowed_methods))
+        except Exception as exc:
+            # Type and location only: an exception's text or source line may carry data.
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            access_log.write(
+                {
+                    "event": "unhandled_exception",
+                    "request_id": request_id,
+                    "error": type(exc).__name__,
+                    "where": f"{frame.filename}:{frame.lineno} in {frame.name}",
+                }
+            )
+            response = error_response(GatewayError(), request_id)
+        response.headers["X-Request-Id"] = request_id
+        elapsed = time.perf_counter() - started
+        route = route_of(request)
+        tenant = request.get(TENANT_ID, "anonymous")
+        metrics.http_requests.labels(
+            route=route, method=request.method, status=str(response.status), tenant=tenant
+        ).inc()
+        metrics.http_duration.labels(route=route).observe(elapsed)
+        record: dict[str, object] = {
+            "request_id": request_id,
+            "tenant": tenant,
+            "method": request.method,
+            "route": route,
+            "status": response.status,
+            "cache": request.get(CACHE_RESULT),
+            "duration_ms": round(elapsed * 1000, 3),
+        }
+        if trace.attempts:
+            record["upstream_status"] = trace.attempts[-1][0]
+            record["upstream_duration_ms"] = round(sum(s for _, s in trace.attempts) * 1000, 3)
+            record["upstream_attempts"] = len(trace.attempts)
+        access_log.write(record)
+        return response
+
+    return observe

@@ -1,0 +1,129 @@
+"""Strict validation of ``GET /v1/training-jobs`` query strings.
+
+The result is the normalised upstream query: a sorted tuple of ``(name, value)`` pairs with
+defaults made explicit, so equivalent requests (other order, default spelled out, a group
+versus its states) produce the same cache key and the same upstream request. Anything
+unknown, repeated or malformed raises ``InvalidParameter`` naming the parameter.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+
+from gateway.errors import InvalidParameter
+from gateway.states import ALL_STATES, STATE_GROUPS
+
+MAX_INT32 = 2_147_483_647
+DEFAULT_OFFSET = 0
+DEFAULT_LIMIT = 10
+MAX_TEXT_LENGTH = 256
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+UpstreamQuery = tuple[tuple[str, str], ...]
+
+
+def _integer(name: str, value: str, low: int, high: int) -> str:
+    if not value.isascii() or not value.isdigit() or len(value) > 10 or not low <= int(value) <= high:
+        raise InvalidParameter(name, f"must be an integer from {low} to {high}")
+    return str(int(value))
+
+
+def _choice(*choices: str) -> Callable[[str, str], str]:
+    def check(name: str, value: str) -> str:
+        if value not in choices:
+            raise InvalidParameter(name, f"must be one of {', '.join(choices)}")
+        return value
+
+    return check
+
+
+def _text(name: str, value: str) -> str:
+    if not value or len(value) > MAX_TEXT_LENGTH or not value.isprintable():
+        raise InvalidParameter(name, f"must be 1 to {MAX_TEXT_LENGTH} printable characters")
+    return value
+
+
+def _job_id(name: str, value: str) -> str:
+    if not _JOB_ID.match(value):
+        raise InvalidParameter(name, "must be 1 to 64 letters, digits, '-' or '_'")
+    return value
+
+
+def parse_time(name: str, value: str) -> datetime:
+    """An RFC 3339 time with an explicit offset, as an aware UTC datetime."""
+    if "T" not in value.upper() or len(value) > 40:
+        raise InvalidParameter(name, "must be an RFC 3339 time, e.g. 2024-05-01T00:00:00Z")
+    try:
+        moment = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidParameter(name, "must be an RFC 3339 time, e.g. 2024-05-01T00:00:00Z") from exc
+    if moment.tzinfo is None:
+        raise InvalidParameter(name, "must carry a UTC offset or Z")
+    return moment.astimezone(UTC)
+
+
+def _time(name: str, value: str) -> str:
+    return parse_time(name, value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _comma_list(name: str, value: str, known: Iterable[str]) -> list[str]:
+    items = value.split(",")
+    allowed = set(known)
+    for item in items:
+        if item not in allowed:
+            raise InvalidParameter(name, f"unknown value '{item[:64]}'")
+    return items
+
+
+_SIMPLE: dict[str, Callable[[str, str], str]] = {
+    "offset": lambda n, v: _integer(n, v, 0, MAX_INT32),
+    "limit": lambda n, v: _integer(n, v, 1, 100),
+    "sort_key": _choice("create_time", "update_time", "asset_order"),
+    "sort_dir": _choice("asc", "desc"),
+    "create_since": _time,
+    "create_until": _time,
+    "batch_name": _text,
+    "tag": _text,
+    "name": _text,
+    "job_id": _job_id,
+    "model_resolution": _choice("1080P", "4K"),
+    "is_flexus": _choice("true", "false"),
+}
+ACCEPTED_PARAMETERS = frozenset({*_SIMPLE, "state", "state_group"})
+
+
+def parse_list_query(items: Iterable[tuple[str, str]]) -> UpstreamQuery:
+    """Validate a client's query pairs and return the normalised upstream query."""
+    seen: dict[str, str] = {}
+    for name, value in items:
+        if name not in ACCEPTED_PARAMETERS:
+            raise InvalidParameter(name[:64], "is not a supported parameter")
+        if name in seen:
+            raise InvalidParameter(name, "may be given only once")
+        seen[name] = value
+    params = {name: _SIMPLE[name](name, value) for name, value in seen.items() if name in _SIMPLE}
+    states = _states(seen)
+    if states:
+        params["state"] = ",".join(states)
+    if (
+        "create_since" in params
+        and "create_until" in params
+        and params["create_since"] > params["create_until"]
+    ):
+        raise InvalidParameter("create_since", "must not be later than create_until")
+    params.setdefault("offset", str(DEFAULT_OFFSET))
+    params.setdefault("limit", str(DEFAULT_LIMIT))
+    return tuple(sorted(params.items()))
+
+
+def _states(seen: dict[str, str]) -> list[str]:
+    if "state" in seen and "state_group" in seen:
+        raise InvalidParameter("state_group", "give either state or state_group, not both")
+    if "state" in seen:
+        return sorted(set(_comma_list("state", seen["state"], ALL_STATES)))
+    if "state_group" in seen:
+        groups = _comma_list("state_group", seen["state_group"], STATE_GROUPS)
+        return sorted({state for group in groups for state in STATE_GROUPS[group]})
+    return []

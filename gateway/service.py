@@ -1,0 +1,167 @@
+"""The use case: a tenant's training jobs, from the cache or the upstream, shaped and stored.
+
+``cache -> upstream -> shape -> store``. Entries live until the TTL or until the earliest cover
+URL inside them comes within the refresh margin, whichever is first; a hit on an entry in the
+last tenth of its life starts one background re-fetch (freshly signed), so lists people keep
+reading never go cold and never carry a dying cover link.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable, Hashable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cachetools import LRUCache
+
+from gateway.cache import CacheEntry, CoverLink, ResponseCache
+from gateway.clock import Clock
+from gateway.config import Settings, Tenant
+from gateway.covers import earliest, is_servable
+from gateway.errors import NotFound, UpstreamRejected
+from gateway.jobs import shape_page
+from gateway.metrics import Metrics
+from gateway.query import UpstreamQuery, parse_list_query
+from gateway.upstream import MetaStudioClient
+
+Encoder = Callable[[Any], bytes]
+REFRESH_AHEAD_FRACTION = 0.1
+COVER_INDEX_SIZE = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """An entry to send and how it was obtained: hit, miss or coalesced."""
+
+    entry: CacheEntry
+    result: str
+
+
+def etag_of(body: bytes) -> str:
+    """A strong ETag for a body."""
+    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+
+
+class TrainingJobService:
+    """Lists and looks up a tenant's training jobs, and finds live cover links."""
+
+    def __init__(
+        self,
+        *,
+        client: MetaStudioClient,
+        cache: ResponseCache,
+        settings: Settings,
+        clock: Clock,
+        metrics: Metrics,
+        encode: Encoder,
+    ) -> None:
+        self._client = client
+        self._cache = cache
+        self._clock = clock
+        self._metrics = metrics
+        self._encode = encode
+        self._ttl = settings.cache.ttl_seconds
+        self._margin = settings.covers.refresh_margin_seconds
+        self._cover_index: LRUCache[tuple[str, str], CoverLink] = LRUCache(maxsize=COVER_INDEX_SIZE)
+
+    async def list_jobs(self, tenant: Tenant, query: UpstreamQuery) -> Served:
+        """A page of the tenant's jobs for a validated query."""
+        return await self._serve((tenant.id, "list", query), lambda: self._load_list(tenant, query))
+
+    async def get_job(self, tenant: Tenant, job_id: str) -> Served:
+        """One of the tenant's jobs; ``NotFound`` if the tenant has no such job."""
+        return await self._serve((tenant.id, "job", job_id), lambda: self._load_job(tenant, job_id))
+
+    async def cover_location(self, tenant: Tenant, job_id: str) -> str:
+        """A cover URL for the job valid for at least the refresh margin, re-fetched if needed."""
+        now = self._clock.now()
+        link = self._cover_index.get((tenant.id, job_id))
+        if link is None or not is_servable(link.expires_at, now, self._margin):
+            self._metrics.cover_refreshes.labels(reason="cover_request").inc()
+            entry, _ = await self._cache.load(
+                (tenant.id, "job", job_id), lambda: self._load_job(tenant, job_id)
+            )
+            link = entry.covers.get(job_id)
+            if link is None:
+                raise NotFound("this job has no cover")
+            if not is_servable(link.expires_at, self._clock.now(), self._margin):
+                raise UpstreamRejected("the upstream has no cover link that stays valid long enough")
+        return link.url
+
+    async def _serve(self, key: Hashable, loader: Callable[[], Awaitable[CacheEntry]]) -> Served:
+        entry = self._cache.get(key)
+        now = self._clock.now()
+        if entry is not None and now < entry.fresh_until:
+            self._metrics.cache_requests.labels(result="hit").inc()
+            if entry.fresh_until - now < (entry.fresh_until - entry.fetched_at) * REFRESH_AHEAD_FRACTION:
+                self._start_refresh(key, entry, loader)
+            if entry.earliest_cover_expiry is not None and not is_servable(
+                entry.earliest_cover_expiry, now, self._margin
+            ):
+                self._metrics.expired_covers_served.inc()
+            return Served(entry, "hit")
+        entry, joined = await self._cache.load(key, loader)
+        result = "coalesced" if joined else "miss"
+        self._metrics.cache_requests.labels(result=result).inc()
+        return Served(entry, result)
+
+    def _start_refresh(
+        self, key: Hashable, entry: CacheEntry, loader: Callable[[], Awaitable[CacheEntry]]
+    ) -> None:
+        if self._cache.is_loading(key):
+            return
+        cover_bound = (
+            entry.earliest_cover_expiry is not None and entry.fresh_until < entry.fetched_at + self._ttl
+        )
+        self._metrics.cover_refreshes.labels(reason="cover_expiring" if cover_bound else "ttl_ahead").inc()
+        self._cache.refresh_in_background(key, loader)
+
+    async def _load_list(self, tenant: Tenant, query: UpstreamQuery) -> CacheEntry:
+        raw, fetched_at = await self._client.list_jobs(tenant.app_user_id, query)
+        page = shape_page(raw, fetched_at=fetched_at, margin_seconds=self._margin)
+        params = dict(query)
+        body = self._encode(
+            {
+                "count": page.count,
+                "offset": int(params["offset"]),
+                "limit": int(params["limit"]),
+                "jobs": page.jobs,
+            }
+        )
+        return self._entry(tenant, body, fetched_at, page.covers)
+
+    async def _load_job(self, tenant: Tenant, job_id: str) -> CacheEntry:
+        raw, fetched_at = await self._client.list_jobs(
+            tenant.app_user_id, parse_list_query([("job_id", job_id)])
+        )
+        page = shape_page(raw, fetched_at=fetched_at, margin_seconds=self._margin)
+        job = next((job for job in page.jobs if job["job_id"] == job_id), None)
+        if job is None:
+            raise NotFound("no such training job")
+        covers = {job_id: page.covers[job_id]} if job_id in page.covers else {}
+        return self._entry(tenant, self._encode(job), fetched_at, covers)
+
+    def _entry(
+        self, tenant: Tenant, body: bytes, fetched_at: float, covers: Mapping[str, CoverLink]
+    ) -> CacheEntry:
+        for job_id, link in covers.items():
+            self._cover_index[(tenant.id, job_id)] = link
+        # Links already inside the margin were withheld from the body: they do not bound its life.
+        earliest_cover = earliest(
+            link.expires_at
+            for link in covers.values()
+            if is_servable(link.expires_at, fetched_at, self._margin)
+        )
+        until = fetched_at + self._ttl
+        if earliest_cover is not None:
+            until = min(until, earliest_cover - self._margin)
+        return CacheEntry(
+            body=body,
+            etag=etag_of(body),
+            fetched_at=fetched_at,
+            fresh_until=until,
+            keep_until=until,
+            covers=covers,
+            earliest_cover_expiry=earliest_cover,
+        )

@@ -1,0 +1,212 @@
+"""The simulator's aiohttp application: the MetaStudio jobs endpoint and the OBS cover download.
+
+``create_simulator_app`` wires it: dataset, credentials and knobs go into ``SimulatorState``
+(under ``SIMULATOR_STATE``); the clock and the OBS URL signer into a private app key.
+Every jobs request is recorded, refused ones too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.clock import Clock
+from gateway.simulator.covers import ObsDenial, ObsUrlSigner, cover_png, error_xml, job_id_of
+from gateway.simulator.dataset import generate_jobs
+from gateway.simulator.query import InvalidQuery, parse_query, select_jobs
+from gateway.simulator.state import SIMULATOR_STATE, JobRecord, RecordedRequest, SimulatorState
+from gateway.simulator.verify import Credentials, check_signature, parse_raw_query
+
+JOBS_ROUTE = "/v1/{project_id}/digital-human-training-manage/user/jobs"
+COVERS_ROUTE = "/obs/metastudio-covers/{name}"
+DEFAULT_APP_USER_IDS = ("acme-web", "globex-app", "demo-user")
+OBS_ACCESS_KEY_ID = "SIMULATOROBSACCESSKEY"
+
+# The order of TrainingJobBasicInfo's fields in the upstream documentation.
+_FIELD_ORDER = (
+    "job_id",
+    "name",
+    "state",
+    "asset_id",
+    "project_id",
+    "cover_download_url",
+    "last_update_time",
+    "create_time",
+    "contact",
+    "batch_name",
+    "tags",
+    "model_version",
+    "matting_type",
+    "model_resolution",
+    "app_user_id",
+    "is_flexus",
+    "is_only_human_model",
+)
+
+_UPSTREAM_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("MSS.00000003", "Invalid parameter"),
+    401: ("APIGW.0301", "Incorrect IAM authentication information: verify aksk signature fail"),
+    403: ("APIGW.0302", "The IAM user is not authorized to access the API"),
+    404: ("APIGW.0101", "The API does not exist or has not been published in the environment"),
+    429: ("APIGW.0308", "The throttling threshold has been reached"),
+    500: ("MSS.00000004", "Internal Error"),
+    502: ("APIGW.0202", "Backend unavailable"),
+    503: ("APIGW.0203", "Backend service unavailable"),
+    504: ("APIGW.0201", "Backend timeout"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Wiring:
+    """Collaborators the handlers need that tests do not tune."""
+
+    clock: Clock
+    obs: ObsUrlSigner
+
+
+_WIRING: web.AppKey[_Wiring] = web.AppKey("simulator_wiring", _Wiring)
+
+
+def _error(status: int) -> dict[str, str]:
+    """The upstream's error body for a status."""
+    code, message = _UPSTREAM_ERRORS.get(status, ("APIGW.0201", "Request error"))
+    return {"error_code": code, "error_msg": message}
+
+
+def _render(job: JobRecord, cover_url: str | None) -> dict[str, Any]:
+    """The job as the upstream sends it: documented fields in order, bookkeeping keys dropped."""
+    merged = {**job, "cover_download_url": cover_url} if cover_url is not None else job
+    shown = {key: merged[key] for key in _FIELD_ORDER if key in merged}
+    shown.update((key, value) for key, value in merged.items() if not key.startswith("_"))
+    return shown
+
+
+def _answer(request: web.Request, query: list[tuple[str, str]]) -> tuple[int, Any, str | None]:
+    """Decide the jobs endpoint's status, JSON body and (for refusals) the reason."""
+    state = request.app[SIMULATOR_STATE]
+    wiring = request.app[_WIRING]
+    now = wiring.clock.now()
+    if request.method != "GET":
+        return 404, _error(404), "method not GET"
+    path_project_id = request.match_info["project_id"]
+    rejection = check_signature(
+        method=request.method,
+        raw_path=request.raw_path.partition("?")[0],
+        query=query,
+        headers=request.headers.items(),
+        credentials=Credentials(state.access_key, state.secret_key, state.security_token),
+        path_project_id=path_project_id,
+        now=now,
+    )
+    if rejection is not None:
+        return 401, _error(401), rejection
+    if path_project_id != state.project_id:
+        return 404, _error(404), "unknown project id"
+    app_user_id = request.headers.get("X-App-UserId")
+    if app_user_id is not None and not app_user_id.isascii():
+        return 400, _error(400), "X-App-UserId not ASCII"
+    try:
+        parsed = parse_query(query)
+    except InvalidQuery as exc:
+        return 400, _error(400), str(exc)
+    if state.fail_next:
+        status = state.fail_next.pop(0)
+        return status, _error(status), "injected failure"
+
+    count, page = select_jobs(state.jobs, parsed, project_id=state.project_id, app_user_id=app_user_id)
+    base_url = f"{request.scheme}://{request.host}"
+    issued_at = now - state.cover_issue_lag_seconds
+    jobs = [
+        _render(
+            job,
+            wiring.obs.presign(base_url=base_url, job_id=job["job_id"], issued_at=issued_at)
+            if job.get("_has_cover")
+            else None,
+        )
+        for job in page
+    ]
+    return 200, {"count": count, "jobs": jobs}, None
+
+
+async def _list_jobs(request: web.Request) -> web.Response:
+    """``GET /v1/{project_id}/digital-human-training-manage/user/jobs``."""
+    state = request.app[SIMULATOR_STATE]
+    query = parse_raw_query(request.rel_url.raw_query_string)
+    status, body, rejection = _answer(request, query)
+    state.request_log.append(
+        RecordedRequest(
+            method=request.method,
+            path=request.raw_path.partition("?")[0],
+            query=tuple(query),
+            headers=dict(request.headers.items()),
+            app_user_id=request.headers.get("X-App-UserId"),
+            status=status,
+            rejection=rejection,
+        )
+    )
+    if state.response_delay_seconds > 0:
+        await asyncio.sleep(state.response_delay_seconds)
+    return web.Response(
+        status=status,
+        body=orjson.dumps(body),
+        content_type="application/json",
+        headers={"X-Request-Id": uuid.uuid4().hex},
+    )
+
+
+async def _download_cover(request: web.Request) -> web.Response:
+    """``GET /obs/metastudio-covers/{name}``: the PNG, if the pre-signed URL is valid now."""
+    state = request.app[SIMULATOR_STATE]
+    wiring = request.app[_WIRING]
+    request_id = uuid.uuid4().hex.upper()
+    name = request.match_info["name"]
+    denial = wiring.obs.check(
+        name=name, query=parse_raw_query(request.rel_url.raw_query_string), now=wiring.clock.now()
+    )
+    if denial is None:
+        job_id = job_id_of(name)
+        if job_id is not None and any(
+            job.get("job_id") == job_id and job.get("_has_cover") for job in state.jobs
+        ):
+            return web.Response(
+                body=cover_png(job_id), content_type="image/png", headers={"x-obs-request-id": request_id}
+            )
+        denial = ObsDenial(404, "NoSuchKey", "The specified key does not exist.")
+    return web.Response(
+        status=denial.status,
+        body=error_xml(denial, request_id),
+        content_type="application/xml",
+        headers={"x-obs-request-id": request_id},
+    )
+
+
+def create_simulator_app(
+    *,
+    access_key: str,
+    secret_key: str,
+    clock: Clock,
+    project_id: str = "sim-project",
+    security_token: str | None = None,
+    seed: int = 0,
+    app_user_ids: Sequence[str] = DEFAULT_APP_USER_IDS,
+) -> web.Application:
+    """Build the simulator app; its dataset is generated from ``seed`` at the clock's current time."""
+    app = web.Application()
+    app[SIMULATOR_STATE] = SimulatorState(
+        project_id=project_id,
+        access_key=access_key,
+        secret_key=secret_key,
+        security_token=security_token,
+        jobs=generate_jobs(seed=seed, project_id=project_id, app_user_ids=app_user_ids, now=clock.now()),
+    )
+    app[_WIRING] = _Wiring(clock=clock, obs=ObsUrlSigner(OBS_ACCESS_KEY_ID, secrets.token_urlsafe(24)))
+    app.router.add_route("*", JOBS_ROUTE, _list_jobs)
+    app.router.add_get(COVERS_ROUTE, _download_cover)
+    return app

@@ -1,0 +1,157 @@
+"""The MetaStudio client: one session, headers built by allow-list, every attempt freshly signed.
+
+Nothing from a caller's request reaches the upstream: the client builds the request from the
+validated query and the tenant's ``app_user_id`` alone. Failures are translated here, once,
+into the ``UpstreamError`` tree; the upstream's own error text never travels further.
+
+Retries use tenacity (jittered exponential backoff, attempt cap) inside one deadline that
+covers all attempts: it already handles async, stop and wait composition, and our attempt
+function is the natural unit in which to sign again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+import orjson
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from yarl import URL
+
+from gateway import __version__
+from gateway.accesslog import note_upstream_attempt
+from gateway.clock import Clock, utc_datetime
+from gateway.config import UpstreamSettings
+from gateway.credentials import CredentialSource
+from gateway.errors import UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from gateway.metrics import Metrics
+from gateway.query import UpstreamQuery
+from gateway.signing import sign
+
+USER_AGENT = f"metastudio-gateway/{__version__}"
+MAX_BODY_BYTES = 16 * 1024 * 1024
+_RETRY_WAIT = wait_random_exponential(multiplier=0.05, max=1.0)
+
+
+class _CredentialsRefused(Exception):
+    """The upstream answered 401/403: our signature or credentials were refused."""
+
+
+class MetaStudioClient:
+    """Lists training jobs upstream on behalf of one app user id."""
+
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession,
+        settings: UpstreamSettings,
+        credentials: CredentialSource,
+        clock: Clock,
+        metrics: Metrics,
+    ) -> None:
+        self._session = session
+        self._settings = settings
+        self._credentials = credentials
+        self._clock = clock
+        self._metrics = metrics
+        self._host = urlsplit(settings.endpoint).netloc
+        self._path = f"/v1/{quote(settings.project_id, safe='')}/digital-human-training-manage/user/jobs"
+
+    async def list_jobs(self, app_user_id: str, query: UpstreamQuery) -> tuple[Any, float]:
+        """One page of jobs: the parsed upstream body and the clock time it arrived."""
+        try:
+            async with asyncio.timeout(self._settings.timeout_seconds):
+                try:
+                    return await self._with_retries(app_user_id, query)
+                except _CredentialsRefused:
+                    # Perhaps the credentials were rotated: re-read them and try once more.
+                    self._credentials.reload()
+                    self._metrics.credential_reloads.labels(trigger="upstream_auth_failure").inc()
+                    try:
+                        return await self._with_retries(app_user_id, query)
+                    except _CredentialsRefused as exc:
+                        raise UpstreamRejected(
+                            "the upstream refused the gateway's credentials", outcome="auth"
+                        ) from exc
+        except TimeoutError as exc:
+            self._metrics.upstream_requests.labels(outcome="timeout").inc()
+            raise UpstreamTimeout() from exc
+
+    async def _with_retries(self, app_user_id: str, query: UpstreamQuery) -> tuple[Any, float]:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._settings.max_attempts),
+            wait=_RETRY_WAIT,
+            retry=retry_if_exception_type(UpstreamUnavailable),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._attempt(app_user_id, query)
+        raise AssertionError("tenacity ends with a result or an exception")  # pragma: no cover
+
+    def _signed_request(self, app_user_id: str, query: UpstreamQuery) -> tuple[URL, dict[str, str]]:
+        credentials = self._credentials.current()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "X-Project-Id": self._settings.project_id,
+            "X-App-UserId": app_user_id,
+        }
+        if credentials.security_token:
+            headers["X-Security-Token"] = credentials.security_token
+        signed = sign(
+            method="GET",
+            host=self._host,
+            path=self._path,
+            query=query,
+            headers=headers,
+            access_key=credentials.access_key,
+            secret_key=credentials.secret_key,
+            timestamp=utc_datetime(self._clock.now()),
+        )
+        # encoded=True: the wire must carry exactly the signed path and query.
+        return URL(self._settings.endpoint + signed.path_and_query, encoded=True), signed.headers
+
+    async def _attempt(self, app_user_id: str, query: UpstreamQuery) -> tuple[Any, float]:
+        url, headers = self._signed_request(app_user_id, query)
+        started = time.perf_counter()
+        try:
+            async with self._session.get(url, headers=headers, allow_redirects=False) as response:
+                status = response.status
+                body = await _read_capped(response) if status == 200 else b""
+        except aiohttp.ClientError as exc:
+            self._record("connection_error", started)
+            raise UpstreamUnavailable(outcome="connection_error") from exc
+        self._record(str(status), started)
+        if status in (401, 403):
+            raise _CredentialsRefused()
+        if status == 429 or status >= 500:
+            raise UpstreamUnavailable(outcome=str(status))
+        if status != 200:
+            raise UpstreamRejected(outcome=str(status))
+        try:
+            return orjson.loads(body), self._clock.now()
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamRejected(outcome="invalid_body") from exc
+
+    def _record(self, outcome: str, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        self._metrics.upstream_requests.labels(outcome=outcome).inc()
+        self._metrics.upstream_duration.observe(elapsed)
+        note_upstream_attempt(outcome, elapsed)
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    if (response.content_length or 0) > MAX_BODY_BYTES:
+        raise UpstreamRejected(outcome="oversized_body")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise UpstreamRejected(outcome="oversized_body")
+        chunks.append(chunk)
+    return b"".join(chunks)

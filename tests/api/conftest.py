@@ -1,0 +1,132 @@
+"""The gateway under test, over real HTTP, in front of a real simulator sharing one fake clock."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
+
+from gateway.app import create_app
+from gateway.clock import ManualClock
+from gateway.config import CacheSettings, CoverSettings, Settings, Tenant, UpstreamSettings
+from gateway.credentials import CredentialSource
+from gateway.simulator import RunningSimulator, running_simulator
+from gateway.tenants import hash_key
+
+ACME_KEY = "acme-secret-api-key-0001"
+GLOBEX_KEY = "globex-secret-api-key-0002"
+SIM_AK = "SIMULATOR-AK-7f3e"
+SIM_SK = "SIMULATOR-SK-9b1c-do-not-leak"
+TENANTS = (
+    Tenant("acme", "acme-web", (hash_key(ACME_KEY),)),
+    Tenant("globex", "globex-app", (hash_key(GLOBEX_KEY),)),
+)
+ACME = {"Authorization": f"Bearer {ACME_KEY}"}
+GLOBEX = {"Authorization": f"Bearer {GLOBEX_KEY}"}
+
+
+@dataclass
+class Gateway:
+    """A running gateway, its simulator, clock, registry and captured access log."""
+
+    client: TestClient[Any, Any]
+    simulator: RunningSimulator
+    clock: ManualClock
+    registry: CollectorRegistry
+    log: io.BytesIO
+    encoded: list[Any] = field(default_factory=list)
+
+    @property
+    def upstream_calls(self) -> int:
+        return len(self.simulator.state.request_log)
+
+    def log_records(self) -> list[dict[str, Any]]:
+        return [orjson.loads(line) for line in self.log.getvalue().splitlines()]
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+
+GatewayFactory = Callable[..., Awaitable[Gateway]]
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def make_gateway(clock: ManualClock) -> AsyncIterator[GatewayFactory]:
+    """Build a gateway (settings overridable) in front of a fresh simulator."""
+    stack: list[Any] = []
+
+    async def build(
+        *,
+        ttl_seconds: float = 60.0,
+        margin_seconds: float = 3600.0,
+        max_bytes: int = 64 * 1024 * 1024,
+        env: dict[str, str] | None = None,
+        endpoint: str | None = None,
+        timeout_seconds: float = 10.0,
+        max_attempts: int = 3,
+        simulator_options: dict[str, Any] | None = None,
+        encode: Callable[[Any], bytes] = orjson.dumps,
+    ) -> Gateway:
+        sim_cm = running_simulator(
+            access_key=SIM_AK, secret_key=SIM_SK, clock=clock, **(simulator_options or {})
+        )
+        simulator = await sim_cm.__aenter__()
+        stack.append(sim_cm)
+        settings = Settings(
+            upstream=UpstreamSettings(
+                endpoint=endpoint or simulator.base_url,
+                project_id=simulator.project_id,
+                timeout_seconds=timeout_seconds,
+                max_attempts=max_attempts,
+            ),
+            tenants=TENANTS,
+            cache=CacheSettings(ttl_seconds=ttl_seconds, max_bytes=max_bytes),
+            covers=CoverSettings(refresh_margin_seconds=margin_seconds),
+        )
+        credentials = CredentialSource(
+            env or {"HUAWEICLOUD_SDK_AK": SIM_AK, "HUAWEICLOUD_SDK_SK": SIM_SK}, clock=clock
+        )
+        registry = CollectorRegistry()
+        log = io.BytesIO()
+        encoded: list[Any] = []
+
+        def counting_encoder(value: Any) -> bytes:
+            encoded.append(value)
+            return encode(value)
+
+        app = create_app(
+            settings,
+            credentials=credentials,
+            clock=clock,
+            registry=registry,
+            encode=counting_encoder,
+            log_stream=log,
+        )
+        client: TestClient[Any, Any] = TestClient(TestServer(app))
+        await client.start_server()
+        stack.append(client)
+        return Gateway(client, simulator, clock, registry, log, encoded)
+
+    yield build
+    for resource in reversed(stack):
+        if isinstance(resource, TestClient):
+            await resource.close()
+        else:
+            await resource.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def gateway(make_gateway: GatewayFactory) -> Gateway:
+    """A gateway with default settings."""
+    return await make_gateway()

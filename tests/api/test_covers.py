@@ -1,0 +1,126 @@
+"""Cover links: never served dead or dying, and the stable /cover path always lands on a live image."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import ACME, Gateway, GatewayFactory
+
+pytestmark = pytest.mark.asyncio
+HOUR = 3600.0
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _expires_at(job: dict[str, Any]) -> float:
+    return datetime.fromisoformat(job["cover_expires_at"].replace("Z", "+00:00")).timestamp()
+
+
+async def _all_jobs(gateway: Gateway) -> list[dict[str, Any]]:
+    response = await gateway.client.get("/v1/training-jobs?limit=100", headers=ACME)
+    assert response.status == 200
+    return (await response.json())["jobs"]  # type: ignore[no-any-return]
+
+
+def _assert_covers_live(gateway: Gateway, jobs: list[dict[str, Any]], margin: float) -> int:
+    served = 0
+    for job in jobs:
+        if "cover_download_url" in job:
+            served += 1
+            assert _expires_at(job) - margin > gateway.clock.now()
+    return served
+
+
+async def _follow_cover(gateway: Gateway, job_id: str) -> bytes:
+    redirect = await gateway.client.get(
+        f"/v1/training-jobs/{job_id}/cover", headers=ACME, allow_redirects=False
+    )
+    assert redirect.status == 302
+    async with gateway.client.session.get(redirect.headers["Location"]) as image:
+        assert image.status == 200
+        assert image.headers["Content-Type"] == "image/png"
+        return await image.read()
+
+
+@pytest.mark.parametrize("hours_later", [23.5, 24.5, 48.0])
+async def test_no_served_cover_is_expired_or_inside_the_margin(
+    make_gateway: GatewayFactory, hours_later: float
+) -> None:
+    """Hours later, lists carry only cover URLs valid beyond the margin; /cover lands on a PNG."""
+    gateway = await make_gateway(ttl_seconds=48 * HOUR, margin_seconds=HOUR)
+    jobs = await _all_jobs(gateway)
+    assert _assert_covers_live(gateway, jobs, HOUR) > 0
+    gateway.clock.advance(hours_later * HOUR)
+    later = await _all_jobs(gateway)
+    assert _assert_covers_live(gateway, later, HOUR) > 0
+    job_id = next(job["job_id"] for job in later if "cover_download_url" in job)
+    assert (await _follow_cover(gateway, job_id)).startswith(PNG_SIGNATURE)
+    assert gateway.metric("metastudio_gateway_expired_covers_served_total") == 0
+
+
+async def test_an_entry_lives_no_longer_than_its_first_cover_allows(make_gateway: GatewayFactory) -> None:
+    """With a TTL longer than the covers' life, the entry is re-fetched once a cover nears its margin."""
+    gateway = await make_gateway(ttl_seconds=48 * HOUR, margin_seconds=HOUR)
+    await _all_jobs(gateway)
+    gateway.clock.advance(22.9 * HOUR)
+    await _all_jobs(gateway)
+    assert gateway.upstream_calls == 1
+    gateway.clock.advance(0.2 * HOUR)
+    await _all_jobs(gateway)
+    assert gateway.upstream_calls == 2
+
+
+async def test_the_old_cover_url_really_stops_working(make_gateway: GatewayFactory) -> None:
+    """The simulator's cover URLs expire after 24 h: the guarantee above is not vacuous."""
+    gateway = await make_gateway()
+    job = next(job for job in await _all_jobs(gateway) if "cover_download_url" in job)
+    gateway.clock.advance(24.1 * HOUR)
+    async with gateway.client.session.get(job["cover_download_url"]) as response:
+        assert response.status == 403
+
+
+async def test_cover_redirect_refetches_when_the_known_link_is_near_expiry(
+    make_gateway: GatewayFactory,
+) -> None:
+    """/cover re-fetches (freshly signed) when its known link is inside the margin; lands on a live one."""
+    gateway = await make_gateway(ttl_seconds=48 * HOUR, margin_seconds=HOUR)
+    job = next(job for job in await _all_jobs(gateway) if "cover_download_url" in job)
+    first = await gateway.client.get(
+        f"/v1/training-jobs/{job['job_id']}/cover", headers=ACME, allow_redirects=False
+    )
+    assert first.headers["Location"] == job["cover_download_url"]
+    calls = gateway.upstream_calls
+    gateway.clock.advance(23.5 * HOUR)
+    body = await _follow_cover(gateway, job["job_id"])
+    assert body.startswith(PNG_SIGNATURE)
+    assert gateway.upstream_calls == calls + 1
+    assert gateway.metric("metastudio_gateway_cover_refreshes_total", reason="cover_request") >= 1
+
+
+async def test_aging_upstream_links_are_withheld(make_gateway: GatewayFactory) -> None:
+    """When the upstream hands out links already inside the margin, lists omit them and /cover answers 502."""
+    gateway = await make_gateway(margin_seconds=HOUR)
+    gateway.simulator.state.cover_issue_lag_seconds = 23.5 * HOUR
+    jobs = await _all_jobs(gateway)
+    assert not any("cover_download_url" in job for job in jobs)
+    with_cover = next(job for job in jobs if "cover_url" in job)
+    response = await gateway.client.get(with_cover["cover_url"], headers=ACME, allow_redirects=False)
+    assert response.status == 502
+    assert (await response.json())["error"]["code"] == "upstream_error"
+
+
+async def test_cover_of_a_job_without_cover_is_not_found(gateway: Gateway) -> None:
+    """A job that has no cover answers 404 on /cover."""
+    jobs = await _all_jobs(gateway)
+    bare = next(job for job in jobs if "cover_url" not in job)
+    response = await gateway.client.get(f"/v1/training-jobs/{bare['job_id']}/cover", headers=ACME)
+    assert response.status == 404
+
+
+async def test_earliest_cover_expiry_is_exported(gateway: Gateway) -> None:
+    """The earliest-cover-expiry gauge equals the first cover_expires_at served."""
+    jobs = await _all_jobs(gateway)
+    earliest = min(_expires_at(job) for job in jobs if "cover_expires_at" in job)
+    assert gateway.metric("metastudio_gateway_cover_earliest_expiry_timestamp_seconds") == earliest

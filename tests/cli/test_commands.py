@@ -1,0 +1,153 @@
+"""The command line as an operator uses it: real processes, real exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+KEY_HASH = hashlib.sha256(b"k1").hexdigest()
+GOOD_CONFIG = f"""
+[cache]
+ttl_seconds = 30
+
+[[tenants]]
+id = "acme"
+app_user_id = "acme-web"
+api_key_sha256 = ["{KEY_HASH}"]
+"""
+CREDENTIALS = {
+    "HUAWEICLOUD_SDK_AK": "AK-VALUE-1",
+    "HUAWEICLOUD_SDK_SK": "SK-VALUE-2",
+    "METASTUDIO_PROJECT_ID": "p1",
+}
+
+
+def run(*args: str, env: dict[str, str] | None = None, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HUAWEICLOUD_", "CLOUD_SDK_", "METASTUDIO_", "GATEWAY_"))
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        env={**base, **(env or {})},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(GOOD_CONFIG)
+    return path
+
+
+@pytest.mark.parametrize("command", ["serve", "demo", "simulator", "check-config", "hash-key"])
+def test_every_command_has_help(command: str) -> None:
+    """`metastudio-gateway COMMAND --help` exits 0 with usage text."""
+    result = run(command, "--help")
+    assert result.returncode == 0
+    assert "usage:" in result.stdout
+
+
+def test_bad_flag_exits_nonzero_without_traceback() -> None:
+    """An unknown flag is a usage error (exit 2), not a traceback."""
+    result = run("serve", "--bogus")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "--bogus" in result.stderr
+
+
+def test_check_config_accepts_a_good_configuration(config: Path) -> None:
+    """A valid config and credentials: exit 0 and a one-line summary without secret values."""
+    result = run("check-config", "--config", str(config), env=CREDENTIALS)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") == 1
+    assert "1 tenant" in result.stdout
+    assert "AK-VALUE-1" not in result.stdout
+    assert "SK-VALUE-2" not in result.stdout
+
+
+def test_check_config_names_each_bad_key(tmp_path: Path) -> None:
+    """Bad values exit 2 with a message naming every bad key."""
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        '[cache]\nttl_seconds = -1\ncolour = 1\n[[tenants]]\nid = "Bad Id"\napp_user_id = "名字"\n'
+        'api_key_sha256 = ["xyz"]\n'
+    )
+    result = run("check-config", "--config", str(path), env=CREDENTIALS)
+    assert result.returncode == 2
+    for key in (
+        "cache.ttl_seconds",
+        "cache.colour",
+        "tenants[0].id",
+        "tenants[0].app_user_id",
+        "tenants[0].api_key_sha256",
+    ):
+        assert key in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_config_reports_unparsable_toml(tmp_path: Path) -> None:
+    """A file that is not TOML is a one-line error naming the file."""
+    path = tmp_path / "broken.toml"
+    path.write_text("[cache\n")
+    result = run("check-config", "--config", str(path), env=CREDENTIALS)
+    assert result.returncode == 2
+    assert str(path) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_to_start_without_credentials(config: Path) -> None:
+    """serve with no AK/SK exits non-zero with one line naming what is missing."""
+    result = run("serve", "--config", str(config), "--port", "0", env={"METASTUDIO_PROJECT_ID": "p1"})
+    assert result.returncode == 2
+    assert "HUAWEICLOUD_SDK_AK" in result.stderr
+    assert "HUAWEICLOUD_SDK_SK" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_to_start_without_project(config: Path) -> None:
+    """serve without a project id names METASTUDIO_PROJECT_ID."""
+    env = {k: v for k, v in CREDENTIALS.items() if k != "METASTUDIO_PROJECT_ID"}
+    result = run("serve", "--config", str(config), env=env)
+    assert result.returncode == 2
+    assert "METASTUDIO_PROJECT_ID" in result.stderr
+
+
+def test_credentials_from_files_are_accepted(config: Path, tmp_path: Path) -> None:
+    """The _FILE variants (Kubernetes Secret files) satisfy check-config."""
+    (tmp_path / "ak").write_text("AK-FROM-FILE\n")
+    (tmp_path / "sk").write_text("SK-FROM-FILE\n")
+    env = {
+        "HUAWEICLOUD_SDK_AK_FILE": str(tmp_path / "ak"),
+        "HUAWEICLOUD_SDK_SK_FILE": str(tmp_path / "sk"),
+        "METASTUDIO_PROJECT_ID": "p1",
+    }
+    result = run("check-config", "--config", str(config), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "FROM-FILE" not in result.stdout
+
+
+def test_hash_key_prints_the_sha256() -> None:
+    """hash-key reads a key on stdin and prints the value for api_key_sha256."""
+    result = run("hash-key", stdin="k1\n")
+    assert result.returncode == 0
+    assert result.stdout.strip() == KEY_HASH
+
+
+def test_hash_key_refuses_empty_input() -> None:
+    """hash-key with nothing on stdin exits 2 with a message."""
+    result = run("hash-key", stdin="")
+    assert result.returncode == 2
+    assert "no API key" in result.stderr
