@@ -79,9 +79,7 @@ class ResponseCache:
         """Whether a load of ``key`` is under way."""
         return key in self._in_flight
 
-    async def load(
-        self, key: Hashable, loader: Callable[[], Awaitable[CacheEntry]]
-    ) -> tuple[CacheEntry, bool]:
+    async def load(self, key: Hashable, loader: Callable[[], Awaitable[CacheEntry]]) -> tuple[CacheEntry, bool]:
         """Load ``key`` once for all concurrent callers; returns the entry and whether this
         caller joined a load another caller started."""
         task = self._in_flight.get(key)

@@ -55,9 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (default: $GATEWAY_HOST or 0.0.0.0)")
     serve.add_argument("--port", type=_port, help="listen port (default: $GATEWAY_PORT or 8080)")
 
-    demo = commands.add_parser(
-        "demo", help="run the simulator and the gateway in front of it, with demo tenants"
-    )
+    demo = commands.add_parser("demo", help="run the simulator and the gateway in front of it, with demo tenants")
     demo.add_argument("--port", type=_port, default=8080, help="gateway port on 127.0.0.1 (default 8080)")
 
     simulator = commands.add_parser("simulator", help="run the MetaStudio simulator alone")

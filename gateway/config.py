@@ -275,9 +275,7 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
             max_bytes=int(pick(max_bytes, _DEFAULT_CACHE.max_bytes)),
             stale_if_error_seconds=float(pick(stale, _DEFAULT_CACHE.stale_if_error_seconds)),
         ),
-        covers=CoverSettings(
-            refresh_margin_seconds=float(pick(margin, _DEFAULT_COVERS.refresh_margin_seconds))
-        ),
+        covers=CoverSettings(refresh_margin_seconds=float(pick(margin, _DEFAULT_COVERS.refresh_margin_seconds))),
         server=ServerSettings(
             host=host,
             port=int(port or 0),

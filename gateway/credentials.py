@@ -47,10 +47,7 @@ class Credentials:
 
     def __repr__(self) -> str:
         token = "None" if self.security_token is None else "'***'"
-        return (
-            f"Credentials(access_key=<{len(self.access_key)} chars>, secret_key='***', "
-            f"security_token={token})"
-        )
+        return f"Credentials(access_key=<{len(self.access_key)} chars>, secret_key='***', security_token={token})"
 
     __str__ = __repr__
 
@@ -196,9 +193,7 @@ class CredentialSource:
 
         self._sources = {label: found.source for label, found in resolved.items()}
         self._fingerprints = {
-            found.source.path: found.fingerprint
-            for found in resolved.values()
-            if found.source.path is not None
+            found.source.path: found.fingerprint for found in resolved.values() if found.source.path is not None
         }
         self._credentials = _credentials({label: found.value for label, found in resolved.items()})
         self._generation = 0
@@ -230,9 +225,7 @@ class CredentialSource:
     def describe(self) -> str:
         """One line naming where each item comes from (names only, never values)."""
         parts = [
-            f"{item.label} from {self._sources[item.label].variable}"
-            for item in _ITEMS
-            if item.label in self._sources
+            f"{item.label} from {self._sources[item.label].variable}" for item in _ITEMS if item.label in self._sources
         ]
         if _SECURITY_TOKEN.label not in self._sources:
             parts.append("no security token")

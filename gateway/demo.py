@@ -75,9 +75,7 @@ async def run_demo(port: int) -> None:
             {"HUAWEICLOUD_SDK_AK": simulator.access_key, "HUAWEICLOUD_SDK_SK": simulator.secret_key},
             clock=clock,
         )
-        app = create_app(
-            demo_settings(simulator.base_url, simulator.project_id), credentials=credentials, clock=clock
-        )
+        app = create_app(demo_settings(simulator.base_url, simulator.project_id), credentials=credentials, clock=clock)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:

@@ -95,9 +95,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def prometheus_metrics(request: web.Request) -> web.Response:
     """Prometheus text exposition of the app's registry."""
-    return web.Response(
-        body=generate_latest(request.app[REGISTRY]), headers={"Content-Type": CONTENT_TYPE_LATEST}
-    )
+    return web.Response(body=generate_latest(request.app[REGISTRY]), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def openapi_spec(_request: web.Request) -> web.Response:

@@ -52,9 +52,7 @@ class Metrics:
             ["result"],
             registry=registry,
         )
-        self.cache_entries = Gauge(
-            f"{PREFIX}_cache_entries", "Entries in the response cache.", registry=registry
-        )
+        self.cache_entries = Gauge(f"{PREFIX}_cache_entries", "Entries in the response cache.", registry=registry)
         self.cache_bytes = Gauge(
             f"{PREFIX}_cache_bytes",
             "Bytes held by the response cache, as its bound counts them.",

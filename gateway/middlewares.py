@@ -40,9 +40,7 @@ def error_response(error: GatewayError, request_id: str) -> web.Response:
 
 def _translate_http_exception(exc: web.HTTPException) -> GatewayError:
     if isinstance(exc, web.HTTPMethodNotAllowed):
-        return MethodNotAllowed(
-            f"method {exc.method} not allowed; allowed: {', '.join(sorted(exc.allowed_methods))}"
-        )
+        return MethodNotAllowed(f"method {exc.method} not allowed; allowed: {', '.join(sorted(exc.allowed_methods))}")
     if isinstance(exc, web.HTTPNotFound):
         return NotFound("no such route")
     error = GatewayError(exc.reason)
@@ -56,9 +54,7 @@ def route_of(request: web.Request) -> str:
     return resource.canonical if resource is not None else UNMATCHED_ROUTE
 
 
-def make_observing_middleware(
-    metrics: Metrics, access_log: AccessLog
-) -> Callable[..., Awaitable[web.StreamResponse]]:
+def make_observing_middleware(metrics: Metrics, access_log: AccessLog) -> Callable[..., Awaitable[web.StreamResponse]]:
     """Build the middleware that ids, translates errors, counts and logs every request."""
 
     @web.middleware

@@ -107,11 +107,7 @@ def parse_list_query(items: Iterable[tuple[str, str]]) -> UpstreamQuery:
     states = _states(seen)
     if states:
         params["state"] = ",".join(states)
-    if (
-        "create_since" in params
-        and "create_until" in params
-        and params["create_since"] > params["create_until"]
-    ):
+    if "create_since" in params and "create_until" in params and params["create_since"] > params["create_until"]:
         raise InvalidParameter("create_since", "must not be later than create_until")
     params.setdefault("offset", str(DEFAULT_OFFSET))
     params.setdefault("limit", str(DEFAULT_LIMIT))

@@ -79,9 +79,7 @@ class TrainingJobService:
         link = self._cover_index.get((tenant.id, job_id))
         if link is None or not is_servable(link.expires_at, now, self._margin):
             self._metrics.cover_refreshes.labels(reason="cover_request").inc()
-            entry, _ = await self._cache.load(
-                (tenant.id, "job", job_id), lambda: self._load_job(tenant, job_id)
-            )
+            entry, _ = await self._cache.load((tenant.id, "job", job_id), lambda: self._load_job(tenant, job_id))
             link = entry.covers.get(job_id)
             if link is None:
                 raise NotFound("this job has no cover")
@@ -106,14 +104,10 @@ class TrainingJobService:
         self._metrics.cache_requests.labels(result=result).inc()
         return Served(entry, result)
 
-    def _start_refresh(
-        self, key: Hashable, entry: CacheEntry, loader: Callable[[], Awaitable[CacheEntry]]
-    ) -> None:
+    def _start_refresh(self, key: Hashable, entry: CacheEntry, loader: Callable[[], Awaitable[CacheEntry]]) -> None:
         if self._cache.is_loading(key):
             return
-        cover_bound = (
-            entry.earliest_cover_expiry is not None and entry.fresh_until < entry.fetched_at + self._ttl
-        )
+        cover_bound = entry.earliest_cover_expiry is not None and entry.fresh_until < entry.fetched_at + self._ttl
         self._metrics.cover_refreshes.labels(reason="cover_expiring" if cover_bound else "ttl_ahead").inc()
         self._cache.refresh_in_background(key, loader)
 
@@ -132,9 +126,7 @@ class TrainingJobService:
         return self._entry(tenant, body, fetched_at, page.covers)
 
     async def _load_job(self, tenant: Tenant, job_id: str) -> CacheEntry:
-        raw, fetched_at = await self._client.list_jobs(
-            tenant.app_user_id, parse_list_query([("job_id", job_id)])
-        )
+        raw, fetched_at = await self._client.list_jobs(tenant.app_user_id, parse_list_query([("job_id", job_id)]))
         page = shape_page(raw, fetched_at=fetched_at, margin_seconds=self._margin)
         job = next((job for job in page.jobs if job["job_id"] == job_id), None)
         if job is None:
@@ -142,16 +134,12 @@ class TrainingJobService:
         covers = {job_id: page.covers[job_id]} if job_id in page.covers else {}
         return self._entry(tenant, self._encode(job), fetched_at, covers)
 
-    def _entry(
-        self, tenant: Tenant, body: bytes, fetched_at: float, covers: Mapping[str, CoverLink]
-    ) -> CacheEntry:
+    def _entry(self, tenant: Tenant, body: bytes, fetched_at: float, covers: Mapping[str, CoverLink]) -> CacheEntry:
         for job_id, link in covers.items():
             self._cover_index[(tenant.id, job_id)] = link
         # Links already inside the margin were withheld from the body: they do not bound its life.
         earliest_cover = earliest(
-            link.expires_at
-            for link in covers.values()
-            if is_servable(link.expires_at, fetched_at, self._margin)
+            link.expires_at for link in covers.values() if is_servable(link.expires_at, fetched_at, self._margin)
         )
         until = fetched_at + self._ttl
         if earliest_cover is not None:

@@ -164,7 +164,7 @@ def parse_authorization(value: str) -> Authorization | None:
     fields: dict[str, str] = {}
     for part in value[len(prefix) :].split(", "):
         name, sep, content = part.partition("=")
-        if not sep:
+        if not sep or name in fields:
             return None
         fields[name] = content
     try:

@@ -58,6 +58,7 @@ class MetaStudioClient:
         self._clock = clock
         self._metrics = metrics
         self._host = urlsplit(settings.endpoint).netloc
+        self._credentials_generation = credentials.generation
         self._path = f"/v1/{quote(settings.project_id, safe='')}/digital-human-training-manage/user/jobs"
 
     async def list_jobs(self, app_user_id: str, query: UpstreamQuery) -> tuple[Any, float]:
@@ -69,6 +70,7 @@ class MetaStudioClient:
                 except _CredentialsRefused:
                     # Perhaps the credentials were rotated: re-read them and try once more.
                     self._credentials.reload()
+                    self._credentials_generation = self._credentials.generation
                     self._metrics.credential_reloads.labels(trigger="upstream_auth_failure").inc()
                     try:
                         return await self._with_retries(app_user_id, query)
@@ -94,6 +96,9 @@ class MetaStudioClient:
 
     def _signed_request(self, app_user_id: str, query: UpstreamQuery) -> tuple[URL, dict[str, str]]:
         credentials = self._credentials.current()
+        if self._credentials.generation != self._credentials_generation:
+            self._credentials_generation = self._credentials.generation
+            self._metrics.credential_reloads.labels(trigger="file_changed").inc()
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
@@ -122,6 +127,9 @@ class MetaStudioClient:
             async with self._session.get(url, headers=headers, allow_redirects=False) as response:
                 status = response.status
                 body = await _read_capped(response) if status == 200 else b""
+        except aiohttp.ClientPayloadError as exc:
+            self._record("truncated_body", started)
+            raise UpstreamRejected(outcome="truncated_body") from exc
         except aiohttp.ClientError as exc:
             self._record("connection_error", started)
             raise UpstreamUnavailable(outcome="connection_error") from exc

@@ -172,9 +172,7 @@ async def _download_cover(request: web.Request) -> web.Response:
     )
     if denial is None:
         job_id = job_id_of(name)
-        if job_id is not None and any(
-            job.get("job_id") == job_id and job.get("_has_cover") for job in state.jobs
-        ):
+        if job_id is not None and any(job.get("job_id") == job_id and job.get("_has_cover") for job in state.jobs):
             return web.Response(
                 body=cover_png(job_id), content_type="image/png", headers={"x-obs-request-id": request_id}
             )

@@ -38,9 +38,7 @@ class ObsDenial:
 
 def _same(left: str, right: str) -> bool:
     """Constant-time equality of two texts (any characters)."""
-    return hmac.compare_digest(
-        left.encode("utf-8", "surrogateescape"), right.encode("utf-8", "surrogateescape")
-    )
+    return hmac.compare_digest(left.encode("utf-8", "surrogateescape"), right.encode("utf-8", "surrogateescape"))
 
 
 def object_name(job_id: str) -> str:

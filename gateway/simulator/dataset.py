@@ -102,9 +102,7 @@ def _has_cover(rng: random.Random, state: str) -> bool:
     return rng.random() < 0.95
 
 
-def _job(
-    rng: random.Random, *, number: int, state: str, owner: str | None, project_id: str, now: float
-) -> JobRecord:
+def _job(rng: random.Random, *, number: int, state: str, owner: str | None, project_id: str, now: float) -> JobRecord:
     """One job, optional fields present or absent at random."""
     created = int(now - rng.uniform(3600, 180 * _DAY))
     updated = created + int(rng.uniform(0, now - created))

@@ -177,9 +177,7 @@ def select_jobs(
     """
     if query.query_project_id is not None and query.query_project_id != project_id:
         return 0, []
-    matching = [
-        job for job in jobs if job.get("project_id") == project_id and _matches(job, query, app_user_id)
-    ]
+    matching = [job for job in jobs if job.get("project_id") == project_id and _matches(job, query, app_user_id)]
     matching.sort(key=lambda job: str(job.get("job_id", "")))
     # Python's sort is stable, also with reverse=True, so the job_id order survives ties.
     matching.sort(key=lambda job: _sort_value(job, query.sort_key), reverse=query.descending)

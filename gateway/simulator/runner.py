@@ -78,9 +78,7 @@ async def running_simulator(
         await runner.cleanup()
 
 
-async def _serve_until_stopped(
-    *, host: str, port: int, access_key: str, secret_key: str, project_id: str
-) -> None:
+async def _serve_until_stopped(*, host: str, port: int, access_key: str, secret_key: str, project_id: str) -> None:
     """Serve, announce where, and wait for SIGTERM (SIGINT cancels this coroutine)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -99,9 +97,7 @@ async def _serve_until_stopped(
         await stop.wait()
 
 
-def run_simulator(
-    *, host: str, port: int, access_key: str, secret_key: str, project_id: str = "sim-project"
-) -> None:
+def run_simulator(*, host: str, port: int, access_key: str, secret_key: str, project_id: str = "sim-project") -> None:
     """Serve the simulator on the system clock until SIGINT/SIGTERM; prints where and with which keys."""
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(

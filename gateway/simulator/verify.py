@@ -57,9 +57,7 @@ def parse_raw_query(raw_query: str) -> list[tuple[str, str]]:
 
 def _same(left: str, right: str) -> bool:
     """Constant-time equality of two texts (any characters)."""
-    return hmac.compare_digest(
-        left.encode("utf-8", "surrogateescape"), right.encode("utf-8", "surrogateescape")
-    )
+    return hmac.compare_digest(left.encode("utf-8", "surrogateescape"), right.encode("utf-8", "surrogateescape"))
 
 
 def _sdk_date_seconds(value: str) -> float | None:
@@ -140,9 +138,7 @@ def check_signature(
         return "X-Sdk-Date too far from now"
     if values["x-project-id"] != path_project_id:
         return "X-Project-Id does not match the path"
-    if credentials.security_token is not None and not _same(
-        values["x-security-token"], credentials.security_token
-    ):
+    if credentials.security_token is not None and not _same(values["x-security-token"], credentials.security_token):
         return "wrong X-Security-Token"
 
     canonical, _ = canonical_request(method, raw_path, query, values)

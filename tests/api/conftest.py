@@ -78,9 +78,7 @@ async def make_gateway(clock: ManualClock) -> AsyncIterator[GatewayFactory]:
         simulator_options: dict[str, Any] | None = None,
         encode: Callable[[Any], bytes] = orjson.dumps,
     ) -> Gateway:
-        sim_cm = running_simulator(
-            access_key=SIM_AK, secret_key=SIM_SK, clock=clock, **(simulator_options or {})
-        )
+        sim_cm = running_simulator(access_key=SIM_AK, secret_key=SIM_SK, clock=clock, **(simulator_options or {}))
         simulator = await sim_cm.__aenter__()
         stack.append(sim_cm)
         settings = Settings(
@@ -94,9 +92,7 @@ async def make_gateway(clock: ManualClock) -> AsyncIterator[GatewayFactory]:
             cache=CacheSettings(ttl_seconds=ttl_seconds, max_bytes=max_bytes),
             covers=CoverSettings(refresh_margin_seconds=margin_seconds),
         )
-        credentials = CredentialSource(
-            env or {"HUAWEICLOUD_SDK_AK": SIM_AK, "HUAWEICLOUD_SDK_SK": SIM_SK}, clock=clock
-        )
+        credentials = CredentialSource(env or {"HUAWEICLOUD_SDK_AK": SIM_AK, "HUAWEICLOUD_SDK_SK": SIM_SK}, clock=clock)
         registry = CollectorRegistry()
         log = io.BytesIO()
         encoded: list[Any] = []

@@ -34,9 +34,7 @@ def _assert_covers_live(gateway: Gateway, jobs: list[dict[str, Any]], margin: fl
 
 
 async def _follow_cover(gateway: Gateway, job_id: str) -> bytes:
-    redirect = await gateway.client.get(
-        f"/v1/training-jobs/{job_id}/cover", headers=ACME, allow_redirects=False
-    )
+    redirect = await gateway.client.get(f"/v1/training-jobs/{job_id}/cover", headers=ACME, allow_redirects=False)
     assert redirect.status == 302
     async with gateway.client.session.get(redirect.headers["Location"]) as image:
         assert image.status == 200
@@ -87,9 +85,7 @@ async def test_cover_redirect_refetches_when_the_known_link_is_near_expiry(
     """/cover re-fetches (freshly signed) when its known link is inside the margin; lands on a live one."""
     gateway = await make_gateway(ttl_seconds=48 * HOUR, margin_seconds=HOUR)
     job = next(job for job in await _all_jobs(gateway) if "cover_download_url" in job)
-    first = await gateway.client.get(
-        f"/v1/training-jobs/{job['job_id']}/cover", headers=ACME, allow_redirects=False
-    )
+    first = await gateway.client.get(f"/v1/training-jobs/{job['job_id']}/cover", headers=ACME, allow_redirects=False)
     assert first.headers["Location"] == job["cover_download_url"]
     calls = gateway.upstream_calls
     gateway.clock.advance(23.5 * HOUR)

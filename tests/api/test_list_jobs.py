@@ -114,9 +114,7 @@ async def test_bad_query_is_a_400_naming_the_parameter(gateway: Gateway, query: 
 
 async def test_state_group_expands_to_raw_states_upstream(gateway: Gateway) -> None:
     """state_group=completed asks the upstream for JOB_FINISH and JOB_SUCCESS, and only those come back."""
-    body = await (
-        await gateway.client.get("/v1/training-jobs?state_group=completed&limit=100", headers=ACME)
-    ).json()
+    body = await (await gateway.client.get("/v1/training-jobs?state_group=completed&limit=100", headers=ACME)).json()
     (recorded,) = gateway.simulator.state.request_log
     assert dict(recorded.query)["state"] == "JOB_FINISH,JOB_SUCCESS"
     assert body["jobs"]

@@ -29,9 +29,7 @@ async def test_metrics_pass_promtool(gateway: Gateway) -> None:
     text = await response.text()
     promtool = shutil.which("promtool")
     assert promtool, "promtool missing: the test command installs Debian's prometheus package"
-    check = await asyncio.create_subprocess_exec(
-        promtool, "check", "metrics", stdin=PIPE, stdout=PIPE, stderr=STDOUT
-    )
+    check = await asyncio.create_subprocess_exec(promtool, "check", "metrics", stdin=PIPE, stdout=PIPE, stderr=STDOUT)
     output, _ = await check.communicate(text.encode())
     assert check.returncode == 0, output.decode()
 

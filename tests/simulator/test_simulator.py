@@ -89,9 +89,7 @@ async def all_jobs(
     """Every matching job, page by page (100 per page)."""
     jobs: list[dict[str, Any]] = []
     while True:
-        status, body = await list_jobs(
-            session, sim, clock, [*query, ("offset", len(jobs)), ("limit", 100)], headers
-        )
+        status, body = await list_jobs(session, sim, clock, [*query, ("offset", len(jobs)), ("limit", 100)], headers)
         assert status == 200
         jobs.extend(body["jobs"])
         if len(jobs) >= body["count"]:
@@ -242,9 +240,7 @@ async def test_project_id_header_must_match_the_path(
     assert await list_jobs(session, sim, clock, headers={"X-Project-Id": "other"}) == (401, UNAUTHORIZED)
 
 
-async def test_security_token_is_required_when_configured(
-    session: aiohttp.ClientSession, clock: ManualClock
-) -> None:
+async def test_security_token_is_required_when_configured(session: aiohttp.ClientSession, clock: ManualClock) -> None:
     """With a security token configured, only requests carrying it signed are served."""
     async with running_simulator(clock=clock, security_token="sts-token") as sim:
         without = await list_jobs(session, sim, clock)
@@ -335,9 +331,7 @@ async def test_tag_filter_returns_jobs_carrying_the_tag(
     assert all("客服" in j["tags"] for j in jobs)
 
 
-async def test_is_flexus_filter(
-    session: aiohttp.ClientSession, sim: RunningSimulator, clock: ManualClock
-) -> None:
+async def test_is_flexus_filter(session: aiohttp.ClientSession, sim: RunningSimulator, clock: ManualClock) -> None:
     """``is_flexus=true`` returns only Flexus jobs, ``false`` the rest."""
     flexus = await all_jobs(session, sim, clock, [("is_flexus", True)])
     others = await all_jobs(session, sim, clock, [("is_flexus", False)])

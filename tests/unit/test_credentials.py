@@ -51,9 +51,7 @@ def files(tmp_path: Path) -> dict[str, str]:
 
 def test_official_names() -> None:
     """HUAWEICLOUD_SDK_AK/SK/SECURITY_TOKEN provide the credentials."""
-    source = load(
-        {"HUAWEICLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_SK": SK, "HUAWEICLOUD_SDK_SECURITY_TOKEN": TOKEN}
-    )
+    source = load({"HUAWEICLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_SK": SK, "HUAWEICLOUD_SDK_SECURITY_TOKEN": TOKEN})
     assert source.current() == Credentials(AK, SK, TOKEN)
 
 
@@ -65,9 +63,7 @@ def test_fallback_names() -> None:
 
 def test_official_name_wins_over_fallback() -> None:
     """When both are set, the official name's value is used."""
-    source = load(
-        {"HUAWEICLOUD_SDK_AK": AK, "CLOUD_SDK_AK": NEW_AK, "HUAWEICLOUD_SDK_SK": SK, "CLOUD_SDK_SK": NEW_SK}
-    )
+    source = load({"HUAWEICLOUD_SDK_AK": AK, "CLOUD_SDK_AK": NEW_AK, "HUAWEICLOUD_SDK_SK": SK, "CLOUD_SDK_SK": NEW_SK})
     assert source.current() == Credentials(AK, SK)
 
 
@@ -90,9 +86,7 @@ def test_file_variants_are_read_and_stripped(files: dict[str, str]) -> None:
 
 def test_fallback_file_variants(tmp_path: Path) -> None:
     """CLOUD_SDK_AK_FILE and CLOUD_SDK_SK_FILE are accepted too."""
-    source = load(
-        {"CLOUD_SDK_AK_FILE": write(tmp_path / "ak", AK), "CLOUD_SDK_SK_FILE": write(tmp_path / "sk", SK)}
-    )
+    source = load({"CLOUD_SDK_AK_FILE": write(tmp_path / "ak", AK), "CLOUD_SDK_SK_FILE": write(tmp_path / "sk", SK)})
     assert source.current() == Credentials(AK, SK)
 
 
@@ -125,9 +119,7 @@ def test_credentials_error_is_a_config_error() -> None:
 
 def test_empty_values_count_as_missing() -> None:
     """An empty (or blank) variable is treated as not set, so a fallback may provide the value."""
-    source = load(
-        {"HUAWEICLOUD_SDK_AK": "", "CLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_SK": "  ", "CLOUD_SDK_SK": SK}
-    )
+    source = load({"HUAWEICLOUD_SDK_AK": "", "CLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_SK": "  ", "CLOUD_SDK_SK": SK})
     assert source.current() == Credentials(AK, SK)
     assert problems_of({"HUAWEICLOUD_SDK_AK": "", "HUAWEICLOUD_SDK_SK": SK}) == [
         "HUAWEICLOUD_SDK_AK (or HUAWEICLOUD_SDK_AK_FILE, CLOUD_SDK_AK, CLOUD_SDK_AK_FILE) is not set"
@@ -148,9 +140,7 @@ def test_empty_value_beside_file_is_not_a_conflict(tmp_path: Path) -> None:
 
 def test_empty_file_counts_as_missing(tmp_path: Path) -> None:
     """An empty secret file is not a value; the error says which file was empty."""
-    problems = problems_of(
-        {"HUAWEICLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_SK_FILE": write(tmp_path / "sk", "\n")}
-    )
+    problems = problems_of({"HUAWEICLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_SK_FILE": write(tmp_path / "sk", "\n")})
     assert problems == [
         "HUAWEICLOUD_SDK_SK (or HUAWEICLOUD_SDK_SK_FILE, CLOUD_SDK_SK, CLOUD_SDK_SK_FILE) is not set; "
         "HUAWEICLOUD_SDK_SK_FILE names an empty file"
@@ -280,9 +270,7 @@ def test_repr_and_str_hide_every_value() -> None:
     assert_no_secret(repr(credentials))
     assert_no_secret(str(credentials))
     assert_no_secret(f"{credentials!r} {credentials}")
-    assert repr(credentials) == (
-        f"Credentials(access_key=<{len(AK)} chars>, secret_key='***', security_token='***')"
-    )
+    assert repr(credentials) == (f"Credentials(access_key=<{len(AK)} chars>, secret_key='***', security_token='***')")
 
 
 def test_describe_never_shows_values(files: dict[str, str]) -> None:
@@ -294,9 +282,7 @@ def test_describe_never_shows_values(files: dict[str, str]) -> None:
 @pytest.mark.parametrize(
     "env",
     [
-        pytest.param(
-            {"HUAWEICLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_AK_FILE": "/x", "CLOUD_SDK_SK": SK}, id="both-set"
-        ),
+        pytest.param({"HUAWEICLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_AK_FILE": "/x", "CLOUD_SDK_SK": SK}, id="both-set"),
         pytest.param({"HUAWEICLOUD_SDK_AK": f"{AK} {SK}", "HUAWEICLOUD_SDK_SK": SK}, id="bad-value"),
         pytest.param({"HUAWEICLOUD_SDK_AK": AK, "HUAWEICLOUD_SDK_SECURITY_TOKEN": TOKEN}, id="missing-sk"),
         pytest.param({"HUAWEICLOUD_SDK_SK": SK, "HUAWEICLOUD_SDK_AK_FILE": "/nonexistent"}, id="unreadable"),

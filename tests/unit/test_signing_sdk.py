@@ -168,20 +168,14 @@ FIXED_CASES = [
     pytest.param(Inputs(query=[("tag", "b"), ("tag", "a")]), id="repeated-key-reversed"),
     pytest.param(Inputs(query=[("tag", "a"), ("tag", "b")]), id="repeated-key-in-order"),
     pytest.param(Inputs(query=[("tag", ["z", "a", "m"]), ("b", "1")]), id="list-value"),
-    pytest.param(
-        Inputs(query=[("a b", "1"), ("键", "v"), ("k&=?", "x"), ("", "empty-key")]), id="keys-need-encoding"
-    ),
-    pytest.param(
-        Inputs(query=[("B", "1"), ("a", "2"), ("_", "3"), ("A", "4")]), id="key-order-is-code-point"
-    ),
+    pytest.param(Inputs(query=[("a b", "1"), ("键", "v"), ("k&=?", "x"), ("", "empty-key")]), id="keys-need-encoding"),
+    pytest.param(Inputs(query=[("B", "1"), ("a", "2"), ("_", "3"), ("A", "4")]), id="key-order-is-code-point"),
     pytest.param(Inputs(headers={"X-App-UserId": "  acme-web \t"}), id="app-user-id-surrounding-spaces"),
     pytest.param(
         Inputs(headers={**REALISTIC_HEADERS, "X-Security-Token": "gQpjbi1ub3J0aC00+/==  "}),
         id="security-token",
     ),
-    pytest.param(
-        Inputs(headers={"X_Custom_Header": "not signed", "X-Other": "signed"}), id="underscore-header"
-    ),
+    pytest.param(Inputs(headers={"X_Custom_Header": "not signed", "X-Other": "signed"}), id="underscore-header"),
     pytest.param(
         Inputs(headers={"x-PROJECT-id": PROJECT, "CONTENT-TYPE": "application/json", "user-agent": "UA"}),
         id="mixed-case-header-names",
@@ -196,9 +190,7 @@ FIXED_CASES = [
     pytest.param(Inputs(path="/"), id="path-root"),
     pytest.param(Inputs(query=[]), id="empty-query"),
     pytest.param(Inputs(method="get", query=[("a", "1")]), id="lower-case-method"),
-    pytest.param(
-        Inputs(timestamp=datetime(2031, 12, 31, 23, 59, 59, 999999)), id="timestamp-with-microseconds"
-    ),
+    pytest.param(Inputs(timestamp=datetime(2031, 12, 31, 23, 59, 59, 999999)), id="timestamp-with-microseconds"),
     pytest.param(REALISTIC, id="realistic-metastudio-list"),
     pytest.param(
         replace(REALISTIC, headers={**REALISTIC_HEADERS, "X-Security-Token": "temporary-token"}),
@@ -266,9 +258,7 @@ def queries(draw: st.DrawFn) -> list[tuple[str, Any]]:
 
 RESERVED_HEADER_NAMES = {"host", "x-sdk-date", "authorization"}  # sign() sets these itself
 header_names = st.one_of(
-    st.sampled_from(
-        ["Content-Type", "content-type", "X-Project-Id", "X-App-UserId", "X-Security-Token", "User-Agent"]
-    ),
+    st.sampled_from(["Content-Type", "content-type", "X-Project-Id", "X-App-UserId", "X-Security-Token", "User-Agent"]),
     st.text(st.sampled_from("abcXYZ019-_"), min_size=1, max_size=10),
 ).filter(lambda name: name.lower() not in RESERVED_HEADER_NAMES)
 header_values = st.one_of(
@@ -343,9 +333,7 @@ def _mutations() -> list[Any]:
     cases: list[Any] = []
 
     def each_position(label: str, text: str, rebuild: Any) -> None:
-        cases.extend(
-            pytest.param(rebuild(_flip(text, index)), id=f"{label}[{index}]") for index in range(len(text))
-        )
+        cases.extend(pytest.param(rebuild(_flip(text, index)), id=f"{label}[{index}]") for index in range(len(text)))
 
     each_position("method", SENSITIVE.method, lambda new: replace(SENSITIVE, method=new))
     each_position("host", SENSITIVE.host, lambda new: replace(SENSITIVE, host=new))
@@ -368,9 +356,7 @@ def _mutations() -> list[Any]:
         )
     cases.append(pytest.param(replace(SENSITIVE, timestamp=TIMESTAMP + timedelta(seconds=1)), id="timestamp"))
     cases.append(
-        pytest.param(
-            replace(SENSITIVE, headers={**SENSITIVE.headers, "X-Extra": "1"}), id="extra-signed-header"
-        )
+        pytest.param(replace(SENSITIVE, headers={**SENSITIVE.headers, "X-Extra": "1"}), id="extra-signed-header")
     )
     return cases
 

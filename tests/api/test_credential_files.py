@@ -1,0 +1,70 @@
+"""Credentials from mounted files: rotation takes effect without a restart."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.api.conftest import ACME, SIM_AK, SIM_SK, Gateway, GatewayFactory
+
+pytestmark = pytest.mark.asyncio
+
+
+def _write(path: Path, value: str) -> None:
+    # Replace by rename, as the kubelet does when a Secret changes.
+    temporary = path.with_suffix(".new")
+    temporary.write_text(value + "\n")
+    os.replace(temporary, path)
+
+
+async def _file_gateway(make_gateway: GatewayFactory, tmp_path: Path) -> tuple[Gateway, Path, Path]:
+    ak, sk = tmp_path / "ak", tmp_path / "sk"
+    _write(ak, SIM_AK)
+    _write(sk, SIM_SK)
+    gateway = await make_gateway(
+        ttl_seconds=1, env={"HUAWEICLOUD_SDK_AK_FILE": str(ak), "HUAWEICLOUD_SDK_SK_FILE": str(sk)}
+    )
+    return gateway, ak, sk
+
+
+async def test_rotated_files_are_used_after_the_next_check(make_gateway: GatewayFactory, tmp_path: Path) -> None:
+    """New key files are noticed within seconds: the next upstream call is signed with the new pair."""
+    gateway, ak, sk = await _file_gateway(make_gateway, tmp_path)
+    assert (await gateway.client.get("/v1/training-jobs", headers=ACME)).status == 200
+    gateway.simulator.state.access_key, gateway.simulator.state.secret_key = "AK-NEW-2", "SK-NEW-2"
+    _write(ak, "AK-NEW-2")
+    _write(sk, "SK-NEW-2")
+    gateway.clock.advance(3)
+    assert (await gateway.client.get("/v1/training-jobs", headers=ACME)).status == 200
+    assert [r.status for r in gateway.simulator.state.request_log] == [200, 200]
+    assert gateway.metric("metastudio_gateway_credential_reloads_total", trigger="file_changed") == 1
+
+
+async def test_upstream_401_rereads_the_files_at_once(make_gateway: GatewayFactory, tmp_path: Path) -> None:
+    """When the upstream refuses the old pair before the periodic check, the files are re-read and the call retried."""
+    gateway, ak, sk = await _file_gateway(make_gateway, tmp_path)
+    gateway.simulator.state.access_key, gateway.simulator.state.secret_key = "AK-NEW-3", "SK-NEW-3"
+    _write(ak, "AK-NEW-3")
+    _write(sk, "SK-NEW-3")
+    response = await gateway.client.get("/v1/training-jobs", headers=ACME)
+    assert response.status == 200
+    assert [r.status for r in gateway.simulator.state.request_log] == [401, 200]
+    assert gateway.metric("metastudio_gateway_credential_reloads_total", trigger="upstream_auth_failure") == 1
+
+
+async def test_security_token_is_sent_and_signed(make_gateway: GatewayFactory) -> None:
+    """With temporary credentials, X-Security-Token is sent and signed; the simulator demands it."""
+    gateway = await make_gateway(
+        env={
+            "HUAWEICLOUD_SDK_AK": SIM_AK,
+            "HUAWEICLOUD_SDK_SK": SIM_SK,
+            "HUAWEICLOUD_SDK_SECURITY_TOKEN": "TOKEN-1",
+        },
+        simulator_options={"security_token": "TOKEN-1"},
+    )
+    assert (await gateway.client.get("/v1/training-jobs", headers=ACME)).status == 200
+    (recorded,) = gateway.simulator.state.request_log
+    assert "x-security-token" in recorded.headers["Authorization"]
+    assert b"TOKEN-1" not in gateway.log.getvalue()

@@ -1,0 +1,87 @@
+"""`metastudio-gateway demo` from a user's seat: it starts, and its printed curl commands work as pasted."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CREDENTIAL_PREFIXES = ("HUAWEICLOUD_", "CLOUD_SDK_", "METASTUDIO_", "GATEWAY_")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def demo_output() -> Iterator[str]:
+    """Start the demo, wait (bounded) for its instructions, stop it afterwards."""
+    port = _free_port()
+    # No cloud credentials or upstream settings at all: the demo must not need them.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(CREDENTIAL_PREFIXES)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "demo", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("curl -s http") and "/readyz" in line:
+                break
+        yield "".join(lines)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        process.stdout.close()
+
+
+def _curl_commands(output: str) -> list[str]:
+    return [line.strip() for line in output.splitlines() if line.startswith("curl ")]
+
+
+def test_demo_prints_curl_commands_that_work(demo_output: str, tmp_path: Path) -> None:
+    """Every printed command succeeds; the list shows jobs and the cover command downloads a PNG."""
+    assert shutil.which("curl"), "curl missing: the test command installs it"
+    commands = _curl_commands(demo_output)
+    assert len(commands) >= 7, demo_output
+    results = [
+        subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False)
+        for command in commands
+    ]
+    for command, result in zip(commands, results, strict=True):
+        assert result.returncode == 0, (command, result.stderr)
+        assert result.stdout, command
+    listed, hit_headers, one_job, cover, other_tenant = (r.stdout for r in results[:5])
+    assert '"jobs":[' in listed
+    assert '"state_group":"completed"' in listed
+    assert re.search(r"(?i)x-cache: HIT", hit_headers)
+    assert '"job_id"' in one_job
+    assert cover.startswith("200 image/png")
+    assert (tmp_path / "cover.png").read_bytes().startswith(b"\x89PNG")
+    assert '"acme-web"' not in other_tenant
+    assert "metastudio_gateway_cache_requests_total" in results[5].stdout
+    assert '"ready"' in results[6].stdout
+
+
+def test_demo_starts_without_credentials(demo_output: str) -> None:
+    """With no cloud credentials or settings in its environment, the demo starts and says where it listens."""
+    assert "gateway on http://127.0.0.1:" in demo_output

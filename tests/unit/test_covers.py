@@ -1,0 +1,57 @@
+"""Cover-URL expiry: read from the URL where it says so, else fetch time + 24 h."""
+
+from __future__ import annotations
+
+from calendar import timegm
+
+import pytest
+
+from gateway.covers import COVER_LIFETIME_SECONDS, cover_expiry, earliest, is_servable
+
+FETCHED = 1_700_000_000.0
+
+
+def test_obs_v2_expires_is_used() -> None:
+    """OBS/S3 V2 pre-signed URLs say when they expire in Expires (Unix seconds)."""
+    url = "https://bucket.obs.cn-north-4.myhuaweicloud.com/a.png?AccessKeyId=X&Expires=1700003600&Signature=abc%3D"
+    assert cover_expiry(url, FETCHED) == 1_700_003_600
+
+
+def test_v4_date_plus_lifetime_is_used() -> None:
+    """V4 URLs expire at X-Amz-Date + X-Amz-Expires."""
+    url = "https://s3.example.com/a.png?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date=20231114T221320Z&X-Amz-Expires=600"
+    assert cover_expiry(url, FETCHED) == timegm((2023, 11, 14, 22, 13, 20, 0, 0, 0)) + 600
+
+
+def test_obs_spelling_of_v4_is_used() -> None:
+    """OBS's X-Obs-Date/X-Obs-Expires spelling is read too, whatever the case of the names."""
+    url = "https://obs.example.com/a.png?x-obs-date=20231114T221320Z&x-obs-expires=60"
+    assert cover_expiry(url, FETCHED) == timegm((2023, 11, 14, 22, 13, 20, 0, 0, 0)) + 60
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.com/646682fa_cover?param1=XXX&param2=YYY",
+        "https://example.com/a.png?Expires=soon",
+        "https://example.com/a.png?X-Amz-Date=garbage&X-Amz-Expires=60",
+        "https://example.com/a.png?X-Amz-Date=20231114T221320Z",
+        "not a url at all",
+    ],
+)
+def test_unreadable_expiry_falls_back_to_fetch_time_plus_24h(url: str) -> None:
+    """A URL that does not say (or says nonsense) is assumed valid 24 h from fetch."""
+    assert cover_expiry(url, FETCHED) == FETCHED + COVER_LIFETIME_SECONDS
+
+
+def test_servable_only_while_more_than_the_margin_remains() -> None:
+    """A link is servable strictly before expiry minus margin."""
+    assert is_servable(1000.0, now=899.0, margin_seconds=100)
+    assert not is_servable(1000.0, now=900.0, margin_seconds=100)
+    assert not is_servable(1000.0, now=1001.0, margin_seconds=0)
+
+
+def test_earliest_of_none_is_none() -> None:
+    """No links: no earliest expiry."""
+    assert earliest([]) is None
+    assert earliest([5.0, 3.0, 4.0]) == 3.0
