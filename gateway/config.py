@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,33 +71,26 @@ class Settings:
     server: ServerSettings = ServerSettings()
 
 
-_DEFAULT_UPSTREAM = UpstreamSettings(endpoint="", project_id="")
-_DEFAULT_CACHE = CacheSettings()
-_DEFAULT_COVERS = CoverSettings()
-_DEFAULT_SERVER = ServerSettings()
-
-_SECTIONS: dict[str, set[str]] = {
-    "cache": {"ttl_seconds", "max_bytes", "stale_if_error_seconds"},
-    "covers": {"refresh_margin_seconds"},
-    "upstream": {"timeout_seconds", "max_attempts"},
-    "server": {"shutdown_grace_seconds"},
+# (section, key) -> (minimum, must be an integer). Every number the config file may set.
+_NUMBERS: dict[tuple[str, str], tuple[float, bool]] = {
+    ("cache", "ttl_seconds"): (0.001, False),
+    ("cache", "max_bytes"): (1024, True),
+    ("cache", "stale_if_error_seconds"): (0, False),
+    ("covers", "refresh_margin_seconds"): (0, False),
+    ("upstream", "timeout_seconds"): (0.001, False),
+    ("upstream", "max_attempts"): (1, True),
+    ("server", "shutdown_grace_seconds"): (0, False),
 }
+_SECTIONS = {section for section, _ in _NUMBERS}
 _TENANT_KEYS = {"id", "app_user_id", "api_key_sha256"}
 
 
-class _Problems:
-    """Collects problems while reading values, so all are reported together."""
-
-    def __init__(self) -> None:
-        self.items: list[str] = []
-
-    def number(self, where: str, raw: Any, *, minimum: float, integer: bool = False) -> Any:
-        kind = int if integer else (int, float)
-        if isinstance(raw, bool) or not isinstance(raw, kind) or raw < minimum:
-            what = "an integer" if integer else "a number"
-            self.items.append(f"{where}: must be {what} >= {minimum:g}, got {raw!r}")
-            return None
-        return raw
+def _number(problems: list[str], where: str, raw: Any, minimum: float, integer: bool) -> float | None:
+    kind = int if integer else (int, float)
+    if isinstance(raw, bool) or not isinstance(raw, kind) or raw < minimum:
+        problems.append(f"{where}: must be {'an integer' if integer else 'a number'} >= {minimum:g}, got {raw!r}")
+        return None
+    return float(raw)
 
 
 def _read_file(path: str) -> dict[str, Any]:
@@ -109,26 +102,46 @@ def _read_file(path: str) -> dict[str, Any]:
         raise ConfigError([f"config file {path}: not valid TOML: {exc}"]) from exc
 
 
-def _section_value(
-    problems: _Problems, data: Mapping[str, Any], section: str, key: str, parse: Callable[[str, Any], Any]
-) -> Any:
-    raw = data.get(section, {}).get(key)
-    return None if raw is None else parse(f"{section}.{key}", raw)
+def _numbers(problems: list[str], data: Mapping[str, Any], env: Mapping[str, str]) -> dict[tuple[str, str], float]:
+    """The numbers the file (and GATEWAY_CACHE_TTL_SECONDS) set, checked; unknown keys reported."""
+    for name in sorted(set(data) - _SECTIONS - {"tenants"}):
+        problems.append(f"{name}: unknown section")
+    found: dict[tuple[str, str], float] = {}
+    for section in sorted(_SECTIONS):
+        table = data.get(section, {})
+        if not isinstance(table, dict):
+            problems.append(f"{section}: must be a table")
+            continue
+        for key, raw in table.items():
+            if (section, key) not in _NUMBERS:
+                problems.append(f"{section}.{key}: unknown key")
+            elif (value := _number(problems, f"{section}.{key}", raw, *_NUMBERS[section, key])) is not None:
+                found[section, key] = value
+    ttl = env.get("GATEWAY_CACHE_TTL_SECONDS")
+    if ttl is not None:
+        try:
+            value = _number(problems, "GATEWAY_CACHE_TTL_SECONDS", float(ttl), *_NUMBERS["cache", "ttl_seconds"])
+        except ValueError:
+            problems.append(f"GATEWAY_CACHE_TTL_SECONDS: must be a number, got {ttl!r}")
+        else:
+            if value is not None:
+                found["cache", "ttl_seconds"] = value
+    return found
 
 
-def _tenant(problems: _Problems, index: int, raw: Any) -> Tenant | None:
+def _tenant(problems: list[str], index: int, raw: Any) -> Tenant | None:
     where = f"tenants[{index}]"
     if not isinstance(raw, dict):
-        problems.items.append(f"{where}: must be a table")
+        problems.append(f"{where}: must be a table")
         return None
     for unknown in sorted(set(raw) - _TENANT_KEYS):
-        problems.items.append(f"{where}.{unknown}: unknown key")
+        problems.append(f"{where}.{unknown}: unknown key")
     tenant_id = raw.get("id")
     app_user_id = raw.get("app_user_id")
     hashes = raw.get("api_key_sha256")
     ok = True
     if not isinstance(tenant_id, str) or not _TENANT_ID.match(tenant_id):
-        problems.items.append(f"{where}.id: must be 1-64 characters of a-z, 0-9 and '-'")
+        problems.append(f"{where}.id: must be 1-64 characters of a-z, 0-9 and '-'")
         ok = False
     if (
         not isinstance(app_user_id, str)
@@ -137,7 +150,7 @@ def _tenant(problems: _Problems, index: int, raw: Any) -> Tenant | None:
         or not app_user_id.isprintable()
         or len(app_user_id) > 256
     ):
-        problems.items.append(f"{where}.app_user_id: must be non-empty printable ASCII (upstream rule)")
+        problems.append(f"{where}.app_user_id: must be non-empty printable ASCII (upstream rule)")
         ok = False
     if isinstance(hashes, str):
         hashes = [hashes]
@@ -146,7 +159,7 @@ def _tenant(problems: _Problems, index: int, raw: Any) -> Tenant | None:
         or not hashes
         or not all(isinstance(h, str) and _SHA256_HEX.match(h.lower()) for h in hashes)
     ):
-        problems.items.append(f"{where}.api_key_sha256: must be one or more 64-hex sha256 digests")
+        problems.append(f"{where}.api_key_sha256: must be one or more 64-hex sha256 digests")
         ok = False
     if not ok:
         return None
@@ -156,42 +169,40 @@ def _tenant(problems: _Problems, index: int, raw: Any) -> Tenant | None:
     return Tenant(tenant_id, app_user_id.strip(), tuple(h.lower() for h in hashes))
 
 
-def _tenants(problems: _Problems, raw: Any) -> tuple[Tenant, ...]:
+def _tenants(problems: list[str], raw: Any) -> tuple[Tenant, ...]:
     if not isinstance(raw, list) or not raw:
-        problems.items.append("tenants: at least one [[tenants]] entry is required")
+        problems.append("tenants: at least one [[tenants]] entry is required")
         return ()
     tenants = [t for i, item in enumerate(raw) if (t := _tenant(problems, i, item)) is not None]
     seen_ids: set[str] = set()
     seen_keys: set[str] = set()
     for tenant in tenants:
         if tenant.id in seen_ids:
-            problems.items.append(f"tenants: id '{tenant.id}' appears twice")
+            problems.append(f"tenants: id '{tenant.id}' appears twice")
         seen_ids.add(tenant.id)
         for digest in tenant.api_key_sha256:
             if digest in seen_keys:
-                problems.items.append(f"tenants[{tenant.id}].api_key_sha256: key hash used by two tenants")
+                problems.append(f"tenants[{tenant.id}].api_key_sha256: key hash used by two tenants")
             seen_keys.add(digest)
     return tuple(tenants)
 
 
-def _upstream_location(problems: _Problems, env: Mapping[str, str]) -> tuple[str, str, str]:
+def _upstream_location(problems: list[str], env: Mapping[str, str]) -> tuple[str, str, str]:
     project_id = env.get("METASTUDIO_PROJECT_ID") or env.get("HUAWEICLOUD_SDK_PROJECT_ID") or ""
     if not project_id:
-        problems.items.append("METASTUDIO_PROJECT_ID (or HUAWEICLOUD_SDK_PROJECT_ID): is not set")
+        problems.append("METASTUDIO_PROJECT_ID (or HUAWEICLOUD_SDK_PROJECT_ID): is not set")
     elif not _PROJECT_ID.match(project_id):
-        problems.items.append("METASTUDIO_PROJECT_ID: must be letters, digits, '-' or '_'")
+        problems.append("METASTUDIO_PROJECT_ID: must be letters, digits, '-' or '_'")
     region = env.get("METASTUDIO_REGION") or "cn-north-4"
     endpoint = env.get("METASTUDIO_ENDPOINT", "").rstrip("/")
     if endpoint:
         if not re.match(r"^https?://[^/?#\s]+$", endpoint):
-            problems.items.append("METASTUDIO_ENDPOINT: must be http(s)://host[:port] with no path")
+            problems.append("METASTUDIO_ENDPOINT: must be http(s)://host[:port] with no path")
     elif region in REGION_ENDPOINTS:
         endpoint = REGION_ENDPOINTS[region]
     else:
         known = ", ".join(REGION_ENDPOINTS)
-        problems.items.append(
-            f"METASTUDIO_REGION: unknown region '{region}' (known: {known}; or set METASTUDIO_ENDPOINT)"
-        )
+        problems.append(f"METASTUDIO_REGION: unknown region '{region}' (known: {known}; or set METASTUDIO_ENDPOINT)")
     return endpoint, project_id, region
 
 
@@ -202,83 +213,40 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
     """
     path = config_path or env.get("GATEWAY_CONFIG")
     data = _read_file(path) if path else {}
-    problems = _Problems()
-    for name in sorted(set(data) - set(_SECTIONS) - {"tenants"}):
-        problems.items.append(f"{name}: unknown section")
-    for section, keys in _SECTIONS.items():
-        table = data.get(section, {})
-        if not isinstance(table, dict):
-            problems.items.append(f"{section}: must be a table")
-            data[section] = {}
-            continue
-        for unknown in sorted(set(table) - keys):
-            problems.items.append(f"{section}.{unknown}: unknown key")
-
-    def positive(where: str, raw: Any) -> Any:
-        return problems.number(where, raw, minimum=0.001)
-
-    def non_negative(where: str, raw: Any) -> Any:
-        return problems.number(where, raw, minimum=0)
-
-    ttl_env = env.get("GATEWAY_CACHE_TTL_SECONDS")
-    ttl: Any
-    if ttl_env is not None:
-        try:
-            ttl = positive("GATEWAY_CACHE_TTL_SECONDS", float(ttl_env))
-        except ValueError:
-            problems.items.append(f"GATEWAY_CACHE_TTL_SECONDS: must be a number, got {ttl_env!r}")
-            ttl = None
-    else:
-        ttl = _section_value(problems, data, "cache", "ttl_seconds", positive)
-    max_bytes = _section_value(
-        problems,
-        data,
-        "cache",
-        "max_bytes",
-        lambda w, r: problems.number(w, r, minimum=1024, integer=True),
-    )
-    stale = _section_value(problems, data, "cache", "stale_if_error_seconds", non_negative)
-    margin = _section_value(problems, data, "covers", "refresh_margin_seconds", non_negative)
-    timeout = _section_value(problems, data, "upstream", "timeout_seconds", positive)
-    attempts = _section_value(
-        problems,
-        data,
-        "upstream",
-        "max_attempts",
-        lambda w, r: problems.number(w, r, minimum=1, integer=True),
-    )
-    grace = _section_value(problems, data, "server", "shutdown_grace_seconds", non_negative)
+    problems: list[str] = []
+    numbers = _numbers(problems, data, env)
     tenants = _tenants(problems, data.get("tenants"))
     endpoint, project_id, region = _upstream_location(problems, env)
-    host = env.get("GATEWAY_HOST") or _DEFAULT_SERVER.host
-    port_text = env.get("GATEWAY_PORT") or str(_DEFAULT_SERVER.port)
-    port = int(port_text) if port_text.isdigit() and 0 < int(port_text) < 65536 else None
-    if port is None:
-        problems.items.append(f"GATEWAY_PORT: must be a port number 1-65535, got {port_text!r}")
-    if problems.items:
-        raise ConfigError(problems.items)
+    port_text = env.get("GATEWAY_PORT") or "8080"
+    if not (port_text.isdigit() and 0 < int(port_text) < 65536):
+        problems.append(f"GATEWAY_PORT: must be a port number 1-65535, got {port_text!r}")
+    if problems:
+        raise ConfigError(problems)
 
-    def pick(value: Any, default: Any) -> Any:
-        return default if value is None else value
+    def pick(section: str, key: str, default: float) -> float:
+        return numbers.get((section, key), default)
 
+    cache, covers, upstream, server = CacheSettings(), CoverSettings(), UpstreamSettings("", ""), ServerSettings()
     return Settings(
         upstream=UpstreamSettings(
             endpoint=endpoint,
             project_id=project_id,
             region=region,
-            timeout_seconds=float(pick(timeout, _DEFAULT_UPSTREAM.timeout_seconds)),
-            max_attempts=int(pick(attempts, _DEFAULT_UPSTREAM.max_attempts)),
+            timeout_seconds=pick("upstream", "timeout_seconds", upstream.timeout_seconds),
+            max_attempts=int(pick("upstream", "max_attempts", upstream.max_attempts)),
         ),
         tenants=tenants,
         cache=CacheSettings(
-            ttl_seconds=float(pick(ttl, _DEFAULT_CACHE.ttl_seconds)),
-            max_bytes=int(pick(max_bytes, _DEFAULT_CACHE.max_bytes)),
-            stale_if_error_seconds=float(pick(stale, _DEFAULT_CACHE.stale_if_error_seconds)),
+            ttl_seconds=pick("cache", "ttl_seconds", cache.ttl_seconds),
+            max_bytes=int(pick("cache", "max_bytes", cache.max_bytes)),
+            stale_if_error_seconds=pick("cache", "stale_if_error_seconds", cache.stale_if_error_seconds),
         ),
-        covers=CoverSettings(refresh_margin_seconds=float(pick(margin, _DEFAULT_COVERS.refresh_margin_seconds))),
+        covers=CoverSettings(
+            refresh_margin_seconds=pick("covers", "refresh_margin_seconds", covers.refresh_margin_seconds)
+        ),
         server=ServerSettings(
-            host=host,
-            port=int(port or 0),
-            shutdown_grace_seconds=float(pick(grace, _DEFAULT_SERVER.shutdown_grace_seconds)),
+            host=env.get("GATEWAY_HOST") or server.host,
+            port=int(port_text),
+            shutdown_grace_seconds=pick("server", "shutdown_grace_seconds", server.shutdown_grace_seconds),
         ),
     )

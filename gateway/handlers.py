@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from importlib.resources import files
 
 from aiohttp import web
@@ -11,11 +10,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway.appkeys import CACHE_RESULT, LIFECYCLE, REGISTRY, SERVICE, TENANT_ID, TENANTS
 from gateway.clock import Clock
 from gateway.config import Tenant
-from gateway.errors import InvalidParameter
-from gateway.query import parse_list_query
+from gateway.query import check_job_id, parse_list_query
 from gateway.service import Served
 
-_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _X_CACHE = {"hit": "HIT", "miss": "MISS", "coalesced": "MISS", "stale": "STALE"}
 OPENAPI_SPEC = files("gateway").joinpath("openapi.yaml")
 
@@ -27,10 +24,7 @@ def _tenant(request: web.Request) -> Tenant:
 
 
 def _job_id(request: web.Request) -> str:
-    job_id = request.match_info["job_id"]
-    if not _JOB_ID.match(job_id):
-        raise InvalidParameter("job_id", "must be 1 to 64 letters, digits, '-' or '_'")
-    return job_id
+    return check_job_id("job_id", request.match_info["job_id"])
 
 
 def _etag_matches(header: str | None, etag: str) -> bool:

@@ -45,7 +45,8 @@ def _text(name: str, value: str) -> str:
     return value
 
 
-def _job_id(name: str, value: str) -> str:
+def check_job_id(name: str, value: str) -> str:
+    """A job id as MetaStudio issues them (letters, digits, '-', '_'; at most 64)."""
     if not _JOB_ID.match(value):
         raise InvalidParameter(name, "must be 1 to 64 letters, digits, '-' or '_'")
     return value
@@ -87,7 +88,7 @@ _SIMPLE: dict[str, Callable[[str, str], str]] = {
     "batch_name": _text,
     "tag": _text,
     "name": _text,
-    "job_id": _job_id,
+    "job_id": check_job_id,
     "model_resolution": _choice("1080P", "4K"),
     "is_flexus": _choice("true", "false"),
 }
