@@ -17,6 +17,7 @@ from gateway.appkeys import LIFECYCLE, REGISTRY, SERVICE, TENANTS, Lifecycle
 from gateway.cache import ResponseCache
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
+from gateway.cors import CorsPolicy
 from gateway.credentials import CredentialSource
 from gateway.handlers import JobHandlers, healthz, openapi_spec, prometheus_metrics, readyz
 from gateway.metrics import Metrics
@@ -48,9 +49,10 @@ def create_app(
     metrics.cache_bytes.set_function(lambda: cache.byte_count)
     metrics.cover_earliest_expiry.set_function(lambda: cache.earliest_cover_expiry() or 0.0)
     access_log = AccessLog(log_stream or sys.stdout.buffer)
+    cors = CorsPolicy(settings.cors.allowed_origins, settings.cors.max_age_seconds)
 
     app = web.Application(
-        middlewares=[make_observing_middleware(metrics, access_log)],
+        middlewares=[make_observing_middleware(metrics, access_log, cors)],
         handler_args={"max_line_size": MAX_LINE_SIZE, "max_field_size": MAX_FIELD_SIZE},
     )
     app[TENANTS] = TenantDirectory(settings.tenants)

@@ -63,12 +63,19 @@ class ServerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CorsSettings:
+    allowed_origins: tuple[str, ...] = ()
+    max_age_seconds: int = 600
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     upstream: UpstreamSettings
     tenants: tuple[Tenant, ...]
     cache: CacheSettings = CacheSettings()
     covers: CoverSettings = CoverSettings()
     server: ServerSettings = ServerSettings()
+    cors: CorsSettings = CorsSettings()
 
 
 # (section, key) -> (minimum, must be an integer). Every number the config file may set.
@@ -80,8 +87,11 @@ _NUMBERS: dict[tuple[str, str], tuple[float, bool]] = {
     ("upstream", "timeout_seconds"): (0.001, False),
     ("upstream", "max_attempts"): (1, True),
     ("server", "shutdown_grace_seconds"): (0, False),
+    ("cors", "max_age_seconds"): (0, True),
 }
+_LISTS = {("cors", "allowed_origins")}
 _SECTIONS = {section for section, _ in _NUMBERS}
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 _TENANT_KEYS = {"id", "app_user_id", "api_key_sha256"}
 
 
@@ -113,6 +123,8 @@ def _numbers(problems: list[str], data: Mapping[str, Any], env: Mapping[str, str
             problems.append(f"{section}: must be a table")
             continue
         for key, raw in table.items():
+            if (section, key) in _LISTS:
+                continue
             if (section, key) not in _NUMBERS:
                 problems.append(f"{section}.{key}: unknown key")
             elif (value := _number(problems, f"{section}.{key}", raw, *_NUMBERS[section, key])) is not None:
@@ -127,6 +139,15 @@ def _numbers(problems: list[str], data: Mapping[str, Any], env: Mapping[str, str
             if value is not None:
                 found["cache", "ttl_seconds"] = value
     return found
+
+
+def _origins(problems: list[str], data: Mapping[str, Any]) -> tuple[str, ...]:
+    table = data.get("cors", {})
+    raw = table.get("allowed_origins", []) if isinstance(table, dict) else []
+    if not isinstance(raw, list) or not all(isinstance(o, str) and _ORIGIN.match(o) for o in raw):
+        problems.append('cors.allowed_origins: must be a list of origins like "https://app.example.com" (no path)')
+        return ()
+    return tuple(raw)
 
 
 def _tenant(problems: list[str], index: int, raw: Any) -> Tenant | None:
@@ -216,6 +237,7 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
     problems: list[str] = []
     numbers = _numbers(problems, data, env)
     tenants = _tenants(problems, data.get("tenants"))
+    origins = _origins(problems, data)
     endpoint, project_id, region = _upstream_location(problems, env)
     port_text = env.get("GATEWAY_PORT") or "8080"
     if not (port_text.isdigit() and 0 < int(port_text) < 65536):
@@ -227,6 +249,7 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
         return numbers.get((section, key), default)
 
     cache, covers, upstream, server = CacheSettings(), CoverSettings(), UpstreamSettings("", ""), ServerSettings()
+    cors = CorsSettings()
     return Settings(
         upstream=UpstreamSettings(
             endpoint=endpoint,
@@ -248,5 +271,8 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
             host=env.get("GATEWAY_HOST") or server.host,
             port=int(port_text),
             shutdown_grace_seconds=pick("server", "shutdown_grace_seconds", server.shutdown_grace_seconds),
+        ),
+        cors=CorsSettings(
+            allowed_origins=origins, max_age_seconds=int(pick("cors", "max_age_seconds", cors.max_age_seconds))
         ),
     )

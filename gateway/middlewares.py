@@ -13,12 +13,14 @@ from aiohttp import web
 
 from gateway.accesslog import CURRENT_TRACE, AccessLog, UpstreamTrace
 from gateway.appkeys import CACHE_RESULT, REQUEST_ID, TENANT_ID
+from gateway.cors import CorsPolicy
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound, RateLimited, Unauthenticated
 from gateway.metrics import Metrics
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 UNMATCHED_ROUTE = "unmatched"
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
 
 
 def request_id_of(request: web.Request) -> str:
@@ -54,8 +56,29 @@ def route_of(request: web.Request) -> str:
     return resource.canonical if resource is not None else UNMATCHED_ROUTE
 
 
-def make_observing_middleware(metrics: Metrics, access_log: AccessLog) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """Build the middleware that ids, translates errors, counts and logs every request."""
+def _options_response(request: web.Request, cors: CorsPolicy) -> web.Response:
+    """OPTIONS on a known route: the allowed methods, and preflight approval when CORS allows it."""
+    if isinstance(request.match_info.http_exception, web.HTTPNotFound):
+        raise NotFound("no such route")
+    response = web.Response(status=204, headers={"Allow": "GET, HEAD, OPTIONS"})
+    cors.preflight(
+        request.headers.get("Origin"),
+        request.headers.get("Access-Control-Request-Method"),
+        request.headers.get("Access-Control-Request-Headers"),
+        response.headers,
+    )
+    return response
+
+
+def method_label(method: str) -> str:
+    """The method as a bounded metric label."""
+    return method if method in _KNOWN_METHODS else "OTHER"
+
+
+def make_observing_middleware(
+    metrics: Metrics, access_log: AccessLog, cors: CorsPolicy
+) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Build the middleware that ids, answers OPTIONS, translates errors, applies CORS, counts and logs."""
 
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -66,7 +89,10 @@ def make_observing_middleware(metrics: Metrics, access_log: AccessLog) -> Callab
         CURRENT_TRACE.set(trace)
         response: web.StreamResponse
         try:
-            response = await handler(request)
+            if request.method == "OPTIONS":
+                response = _options_response(request, cors)
+            else:
+                response = await handler(request)
         except GatewayError as error:
             response = error_response(error, request_id)
         except web.HTTPException as exc:
@@ -88,17 +114,18 @@ def make_observing_middleware(metrics: Metrics, access_log: AccessLog) -> Callab
             )
             response = error_response(GatewayError(), request_id)
         response.headers["X-Request-Id"] = request_id
+        cors.decorate(request.headers.get("Origin"), response.headers)
         elapsed = time.perf_counter() - started
         route = route_of(request)
         tenant = request.get(TENANT_ID, "anonymous")
         metrics.http_requests.labels(
-            route=route, method=request.method, status=str(response.status), tenant=tenant
+            route=route, method=method_label(request.method), status=str(response.status), tenant=tenant
         ).inc()
         metrics.http_duration.labels(route=route).observe(elapsed)
         record: dict[str, object] = {
             "request_id": request_id,
             "tenant": tenant,
-            "method": request.method,
+            "method": method_label(request.method),
             "route": route,
             "status": response.status,
             "cache": request.get(CACHE_RESULT),

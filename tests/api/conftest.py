@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.app import create_app
 from gateway.clock import ManualClock
-from gateway.config import CacheSettings, CoverSettings, Settings, Tenant, UpstreamSettings
+from gateway.config import CacheSettings, CorsSettings, CoverSettings, Settings, Tenant, UpstreamSettings
 from gateway.credentials import CredentialSource
 from gateway.simulator import RunningSimulator, running_simulator
 from gateway.tenants import hash_key
@@ -77,6 +77,7 @@ async def make_gateway(clock: ManualClock) -> AsyncIterator[GatewayFactory]:
         max_attempts: int = 3,
         simulator_options: dict[str, Any] | None = None,
         encode: Callable[[Any], bytes] = orjson.dumps,
+        cors_origins: tuple[str, ...] = (),
     ) -> Gateway:
         sim_cm = running_simulator(access_key=SIM_AK, secret_key=SIM_SK, clock=clock, **(simulator_options or {}))
         simulator = await sim_cm.__aenter__()
@@ -91,6 +92,7 @@ async def make_gateway(clock: ManualClock) -> AsyncIterator[GatewayFactory]:
             tenants=TENANTS,
             cache=CacheSettings(ttl_seconds=ttl_seconds, max_bytes=max_bytes),
             covers=CoverSettings(refresh_margin_seconds=margin_seconds),
+            cors=CorsSettings(allowed_origins=cors_origins),
         )
         credentials = CredentialSource(env or {"HUAWEICLOUD_SDK_AK": SIM_AK, "HUAWEICLOUD_SDK_SK": SIM_SK}, clock=clock)
         registry = CollectorRegistry()

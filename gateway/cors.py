@@ -1,0 +1,54 @@
+"""CORS for browser frontends: an origin allow-list, preflight answers, exposed headers.
+
+Only listed origins get ``Access-Control-Allow-*`` headers; any other origin gets nothing, so
+the browser refuses to hand the response to its page. Bearer keys travel in the
+``Authorization`` header, never in cookies, so credentials mode is not enabled.
+
+Hand-written rather than aiohttp-cors: the policy is one allow-list for every route, and it
+must also decorate the error envelopes our middleware builds (aiohttp-cors configures routes
+one by one and leaves unmatched-route errors alone). It is a dozen lines on the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from multidict import CIMultiDict
+
+ALLOWED_METHODS = "GET, HEAD"
+ALLOWED_REQUEST_HEADERS = frozenset({"authorization", "if-none-match", "x-request-id"})
+EXPOSED_HEADERS = "ETag, X-Cache, X-Request-Id, Age, Retry-After"
+
+
+class CorsPolicy:
+    """Which browser origins may call the gateway, and the headers that tell them so."""
+
+    def __init__(self, allowed_origins: Iterable[str], max_age_seconds: int) -> None:
+        self._origins = frozenset(allowed_origins)
+        self._max_age = str(max_age_seconds)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._origins)
+
+    def decorate(self, origin: str | None, headers: CIMultiDict[str]) -> None:
+        """Add the CORS response headers for an allowed ``origin``; nothing otherwise."""
+        if not self._origins:
+            return
+        headers.add("Vary", "Origin")
+        if origin in self._origins:
+            headers["Access-Control-Allow-Origin"] = origin
+            headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+
+    def preflight(
+        self, origin: str | None, method: str | None, request_headers: str | None, headers: CIMultiDict[str]
+    ) -> None:
+        """Add preflight approval when the origin, method and headers are all allowed."""
+        if origin not in self._origins or method not in ("GET", "HEAD"):
+            return
+        asked = {name.strip().lower() for name in (request_headers or "").split(",") if name.strip()}
+        if not asked <= ALLOWED_REQUEST_HEADERS:
+            return
+        headers["Access-Control-Allow-Methods"] = ALLOWED_METHODS
+        headers["Access-Control-Allow-Headers"] = "Authorization, If-None-Match, X-Request-Id"
+        headers["Access-Control-Max-Age"] = self._max_age
