@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import AsyncIterator, Callable
 from typing import IO, Any
@@ -13,7 +14,8 @@ from prometheus_client import CollectorRegistry
 
 from gateway import __version__
 from gateway.accesslog import AccessLog
-from gateway.appkeys import LIFECYCLE, REGISTRY, SERVICE, TENANTS, Lifecycle
+from gateway.appkeys import LIFECYCLE, RATE_LIMITER, REGISTRY, SERVICE, TENANTS, Lifecycle
+from gateway.breaker import BreakerPolicy
 from gateway.cache import ResponseCache
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
@@ -22,6 +24,7 @@ from gateway.credentials import CredentialSource
 from gateway.handlers import JobHandlers, healthz, openapi_spec, prometheus_metrics, readyz
 from gateway.metrics import Metrics
 from gateway.middlewares import make_observing_middleware
+from gateway.ratelimit import TenantRateLimiter, tenant_limits
 from gateway.service import TrainingJobService
 from gateway.tenants import TenantDirectory
 from gateway.upstream import MetaStudioClient
@@ -56,6 +59,7 @@ def create_app(
         handler_args={"max_line_size": MAX_LINE_SIZE, "max_field_size": MAX_FIELD_SIZE},
     )
     app[TENANTS] = TenantDirectory(settings.tenants)
+    app[RATE_LIMITER] = TenantRateLimiter(tenant_limits(settings.tenants, settings.rate_limit), clock)
     app[REGISTRY] = registry
     app[LIFECYCLE] = Lifecycle()
 
@@ -63,17 +67,26 @@ def create_app(
         # One session per app; DummyCookieJar: a shared jar would leak cookies across tenants.
         async with aiohttp.ClientSession(
             cookie_jar=aiohttp.DummyCookieJar(),
-            timeout=aiohttp.ClientTimeout(total=None, connect=settings.upstream.timeout_seconds),
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                connect=settings.upstream.connect_timeout_seconds,
+                sock_read=settings.upstream.read_timeout_seconds,
+            ),
             headers={"User-Agent": f"metastudio-gateway/{__version__}"},
             auto_decompress=True,
         ) as session:
             client = MetaStudioClient(
                 session=session,
                 settings=settings.upstream,
+                breaker_policy=BreakerPolicy(**dataclasses.asdict(settings.circuit_breaker)),
                 credentials=credentials,
                 clock=clock,
                 metrics=metrics,
             )
+            for tenant in settings.tenants:
+                metrics.circuit_state.labels(tenant=tenant.id).set_function(
+                    client.breaker(tenant.app_user_id).state_value
+                )
             app[SERVICE] = TrainingJobService(
                 client=client, cache=cache, settings=settings, clock=clock, metrics=metrics, encode=encode
             )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from gateway.ratelimit import TenantRateLimiter
 from gateway.service import TrainingJobService
 from gateway.tenants import TenantDirectory
 
@@ -20,6 +21,7 @@ class Lifecycle:
 
 SERVICE = web.AppKey("service", TrainingJobService)
 TENANTS = web.AppKey("tenants", TenantDirectory)
+RATE_LIMITER = web.AppKey("rate_limiter", TenantRateLimiter)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 

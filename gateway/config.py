@@ -7,12 +7,16 @@ start with one message instead of limping. Credentials are not here: see ``crede
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 from gateway.errors import ConfigError
 
@@ -27,11 +31,14 @@ _PROJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 @dataclass(frozen=True, slots=True)
 class Tenant:
-    """A caller of the gateway: who it is, which upstream user it acts as, its key hashes."""
+    """A caller of the gateway: who it is, which upstream user it acts as, its key hashes,
+    and its own rate limit (``None``: the default)."""
 
     id: str
     app_user_id: str
     api_key_sha256: tuple[str, ...]
+    requests_per_second: float | None = None
+    burst: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +46,7 @@ class CacheSettings:
     ttl_seconds: float = 60.0
     max_bytes: int = 268_435_456
     stale_if_error_seconds: float = 3600.0
+    stale_while_revalidate_seconds: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +61,38 @@ class UpstreamSettings:
     region: str = "cn-north-4"
     timeout_seconds: float = 10.0
     max_attempts: int = 3
+    connect_timeout_seconds: float = 3.0
+    read_timeout_seconds: float = 8.0
+    retry_budget_ratio: float = 0.2
+    retry_after_cap_seconds: float = 5.0
+    max_body_bytes: int = 16 * 1024 * 1024
+
+
+DEFAULT_HOST = "0.0.0.0"  # noqa: S104 - a server in a container listens on all interfaces
 
 
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
-    host: str = "0.0.0.0"  # noqa: S104 - a server in a container listens on all interfaces
+    host: str = DEFAULT_HOST
     port: int = 8080
     shutdown_grace_seconds: float = 10.0
+    drain_seconds: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitBreakerSettings:
+    window_seconds: float = 30.0
+    min_calls: int = 10
+    failure_ratio: float = 0.5
+    open_seconds: float = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitSettings:
+    """The default limit for tenants that set none; 0 requests per second means unlimited."""
+
+    requests_per_second: float = 0.0
+    burst: float = 100.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,23 +109,40 @@ class Settings:
     covers: CoverSettings = CoverSettings()
     server: ServerSettings = ServerSettings()
     cors: CorsSettings = CorsSettings()
+    circuit_breaker: CircuitBreakerSettings = CircuitBreakerSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
 
+
+_S = TypeVar("_S", bound="DataclassInstance")
 
 # (section, key) -> (minimum, must be an integer). Every number the config file may set.
 _NUMBERS: dict[tuple[str, str], tuple[float, bool]] = {
     ("cache", "ttl_seconds"): (0.001, False),
     ("cache", "max_bytes"): (1024, True),
     ("cache", "stale_if_error_seconds"): (0, False),
+    ("cache", "stale_while_revalidate_seconds"): (0, False),
     ("covers", "refresh_margin_seconds"): (0, False),
     ("upstream", "timeout_seconds"): (0.001, False),
     ("upstream", "max_attempts"): (1, True),
+    ("upstream", "connect_timeout_seconds"): (0.001, False),
+    ("upstream", "read_timeout_seconds"): (0.001, False),
+    ("upstream", "retry_budget_ratio"): (0, False),
+    ("upstream", "retry_after_cap_seconds"): (0, False),
+    ("upstream", "max_body_bytes"): (1024, True),
     ("server", "shutdown_grace_seconds"): (0, False),
+    ("server", "drain_seconds"): (0, False),
     ("cors", "max_age_seconds"): (0, True),
+    ("circuit_breaker", "window_seconds"): (1, False),
+    ("circuit_breaker", "min_calls"): (1, True),
+    ("circuit_breaker", "failure_ratio"): (0.01, False),
+    ("circuit_breaker", "open_seconds"): (0.001, False),
+    ("rate_limit", "requests_per_second"): (0, False),
+    ("rate_limit", "burst"): (1, False),
 }
 _LISTS = {("cors", "allowed_origins")}
 _SECTIONS = {section for section, _ in _NUMBERS}
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
-_TENANT_KEYS = {"id", "app_user_id", "api_key_sha256"}
+_TENANT_KEYS = {"id", "app_user_id", "api_key_sha256", "requests_per_second", "burst"}
 
 
 def _number(problems: list[str], where: str, raw: Any, minimum: float, integer: bool) -> float | None:
@@ -187,7 +237,15 @@ def _tenant(problems: list[str], index: int, raw: Any) -> Tenant | None:
     assert isinstance(tenant_id, str)
     assert isinstance(app_user_id, str)
     assert isinstance(hashes, list)
-    return Tenant(tenant_id, app_user_id.strip(), tuple(h.lower() for h in hashes))
+    rate = raw.get("requests_per_second")
+    burst = raw.get("burst")
+    return Tenant(
+        tenant_id,
+        app_user_id.strip(),
+        tuple(h.lower() for h in hashes),
+        requests_per_second=None if rate is None else _number(problems, f"{where}.requests_per_second", rate, 0, False),
+        burst=None if burst is None else _number(problems, f"{where}.burst", burst, 1, False),
+    )
 
 
 def _tenants(problems: list[str], raw: Any) -> tuple[Tenant, ...]:
@@ -245,34 +303,20 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
     if problems:
         raise ConfigError(problems)
 
-    def pick(section: str, key: str, default: float) -> float:
-        return numbers.get((section, key), default)
+    def section(name: str, default: _S) -> _S:
+        values = {key: value for (sec, key), value in numbers.items() if sec == name}
+        typed = {key: int(value) if _NUMBERS[name, key][1] else value for key, value in values.items()}
+        return dataclasses.replace(default, **typed)
 
-    cache, covers, upstream, server = CacheSettings(), CoverSettings(), UpstreamSettings("", ""), ServerSettings()
-    cors = CorsSettings()
     return Settings(
-        upstream=UpstreamSettings(
-            endpoint=endpoint,
-            project_id=project_id,
-            region=region,
-            timeout_seconds=pick("upstream", "timeout_seconds", upstream.timeout_seconds),
-            max_attempts=int(pick("upstream", "max_attempts", upstream.max_attempts)),
-        ),
+        upstream=section("upstream", UpstreamSettings(endpoint=endpoint, project_id=project_id, region=region)),
         tenants=tenants,
-        cache=CacheSettings(
-            ttl_seconds=pick("cache", "ttl_seconds", cache.ttl_seconds),
-            max_bytes=int(pick("cache", "max_bytes", cache.max_bytes)),
-            stale_if_error_seconds=pick("cache", "stale_if_error_seconds", cache.stale_if_error_seconds),
+        cache=section("cache", CacheSettings()),
+        covers=section("covers", CoverSettings()),
+        server=section(
+            "server", ServerSettings(host=env.get("GATEWAY_HOST") or ServerSettings().host, port=int(port_text))
         ),
-        covers=CoverSettings(
-            refresh_margin_seconds=pick("covers", "refresh_margin_seconds", covers.refresh_margin_seconds)
-        ),
-        server=ServerSettings(
-            host=env.get("GATEWAY_HOST") or server.host,
-            port=int(port_text),
-            shutdown_grace_seconds=pick("server", "shutdown_grace_seconds", server.shutdown_grace_seconds),
-        ),
-        cors=CorsSettings(
-            allowed_origins=origins, max_age_seconds=int(pick("cors", "max_age_seconds", cors.max_age_seconds))
-        ),
+        cors=section("cors", CorsSettings(allowed_origins=origins)),
+        circuit_breaker=section("circuit_breaker", CircuitBreakerSettings()),
+        rate_limit=section("rate_limit", RateLimitSettings()),
     )

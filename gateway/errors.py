@@ -74,9 +74,12 @@ class RateLimited(GatewayError):
 class UpstreamError(GatewayError):
     """The upstream did not give us a usable answer."""
 
-    def __init__(self, message: str | None = None, *, outcome: str = "error") -> None:
+    def __init__(
+        self, message: str | None = None, *, outcome: str = "error", retry_after_seconds: float | None = None
+    ) -> None:
         super().__init__(message)
         self.outcome = outcome
+        self.retry_after_seconds = retry_after_seconds
 
 
 class UpstreamRejected(UpstreamError):

@@ -7,9 +7,10 @@ from importlib.resources import files
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.appkeys import CACHE_RESULT, LIFECYCLE, REGISTRY, SERVICE, TENANT_ID, TENANTS
+from gateway.appkeys import CACHE_RESULT, LIFECYCLE, RATE_LIMITER, REGISTRY, SERVICE, TENANT_ID, TENANTS
 from gateway.clock import Clock
 from gateway.config import Tenant
+from gateway.errors import RateLimited
 from gateway.query import check_job_id, parse_list_query
 from gateway.service import Served
 
@@ -18,8 +19,12 @@ OPENAPI_SPEC = files("gateway").joinpath("openapi.yaml")
 
 
 def _tenant(request: web.Request) -> Tenant:
+    """The authenticated tenant, if within its rate limit."""
     tenant = request.app[TENANTS].authenticate(request.headers.get("Authorization"))
     request[TENANT_ID] = tenant.id
+    retry_after = request.app[RATE_LIMITER].retry_after(tenant.id)
+    if retry_after:
+        raise RateLimited(retry_after)
     return tenant
 
 

@@ -12,7 +12,7 @@ from gateway import __version__
 
 PREFIX = "metastudio_gateway"
 CACHE_RESULTS = ("hit", "miss", "stale", "coalesced")
-COVER_REFRESH_REASONS = ("cover_request", "cover_expiring", "ttl_ahead")
+COVER_REFRESH_REASONS = ("cover_request", "cover_expiring")
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -78,6 +78,12 @@ class Metrics:
             f"{PREFIX}_credential_reloads",
             "Credential re-reads, by trigger: file_changed or upstream_auth_failure.",
             ["trigger"],
+            registry=registry,
+        )
+        self.circuit_state = Gauge(
+            f"{PREFIX}_circuit_state",
+            "Upstream circuit breaker per tenant: 0 closed, 1 half-open, 2 open.",
+            ["tenant"],
             registry=registry,
         )
         self.build_info = Gauge(

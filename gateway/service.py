@@ -15,11 +15,12 @@ from typing import Any
 
 from cachetools import LRUCache
 
+from gateway.backoff import KeyBackoff
 from gateway.cache import CacheEntry, CoverLink, ResponseCache
 from gateway.clock import Clock
 from gateway.config import Settings, Tenant
 from gateway.covers import earliest, is_servable
-from gateway.errors import NotFound, UpstreamRejected
+from gateway.errors import NotFound, UpstreamError, UpstreamRejected
 from gateway.jobs import shape_page
 from gateway.metrics import Metrics
 from gateway.query import UpstreamQuery, parse_list_query
@@ -63,6 +64,9 @@ class TrainingJobService:
         self._encode = encode
         self._ttl = settings.cache.ttl_seconds
         self._margin = settings.covers.refresh_margin_seconds
+        self._stale_if_error = settings.cache.stale_if_error_seconds
+        self._stale_while_revalidate = settings.cache.stale_while_revalidate_seconds
+        self._backoff = KeyBackoff(clock)
         self._cover_index: LRUCache[tuple[str, str], CoverLink] = LRUCache(maxsize=COVER_INDEX_SIZE)
 
     async def list_jobs(self, tenant: Tenant, query: UpstreamQuery) -> Served:
@@ -91,25 +95,53 @@ class TrainingJobService:
         entry = self._cache.get(key)
         now = self._clock.now()
         if entry is not None and now < entry.fresh_until:
-            self._metrics.cache_requests.labels(result="hit").inc()
             if entry.fresh_until - now < (entry.fresh_until - entry.fetched_at) * REFRESH_AHEAD_FRACTION:
-                self._start_refresh(key, entry, loader)
-            if entry.earliest_cover_expiry is not None and not is_servable(
-                entry.earliest_cover_expiry, now, self._margin
-            ):
-                self._metrics.expired_covers_served.inc()
-            return Served(entry, "hit")
-        entry, joined = await self._cache.load(key, loader)
-        result = "coalesced" if joined else "miss"
+                self._refresh_in_background(key, entry, loader)
+            return self._served(entry, "hit", now)
+        if entry is not None and now < entry.fresh_until + self._stale_while_revalidate:
+            self._refresh_in_background(key, entry, loader)
+            return self._served(entry, "stale", now)
+        blocked = self._backoff.blocked(key)
+        if blocked is not None:
+            if entry is not None:
+                return self._served(entry, "stale", now)
+            raise blocked
+        try:
+            entry, joined = await self._cache.load(key, self._remembering_failures(key, loader))
+        except UpstreamError:
+            if entry is not None:  # stale-if-error: kept entries never hold a dying cover link
+                return self._served(entry, "stale", self._clock.now())
+            raise
+        return self._served(entry, "coalesced" if joined else "miss", now)
+
+    def _served(self, entry: CacheEntry, result: str, now: float) -> Served:
         self._metrics.cache_requests.labels(result=result).inc()
+        if entry.earliest_cover_expiry is not None and not is_servable(entry.earliest_cover_expiry, now, self._margin):
+            self._metrics.expired_covers_served.inc()
         return Served(entry, result)
 
-    def _start_refresh(self, key: Hashable, entry: CacheEntry, loader: Callable[[], Awaitable[CacheEntry]]) -> None:
-        if self._cache.is_loading(key):
+    def _remembering_failures(
+        self, key: Hashable, loader: Callable[[], Awaitable[CacheEntry]]
+    ) -> Callable[[], Awaitable[CacheEntry]]:
+        async def load() -> CacheEntry:
+            try:
+                entry = await loader()
+            except UpstreamError as error:
+                self._backoff.failed(key, error)
+                raise
+            self._backoff.succeeded(key)
+            return entry
+
+        return load
+
+    def _refresh_in_background(
+        self, key: Hashable, entry: CacheEntry, loader: Callable[[], Awaitable[CacheEntry]]
+    ) -> None:
+        if self._cache.is_loading(key) or self._backoff.blocked(key) is not None:
             return
-        cover_bound = entry.earliest_cover_expiry is not None and entry.fresh_until < entry.fetched_at + self._ttl
-        self._metrics.cover_refreshes.labels(reason="cover_expiring" if cover_bound else "ttl_ahead").inc()
-        self._cache.refresh_in_background(key, loader)
+        if entry.earliest_cover_expiry is not None and entry.fresh_until < entry.fetched_at + self._ttl:
+            self._metrics.cover_refreshes.labels(reason="cover_expiring").inc()
+        self._cache.refresh_in_background(key, self._remembering_failures(key, loader))
 
     async def _load_list(self, tenant: Tenant, query: UpstreamQuery) -> CacheEntry:
         raw, fetched_at = await self._client.list_jobs(tenant.app_user_id, query)
@@ -141,15 +173,17 @@ class TrainingJobService:
         earliest_cover = earliest(
             link.expires_at for link in covers.values() if is_servable(link.expires_at, fetched_at, self._margin)
         )
-        until = fetched_at + self._ttl
+        fresh_until = fetched_at + self._ttl
+        keep_until = fresh_until + max(self._stale_if_error, self._stale_while_revalidate)
         if earliest_cover is not None:
-            until = min(until, earliest_cover - self._margin)
+            fresh_until = min(fresh_until, earliest_cover - self._margin)
+            keep_until = min(keep_until, earliest_cover - self._margin)
         return CacheEntry(
             body=body,
             etag=etag_of(body),
             fetched_at=fetched_at,
-            fresh_until=until,
-            keep_until=until,
+            fresh_until=fresh_until,
+            keep_until=keep_until,
             covers=covers,
             earliest_cover_expiry=earliest_cover,
         )

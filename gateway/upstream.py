@@ -4,8 +4,11 @@ Nothing from a caller's request reaches the upstream: the client builds the requ
 validated query and the tenant's ``app_user_id`` alone. Failures are translated here, once,
 into the ``UpstreamError`` tree; the upstream's own error text never travels further.
 
-Retries use tenacity (jittered exponential backoff, attempt cap) inside one deadline that
-covers all attempts: it already handles async, stop and wait composition, and our attempt
+Resilience, per call: a circuit breaker per app user id (one tenant's trouble does not trip
+another's), then tenacity retries on connection errors, timeouts, 5xx and 429 with jittered
+exponential backoff (a ``Retry-After`` is honoured up to a cap), each retry paid from a retry
+budget, all inside one deadline. tenacity because it already composes async retries, stop
+conditions that look at the next sleep (``stop_before_delay``) and custom waits; our attempt
 function is the natural unit in which to sign again.
 """
 
@@ -18,26 +21,51 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 import orjson
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_base,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_random_exponential,
+)
 from yarl import URL
 
 from gateway import __version__
 from gateway.accesslog import note_upstream_attempt
+from gateway.breaker import BreakerPolicy, CircuitBreaker
 from gateway.clock import Clock, utc_datetime
 from gateway.config import UpstreamSettings
 from gateway.credentials import CredentialSource
-from gateway.errors import UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from gateway.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 from gateway.metrics import Metrics
 from gateway.query import UpstreamQuery
+from gateway.retry_budget import RetryBudget
 from gateway.signing import sign
 
 USER_AGENT = f"metastudio-gateway/{__version__}"
-MAX_BODY_BYTES = 16 * 1024 * 1024
-_RETRY_WAIT = wait_random_exponential(multiplier=0.05, max=1.0)
+_BACKOFF = wait_random_exponential(multiplier=0.05, max=1.0)
 
 
 class _CredentialsRefused(Exception):
     """The upstream answered 401/403: our signature or credentials were refused."""
+
+
+def _retry_after_seconds(response: aiohttp.ClientResponse) -> float | None:
+    value = response.headers.get("Retry-After", "")
+    return float(value) if value.isdigit() else None
+
+
+class _RetryWithinBudget(retry_base):
+    """Retry an unavailable upstream (not an open circuit) while the retry budget allows."""
+
+    def __init__(self, budget: RetryBudget) -> None:
+        self._budget = budget
+
+    def __call__(self, state: RetryCallState) -> bool:
+        failure = state.outcome.exception() if state.outcome else None
+        retryable = isinstance(failure, UpstreamUnavailable) and failure.outcome != "circuit_open"
+        return retryable and self._budget.try_retry()
 
 
 class MetaStudioClient:
@@ -48,18 +76,29 @@ class MetaStudioClient:
         *,
         session: aiohttp.ClientSession,
         settings: UpstreamSettings,
+        breaker_policy: BreakerPolicy,
         credentials: CredentialSource,
         clock: Clock,
         metrics: Metrics,
     ) -> None:
         self._session = session
         self._settings = settings
+        self._breaker_policy = breaker_policy
         self._credentials = credentials
         self._clock = clock
         self._metrics = metrics
-        self._host = urlsplit(settings.endpoint).netloc
         self._credentials_generation = credentials.generation
+        self._host = urlsplit(settings.endpoint).netloc
         self._path = f"/v1/{quote(settings.project_id, safe='')}/digital-human-training-manage/user/jobs"
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._budget = RetryBudget(clock, ratio=settings.retry_budget_ratio)
+
+    def breaker(self, app_user_id: str) -> CircuitBreaker:
+        """The circuit breaker guarding calls for ``app_user_id``."""
+        breaker = self._breakers.get(app_user_id)
+        if breaker is None:
+            breaker = self._breakers[app_user_id] = CircuitBreaker(self._breaker_policy, self._clock)
+        return breaker
 
     async def list_jobs(self, app_user_id: str, query: UpstreamQuery) -> tuple[Any, float]:
         """One page of jobs: the parsed upstream body and the clock time it arrived."""
@@ -83,16 +122,43 @@ class MetaStudioClient:
             raise UpstreamTimeout() from exc
 
     async def _with_retries(self, app_user_id: str, query: UpstreamQuery) -> tuple[Any, float]:
+        breaker = self.breaker(app_user_id)
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._settings.max_attempts),
-            wait=_RETRY_WAIT,
-            retry=retry_if_exception_type(UpstreamUnavailable),
+            stop=stop_after_attempt(self._settings.max_attempts) | stop_before_delay(self._settings.timeout_seconds),
+            wait=self._wait,
+            retry=_RetryWithinBudget(self._budget),
             reraise=True,
         )
+        self._budget.record_first_attempt()
         async for attempt in retrying:
             with attempt:
-                return await self._attempt(app_user_id, query)
+                return await self._guarded_attempt(breaker, app_user_id, query)
         raise AssertionError("tenacity ends with a result or an exception")  # pragma: no cover
+
+    def _wait(self, state: RetryCallState) -> float:
+        backoff = _BACKOFF(state)
+        failure = state.outcome.exception() if state.outcome else None
+        retry_after = failure.retry_after_seconds if isinstance(failure, UpstreamError) else None
+        if retry_after is not None:
+            return max(backoff, min(retry_after, self._settings.retry_after_cap_seconds))
+        return backoff
+
+    async def _guarded_attempt(
+        self, breaker: CircuitBreaker, app_user_id: str, query: UpstreamQuery
+    ) -> tuple[Any, float]:
+        if not breaker.allow():
+            self._metrics.upstream_requests.labels(outcome="circuit_open").inc()
+            raise UpstreamUnavailable("the upstream is failing; calls are paused briefly", outcome="circuit_open")
+        failed = True
+        try:
+            result = await self._attempt(app_user_id, query)
+            failed = False
+            return result
+        except (UpstreamRejected, _CredentialsRefused):
+            failed = False  # the upstream answered: not a sign of an outage
+            raise
+        finally:
+            breaker.record(failed=failed)
 
     def _signed_request(self, app_user_id: str, query: UpstreamQuery) -> tuple[URL, dict[str, str]]:
         credentials = self._credentials.current()
@@ -123,10 +189,18 @@ class MetaStudioClient:
     async def _attempt(self, app_user_id: str, query: UpstreamQuery) -> tuple[Any, float]:
         url, headers = self._signed_request(app_user_id, query)
         started = time.perf_counter()
+        retry_after = None
         try:
             async with self._session.get(url, headers=headers, allow_redirects=False) as response:
                 status = response.status
-                body = await _read_capped(response) if status == 200 else b""
+                retry_after = _retry_after_seconds(response)
+                body = await self._read_capped(response) if status == 200 else b""
+        except UpstreamRejected as exc:  # the body was too large
+            self._record(exc.outcome, started)
+            raise
+        except aiohttp.ServerTimeoutError as exc:
+            self._record("timeout", started)
+            raise UpstreamUnavailable(outcome="timeout") from exc
         except aiohttp.ClientPayloadError as exc:
             self._record("truncated_body", started)
             raise UpstreamRejected(outcome="truncated_body") from exc
@@ -137,7 +211,7 @@ class MetaStudioClient:
         if status in (401, 403):
             raise _CredentialsRefused()
         if status == 429 or status >= 500:
-            raise UpstreamUnavailable(outcome=str(status))
+            raise UpstreamUnavailable(outcome=str(status), retry_after_seconds=retry_after)
         if status != 200:
             raise UpstreamRejected(outcome=str(status))
         try:
@@ -145,21 +219,21 @@ class MetaStudioClient:
         except orjson.JSONDecodeError as exc:
             raise UpstreamRejected(outcome="invalid_body") from exc
 
+    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
+        cap = self._settings.max_body_bytes
+        if (response.content_length or 0) > cap:
+            raise UpstreamRejected(outcome="oversized_body")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(65536):
+            size += len(chunk)
+            if size > cap:
+                raise UpstreamRejected(outcome="oversized_body")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
     def _record(self, outcome: str, started: float) -> None:
         elapsed = time.perf_counter() - started
         self._metrics.upstream_requests.labels(outcome=outcome).inc()
         self._metrics.upstream_duration.observe(elapsed)
         note_upstream_attempt(outcome, elapsed)
-
-
-async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
-    if (response.content_length or 0) > MAX_BODY_BYTES:
-        raise UpstreamRejected(outcome="oversized_body")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_chunked(65536):
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise UpstreamRejected(outcome="oversized_body")
-        chunks.append(chunk)
-    return b"".join(chunks)

@@ -28,6 +28,9 @@ JOBS_ROUTE = "/v1/{project_id}/digital-human-training-manage/user/jobs"
 COVERS_ROUTE = "/obs/metastudio-covers/{name}"
 DEFAULT_APP_USER_IDS = ("acme-web", "globex-app", "demo-user")
 OBS_ACCESS_KEY_ID = "SIMULATOROBSACCESSKEY"
+# The bucket's CORS rule: any origin may GET a cover (the pre-signed URL is the authorisation), so a
+# browser that followed the gateway's 302 on a fetch() can read the image and its error answers.
+COVER_CORS_HEADERS = {"Access-Control-Allow-Origin": "*"}
 
 # The order of TrainingJobBasicInfo's fields in the upstream documentation.
 _FIELD_ORDER = (
@@ -174,14 +177,16 @@ async def _download_cover(request: web.Request) -> web.Response:
         job_id = job_id_of(name)
         if job_id is not None and any(job.get("job_id") == job_id and job.get("_has_cover") for job in state.jobs):
             return web.Response(
-                body=cover_png(job_id), content_type="image/png", headers={"x-obs-request-id": request_id}
+                body=cover_png(job_id),
+                content_type="image/png",
+                headers={"x-obs-request-id": request_id, **COVER_CORS_HEADERS},
             )
         denial = ObsDenial(404, "NoSuchKey", "The specified key does not exist.")
     return web.Response(
         status=denial.status,
         body=error_xml(denial, request_id),
         content_type="application/xml",
-        headers={"x-obs-request-id": request_id},
+        headers={"x-obs-request-id": request_id, **COVER_CORS_HEADERS},
     )
 
 

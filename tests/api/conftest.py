@@ -14,7 +14,16 @@ from prometheus_client import CollectorRegistry
 
 from gateway.app import create_app
 from gateway.clock import ManualClock
-from gateway.config import CacheSettings, CorsSettings, CoverSettings, Settings, Tenant, UpstreamSettings
+from gateway.config import (
+    CacheSettings,
+    CircuitBreakerSettings,
+    CorsSettings,
+    CoverSettings,
+    RateLimitSettings,
+    Settings,
+    Tenant,
+    UpstreamSettings,
+)
 from gateway.credentials import CredentialSource
 from gateway.simulator import RunningSimulator, running_simulator
 from gateway.tenants import hash_key
@@ -78,6 +87,11 @@ async def make_gateway(clock: ManualClock) -> AsyncIterator[GatewayFactory]:
         simulator_options: dict[str, Any] | None = None,
         encode: Callable[[Any], bytes] = orjson.dumps,
         cors_origins: tuple[str, ...] = (),
+        tenants: tuple[Tenant, ...] = TENANTS,
+        upstream: dict[str, Any] | None = None,
+        cache: dict[str, Any] | None = None,
+        circuit_breaker: CircuitBreakerSettings | None = None,
+        rate_limit: RateLimitSettings | None = None,
     ) -> Gateway:
         sim_cm = running_simulator(access_key=SIM_AK, secret_key=SIM_SK, clock=clock, **(simulator_options or {}))
         simulator = await sim_cm.__aenter__()
@@ -88,11 +102,14 @@ async def make_gateway(clock: ManualClock) -> AsyncIterator[GatewayFactory]:
                 project_id=simulator.project_id,
                 timeout_seconds=timeout_seconds,
                 max_attempts=max_attempts,
+                **(upstream or {}),
             ),
-            tenants=TENANTS,
-            cache=CacheSettings(ttl_seconds=ttl_seconds, max_bytes=max_bytes),
+            tenants=tenants,
+            cache=CacheSettings(ttl_seconds=ttl_seconds, max_bytes=max_bytes, **(cache or {})),
             covers=CoverSettings(refresh_margin_seconds=margin_seconds),
             cors=CorsSettings(allowed_origins=cors_origins),
+            circuit_breaker=circuit_breaker or CircuitBreakerSettings(),
+            rate_limit=rate_limit or RateLimitSettings(),
         )
         credentials = CredentialSource(env or {"HUAWEICLOUD_SDK_AK": SIM_AK, "HUAWEICLOUD_SDK_SK": SIM_SK}, clock=clock)
         registry = CollectorRegistry()

@@ -72,7 +72,7 @@ async def test_a_caller_disconnecting_does_not_cancel_the_shared_upstream_reques
 
 
 async def test_entries_expire_after_the_ttl(make_gateway: GatewayFactory) -> None:
-    """After ttl_seconds on the clock a request is a miss again, and Cache-Control counts down."""
+    """Past ttl_seconds plus the stale-while-revalidate window a request is a miss; Cache-Control counts down."""
     gateway = await make_gateway(ttl_seconds=60)
     first = await gateway.client.get("/v1/training-jobs", headers=ACME)
     assert first.headers["Cache-Control"] == "private, max-age=60"
@@ -81,10 +81,30 @@ async def test_entries_expire_after_the_ttl(make_gateway: GatewayFactory) -> Non
     assert hit.headers["X-Cache"] == "HIT"
     assert hit.headers["Cache-Control"] == "private, max-age=40"
     assert hit.headers["Age"] == "20"
-    gateway.clock.advance(41)
+    gateway.clock.advance(51)  # 71 s after the fetch: TTL 60 + 10 s stale-while-revalidate are over
     again = await gateway.client.get("/v1/training-jobs", headers=ACME)
     assert again.headers["X-Cache"] == "MISS"
     assert "Age" not in again.headers
+    assert gateway.upstream_calls == 2
+
+
+async def test_just_expired_entry_is_served_stale_while_one_refresh_runs(make_gateway: GatewayFactory) -> None:
+    """Right after the TTL the old body comes back at once (STALE, max-age=0) and one background re-fetch renews it."""
+    gateway = await make_gateway(ttl_seconds=60)
+    first = await (await gateway.client.get("/v1/training-jobs", headers=ACME)).read()
+    gateway.clock.advance(62)
+    stale = await asyncio.gather(*(gateway.client.get("/v1/training-jobs", headers=ACME) for _ in range(20)))
+    assert {r.headers["X-Cache"] for r in stale} <= {"STALE", "HIT"}
+    assert stale[0].headers["X-Cache"] == "STALE"
+    assert stale[0].headers["Cache-Control"] == "private, max-age=0"
+    assert stale[0].headers["Age"] == "62"
+    assert await stale[0].read() == first
+    for _ in range(100):  # bounded wait for the background re-fetch to land
+        renewed = await gateway.client.get("/v1/training-jobs", headers=ACME)
+        if renewed.headers["X-Cache"] == "HIT":
+            break
+        await asyncio.sleep(0.01)
+    assert renewed.headers["X-Cache"] == "HIT"
     assert gateway.upstream_calls == 2
 
 

@@ -36,7 +36,7 @@ async def test_rotated_files_are_used_after_the_next_check(make_gateway: Gateway
     gateway.simulator.state.access_key, gateway.simulator.state.secret_key = "AK-NEW-2", "SK-NEW-2"
     _write(ak, "AK-NEW-2")
     _write(sk, "SK-NEW-2")
-    gateway.clock.advance(3)
+    gateway.clock.advance(12)  # past the entry's TTL and stale window, and the 2 s file check
     assert (await gateway.client.get("/v1/training-jobs", headers=ACME)).status == 200
     assert [r.status for r in gateway.simulator.state.request_log] == [200, 200]
     assert gateway.metric("metastudio_gateway_credential_reloads_total", trigger="file_changed") == 1

@@ -1,0 +1,50 @@
+"""Per-key backoff: while the upstream fails for a cache key, that key is not asked again until
+its backoff (exponential, or the upstream's Retry-After when longer) has passed."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+from cachetools import TTLCache
+
+from gateway.clock import Clock
+from gateway.errors import UpstreamError
+
+
+@dataclass(frozen=True, slots=True)
+class _Failing:
+    failures: int
+    until: float
+    error: UpstreamError
+
+
+class KeyBackoff:
+    """Remembers failing keys (bounded in number and age) and when each may be tried again."""
+
+    def __init__(self, clock: Clock, *, base_seconds: float = 1.0, cap_seconds: float = 30.0) -> None:
+        self._clock = clock
+        self._base = base_seconds
+        self._cap = cap_seconds
+        self._failing: TTLCache[Hashable, _Failing] = TTLCache(maxsize=100_000, ttl=cap_seconds * 4, timer=clock.now)
+
+    def blocked(self, key: Hashable) -> UpstreamError | None:
+        """A fresh error like the last one while ``key`` is backing off, else ``None``."""
+        failing = self._failing.get(key)
+        if failing is None or self._clock.now() >= failing.until:
+            return None
+        last = failing.error
+        return type(last)(last.message, outcome="backoff", retry_after_seconds=failing.until - self._clock.now())
+
+    def failed(self, key: Hashable, error: UpstreamError) -> None:
+        """Count a failure of ``key`` and push its next try out."""
+        previous = self._failing.get(key)
+        failures = previous.failures + 1 if previous else 1
+        delay = min(self._cap, self._base * 2 ** (failures - 1))
+        if error.retry_after_seconds is not None:
+            delay = max(delay, min(self._cap, error.retry_after_seconds))
+        self._failing[key] = _Failing(failures, self._clock.now() + delay, error)
+
+    def succeeded(self, key: Hashable) -> None:
+        """Forget ``key``'s failures."""
+        self._failing.pop(key, None)

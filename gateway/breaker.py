@@ -1,0 +1,90 @@
+"""A circuit breaker on the upstream error ratio over a sliding window, with half-open probing.
+
+Hand-written rather than purgatory: purgatory opens after N *consecutive* failures, while we
+want a failure *ratio* over a time window (a trickle of errors in heavy traffic should not
+open it, a burst of them in light traffic should), and the state must be a metric.
+
+States: ``closed`` (calls flow, outcomes counted per second), ``open`` (calls refused at once
+for ``open_seconds``), ``half_open`` (one probe at a time; its success closes the circuit,
+its failure opens it again).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from gateway.clock import Clock
+
+CLOSED, HALF_OPEN, OPEN = "closed", "half_open", "open"
+STATE_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    window_seconds: float = 30.0
+    min_calls: int = 10
+    failure_ratio: float = 0.5
+    open_seconds: float = 15.0
+
+
+class CircuitBreaker:
+    """Decides whether an upstream call may be made, from recent outcomes."""
+
+    def __init__(self, policy: BreakerPolicy, clock: Clock) -> None:
+        self._policy = policy
+        self._clock = clock
+        self._state = CLOSED
+        self._opened_at = 0.0
+        self._probe_in_flight = False
+        self._seconds: deque[list[float]] = deque()  # [second, calls, failures]
+
+    @property
+    def state(self) -> str:
+        if self._state == OPEN and self._clock.now() >= self._opened_at + self._policy.open_seconds:
+            return HALF_OPEN
+        return self._state
+
+    def state_value(self) -> float:
+        """The state as a number, for the metric: 0 closed, 1 half-open, 2 open."""
+        return STATE_VALUES[self.state]
+
+    def allow(self) -> bool:
+        """Whether a call may go out now (in half-open, only one probe at a time)."""
+        state = self.state
+        if state == CLOSED:
+            return True
+        if state == HALF_OPEN and not self._probe_in_flight:
+            self._state = HALF_OPEN
+            self._probe_in_flight = True
+            return True
+        return False
+
+    def record(self, *, failed: bool) -> None:
+        """Count one call's outcome and move between states."""
+        if self._state == HALF_OPEN:
+            self._probe_in_flight = False
+            if failed:
+                self._open()
+            else:
+                self._state = CLOSED
+                self._seconds.clear()
+            return
+        now = self._clock.now()
+        second = float(int(now))
+        if self._seconds and self._seconds[-1][0] == second:
+            self._seconds[-1][1] += 1
+            self._seconds[-1][2] += failed
+        else:
+            self._seconds.append([second, 1, float(failed)])
+        while self._seconds and self._seconds[0][0] <= now - self._policy.window_seconds:
+            self._seconds.popleft()
+        calls = sum(bucket[1] for bucket in self._seconds)
+        failures = sum(bucket[2] for bucket in self._seconds)
+        if self._state == CLOSED and calls >= self._policy.min_calls and failures / calls >= self._policy.failure_ratio:
+            self._open()
+
+    def _open(self) -> None:
+        self._state = OPEN
+        self._opened_at = self._clock.now()
+        self._seconds.clear()

@@ -1,0 +1,151 @@
+"""Upstream trouble as callers see it: stale answers, fast failures, bounded upstream load, rate limits."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.config import CircuitBreakerSettings, RateLimitSettings, Tenant
+from tests.api.conftest import ACME, GLOBEX, TENANTS, Gateway, GatewayFactory
+
+pytestmark = pytest.mark.asyncio
+HOUR = 3600.0
+
+
+async def _status(gateway: Gateway, headers: dict[str, str] = ACME, path: str = "/v1/training-jobs") -> int:
+    return (await gateway.client.get(path, headers=headers)).status
+
+
+async def test_stale_if_error_serves_the_last_good_list_with_age(make_gateway: GatewayFactory) -> None:
+    """After expiry, an upstream failure gives the last good list (X-Cache STALE, Age), not an error."""
+    gateway = await make_gateway(ttl_seconds=60)
+    good = await (await gateway.client.get("/v1/training-jobs", headers=ACME)).read()
+    gateway.clock.advance(600)
+    gateway.simulator.state.fail_next.extend([500] * 3)
+    response = await gateway.client.get("/v1/training-jobs", headers=ACME)
+    assert response.status == 200
+    assert response.headers["X-Cache"] == "STALE"
+    assert response.headers["Age"] == "600"
+    assert await response.read() == good
+    assert gateway.metric("metastudio_gateway_cache_requests_total", result="stale") == 1
+
+
+async def test_stale_if_error_ends_after_its_window(make_gateway: GatewayFactory) -> None:
+    """Past stale_if_error_seconds the failure reaches the caller."""
+    gateway = await make_gateway(ttl_seconds=60, cache={"stale_if_error_seconds": 300})
+    await gateway.client.get("/v1/training-jobs", headers=ACME)
+    gateway.clock.advance(400)
+    gateway.simulator.state.fail_next.extend([500] * 3)
+    assert await _status(gateway) == 503
+
+
+async def test_stale_list_never_carries_a_cover_inside_the_margin(make_gateway: GatewayFactory) -> None:
+    """A stale list is dropped once its first cover would be inside the margin: 503 rather than a dying link."""
+    gateway = await make_gateway(ttl_seconds=60, margin_seconds=HOUR, cache={"stale_if_error_seconds": 48 * HOUR})
+    await gateway.client.get("/v1/training-jobs?limit=50", headers=ACME)
+    gateway.clock.advance(22 * HOUR)
+    gateway.simulator.state.fail_next.extend([500] * 3)
+    stale = await gateway.client.get("/v1/training-jobs?limit=50", headers=ACME)
+    assert stale.headers["X-Cache"] == "STALE"
+    gateway.clock.advance(1.5 * HOUR)
+    gateway.simulator.state.fail_next.extend([500] * 3)
+    assert await _status(gateway, path="/v1/training-jobs?limit=50") == 503
+    assert gateway.metric("metastudio_gateway_expired_covers_served_total") == 0
+
+
+async def test_failing_key_is_not_hammered(gateway: Gateway) -> None:
+    """After a failed load, further requests for that key inside its backoff fail fast without upstream calls."""
+    gateway.simulator.state.fail_next.extend([500] * 3)
+    assert await _status(gateway) == 503
+    calls = gateway.upstream_calls
+    for _ in range(10):
+        assert await _status(gateway) == 503
+    assert gateway.upstream_calls == calls
+    gateway.clock.advance(2)
+    assert await _status(gateway) == 200
+
+
+async def test_circuit_opens_and_fails_fast_then_probes(make_gateway: GatewayFactory) -> None:
+    """Failures open the tenant's circuit: 503 at once without upstream calls; after open_seconds a probe closes it."""
+    breaker = CircuitBreakerSettings(window_seconds=30, min_calls=4, failure_ratio=0.5, open_seconds=10)
+    gateway = await make_gateway(max_attempts=1, circuit_breaker=breaker)
+    gateway.simulator.state.fail_next.extend([500] * 4)
+    for offset in range(4):  # distinct keys: each goes upstream once and fails
+        assert await _status(gateway, path=f"/v1/training-jobs?offset={offset}") == 503
+    assert gateway.metric("metastudio_gateway_circuit_state", tenant="acme") == 2
+    calls = gateway.upstream_calls
+    assert await _status(gateway, path="/v1/training-jobs?offset=99") == 503
+    assert gateway.upstream_calls == calls
+    assert gateway.metric("metastudio_gateway_circuit_state", tenant="globex") == 0
+    assert await _status(gateway, GLOBEX) == 200
+    gateway.clock.advance(11)
+    assert gateway.metric("metastudio_gateway_circuit_state", tenant="acme") == 1
+    assert await _status(gateway, path="/v1/training-jobs?offset=98") == 200
+    assert gateway.metric("metastudio_gateway_circuit_state", tenant="acme") == 0
+
+
+async def test_open_circuit_still_serves_stale(make_gateway: GatewayFactory) -> None:
+    """While the circuit is open, a cached list past its TTL is still served (STALE)."""
+    breaker = CircuitBreakerSettings(window_seconds=30, min_calls=2, failure_ratio=0.5, open_seconds=60)
+    gateway = await make_gateway(ttl_seconds=5, max_attempts=1, circuit_breaker=breaker)
+    await gateway.client.get("/v1/training-jobs", headers=ACME)
+    gateway.simulator.state.fail_next.extend([503] * 2)
+    for offset in (1, 2):
+        await gateway.client.get(f"/v1/training-jobs?offset={offset}", headers=ACME)
+    gateway.clock.advance(30)
+    response = await gateway.client.get("/v1/training-jobs", headers=ACME)
+    assert response.headers["X-Cache"] == "STALE"
+
+
+async def test_retries_stay_within_the_budget_under_sustained_failure(make_gateway: GatewayFactory) -> None:
+    """With every upstream call failing, retries add at most ~20% (plus a small floor) to upstream calls."""
+    gateway = await make_gateway(
+        max_attempts=3, circuit_breaker=CircuitBreakerSettings(min_calls=10_000), upstream={"retry_budget_ratio": 0.2}
+    )
+    gateway.simulator.state.fail_next.extend([500] * 1000)
+    requests = 50
+    for offset in range(requests):
+        assert await _status(gateway, path=f"/v1/training-jobs?offset={offset}") == 503
+    assert gateway.upstream_calls <= requests * 1.2 + 3
+    assert gateway.upstream_calls > requests
+
+
+async def test_retry_after_from_a_429_is_honoured(make_gateway: GatewayFactory) -> None:
+    """A 429 is retried (after its Retry-After, capped) and the caller gets 200."""
+    gateway = await make_gateway(upstream={"retry_after_cap_seconds": 0.05})
+    gateway.simulator.state.fail_next.append(429)
+    assert await _status(gateway) == 200
+    assert [r.status for r in gateway.simulator.state.request_log] == [429, 200]
+
+
+async def test_rate_limit_gives_429_with_retry_after_and_spares_other_tenants(make_gateway: GatewayFactory) -> None:
+    """Past its burst a tenant gets 429 rate_limited with Retry-After; another tenant is unaffected."""
+    limited = (Tenant(TENANTS[0].id, TENANTS[0].app_user_id, TENANTS[0].api_key_sha256, 1.0, 3), TENANTS[1])
+    gateway = await make_gateway(tenants=limited, rate_limit=RateLimitSettings(requests_per_second=0))
+    statuses = [await _status(gateway) for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    refused = await gateway.client.get("/v1/training-jobs", headers=ACME)
+    assert refused.status == 429
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert (await refused.json())["error"]["code"] == "rate_limited"
+    assert [await _status(gateway, GLOBEX) for _ in range(10)] == [200] * 10
+    gateway.clock.advance(1)
+    assert await _status(gateway) == 200
+
+
+async def test_default_rate_limit_applies_to_every_tenant(make_gateway: GatewayFactory) -> None:
+    """[rate_limit] sets a default for tenants without their own."""
+    gateway = await make_gateway(rate_limit=RateLimitSettings(requests_per_second=1, burst=2))
+    assert [await _status(gateway, GLOBEX) for _ in range(3)] == [200, 200, 429]
+
+
+async def test_deadline_covers_retries(make_gateway: GatewayFactory) -> None:
+    """A slow upstream and retries together never hold a caller past timeout_seconds: 504."""
+    gateway = await make_gateway(timeout_seconds=0.3, max_attempts=5, upstream={"read_timeout_seconds": 0.2})
+    gateway.simulator.state.response_delay_seconds = 1.0
+    started = asyncio.get_running_loop().time()
+    status = await _status(gateway)
+    elapsed = asyncio.get_running_loop().time() - started
+    assert status in (503, 504)
+    assert elapsed < 2.0  # generous bound: the point is "not 5 x 1 s"
