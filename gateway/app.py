@@ -14,14 +14,14 @@ from prometheus_client import CollectorRegistry
 
 from gateway import __version__
 from gateway.accesslog import AccessLog
-from gateway.appkeys import LIFECYCLE, RATE_LIMITER, REGISTRY, SERVICE, TENANTS, Lifecycle
+from gateway.appkeys import CORS, LIFECYCLE, RATE_LIMITER, REGISTRY, SERVICE, TENANTS, Lifecycle
 from gateway.breaker import BreakerPolicy
 from gateway.cache import ResponseCache
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
 from gateway.cors import CorsPolicy
 from gateway.credentials import CredentialSource
-from gateway.handlers import JobHandlers, healthz, openapi_spec, prometheus_metrics, readyz
+from gateway.handlers import JobHandlers, healthz, openapi_spec, options, prometheus_metrics, readyz
 from gateway.metrics import Metrics
 from gateway.middlewares import make_observing_middleware
 from gateway.ratelimit import TenantRateLimiter, tenant_limits
@@ -29,9 +29,9 @@ from gateway.service import TrainingJobService
 from gateway.tenants import TenantDirectory
 from gateway.upstream import MetaStudioClient
 
-# Bounds on what a client may send: generous for this API, small enough to refuse abuse.
+# aiohttp's own parser limits: a backstop above the middleware's limits, which answer in JSON.
 MAX_LINE_SIZE = 8190
-MAX_FIELD_SIZE = 8190
+MAX_FIELD_SIZE = 16384
 
 
 def create_app(
@@ -101,12 +101,19 @@ def create_app(
     app.cleanup_ctx.append(upstream_session)
     app.on_shutdown.append(stop_being_ready)
 
+    app[CORS] = cors
     jobs = JobHandlers(clock)
-    app.router.add_get("/v1/training-jobs", jobs.list_jobs)
-    app.router.add_get("/v1/training-jobs/{job_id}", jobs.get_job)
-    app.router.add_get("/v1/training-jobs/{job_id}/cover", jobs.cover)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", prometheus_metrics)
-    app.router.add_get("/openapi.yaml", openapi_spec)
+    for path, handler in (
+        ("/v1/training-jobs", jobs.list_jobs),
+        ("/v1/training-jobs/{job_id}", jobs.get_job),
+        ("/v1/training-jobs/{job_id}/cover", jobs.cover),
+        ("/healthz", healthz),
+        ("/readyz", readyz),
+        ("/metrics", prometheus_metrics),
+        ("/openapi.yaml", openapi_spec),
+    ):
+        resource = app.router.add_resource(path)
+        resource.add_route("GET", handler)
+        resource.add_route("HEAD", handler)
+        resource.add_route("OPTIONS", options)
     return app

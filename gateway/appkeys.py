@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from gateway.cors import CorsPolicy
 from gateway.ratelimit import TenantRateLimiter
 from gateway.service import TrainingJobService
 from gateway.tenants import TenantDirectory
@@ -22,6 +23,7 @@ class Lifecycle:
 SERVICE = web.AppKey("service", TrainingJobService)
 TENANTS = web.AppKey("tenants", TenantDirectory)
 RATE_LIMITER = web.AppKey("rate_limiter", TenantRateLimiter)
+CORS = web.AppKey("cors", CorsPolicy)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 

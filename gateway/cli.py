@@ -14,14 +14,14 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from aiohttp import web
-
 from gateway import __version__
 from gateway.app import create_app
 from gateway.clock import SystemClock
 from gateway.config import Settings, load_settings
 from gateway.credentials import CredentialSource
 from gateway.errors import ConfigError
+from gateway.logs import configure_logging
+from gateway.server import serve_until_signalled
 from gateway.tenants import hash_key
 
 EXIT_CONFIG = 2
@@ -91,18 +91,10 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     server = dataclasses.replace(
         settings.server, host=args.host or settings.server.host, port=args.port or settings.server.port
     )
+    configure_logging()
     app = create_app(settings, credentials=credentials)
-    web.run_app(
-        app,
-        host=server.host,
-        port=server.port,
-        shutdown_timeout=server.shutdown_grace_seconds,
-        access_log=None,
-        print=lambda _: print(
-            f"metastudio-gateway {__version__} listening on {server.host}:{server.port}", file=sys.stderr
-        ),
-        loop=_new_event_loop(),
-    )
+    with asyncio.Runner(loop_factory=_new_event_loop) as runner:
+        runner.run(serve_until_signalled(app, server))
     return 0
 
 

@@ -7,7 +7,7 @@ from importlib.resources import files
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.appkeys import CACHE_RESULT, LIFECYCLE, RATE_LIMITER, REGISTRY, SERVICE, TENANT_ID, TENANTS
+from gateway.appkeys import CACHE_RESULT, CORS, LIFECYCLE, RATE_LIMITER, REGISTRY, SERVICE, TENANT_ID, TENANTS
 from gateway.clock import Clock
 from gateway.config import Tenant
 from gateway.errors import RateLimited
@@ -78,6 +78,18 @@ class JobHandlers:
         tenant = _tenant(request)
         location = await request.app[SERVICE].cover_location(tenant, _job_id(request))
         return web.Response(status=302, headers={"Location": location, "Cache-Control": "private, no-store"})
+
+
+async def options(request: web.Request) -> web.Response:
+    """OPTIONS on a route: the allowed methods, and CORS preflight approval where the policy allows."""
+    response = web.Response(status=204, headers={"Allow": "GET, HEAD, OPTIONS"})
+    request.app[CORS].preflight(
+        request.headers.get("Origin"),
+        request.headers.get("Access-Control-Request-Method"),
+        request.headers.get("Access-Control-Request-Headers"),
+        response.headers,
+    )
+    return response
 
 
 async def healthz(_request: web.Request) -> web.Response:

@@ -14,13 +14,28 @@ from aiohttp import web
 from gateway.accesslog import CURRENT_TRACE, AccessLog, UpstreamTrace
 from gateway.appkeys import CACHE_RESULT, REQUEST_ID, TENANT_ID
 from gateway.cors import CorsPolicy
-from gateway.errors import GatewayError, MethodNotAllowed, NotFound, RateLimited, Unauthenticated
+from gateway.errors import GatewayError, InvalidParameter, MethodNotAllowed, NotFound, RateLimited, Unauthenticated
 from gateway.metrics import Metrics
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 UNMATCHED_ROUTE = "unmatched"
+MAX_TARGET_BYTES = 4096
+MAX_HEADER_COUNT = 100
+MAX_HEADER_BYTES = 16384
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
+
+
+def check_request_shape(request: web.Request) -> None:
+    """Refuse oversized targets and header sets, and bodies on the read-only methods."""
+    if len(request.raw_path) > MAX_TARGET_BYTES:
+        raise InvalidParameter("url", f"the request target is longer than {MAX_TARGET_BYTES} bytes")
+    headers = request.raw_headers
+    if len(headers) > MAX_HEADER_COUNT or sum(len(n) + len(v) for n, v in headers) > MAX_HEADER_BYTES:
+        raise InvalidParameter("headers", f"at most {MAX_HEADER_COUNT} headers and {MAX_HEADER_BYTES} bytes")
+    if request.body_exists and request.method in _READ_METHODS:
+        raise InvalidParameter("body", f"{request.method} requests take no body")
 
 
 def request_id_of(request: web.Request) -> str:
@@ -56,20 +71,6 @@ def route_of(request: web.Request) -> str:
     return resource.canonical if resource is not None else UNMATCHED_ROUTE
 
 
-def _options_response(request: web.Request, cors: CorsPolicy) -> web.Response:
-    """OPTIONS on a known route: the allowed methods, and preflight approval when CORS allows it."""
-    if isinstance(request.match_info.http_exception, web.HTTPNotFound):
-        raise NotFound("no such route")
-    response = web.Response(status=204, headers={"Allow": "GET, HEAD, OPTIONS"})
-    cors.preflight(
-        request.headers.get("Origin"),
-        request.headers.get("Access-Control-Request-Method"),
-        request.headers.get("Access-Control-Request-Headers"),
-        response.headers,
-    )
-    return response
-
-
 def method_label(method: str) -> str:
     """The method as a bounded metric label."""
     return method if method in _KNOWN_METHODS else "OTHER"
@@ -78,7 +79,7 @@ def method_label(method: str) -> str:
 def make_observing_middleware(
     metrics: Metrics, access_log: AccessLog, cors: CorsPolicy
 ) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """Build the middleware that ids, answers OPTIONS, translates errors, applies CORS, counts and logs."""
+    """Build the middleware that ids, checks, translates errors, applies CORS, counts and logs."""
 
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -89,10 +90,8 @@ def make_observing_middleware(
         CURRENT_TRACE.set(trace)
         response: web.StreamResponse
         try:
-            if request.method == "OPTIONS":
-                response = _options_response(request, cors)
-            else:
-                response = await handler(request)
+            check_request_shape(request)
+            response = await handler(request)
         except GatewayError as error:
             response = error_response(error, request_id)
         except web.HTTPException as exc:

@@ -119,3 +119,41 @@ async def test_internal_failure_is_500_without_a_traceback(make_gateway: Gateway
     raw = orjson.dumps(error) + gateway.log.getvalue()
     assert b"secret internal detail" not in raw
     assert b"Traceback" not in raw
+
+
+async def test_head_answers_like_get_without_a_body(gateway: Gateway) -> None:
+    """HEAD on a route gives GET's status and headers, no body."""
+    response = await gateway.client.head("/v1/training-jobs", headers=ACME)
+    assert response.status == 200
+    assert response.headers["X-Cache"] in ("MISS", "HIT")
+    assert await response.read() == b""
+
+
+async def test_options_is_counted_under_its_route(gateway: Gateway) -> None:
+    """OPTIONS answers 204 with Allow, and is labelled with the route template, not 'unmatched'."""
+    response = await gateway.client.options("/v1/training-jobs")
+    assert response.status == 204
+    assert response.headers["Allow"] == "GET, HEAD, OPTIONS"
+    labels = {"route": "/v1/training-jobs", "method": "OPTIONS", "status": "204", "tenant": "anonymous"}
+    assert gateway.metric("metastudio_gateway_http_requests_total", **labels) == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "parameter"),
+    [
+        ({"data": b"{}"}, "body"),
+        ({"params": {"name": "x" * 5000}}, "url"),
+        ({"headers": {**ACME, **{f"X-Filler-{i}": "y" for i in range(120)}}}, "headers"),
+        ({"headers": {**ACME, "X-Big": "z" * 9000, "X-Big-2": "z" * 9000}}, "headers"),
+    ],
+    ids=["body-on-get", "long-url", "too-many-headers", "too-many-header-bytes"],
+)
+async def test_oversized_or_bodied_requests_are_refused(
+    gateway: Gateway, kwargs: dict[str, Any], parameter: str
+) -> None:
+    """A body on GET, a target over 4 KiB, or more than 100 headers / 16 KiB of them: 400 naming what, no upstream."""
+    request_kwargs = {"headers": ACME, **kwargs}
+    response = await gateway.client.get("/v1/training-jobs", **request_kwargs)
+    error = await _error(response, 400, "invalid_parameter")
+    assert f"'{parameter}'" in error["message"]
+    assert gateway.upstream_calls == 0

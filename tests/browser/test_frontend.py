@@ -25,7 +25,7 @@ from playwright.async_api import Browser, Page, Request, async_playwright
 
 from tests.live import LiveGateway, live_gateway
 
-CHROMIUM = Path("/usr/bin/chromium-gone")
+CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",

@@ -1,0 +1,37 @@
+"""Running the gateway as a server process, with a graceful drain on SIGTERM/SIGINT.
+
+On the signal: ``/readyz`` turns 503 at once; the listener stays open ``drain_seconds`` so
+load balancers see it and stop sending; then new connections are refused, requests in flight
+get up to ``shutdown_grace_seconds`` to finish, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+from aiohttp import web
+
+from gateway import __version__
+from gateway.appkeys import LIFECYCLE
+from gateway.config import ServerSettings
+
+
+async def serve_until_signalled(app: web.Application, server: ServerSettings) -> None:
+    """Serve ``app`` on ``server.host:port`` until SIGTERM or SIGINT, then drain and stop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=server.shutdown_grace_seconds)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, server.host, server.port).start()
+        print(f"metastudio-gateway {__version__} listening on {server.host}:{server.port}", file=sys.stderr)
+        await stop.wait()
+        app[LIFECYCLE].ready = False
+        print("metastudio-gateway: draining", file=sys.stderr)
+        await asyncio.sleep(server.drain_seconds)
+    finally:
+        await runner.cleanup()
