@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from aiohttp import web
 from gateway.clock import Clock
 from gateway.simulator.covers import ObsDenial, ObsUrlSigner, cover_png, error_xml, job_id_of
 from gateway.simulator.dataset import generate_jobs
+from gateway.simulator.faults import Fault, faulty_response, pick_fault
 from gateway.simulator.query import InvalidQuery, parse_query, select_jobs
 from gateway.simulator.state import SIMULATOR_STATE, JobRecord, RecordedRequest, SimulatorState
 from gateway.simulator.verify import Credentials, check_signature, parse_raw_query
@@ -138,29 +140,63 @@ def _answer(request: web.Request, query: list[tuple[str, str]]) -> tuple[int, An
     return 200, {"count": count, "jobs": jobs}, None
 
 
-async def _list_jobs(request: web.Request) -> web.Response:
+async def _list_jobs(request: web.Request) -> web.StreamResponse:
     """``GET /v1/{project_id}/digital-human-training-manage/user/jobs``."""
     state = request.app[SIMULATOR_STATE]
     query = parse_raw_query(request.rel_url.raw_query_string)
     status, body, rejection = _answer(request, query)
+    app_user_id = request.headers.get("X-App-UserId")
+    fault = pick_fault(state.faults, app_user_id, state.rng) if status == 200 else None
+    if fault is not None:
+        status = fault.status if fault.kind == "status" else 200
+        rejection = f"fault: {fault.kind}"
     state.request_log.append(
         RecordedRequest(
             method=request.method,
             path=request.raw_path.partition("?")[0],
             query=tuple(query),
             headers=dict(request.headers.items()),
-            app_user_id=request.headers.get("X-App-UserId"),
+            app_user_id=app_user_id,
             status=status,
             rejection=rejection,
         )
     )
     if state.response_delay_seconds > 0:
         await asyncio.sleep(state.response_delay_seconds)
-    return web.Response(
-        status=status,
-        body=orjson.dumps(body),
-        content_type="application/json",
-        headers={"X-Request-Id": uuid.uuid4().hex},
+    headers = {"X-Request-Id": uuid.uuid4().hex}
+    if fault is not None and fault.kind == "status":
+        body = _error(fault.status)
+        if fault.retry_after is not None:
+            headers["Retry-After"] = str(fault.retry_after)
+    elif fault is not None:
+        return await faulty_response(request, fault, orjson.dumps(body))
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json", headers=headers)
+
+
+async def _faults(request: web.Request) -> web.Response:
+    """``/_simulator/faults``: GET lists, PUT replaces (a JSON list of faults), DELETE clears."""
+    state = request.app[SIMULATOR_STATE]
+    if request.method == "PUT":
+        try:
+            state.faults = [Fault.from_json(raw) for raw in orjson.loads(await request.read())]
+        except (ValueError, TypeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+    elif request.method == "DELETE":
+        state.faults.clear()
+        state.fail_next.clear()
+        state.response_delay_seconds = 0
+    return web.json_response([fault.to_json() for fault in state.faults])
+
+
+async def _stats(request: web.Request) -> web.Response:
+    """``GET /_simulator/stats``: how many jobs requests came, by status and by app user id."""
+    log = request.app[SIMULATOR_STATE].request_log
+    return web.json_response(
+        {
+            "requests": len(log),
+            "by_status": dict(Counter(str(entry.status) for entry in log)),
+            "by_app_user_id": dict(Counter(entry.app_user_id or "" for entry in log)),
+        }
     )
 
 
@@ -212,4 +248,6 @@ def create_simulator_app(
     app[_WIRING] = _Wiring(clock=clock, obs=ObsUrlSigner(OBS_ACCESS_KEY_ID, secrets.token_urlsafe(24)))
     app.router.add_route("*", JOBS_ROUTE, _list_jobs)
     app.router.add_get(COVERS_ROUTE, _download_cover)
+    app.router.add_route("*", "/_simulator/faults", _faults)
+    app.router.add_get("/_simulator/stats", _stats)
     return app

@@ -6,11 +6,14 @@ dataset, the request log and a few knobs. Nothing here is module-level and mutab
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from gateway.simulator.faults import Fault
 
 JobRecord = dict[str, Any]
 """One upstream job as stored: the documented fields plus ``_``-prefixed bookkeeping keys."""
@@ -58,6 +61,10 @@ class SimulatorState:
     """Statuses to answer, one per authenticated jobs request, before serving normally again."""
     response_delay_seconds: float = 0.0
     """Real seconds the jobs endpoint waits before answering (for client timeout tests)."""
+    faults: list[Fault] = field(default_factory=list)
+    """Richer misbehaviour (see ``faults``): targeted, probabilistic, of any kind."""
+    rng: random.Random = field(default_factory=lambda: random.Random(0))  # noqa: S311 - not for secrets
+    """Decides which requests a probabilistic fault hits (seeded: runs repeat)."""
 
 
 SIMULATOR_STATE: web.AppKey[SimulatorState] = web.AppKey("simulator_state", SimulatorState)

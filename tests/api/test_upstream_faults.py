@@ -1,0 +1,58 @@
+"""Every way the upstream can misbehave maps to a documented error (never a 500), within the deadline."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.simulator.faults import Fault
+from tests.api.conftest import ACME, GLOBEX, GatewayFactory
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "code"),
+    [
+        (Fault("reset"), 503, "upstream_unavailable"),
+        (Fault("truncated"), 502, "upstream_error"),
+        (Fault("not_json"), 502, "upstream_error"),
+        (Fault("wrong_shape"), 502, "upstream_error"),
+        (Fault("huge"), 502, "upstream_error"),
+        (Fault("status", status=403), 502, "upstream_error"),
+        (Fault("status", status=429, retry_after=1), 503, "upstream_unavailable"),
+        (Fault("status", status=502), 503, "upstream_unavailable"),
+        (Fault("latency", seconds=1.0), 504, "upstream_timeout"),
+        (Fault("slow_drip", seconds=0.5), 504, "upstream_timeout"),
+    ],
+    ids=lambda value: (
+        value.kind + (f"-{value.status}" if value.kind == "status" else "") if isinstance(value, Fault) else None
+    ),
+)
+async def test_upstream_fault_maps_to_a_documented_error(
+    make_gateway: GatewayFactory, fault: Fault, status: int, code: str
+) -> None:
+    """Each fault gives its documented status and error code, in the envelope."""
+    gateway = await make_gateway(
+        timeout_seconds=0.6,
+        upstream={"read_timeout_seconds": 0.3, "max_body_bytes": 1024 * 1024, "retry_after_cap_seconds": 0.05},
+    )
+    gateway.simulator.state.faults.append(fault)
+    response = await gateway.client.get("/v1/training-jobs", headers=ACME)
+    assert response.status == status
+    assert (await response.json())["error"]["code"] == code
+
+
+async def test_one_tenants_trouble_leaves_another_healthy(make_gateway: GatewayFactory) -> None:
+    """A fault aimed at acme's app user id fails acme only; globex is served normally."""
+    gateway = await make_gateway()
+    gateway.simulator.state.faults.append(Fault("status", status=500, app_user_id="acme-web"))
+    assert (await gateway.client.get("/v1/training-jobs", headers=ACME)).status == 503
+    assert (await gateway.client.get("/v1/training-jobs", headers=GLOBEX)).status == 200
+
+
+async def test_faults_can_be_limited_in_number(make_gateway: GatewayFactory) -> None:
+    """A fault with remaining=1 hits once, then the upstream answers normally (the retry succeeds)."""
+    gateway = await make_gateway()
+    gateway.simulator.state.faults.append(Fault("reset", remaining=1))
+    assert (await gateway.client.get("/v1/training-jobs", headers=ACME)).status == 200
+    assert not gateway.simulator.state.faults
