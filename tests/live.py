@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.tenants import hash_key
+from tests.leaks import record, register_secrets
 
 LIVE_AK = "live-test-ak"
 LIVE_SK = "live-test-sk-never-logged"
@@ -31,6 +32,7 @@ class LiveGateway:
 
     base_url: str
     simulator_url: str
+    process: subprocess.Popen[bytes]
     acme_key: str = ACME_KEY
     globex_key: str = GLOBEX_KEY
 
@@ -118,10 +120,12 @@ def live_gateway(tmp_path: Path, *, extra_config: str = "", log_dir: Path | None
         )
         base_url = f"http://127.0.0.1:{gateway_port}"
         _wait_for(base_url + "/readyz", gateway)
-        yield LiveGateway(base_url=base_url, simulator_url=simulator_url)
+        yield LiveGateway(base_url=base_url, simulator_url=simulator_url, process=gateway)
     finally:
         if gateway is not None:
             _stop(gateway)
         _stop(simulator)
         sim_log.close()
         gateway_log.close()
+        register_secrets([LIVE_AK, LIVE_SK, ACME_KEY, GLOBEX_KEY])
+        record((logs / "gateway.log").read_bytes())

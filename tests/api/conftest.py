@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
@@ -27,6 +28,7 @@ from gateway.config import (
 from gateway.credentials import CredentialSource
 from gateway.simulator import RunningSimulator, running_simulator
 from gateway.tenants import hash_key
+from tests.leaks import record, register_secrets
 
 ACME_KEY = "acme-secret-api-key-0001"
 GLOBEX_KEY = "globex-secret-api-key-0002"
@@ -65,6 +67,11 @@ class Gateway:
 GatewayFactory = Callable[..., Awaitable[Gateway]]
 
 
+async def _record_response(request: web.Request, response: web.StreamResponse) -> None:
+    body = response.body if isinstance(response, web.Response) and isinstance(response.body, bytes) else b""
+    record(f"{response.status} {dict(response.headers)}".encode() + b"\n" + body)
+
+
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
@@ -74,6 +81,7 @@ def clock() -> ManualClock:
 async def make_gateway(clock: ManualClock) -> AsyncIterator[GatewayFactory]:
     """Build a gateway (settings overridable) in front of a fresh simulator."""
     stack: list[Any] = []
+    built: list[Gateway] = []
 
     async def build(
         *,
@@ -120,6 +128,7 @@ async def make_gateway(clock: ManualClock) -> AsyncIterator[GatewayFactory]:
             encoded.append(value)
             return encode(value)
 
+        register_secrets([SIM_AK, SIM_SK, ACME_KEY, GLOBEX_KEY, *(env or {}).values()])
         app = create_app(
             settings,
             credentials=credentials,
@@ -128,12 +137,17 @@ async def make_gateway(clock: ManualClock) -> AsyncIterator[GatewayFactory]:
             encode=counting_encoder,
             log_stream=log,
         )
+        app.on_response_prepare.append(_record_response)
         client: TestClient[Any, Any] = TestClient(TestServer(app))
         await client.start_server()
         stack.append(client)
-        return Gateway(client, simulator, clock, registry, log, encoded)
+        gateway = Gateway(client, simulator, clock, registry, log, encoded)
+        built.append(gateway)
+        return gateway
 
     yield build
+    for gateway in built:
+        record(gateway.log.getvalue())
     for resource in reversed(stack):
         if isinstance(resource, TestClient):
             await resource.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -68,3 +69,27 @@ async def test_security_token_is_sent_and_signed(make_gateway: GatewayFactory) -
     (recorded,) = gateway.simulator.state.request_log
     assert "x-security-token" in recorded.headers["Authorization"]
     assert b"TOKEN-1" not in gateway.log.getvalue()
+
+
+async def test_rotation_under_traffic_fails_no_request(make_gateway: GatewayFactory, tmp_path: Path) -> None:
+    """Keys rotated (upstream and files at once) while requests flow: every client request still gets 200."""
+    gateway, ak, sk = await _file_gateway(make_gateway, tmp_path)
+    statuses: list[int] = []
+
+    async def client(worker: int) -> None:
+        for round_ in range(15):
+            response = await gateway.client.get(f"/v1/training-jobs?offset={worker * 100 + round_}", headers=ACME)
+            statuses.append(response.status)
+            await asyncio.sleep(0)
+
+    async def rotate() -> None:
+        await asyncio.sleep(0.05)
+        gateway.simulator.state.access_key, gateway.simulator.state.secret_key = "AK-NEW-4", "SK-NEW-4"
+        _write(ak, "AK-NEW-4")
+        _write(sk, "SK-NEW-4")
+        gateway.clock.advance(3)
+
+    await asyncio.gather(rotate(), *(client(worker) for worker in range(8)))
+    assert statuses == [200] * 120
+    assert {r.status for r in gateway.simulator.state.request_log} >= {200}
+    assert gateway.simulator.state.request_log[-1].headers["Authorization"].split(",")[0].endswith("AK-NEW-4")

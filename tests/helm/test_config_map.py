@@ -1,0 +1,104 @@
+"""The gateway's TOML config file, rendered from values into a ConfigMap and read by the real loader."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.config import load_settings
+from tests.helm.conftest import FULL_VALUES, HASH_A, TENANTS, find, manifests, render, require_module
+
+
+def _toml(values: dict[str, Any]) -> str:
+    return str(find(manifests(render(values)), "ConfigMap", "-config")["data"]["gateway.toml"])
+
+
+def _write(tmp_path: Path, text: str, name: str = "gateway.toml") -> str:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def _tenant_only_file(tenant: dict[str, Any]) -> str:
+    """A config file holding only ``tenant``: the gateway's own defaults for everything else."""
+    hashes = ", ".join(f'"{h}"' for h in tenant["api_key_sha256"])
+    return f'[[tenants]]\nid = "{tenant["id"]}"\napp_user_id = "{tenant["app_user_id"]}"\napi_key_sha256 = [{hashes}]\n'
+
+
+def test_toml_equals_the_values() -> None:
+    """The rendered TOML parses and holds exactly the config sections and tenants of the values."""
+    data = tomllib.loads(_toml(FULL_VALUES))
+    assert data.pop("tenants") == TENANTS
+    assert data == FULL_VALUES["config"]
+
+
+def test_numbers_keep_their_type() -> None:
+    """Integers stay integers (max_bytes is no 1.34e+08) and fractions stay floats."""
+    data = tomllib.loads(_toml(FULL_VALUES))
+    assert data["cache"]["max_bytes"] == 134217728 and isinstance(data["cache"]["max_bytes"], int)
+    assert data["cache"]["stale_if_error_seconds"] == 1800.5
+    assert data["upstream"]["timeout_seconds"] == 7.5
+
+
+def test_strings_are_escaped() -> None:
+    """Quotes, backslashes and '#' in a tenant's app_user_id survive the TOML round trip."""
+    data = tomllib.loads(_toml({"tenants": TENANTS}))
+    assert data["tenants"][1]["app_user_id"] == 'beta "quoted" \\ #x'
+
+
+def test_real_gateway_loader_accepts_every_option(tmp_path: Path) -> None:
+    """gateway.config.load_settings accepts the rendered file and reads the values back."""
+    settings = load_settings({"METASTUDIO_PROJECT_ID": "p"}, _write(tmp_path, _toml(FULL_VALUES)))
+    assert settings.cache.ttl_seconds == 30 and settings.cache.max_bytes == 134217728
+    assert settings.cache.stale_if_error_seconds == 1800.5
+    assert settings.covers.refresh_margin_seconds == 7200
+    assert (settings.upstream.timeout_seconds, settings.upstream.max_attempts) == (7.5, 2)
+    assert settings.server.shutdown_grace_seconds == 15
+    assert settings.cors.allowed_origins == ("https://app.example.com", "http://localhost:3000")
+    assert settings.cors.max_age_seconds == 120
+    assert [(t.id, t.app_user_id, t.api_key_sha256) for t in settings.tenants] == [
+        (t["id"], t["app_user_id"], tuple(t["api_key_sha256"])) for t in TENANTS
+    ]
+
+
+def test_real_gateway_loader_accepts_the_defaults_with_one_tenant(tmp_path: Path) -> None:
+    """The chart's default config plus one tenant loads to the same settings as the gateway's own defaults."""
+    tenant = {"id": "acme", "app_user_id": "acme-web", "api_key_sha256": [HASH_A]}
+    settings = load_settings({"METASTUDIO_PROJECT_ID": "p"}, _write(tmp_path, _toml({"tenants": [tenant]})))
+    defaults = load_settings({"METASTUDIO_PROJECT_ID": "p"}, _write(tmp_path, _tenant_only_file(tenant), "bare.toml"))
+    assert settings == defaults
+
+
+def test_optional_tenant_and_section_keys_are_rendered(tmp_path: Path) -> None:
+    """Keys beyond the basic ones (a tenant's own rate limit, more sections) reach the file as given."""
+    values = {
+        "tenants": [{**TENANTS[0], "requests_per_second": 5, "burst": 10}],
+        "config": {"rate_limit": {"requests_per_second": 50, "burst": 100}},
+    }
+    data = tomllib.loads(_toml(values))
+    assert data["tenants"][0]["requests_per_second"] == 5 and data["tenants"][0]["burst"] == 10
+    assert data["rate_limit"] == {"requests_per_second": 50, "burst": 100}
+
+
+@pytest.mark.parametrize(
+    ("tenants", "message"),
+    [
+        ([TENANTS[0], {**TENANTS[1], "id": "acme"}], "appears twice"),
+        ([TENANTS[0], {**TENANTS[1], "api_key_sha256": [HASH_A]}], "used twice"),
+    ],
+    ids=["duplicate-id", "shared-key-hash"],
+)
+def test_ambiguous_tenants_fail_the_render(tenants: list[dict[str, Any]], message: str) -> None:
+    """Two tenants with one id, or one key hash, fail at render time instead of at the gateway's start."""
+    helm = require_module("helm_python")
+    with pytest.raises(helm.HelmError, match=message):
+        render({"tenants": tenants})
+
+
+def test_config_map_holds_no_credentials(full_docs: list[dict[str, Any]]) -> None:
+    """The config file has no credential section or key: those come from files only."""
+    text = find(full_docs, "ConfigMap", "-config")["data"]["gateway.toml"].lower()
+    assert "secret" not in text and "access" not in text and "token" not in text
