@@ -1,131 +1,27 @@
-"""A real deployment on loopback for tests that need live processes (browser, Prometheus, fuzzing):
-`metastudio-gateway simulator` and `metastudio-gateway serve` as subprocesses, configured as an
-operator would (TOML file + environment), stopped by PID afterwards."""
+"""Live processes for tests (browser, Prometheus, fuzzing, shutdown): the shared stack from
+``gateway.simulator.stack``, with its secrets and the gateway's whole output handed to the
+suite-wide leak check."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.tenants import hash_key
+from gateway.simulator.stack import ACME_KEY, GLOBEX_KEY, LIVE_AK, LIVE_SK, LiveGateway, free_port, live_stack
 from tests.leaks import record, register_secrets
 
-LIVE_AK = "live-test-ak"
-LIVE_SK = "live-test-sk-never-logged"
-ACME_KEY = "live-acme-key-1"
-GLOBEX_KEY = "live-globex-key-2"
-_STRIPPED_PREFIXES = ("HUAWEICLOUD_", "CLOUD_SDK_", "METASTUDIO_", "GATEWAY_")
-
-
-@dataclass(frozen=True)
-class LiveGateway:
-    """Where the live gateway and its simulator listen, and the API keys that work."""
-
-    base_url: str
-    simulator_url: str
-    process: subprocess.Popen[bytes]
-    acme_key: str = ACME_KEY
-    globex_key: str = GLOBEX_KEY
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for(url: str, process: subprocess.Popen[bytes], seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except urllib.error.HTTPError as exc:
-            if exc.code < 500:  # it answers: up (the simulator has no page at /)
-                return
-            time.sleep(0.1)
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {seconds} s")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
+__all__ = ["LiveGateway", "free_port", "live_gateway"]
 
 
 @contextmanager
-def live_gateway(tmp_path: Path, *, extra_config: str = "", log_dir: Path | None = None) -> Iterator[LiveGateway]:
-    """Start simulator + gateway, wait until ready (bounded), yield, stop both."""
-    sim_port, gateway_port = free_port(), free_port()
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(_STRIPPED_PREFIXES)}
-    logs = log_dir or tmp_path
-    sim_log = (logs / "simulator.log").open("wb")
-    simulator = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "simulator", "--port", str(sim_port), "--ak", LIVE_AK, "--sk", LIVE_SK],
-        env=base_env,
-        stdout=sim_log,
-        stderr=subprocess.STDOUT,
-    )
-    gateway: subprocess.Popen[bytes] | None = None
-    gateway_log = (logs / "gateway.log").open("wb")
+def live_gateway(tmp_path: Path, *, extra_config: str = "") -> Iterator[LiveGateway]:
+    """Simulator + gateway as processes in ``tmp_path``; their output is checked for leaks afterwards."""
+    register_secrets([LIVE_AK, LIVE_SK, ACME_KEY, GLOBEX_KEY])
     try:
-        simulator_url = f"http://127.0.0.1:{sim_port}"
-        _wait_for(simulator_url + "/", simulator)
-        config = tmp_path / "gateway.toml"
-        config.write_text(
-            extra_config
-            + f'\n[[tenants]]\nid = "acme"\napp_user_id = "acme-web"\napi_key_sha256 = ["{hash_key(ACME_KEY)}"]\n'
-            + f'\n[[tenants]]\nid = "globex"\napp_user_id = "globex-app"\napi_key_sha256 = ["{hash_key(GLOBEX_KEY)}"]\n'
-        )
-        env = {
-            **base_env,
-            "HUAWEICLOUD_SDK_AK": LIVE_AK,
-            "HUAWEICLOUD_SDK_SK": LIVE_SK,
-            "METASTUDIO_PROJECT_ID": "sim-project",
-            "METASTUDIO_ENDPOINT": simulator_url,
-        }
-        gateway = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gateway",
-                "serve",
-                "--config",
-                str(config),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(gateway_port),
-            ],
-            env=env,
-            stdout=gateway_log,
-            stderr=subprocess.STDOUT,
-        )
-        base_url = f"http://127.0.0.1:{gateway_port}"
-        _wait_for(base_url + "/readyz", gateway)
-        yield LiveGateway(base_url=base_url, simulator_url=simulator_url, process=gateway)
+        with live_stack(tmp_path, extra_config=extra_config) as live:
+            yield live
     finally:
-        if gateway is not None:
-            _stop(gateway)
-        _stop(simulator)
-        sim_log.close()
-        gateway_log.close()
-        register_secrets([LIVE_AK, LIVE_SK, ACME_KEY, GLOBEX_KEY])
-        record((logs / "gateway.log").read_bytes())
+        log = tmp_path / "gateway.log"
+        if log.exists():
+            record(log.read_bytes())
