@@ -81,7 +81,7 @@ FULL_VALUES: dict[str, Any] = {
         }
     ],
     "priorityClassName": "high",
-    "podDisruptionBudget": {"enabled": True, "minAvailable": 1, "maxUnavailable": None},
+    "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
     "autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 12, "targetCPUUtilizationPercentage": 60},
     "monitoring": {
         "serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "kube-prometheus-stack"}},

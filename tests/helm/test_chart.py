@@ -128,7 +128,7 @@ def test_service_account_does_not_mount_an_api_token(default_docs: list[dict[str
 def test_pdb_takes_min_available_or_max_unavailable(
     default_docs: list[dict[str, Any]], full_docs: list[dict[str, Any]]
 ) -> None:
-    """The PodDisruptionBudget uses maxUnavailable 1 by default and minAvailable when that is chosen instead."""
+    """The PodDisruptionBudget uses maxUnavailable 1 by default, and minAvailable alone once that is set."""
     (default_pdb,) = [d for d in default_docs if d["kind"] == "PodDisruptionBudget"]
     (full_pdb,) = [d for d in full_docs if d["kind"] == "PodDisruptionBudget"]
     assert default_pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in default_pdb["spec"]
@@ -153,7 +153,7 @@ def test_hpa_scales_the_deployment_on_cpu(full_docs: list[dict[str, Any]]) -> No
 
 
 def test_network_policy_limits_ingress_and_egress(full_docs: list[dict[str, Any]]) -> None:
-    """The NetworkPolicy admits the chosen peers on port 8080 only and lets out DNS, HTTPS and the extra CIDRs."""
+    """The NetworkPolicy admits the chosen peers on port 8080 only; it lets out DNS, the upstream and extra CIDRs."""
     (policy,) = [d for d in full_docs if d["kind"] == "NetworkPolicy"]
     spec = policy["spec"]
     assert spec["policyTypes"] == ["Ingress", "Egress"]
@@ -164,7 +164,8 @@ def test_network_policy_limits_ingress_and_egress(full_docs: list[dict[str, Any]
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
     ]
     ports = [{(p["port"], p["protocol"]) for p in rule.get("ports", [])} for rule in spec["egress"]]
-    assert ports == [{(53, "UDP"), (53, "TCP")}, {(443, "TCP")}, {(3128, "TCP")}]
+    # 443 for MetaStudio, 8443 because metastudio.endpoint names that port, 3128 for the extra CIDR.
+    assert ports == [{(53, "UDP"), (53, "TCP")}, {(443, "TCP"), (8443, "TCP")}, {(3128, "TCP")}]
     assert spec["egress"][1]["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0"}}]
     assert spec["egress"][2]["to"] == [{"ipBlock": {"cidr": "10.20.0.0/16"}}]
 

@@ -98,10 +98,15 @@ def test_pre_stop_command_can_be_replaced() -> None:
 
 @pytest.mark.parametrize(
     ("values", "minimum"),
-    [({}, 5 + 10), ({"preStop": {"seconds": 8}, "config": {"server": {"shutdown_grace_seconds": 15}}}, 8 + 15)],
+    [
+        ({}, 5 + 10),
+        ({"preStop": {"seconds": 8}, "config": {"server": {"shutdown_grace_seconds": 15}}}, 8 + 15),
+        ({"config": {"server": {"drain_seconds": 4}}}, 5 + 10 + 4),
+    ],
+    ids=["defaults", "longer-pause-and-grace", "with-drain"],
 )
 def test_termination_grace_outlasts_pre_stop_and_drain(values: dict[str, Any], minimum: int) -> None:
-    """terminationGracePeriodSeconds exceeds the preStop pause plus the gateway's shutdown grace."""
+    """terminationGracePeriodSeconds exceeds the preStop pause plus the gateway's shutdown grace (and drain)."""
     assert _pod(_deployment(values))["terminationGracePeriodSeconds"] > minimum
 
 

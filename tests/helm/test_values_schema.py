@@ -40,9 +40,10 @@ BAD_VALUES: dict[str, dict[str, Any]] = {
     "unknown-region-without-endpoint": {"metastudio": {"region": "eu-west-101"}},
     "endpoint-with-path": {"metastudio": {"endpoint": "https://proxy.example.com/metastudio"}},
     "existing-secret-and-values": {"credentials": {"existingSecret": "cloud-creds", "secretKey": "sk"}},
+    "no-credential-source": {"credentials": {"create": False}},
     "credential-with-space": {"credentials": {"accessKey": "AK SK"}},
     "credential-in-extra-env": {"extraEnv": [{"name": "HUAWEICLOUD_SDK_SK", "value": "sk"}]},
-    "pdb-with-both-bounds": {"podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}},
+    "pdb-without-bounds": {"podDisruptionBudget": {"maxUnavailable": None}},
     "unknown-pre-stop-type": {"preStop": {"type": "signal"}},
     "negative-pre-stop": {"preStop": {"seconds": -1}},
     "service-type-external-name": {"service": {"type": "ExternalName"}},
@@ -57,7 +58,8 @@ GOOD_VALUES: dict[str, dict[str, Any]] = {
     "every-option": FULL_VALUES,
     "zero-replicas-with-hpa": {"replicaCount": 0, "autoscaling": {"enabled": True}},
     "other-region-with-endpoint": {"metastudio": {"region": "ap-southeast-1", "endpoint": "http://sim:8090"}},
-    "pdb-min-available-percent": {"podDisruptionBudget": {"minAvailable": "50%", "maxUnavailable": None}},
+    "pdb-min-available-percent": {"podDisruptionBudget": {"minAvailable": "50%"}},
+    "existing-secret-without-create": {"credentials": {"create": False, "existingSecret": "cloud-creds"}},
     "uppercase-hash": {"tenants": [{**TENANT, "api_key_sha256": [HASH_A.upper()]}]},
 }
 
