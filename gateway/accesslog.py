@@ -10,6 +10,7 @@ through a context variable (a load task inherits the triggering request's contex
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import time
 from dataclasses import dataclass, field
@@ -38,17 +39,41 @@ def note_upstream_attempt(outcome: str, seconds: float) -> None:
 
 
 class AccessLog:
-    """Writes one JSON line per record."""
+    """Writes one JSON line per record into a buffer; ``flush`` (every half second from the app,
+    and at shutdown) hands the buffer to the stream in one write."""
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: IO[bytes], *, flush_interval: float = 0.5) -> None:
         self._stream = stream
+        self.flush_interval = flush_interval
+        self._pending: list[bytes] = []
+        self._second = -1
+        self._second_text = ""
 
     def write(self, record: dict[str, Any]) -> None:
-        record["time"] = _utc_now()
-        self._stream.write(orjson.dumps(record) + b"\n")
-        self._stream.flush()
+        record["time"] = self._utc_now()
+        self._pending.append(orjson.dumps(record))
+        if self.flush_interval <= 0:
+            self.flush()
 
+    async def flush_periodically(self) -> None:
+        """Flush every ``flush_interval`` seconds until cancelled, then once more."""
+        try:
+            while True:
+                await asyncio.sleep(self.flush_interval)
+                self.flush()
+        finally:
+            self.flush()
 
-def _utc_now() -> str:
-    now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+    def flush(self) -> None:
+        """Write what is pending, one line per record."""
+        if self._pending:
+            lines, self._pending = self._pending, []
+            self._stream.write(b"\n".join(lines) + b"\n")
+            self._stream.flush()
+
+    def _utc_now(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self._second:  # strftime once a second, not once a request
+            self._second, self._second_text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._second_text}.{int((now - second) * 1000):03d}Z"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -42,6 +44,7 @@ def create_app(
     registry: CollectorRegistry | None = None,
     encode: Callable[[Any], bytes] = orjson.dumps,
     log_stream: IO[bytes] | None = None,
+    log_flush_interval: float = 0.5,
 ) -> web.Application:
     """Build the gateway application. Collaborators are passed in; nothing is global."""
     clock = clock or SystemClock()
@@ -51,7 +54,7 @@ def create_app(
     metrics.cache_entries.set_function(lambda: cache.entry_count)
     metrics.cache_bytes.set_function(lambda: cache.byte_count)
     metrics.cover_earliest_expiry.set_function(lambda: cache.earliest_cover_expiry() or 0.0)
-    access_log = AccessLog(log_stream or sys.stdout.buffer)
+    access_log = AccessLog(log_stream or sys.stdout.buffer, flush_interval=log_flush_interval)
     cors = CorsPolicy(settings.cors.allowed_origins, settings.cors.max_age_seconds)
 
     app = web.Application(
@@ -95,9 +98,20 @@ def create_app(
             app[LIFECYCLE].ready = False
             await cache.close()
 
+    async def access_log_flusher(_app: web.Application) -> AsyncIterator[None]:
+        if access_log.flush_interval <= 0:
+            yield
+            return
+        flusher = asyncio.create_task(access_log.flush_periodically())
+        yield
+        flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flusher
+
     async def stop_being_ready(app: web.Application) -> None:
         app[LIFECYCLE].ready = False
 
+    app.cleanup_ctx.append(access_log_flusher)
     app.cleanup_ctx.append(upstream_session)
     app.on_shutdown.append(stop_being_ready)
 

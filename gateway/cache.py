@@ -44,12 +44,20 @@ class CacheEntry:
     keep_until: float
     covers: Mapping[str, CoverLink] = field(default_factory=dict)
     earliest_cover_expiry: float | None = None
+    gzip_body: bytes | None = None
+    """The body gzip-compressed once, for clients that accept it (``None`` for small bodies)."""
+
+    @property
+    def gzip_etag(self) -> str:
+        """The ETag of the gzip representation (a different byte sequence, so a different tag)."""
+        return self.etag[:-1] + '-gzip"'
 
     @property
     def size(self) -> int:
-        """Bytes held: the body object, the cover links, and a fixed overhead."""
+        """Bytes held: both bodies, the cover links, and a fixed overhead."""
         cover_bytes = sum(sys.getsizeof(link.url) + 150 for link in self.covers.values())
-        return sys.getsizeof(self.body) + len(self.etag) + cover_bytes + _ENTRY_OVERHEAD_BYTES
+        gzip_bytes = sys.getsizeof(self.gzip_body) if self.gzip_body is not None else 0
+        return sys.getsizeof(self.body) + gzip_bytes + len(self.etag) + cover_bytes + _ENTRY_OVERHEAD_BYTES
 
 
 class ResponseCache:
@@ -67,7 +75,10 @@ class ResponseCache:
 
     def get(self, key: Hashable) -> CacheEntry | None:
         """The entry for ``key`` if it may still be served (fresh or not), else ``None``."""
-        return self._entries.get(key)
+        try:  # one look-up: TLRUCache.get would check membership and expiry twice
+            return self._entries[key]
+        except KeyError:
+            return None
 
     def put(self, key: Hashable, entry: CacheEntry) -> None:
         """Store an entry; one larger than the whole cache, or already dead, is not kept."""

@@ -42,6 +42,12 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"not a count from 1 to 1000000: {text!r}")
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metastudio-gateway",
@@ -62,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     simulator.add_argument("--port", type=_port, default=8090, help="port on 127.0.0.1 (default 8090)")
     simulator.add_argument("--ak", default="sim-ak", help="access key the simulator accepts")
     simulator.add_argument("--sk", default="sim-sk", help="secret key the simulator accepts")
+    simulator.add_argument(
+        "--jobs-per-user",
+        type=_count,
+        default=None,
+        help="jobs per app user id in the dataset (default: 25 to 40 at random)",
+    )
 
     check = commands.add_parser("check-config", help="validate configuration and credentials presence")
     check.add_argument("--config", help="TOML config file (default: $GATEWAY_CONFIG)")
@@ -131,7 +143,13 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         if args.command == "simulator":
             from gateway.simulator import run_simulator
 
-            run_simulator(host="127.0.0.1", port=args.port, access_key=args.ak, secret_key=args.sk)
+            run_simulator(
+                host="127.0.0.1",
+                port=args.port,
+                access_key=args.ak,
+                secret_key=args.sk,
+                jobs_per_user=args.jobs_per_user,
+            )
             return 0
         from gateway.demo import run_demo
 

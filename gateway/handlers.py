@@ -5,17 +5,19 @@ from __future__ import annotations
 from importlib.resources import files
 
 from aiohttp import web
+from cachetools import LRUCache
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.appkeys import CACHE_RESULT, CORS, LIFECYCLE, RATE_LIMITER, REGISTRY, SERVICE, TENANT_ID, TENANTS
 from gateway.clock import Clock
 from gateway.config import Tenant
 from gateway.errors import RateLimited
-from gateway.query import check_job_id, parse_list_query
+from gateway.query import UpstreamQuery, check_job_id, parse_list_query
 from gateway.service import Served
 
 _X_CACHE = {"hit": "HIT", "miss": "MISS", "coalesced": "MISS", "stale": "STALE"}
 OPENAPI_SPEC = files("gateway").joinpath("openapi.yaml")
+QUERY_CACHE_SIZE = 4096
 
 
 def _tenant(request: web.Request) -> Tenant:
@@ -40,21 +42,27 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 
 
 def entry_response(request: web.Request, served: Served, clock: Clock) -> web.Response:
-    """The cached body, or 304, with the caching headers."""
+    """The cached body (gzip-compressed when the client accepts it), or 304, with caching headers."""
     entry = served.entry
     request[CACHE_RESULT] = served.result
     now = clock.now()
+    gzipped = entry.gzip_body is not None and "gzip" in request.headers.get("Accept-Encoding", "")
+    etag = entry.gzip_etag if gzipped else entry.etag
     headers = {
-        "ETag": entry.etag,
+        "Content-Type": "application/json",
+        "ETag": etag,
         "X-Cache": _X_CACHE[served.result],
         "Cache-Control": f"private, max-age={max(0, int(entry.fresh_until - now))}",
-        "Vary": "Authorization",
+        "Vary": "Authorization, Accept-Encoding",
     }
     if served.result in ("hit", "stale"):
         headers["Age"] = str(max(0, int(now - entry.fetched_at)))
-    if _etag_matches(request.headers.get("If-None-Match"), entry.etag):
+    if _etag_matches(request.headers.get("If-None-Match"), etag):
+        del headers["Content-Type"]
         return web.Response(status=304, headers=headers)
-    return web.Response(body=entry.body, headers=headers, content_type="application/json")
+    if gzipped:
+        headers["Content-Encoding"] = "gzip"
+    return web.Response(body=entry.gzip_body if gzipped else entry.body, headers=headers)
 
 
 class JobHandlers:
@@ -62,10 +70,19 @@ class JobHandlers:
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
+        # Raw query string -> normalised query: popular lists skip parsing and validation.
+        self._queries: LRUCache[str, UpstreamQuery] = LRUCache(maxsize=QUERY_CACHE_SIZE)
+
+    def _query(self, request: web.Request) -> UpstreamQuery:
+        raw = request.rel_url.raw_query_string
+        query = self._queries.get(raw)
+        if query is None:
+            query = self._queries[raw] = parse_list_query(request.rel_url.query.items())
+        return query
 
     async def list_jobs(self, request: web.Request) -> web.Response:
         tenant = _tenant(request)
-        query = parse_list_query(request.rel_url.query.items())
+        query = self._query(request)
         served = await request.app[SERVICE].list_jobs(tenant, query)
         return entry_response(request, served, self._clock)
 

@@ -9,11 +9,9 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gateway import __version__
+from gateway.request_stats import LATENCY_BUCKETS, PREFIX, RequestStats
 
-PREFIX = "metastudio_gateway"
-CACHE_RESULTS = ("hit", "miss", "stale", "coalesced")
 COVER_REFRESH_REASONS = ("cover_request", "cover_expiring")
-_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class Metrics:
@@ -21,19 +19,8 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self.http_requests = Counter(
-            f"{PREFIX}_http_requests",
-            "HTTP requests answered, by route template, method, status and tenant.",
-            ["route", "method", "status", "tenant"],
-            registry=registry,
-        )
-        self.http_duration = Histogram(
-            f"{PREFIX}_http_request_duration_seconds",
-            "Time to answer an HTTP request, by route template.",
-            ["route"],
-            buckets=_LATENCY_BUCKETS,
-            registry=registry,
-        )
+        self.requests = RequestStats()
+        registry.register(self.requests)
         self.upstream_requests = Counter(
             f"{PREFIX}_upstream_requests",
             "Upstream attempts by outcome: the HTTP status, timeout or connection_error.",
@@ -43,13 +30,7 @@ class Metrics:
         self.upstream_duration = Histogram(
             f"{PREFIX}_upstream_request_duration_seconds",
             "Time of one upstream attempt.",
-            buckets=_LATENCY_BUCKETS,
-            registry=registry,
-        )
-        self.cache_requests = Counter(
-            f"{PREFIX}_cache_requests",
-            "Cache look-ups by result: hit, miss, stale, coalesced (joined a load under way).",
-            ["result"],
+            buckets=LATENCY_BUCKETS,
             registry=registry,
         )
         self.cache_entries = Gauge(f"{PREFIX}_cache_entries", "Entries in the response cache.", registry=registry)
@@ -94,8 +75,6 @@ class Metrics:
         )
         self.build_info.labels(version=__version__).set(1)
         # Known label values start at 0, so rate() and absent() work from the first scrape.
-        for result in CACHE_RESULTS:
-            self.cache_requests.labels(result=result)
         for reason in COVER_REFRESH_REASONS:
             self.cover_refreshes.labels(reason=reason)
         for trigger in ("file_changed", "upstream_auth_failure"):

@@ -8,6 +8,7 @@ reading never go cold and never carry a dying cover link.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from gateway.upstream import MetaStudioClient
 
 Encoder = Callable[[Any], bytes]
 REFRESH_AHEAD_FRACTION = 0.1
+GZIP_MIN_BYTES = 1024
 COVER_INDEX_SIZE = 100_000
 
 
@@ -115,7 +117,7 @@ class TrainingJobService:
         return self._served(entry, "coalesced" if joined else "miss", now)
 
     def _served(self, entry: CacheEntry, result: str, now: float) -> Served:
-        self._metrics.cache_requests.labels(result=result).inc()
+        self._metrics.requests.cache_result(result)
         if entry.earliest_cover_expiry is not None and not is_servable(entry.earliest_cover_expiry, now, self._margin):
             self._metrics.expired_covers_served.inc()
         return Served(entry, result)
@@ -186,4 +188,5 @@ class TrainingJobService:
             keep_until=keep_until,
             covers=covers,
             earliest_cover_expiry=earliest_cover,
+            gzip_body=gzip.compress(body, compresslevel=6, mtime=0) if len(body) >= GZIP_MIN_BYTES else None,
         )

@@ -235,15 +235,21 @@ def create_simulator_app(
     security_token: str | None = None,
     seed: int = 0,
     app_user_ids: Sequence[str] = DEFAULT_APP_USER_IDS,
+    jobs_per_user: int | None = None,
 ) -> web.Application:
-    """Build the simulator app; its dataset is generated from ``seed`` at the clock's current time."""
+    """Build the simulator app; its dataset is generated from ``seed`` at the clock's current time.
+
+    ``jobs_per_user``: each app user id's job count (default: 25 to 40, see ``dataset``).
+    """
     app = web.Application()
     app[SIMULATOR_STATE] = SimulatorState(
         project_id=project_id,
         access_key=access_key,
         secret_key=secret_key,
         security_token=security_token,
-        jobs=generate_jobs(seed=seed, project_id=project_id, app_user_ids=app_user_ids, now=clock.now()),
+        jobs=generate_jobs(
+            seed=seed, project_id=project_id, app_user_ids=app_user_ids, now=clock.now(), jobs_per_user=jobs_per_user
+        ),
     )
     app[_WIRING] = _Wiring(clock=clock, obs=ObsUrlSigner(OBS_ACCESS_KEY_ID, secrets.token_urlsafe(24)))
     app.router.add_route("*", JOBS_ROUTE, _list_jobs)

@@ -1,7 +1,8 @@
 """A realistic, deterministic set of upstream training jobs for the simulator to serve.
 
-Same ``seed`` and same clock reading, same jobs. Per app user id there are 25 to 40 jobs,
-plus a few jobs created without an ``X-App-UserId``; every raw state of the upstream's
+Same ``seed`` and same clock reading, same jobs. Per app user id there are 25 to 40 jobs
+(or exactly ``jobs_per_user``, for benchmarks that need many full pages), plus a few jobs
+created without an ``X-App-UserId``; every raw state of the upstream's
 documentation appears at least once. Optional fields come and go as in real responses.
 """
 
@@ -132,8 +133,12 @@ def _job(rng: random.Random, *, number: int, state: str, owner: str | None, proj
     return job
 
 
-def generate_jobs(*, seed: int, project_id: str, app_user_ids: Sequence[str], now: float) -> list[JobRecord]:
+def generate_jobs(
+    *, seed: int, project_id: str, app_user_ids: Sequence[str], now: float, jobs_per_user: int | None = None
+) -> list[JobRecord]:
     """Build the dataset: jobs of every app user id and some without one, all of ``project_id``.
+
+    ``jobs_per_user`` fixes each app user id's job count (default: 25 to 40 at random).
 
     Times are whole seconds within the 180 days before ``now``; ``_asset_order`` values
     repeat on purpose, so sorting by it needs the ``job_id`` tie-break.
@@ -141,7 +146,8 @@ def generate_jobs(*, seed: int, project_id: str, app_user_ids: Sequence[str], no
     rng = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
     owners: list[str | None] = []
     for app_user_id in app_user_ids:
-        owners.extend([app_user_id] * rng.randint(25, 40))
+        count = rng.randint(25, 40)  # drawn even when fixed: the rest of the dataset stays the same
+        owners.extend([app_user_id] * (count if jobs_per_user is None else jobs_per_user))
     owners.extend([None] * rng.randint(3, 6))
     owners.extend([None] * (len(RAW_STATES) - len(owners)))
     rng.shuffle(owners)

@@ -57,6 +57,7 @@ async def running_simulator(
     security_token: str | None = None,
     seed: int = 0,
     app_user_ids: Sequence[str] = DEFAULT_APP_USER_IDS,
+    jobs_per_user: int | None = None,
 ) -> AsyncIterator[RunningSimulator]:
     """Serve a simulator on ``host:port`` (``0``: a free port) until the block exits."""
     app = create_simulator_app(
@@ -67,6 +68,7 @@ async def running_simulator(
         security_token=security_token,
         seed=seed,
         app_user_ids=app_user_ids,
+        jobs_per_user=jobs_per_user,
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -78,14 +80,21 @@ async def running_simulator(
         await runner.cleanup()
 
 
-async def _serve_until_stopped(*, host: str, port: int, access_key: str, secret_key: str, project_id: str) -> None:
+async def _serve_until_stopped(
+    *, host: str, port: int, access_key: str, secret_key: str, project_id: str, jobs_per_user: int | None
+) -> None:
     """Serve, announce where, and wait for SIGTERM (SIGINT cancels this coroutine)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows
         loop.add_signal_handler(signal.SIGTERM, stop.set)
     async with running_simulator(
-        access_key=access_key, secret_key=secret_key, host=host, port=port, project_id=project_id
+        access_key=access_key,
+        secret_key=secret_key,
+        host=host,
+        port=port,
+        project_id=project_id,
+        jobs_per_user=jobs_per_user,
     ) as simulator:
         print(
             f"MetaStudio simulator listening on {simulator.base_url} -- "
@@ -97,11 +106,27 @@ async def _serve_until_stopped(*, host: str, port: int, access_key: str, secret_
         await stop.wait()
 
 
-def run_simulator(*, host: str, port: int, access_key: str, secret_key: str, project_id: str = "sim-project") -> None:
-    """Serve the simulator on the system clock until SIGINT/SIGTERM; prints where and with which keys."""
+def run_simulator(
+    *,
+    host: str,
+    port: int,
+    access_key: str,
+    secret_key: str,
+    project_id: str = "sim-project",
+    jobs_per_user: int | None = None,
+) -> None:
+    """Serve the simulator on the system clock until SIGINT/SIGTERM; prints where and with which keys.
+
+    ``jobs_per_user``: each app user id's job count (default: 25 to 40, see ``dataset``).
+    """
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
             _serve_until_stopped(
-                host=host, port=port, access_key=access_key, secret_key=secret_key, project_id=project_id
+                host=host,
+                port=port,
+                access_key=access_key,
+                secret_key=secret_key,
+                project_id=project_id,
+                jobs_per_user=jobs_per_user,
             )
         )

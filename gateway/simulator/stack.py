@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +23,11 @@ LIVE_SK = "live-test-sk-never-logged"
 ACME_KEY = "live-acme-key-1"
 GLOBEX_KEY = "live-globex-key-2"
 _STRIPPED_PREFIXES = ("HUAWEICLOUD_", "CLOUD_SDK_", "METASTUDIO_", "GATEWAY_")
+DEFAULT_TENANTS: tuple[tuple[str, str, str], ...] = (
+    ("acme", "acme-web", ACME_KEY),
+    ("globex", "globex-app", GLOBEX_KEY),
+)
+"""(tenant id, app user id, API key) of the tenants a live stack configures unless told otherwise."""
 
 
 @dataclass(frozen=True)
@@ -69,14 +74,49 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=5)
 
 
+def _tenants_toml(tenants: Sequence[tuple[str, str, str]]) -> str:
+    """``[[tenants]]`` tables for (tenant id, app user id, API key) triples."""
+    return "".join(
+        f'\n[[tenants]]\nid = "{tenant_id}"\napp_user_id = "{app_user_id}"\napi_key_sha256 = ["{hash_key(key)}"]\n'
+        for tenant_id, app_user_id, key in tenants
+    )
+
+
 @contextmanager
-def live_stack(workdir: Path, *, extra_config: str = "") -> Iterator[LiveGateway]:
-    """Start simulator + gateway, wait until ready (bounded), yield, stop both."""
+def live_stack(
+    workdir: Path,
+    *,
+    extra_config: str = "",
+    wrap: Sequence[str] = (),
+    simulator_args: Sequence[str] = (),
+    extra_env: Mapping[str, str] | None = None,
+    tenants: Sequence[tuple[str, str, str]] = DEFAULT_TENANTS,
+) -> Iterator[LiveGateway]:
+    """Start simulator + gateway, wait until ready (bounded), yield, stop both.
+
+    ``wrap`` prefixes both commands (``("taskset", "-c", "0")`` pins them to a core; the wrapper
+    must exec the command, so the PIDs stay the servers' own). ``simulator_args`` go to the
+    ``simulator`` command (``--jobs-per-user``), ``extra_env`` to the gateway's environment,
+    ``tenants`` replaces the two default tenants (acme, globex).
+    """
     sim_port, gateway_port = free_port(), free_port()
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(_STRIPPED_PREFIXES)}
     sim_log = (workdir / "simulator.log").open("wb")
     simulator = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "simulator", "--port", str(sim_port), "--ak", LIVE_AK, "--sk", LIVE_SK],
+        [
+            *wrap,
+            sys.executable,
+            "-m",
+            "gateway",
+            "simulator",
+            "--port",
+            str(sim_port),
+            "--ak",
+            LIVE_AK,
+            "--sk",
+            LIVE_SK,
+            *simulator_args,
+        ],
         env=base_env,
         stdout=sim_log,
         stderr=subprocess.STDOUT,
@@ -87,13 +127,10 @@ def live_stack(workdir: Path, *, extra_config: str = "") -> Iterator[LiveGateway
         simulator_url = f"http://127.0.0.1:{sim_port}"
         _wait_for(simulator_url + "/", simulator)
         config = workdir / "gateway.toml"
-        config.write_text(
-            extra_config
-            + f'\n[[tenants]]\nid = "acme"\napp_user_id = "acme-web"\napi_key_sha256 = ["{hash_key(ACME_KEY)}"]\n'
-            + f'\n[[tenants]]\nid = "globex"\napp_user_id = "globex-app"\napi_key_sha256 = ["{hash_key(GLOBEX_KEY)}"]\n'
-        )
+        config.write_text(extra_config + _tenants_toml(tenants))
         env = {
             **base_env,
+            **(extra_env or {}),
             "HUAWEICLOUD_SDK_AK": LIVE_AK,
             "HUAWEICLOUD_SDK_SK": LIVE_SK,
             "METASTUDIO_PROJECT_ID": "sim-project",
@@ -101,6 +138,7 @@ def live_stack(workdir: Path, *, extra_config: str = "") -> Iterator[LiveGateway
         }
         gateway = subprocess.Popen(
             [
+                *wrap,
                 sys.executable,
                 "-m",
                 "gateway",

@@ -136,6 +136,7 @@ async def make_gateway(clock: ManualClock) -> AsyncIterator[GatewayFactory]:
             registry=registry,
             encode=counting_encoder,
             log_stream=log,
+            log_flush_interval=0,
         )
         app.on_response_prepare.append(_record_response)
         client: TestClient[Any, Any] = TestClient(TestServer(app))

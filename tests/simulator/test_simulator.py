@@ -485,3 +485,18 @@ async def test_cover_issue_lag_moves_expires_back(
 
     clock.advance(DAY - 3600)
     assert (await fetch(session, aged_url))[0] == 403
+
+
+async def test_jobs_per_user_gives_every_app_user_that_many_full_pages(
+    session: aiohttp.ClientSession, clock: ManualClock
+) -> None:
+    """``jobs_per_user`` fixes each user's job count, so ``limit=100`` pages come back full."""
+    async with running_simulator(clock=clock, jobs_per_user=250) as big:
+        query = [("offset", 150), ("limit", 100)]
+        status, body = await list_jobs(session, big, clock, query, {"X-App-UserId": "acme-web"})
+        owners = [job.get("app_user_id") for job in big.state.jobs]
+    assert status == 200
+    assert body["count"] == 250
+    assert len(body["jobs"]) == 100
+    assert {owners.count(user) for user in ("acme-web", "globex-app", "demo-user")} == {250}
+    assert set(RAW_STATES) <= {job["state"] for job in big.state.jobs}
