@@ -4,8 +4,9 @@ Hand-written on orjson rather than structlog: the hot path needs exactly one dic
 request, and a processor chain would only add cost. Never given a credential, API key or
 Authorization header: records are built field by field from known-safe values.
 
-``UpstreamTrace`` lets the upstream client note its calls on the request that triggered them,
-through a context variable (a load task inherits the triggering request's context).
+``RequestContext`` is what one request's log line needs: set by the middleware, filled in by
+the handler (tenant, cache result) and by the upstream client (its attempts, noted through a
+context variable: a load task inherits the triggering request's context).
 """
 
 from __future__ import annotations
@@ -20,22 +21,26 @@ import orjson
 
 
 @dataclass(slots=True)
-class UpstreamTrace:
-    """Upstream attempts made on behalf of one request: (status or outcome, seconds)."""
+class RequestContext:
+    """One request as the log line will tell it."""
 
+    request_id: str
+    tenant: str = "anonymous"
+    cache: str | None = None
     attempts: list[tuple[str, float]] = field(default_factory=list)
+    """Upstream attempts made on its behalf: (status or outcome, seconds)."""
 
 
-CURRENT_TRACE: contextvars.ContextVar[UpstreamTrace | None] = contextvars.ContextVar(
-    "metastudio_gateway_upstream_trace", default=None
+CURRENT_REQUEST: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
+    "metastudio_gateway_request", default=None
 )
 
 
 def note_upstream_attempt(outcome: str, seconds: float) -> None:
     """Record an upstream attempt on the request being served, if any."""
-    trace = CURRENT_TRACE.get()
-    if trace is not None:
-        trace.attempts.append((outcome, seconds))
+    context = CURRENT_REQUEST.get()
+    if context is not None:
+        context.attempts.append((outcome, seconds))
 
 
 class AccessLog:

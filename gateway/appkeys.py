@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from gateway.accesslog import RequestContext
 from gateway.cors import CorsPolicy
 from gateway.ratelimit import TenantRateLimiter
 from gateway.service import TrainingJobService
@@ -27,6 +28,4 @@ CORS = web.AppKey("cors", CorsPolicy)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 
-REQUEST_ID = web.RequestKey("request_id", str)
-TENANT_ID = web.RequestKey("tenant_id", str)
-CACHE_RESULT = web.RequestKey("cache_result", str)
+REQUEST_CONTEXT = web.RequestKey("request_context", RequestContext)

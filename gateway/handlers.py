@@ -8,7 +8,7 @@ from aiohttp import web
 from cachetools import LRUCache
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.appkeys import CACHE_RESULT, CORS, LIFECYCLE, RATE_LIMITER, REGISTRY, SERVICE, TENANT_ID, TENANTS
+from gateway.appkeys import CORS, LIFECYCLE, RATE_LIMITER, REGISTRY, REQUEST_CONTEXT, SERVICE, TENANTS
 from gateway.clock import Clock
 from gateway.config import Tenant
 from gateway.errors import RateLimited
@@ -23,7 +23,7 @@ QUERY_CACHE_SIZE = 4096
 def _tenant(request: web.Request) -> Tenant:
     """The authenticated tenant, if within its rate limit."""
     tenant = request.app[TENANTS].authenticate(request.headers.get("Authorization"))
-    request[TENANT_ID] = tenant.id
+    request[REQUEST_CONTEXT].tenant = tenant.id
     retry_after = request.app[RATE_LIMITER].retry_after(tenant.id)
     if retry_after:
         raise RateLimited(retry_after)
@@ -44,7 +44,7 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 def entry_response(request: web.Request, served: Served, clock: Clock) -> web.Response:
     """The cached body (gzip-compressed when the client accepts it), or 304, with caching headers."""
     entry = served.entry
-    request[CACHE_RESULT] = served.result
+    request[REQUEST_CONTEXT].cache = served.result
     now = clock.now()
     gzipped = entry.gzip_body is not None and "gzip" in request.headers.get("Accept-Encoding", "")
     etag = entry.gzip_etag if gzipped else entry.etag

@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from gateway.accesslog import CURRENT_TRACE, AccessLog, UpstreamTrace
-from gateway.appkeys import CACHE_RESULT, REQUEST_ID, TENANT_ID
+from gateway.accesslog import CURRENT_REQUEST, AccessLog, RequestContext
+from gateway.appkeys import REQUEST_CONTEXT
 from gateway.cors import CorsPolicy
 from gateway.errors import GatewayError, InvalidParameter, MethodNotAllowed, NotFound, RateLimited, Unauthenticated
 from gateway.metrics import Metrics
@@ -96,9 +96,8 @@ def make_observing_middleware(
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
         request_id = request_ids.of(request)
-        request[REQUEST_ID] = request_id
-        trace = UpstreamTrace()
-        CURRENT_TRACE.set(trace)
+        context = request[REQUEST_CONTEXT] = RequestContext(request_id)
+        CURRENT_REQUEST.set(context)
         response: web.StreamResponse
         try:
             check_request_shape(request)
@@ -127,21 +126,21 @@ def make_observing_middleware(
         cors.decorate(request.headers.get("Origin"), response.headers)
         elapsed = time.perf_counter() - started
         route = route_of(request)
-        tenant = request.get(TENANT_ID, "anonymous")
-        metrics.requests.request(route, method_label(request.method), str(response.status), tenant, elapsed)
+        method = method_label(request.method)
+        metrics.requests.request(route, method, str(response.status), context.tenant, elapsed)
         record: dict[str, object] = {
             "request_id": request_id,
-            "tenant": tenant,
-            "method": method_label(request.method),
+            "tenant": context.tenant,
+            "method": method,
             "route": route,
             "status": response.status,
-            "cache": request.get(CACHE_RESULT),
+            "cache": context.cache,
             "duration_ms": round(elapsed * 1000, 3),
         }
-        if trace.attempts:
-            record["upstream_status"] = trace.attempts[-1][0]
-            record["upstream_duration_ms"] = round(sum(s for _, s in trace.attempts) * 1000, 3)
-            record["upstream_attempts"] = len(trace.attempts)
+        if context.attempts:
+            record["upstream_status"] = context.attempts[-1][0]
+            record["upstream_duration_ms"] = round(sum(s for _, s in context.attempts) * 1000, 3)
+            record["upstream_attempts"] = len(context.attempts)
         access_log.write(record)
         return response
 

@@ -151,3 +151,16 @@ async def test_cache_stays_within_max_bytes(make_gateway: GatewayFactory) -> Non
         response = await gateway.client.get(f"/v1/training-jobs?limit=10&offset={offset}", headers=ACME)
         assert response.status == 200
     assert 0 < gateway.metric("metastudio_gateway_cache_bytes") <= 40_000
+
+
+async def test_gzip_is_served_precompressed_to_clients_that_accept_it(gateway: Gateway) -> None:
+    """Accept-Encoding: gzip gets the stored gzip body (its own ETag); others get identity; same JSON."""
+    plain = await gateway.client.get("/v1/training-jobs?limit=20", headers={**ACME, "Accept-Encoding": "identity"})
+    packed = await gateway.client.get("/v1/training-jobs?limit=20", headers={**ACME, "Accept-Encoding": "gzip"})
+    assert "Content-Encoding" not in plain.headers
+    assert packed.headers["Content-Encoding"] == "gzip"
+    assert int(packed.headers["Content-Length"]) < int(plain.headers["Content-Length"])
+    assert await packed.json() == await plain.json()  # the client decompresses
+    assert packed.headers["ETag"] != plain.headers["ETag"]
+    assert "Accept-Encoding" in packed.headers["Vary"]
+    assert packed.headers["X-Cache"] == "HIT"
