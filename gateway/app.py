@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import sys
 from collections.abc import AsyncIterator, Callable
 from typing import IO, Any
@@ -17,7 +16,6 @@ from prometheus_client import CollectorRegistry
 from gateway import __version__
 from gateway.accesslog import AccessLog
 from gateway.appkeys import CORS, LIFECYCLE, RATE_LIMITER, REGISTRY, SERVICE, TENANTS, Lifecycle
-from gateway.breaker import BreakerPolicy
 from gateway.cache import ResponseCache
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
@@ -81,7 +79,7 @@ def create_app(
             client = MetaStudioClient(
                 session=session,
                 settings=settings.upstream,
-                breaker_policy=BreakerPolicy(**dataclasses.asdict(settings.circuit_breaker)),
+                breaker_policy=settings.circuit_breaker,
                 credentials=credentials,
                 clock=clock,
                 metrics=metrics,

@@ -12,26 +12,18 @@ its failure opens it again).
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 
 from gateway.clock import Clock
+from gateway.config import CircuitBreakerSettings
 
 CLOSED, HALF_OPEN, OPEN = "closed", "half_open", "open"
 STATE_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 
 
-@dataclass(frozen=True, slots=True)
-class BreakerPolicy:
-    window_seconds: float = 30.0
-    min_calls: int = 10
-    failure_ratio: float = 0.5
-    open_seconds: float = 15.0
-
-
 class CircuitBreaker:
     """Decides whether an upstream call may be made, from recent outcomes."""
 
-    def __init__(self, policy: BreakerPolicy, clock: Clock) -> None:
+    def __init__(self, policy: CircuitBreakerSettings, clock: Clock) -> None:
         self._policy = policy
         self._clock = clock
         self._state = CLOSED

@@ -33,9 +33,9 @@ from yarl import URL
 
 from gateway import __version__
 from gateway.accesslog import note_upstream_attempt
-from gateway.breaker import BreakerPolicy, CircuitBreaker
+from gateway.breaker import CircuitBreaker
 from gateway.clock import Clock, utc_datetime
-from gateway.config import UpstreamSettings
+from gateway.config import CircuitBreakerSettings, UpstreamSettings
 from gateway.credentials import CredentialSource
 from gateway.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 from gateway.metrics import Metrics
@@ -76,7 +76,7 @@ class MetaStudioClient:
         *,
         session: aiohttp.ClientSession,
         settings: UpstreamSettings,
-        breaker_policy: BreakerPolicy,
+        breaker_policy: CircuitBreakerSettings,
         credentials: CredentialSource,
         clock: Clock,
         metrics: Metrics,
