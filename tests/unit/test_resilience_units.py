@@ -1,0 +1,98 @@
+"""The pure resilience pieces on a fake clock: circuit breaker, token bucket, retry budget, key backoff."""
+
+from __future__ import annotations
+
+from gateway.backoff import KeyBackoff
+from gateway.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from gateway.clock import ManualClock
+from gateway.config import CircuitBreakerSettings
+from gateway.errors import UpstreamUnavailable
+from gateway.ratelimit import RateLimit, TenantRateLimiter
+from gateway.retry_budget import RetryBudget
+
+POLICY = CircuitBreakerSettings(window_seconds=10, min_calls=4, failure_ratio=0.5, open_seconds=5)
+
+
+def test_breaker_stays_closed_below_min_calls() -> None:
+    """Three failures out of three calls do not open it when min_calls is four."""
+    breaker = CircuitBreaker(POLICY, ManualClock())
+    for _ in range(3):
+        breaker.record(failed=True)
+    assert breaker.state == CLOSED
+
+
+def test_breaker_opens_on_the_failure_ratio_and_probes_once() -> None:
+    """At the ratio it opens; after open_seconds exactly one probe is let through; success closes it."""
+    clock = ManualClock()
+    breaker = CircuitBreaker(POLICY, clock)
+    for failed in (True, False, True, False):
+        breaker.record(failed=failed)
+    assert breaker.state == OPEN and not breaker.allow()
+    clock.advance(5)
+    assert breaker.state == HALF_OPEN
+    assert breaker.allow() and not breaker.allow()
+    breaker.record(failed=False)
+    assert breaker.state == CLOSED and breaker.allow()
+
+
+def test_failed_probe_reopens() -> None:
+    """A failed half-open probe opens the circuit for another open_seconds."""
+    clock = ManualClock()
+    breaker = CircuitBreaker(POLICY, clock)
+    for _ in range(4):
+        breaker.record(failed=True)
+    clock.advance(5)
+    assert breaker.allow()
+    breaker.record(failed=True)
+    assert breaker.state == OPEN
+
+
+def test_old_failures_leave_the_window() -> None:
+    """Failures older than window_seconds no longer count."""
+    clock = ManualClock()
+    breaker = CircuitBreaker(POLICY, clock)
+    for _ in range(3):
+        breaker.record(failed=True)
+    clock.advance(11)
+    breaker.record(failed=True)
+    assert breaker.state == CLOSED
+
+
+def test_token_bucket_allows_burst_then_rate() -> None:
+    """Burst tokens first, then one per 1/rate seconds; the wait is reported in whole seconds."""
+    clock = ManualClock()
+    limiter = TenantRateLimiter({"acme": RateLimit(per_second=0.5, burst=2)}, clock)
+    assert [limiter.retry_after("acme") for _ in range(3)] == [0, 0, 2]
+    clock.advance(2)
+    assert limiter.retry_after("acme") == 0
+    assert limiter.retry_after("other") == 0
+
+
+def test_retry_budget_grants_the_floor_then_the_ratio() -> None:
+    """With no first attempts only the floor is granted; 10 first attempts add 2 at ratio 0.2."""
+    clock = ManualClock()
+    budget = RetryBudget(clock, ratio=0.2, floor=1, window_seconds=10)
+    assert budget.try_retry() and not budget.try_retry()
+    for _ in range(10):
+        budget.record_first_attempt()
+    assert budget.try_retry() and budget.try_retry() and not budget.try_retry()
+    clock.advance(11)
+    assert budget.try_retry()
+
+
+def test_key_backoff_doubles_and_honours_retry_after() -> None:
+    """Each failure doubles the key's wait (capped); a longer Retry-After wins; success forgets."""
+    clock = ManualClock()
+    backoff = KeyBackoff(clock, base_seconds=1, cap_seconds=8)
+    backoff.failed("k", UpstreamUnavailable())
+    assert backoff.blocked("k") is not None
+    clock.advance(1)
+    assert backoff.blocked("k") is None
+    backoff.failed("k", UpstreamUnavailable())
+    clock.advance(1.5)
+    assert backoff.blocked("k") is not None
+    backoff.failed("j", UpstreamUnavailable(retry_after_seconds=5))
+    clock.advance(4)
+    assert backoff.blocked("j") is not None
+    backoff.succeeded("k")
+    assert backoff.blocked("k") is None
