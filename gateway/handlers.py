@@ -41,12 +41,24 @@ def _etag_matches(header: str | None, etag: str) -> bool:
     return "*" in candidates or etag in candidates
 
 
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding value admits gzip (``gzip;q=0`` refuses it)."""
+    if "gzip" not in accept_encoding:
+        return False
+    for part in accept_encoding.split(","):
+        coding, _, params = part.partition(";")
+        if coding.strip().lower() in ("gzip", "*"):
+            quality = params.strip().lower()
+            return not quality.startswith("q=") or quality[2:].strip() not in ("0", "0.0", "0.00", "0.000")
+    return False
+
+
 def entry_response(request: web.Request, served: Served, clock: Clock) -> web.Response:
     """The cached body (gzip-compressed when the client accepts it), or 304, with caching headers."""
     entry = served.entry
     request[REQUEST_CONTEXT].cache = served.result
     now = clock.now()
-    gzipped = entry.gzip_body is not None and "gzip" in request.headers.get("Accept-Encoding", "")
+    gzipped = entry.gzip_body is not None and accepts_gzip(request.headers.get("Accept-Encoding", ""))
     etag = entry.gzip_etag if gzipped else entry.etag
     headers = {
         "Content-Type": "application/json",

@@ -70,9 +70,9 @@ def _translate_http_exception(exc: web.HTTPException) -> GatewayError:
         return MethodNotAllowed(f"method {exc.method} not allowed; allowed: {', '.join(sorted(exc.allowed_methods))}")
     if isinstance(exc, web.HTTPNotFound):
         return NotFound("no such route")
-    error = GatewayError(exc.reason)
-    error.status, error.code = exc.status, "internal_error" if exc.status >= 500 else "invalid_request"
-    return error
+    if exc.status < 500:  # any other refusal of the request itself (aiohttp raises few)
+        return InvalidParameter("request", exc.reason.lower())
+    return GatewayError()
 
 
 def route_of(request: web.Request) -> str:

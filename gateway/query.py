@@ -19,7 +19,11 @@ MAX_INT32 = 2_147_483_647
 DEFAULT_OFFSET = 0
 DEFAULT_LIMIT = 10
 MAX_TEXT_LENGTH = 256
-_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_RFC3339 = re.compile(
+    r"(?!0000)[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
 
 UpstreamQuery = tuple[tuple[str, str], ...]
 
@@ -40,21 +44,21 @@ def _choice(*choices: str) -> Callable[[str, str], str]:
 
 
 def _text(name: str, value: str) -> str:
-    if not value or len(value) > MAX_TEXT_LENGTH or not value.isprintable():
+    if not value or len(value) > MAX_TEXT_LENGTH or _CONTROL.search(value):
         raise InvalidParameter(name, f"must be 1 to {MAX_TEXT_LENGTH} printable characters")
     return value
 
 
 def check_job_id(name: str, value: str) -> str:
     """A job id as MetaStudio issues them (letters, digits, '-', '_'; at most 64)."""
-    if not _JOB_ID.match(value):
+    if not _JOB_ID.fullmatch(value):
         raise InvalidParameter(name, "must be 1 to 64 letters, digits, '-' or '_'")
     return value
 
 
 def parse_time(name: str, value: str) -> datetime:
     """An RFC 3339 time with an explicit offset, as an aware UTC datetime."""
-    if "T" not in value.upper() or len(value) > 40:
+    if len(value) > 40 or not _RFC3339.fullmatch(value):
         raise InvalidParameter(name, "must be an RFC 3339 time, e.g. 2024-05-01T00:00:00Z")
     try:
         moment = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
@@ -62,11 +66,14 @@ def parse_time(name: str, value: str) -> datetime:
         raise InvalidParameter(name, "must be an RFC 3339 time, e.g. 2024-05-01T00:00:00Z") from exc
     if moment.tzinfo is None:
         raise InvalidParameter(name, "must carry a UTC offset or Z")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # within a day of year 1 or 9999: clamp to the representable range
+        return (datetime.min if moment.year == 1 else datetime.max).replace(tzinfo=UTC)
 
 
 def _time(name: str, value: str) -> str:
-    return parse_time(name, value).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return parse_time(name, value).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _comma_list(name: str, value: str, known: Iterable[str]) -> list[str]:

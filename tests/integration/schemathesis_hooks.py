@@ -15,8 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import schemathesis
-from schemathesis.generation import GenerationMode
-from schemathesis.generation.meta import CoveragePhaseData
+from schemathesis import GenerationMode
 
 
 def _moment(value: Any) -> datetime | None:
@@ -36,7 +35,7 @@ def obey_cross_parameter_rules(case: Any) -> Any:
         return case
     if "state" in query and "state_group" in query:
         # Keep the parameter a coverage scenario is about; drop the other one.
-        target = meta.phase.data.parameter if isinstance(meta.phase.data, CoveragePhaseData) else None
+        target = getattr(meta.phase.data, "parameter", None)
         del query["state" if target == "state_group" else "state_group"]
     since, until = _moment(query.get("create_since")), _moment(query.get("create_until"))
     if since is not None and until is not None and since > until:

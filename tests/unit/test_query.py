@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -42,3 +43,34 @@ def test_parameter_order_does_not_matter(pairs: list[tuple[str, str]]) -> None:
 def test_group_and_its_states_give_the_same_query() -> None:
     """state_group=completed and state=JOB_SUCCESS,JOB_FINISH are the same request."""
     assert parse_list_query([("state_group", "completed")]) == parse_list_query([("state", "JOB_SUCCESS,JOB_FINISH")])
+
+
+def test_times_are_strict_rfc3339_and_normalised_to_utc() -> None:
+    """Years below 1000 keep four digits; offsets convert to Z; ISO forms RFC 3339 lacks are refused."""
+    assert dict(parse_list_query([("create_since", "0999-12-31T00:00:00Z")]))["create_since"] == "0999-12-31T00:00:00Z"
+    assert dict(parse_list_query([("create_until", "2024-01-01T08:00:00+08:00")]))["create_until"] == (
+        "2024-01-01T00:00:00Z"
+    )
+    for bad in ("2024-01-01T00:00:00+01", "20240101T000000Z", "2024-01-01T00:00Z", "0000-01-01T00:00:00Z"):
+        with pytest.raises(InvalidParameter):
+            parse_list_query([("create_since", bad)])
+
+
+def test_times_at_the_edge_of_the_calendar_do_not_crash() -> None:
+    """Converting year 1 or 9999 across an offset clamps instead of overflowing."""
+    assert parse_list_query([("create_since", "0001-01-01T00:00:00+01:00")])
+    assert parse_list_query([("create_until", "9999-12-31T23:00:00-05:00")])
+
+
+def test_text_filters_take_any_non_control_characters() -> None:
+    """Non-breaking spaces and emoji sequences are fine; control characters and newlines are not."""
+    assert parse_list_query([("name", "a\u00a0b"), ("tag", "\U0001f468\u200d\U0001f4bb")])
+    for bad in ("a\nb", "\x00", "a\x7fb"):
+        with pytest.raises(InvalidParameter):
+            parse_list_query([("name", bad)])
+
+
+def test_job_id_with_a_trailing_newline_is_refused() -> None:
+    """The job id pattern must match the whole value."""
+    with pytest.raises(InvalidParameter):
+        parse_list_query([("job_id", "abc\n")])
