@@ -21,9 +21,18 @@ from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
 from gateway.cors import CorsPolicy
 from gateway.credentials import CredentialSource
-from gateway.handlers import JobHandlers, healthz, openapi_spec, options, prometheus_metrics, readyz
+from gateway.handlers import (
+    JobHandlers,
+    healthz,
+    method_not_allowed,
+    not_found,
+    openapi_spec,
+    options,
+    prometheus_metrics,
+    readyz,
+)
 from gateway.metrics import Metrics
-from gateway.middlewares import make_observing_middleware
+from gateway.middlewares import UNMATCHED_ROUTE, make_observer
 from gateway.ratelimit import TenantRateLimiter, tenant_limits
 from gateway.service import TrainingJobService
 from gateway.tenants import TenantDirectory
@@ -55,10 +64,8 @@ def create_app(
     access_log = AccessLog(log_stream or sys.stdout.buffer, flush_interval=log_flush_interval)
     cors = CorsPolicy(settings.cors.allowed_origins, settings.cors.max_age_seconds)
 
-    app = web.Application(
-        middlewares=[make_observing_middleware(metrics, access_log, cors)],
-        handler_args={"max_line_size": MAX_LINE_SIZE, "max_field_size": MAX_FIELD_SIZE},
-    )
+    app = web.Application(handler_args={"max_line_size": MAX_LINE_SIZE, "max_field_size": MAX_FIELD_SIZE})
+    observe = make_observer(metrics, access_log, cors)
     app[TENANTS] = TenantDirectory(settings.tenants)
     app[RATE_LIMITER] = TenantRateLimiter(tenant_limits(settings.tenants, settings.rate_limit), clock)
     app[REGISTRY] = registry
@@ -125,7 +132,9 @@ def create_app(
         ("/openapi.yaml", openapi_spec),
     ):
         resource = app.router.add_resource(path)
-        resource.add_route("GET", handler)
-        resource.add_route("HEAD", handler)
-        resource.add_route("OPTIONS", options)
+        resource.add_route("GET", observe(path, handler))
+        resource.add_route("HEAD", observe(path, handler))
+        resource.add_route("OPTIONS", observe(path, options))
+        resource.add_route("*", observe(path, method_not_allowed))
+    app.router.add_route("*", "/{path:.*}", observe(UNMATCHED_ROUTE, not_found))
     return app

@@ -11,7 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway.appkeys import CORS, LIFECYCLE, RATE_LIMITER, REGISTRY, REQUEST_CONTEXT, SERVICE, TENANTS
 from gateway.clock import Clock
 from gateway.config import Tenant
-from gateway.errors import RateLimited
+from gateway.errors import MethodNotAllowed, NotFound, RateLimited
+from gateway.middlewares import ALLOWED_METHODS
 from gateway.query import UpstreamQuery, check_job_id, parse_list_query
 from gateway.service import Served
 
@@ -111,7 +112,7 @@ class JobHandlers:
 
 async def options(request: web.Request) -> web.Response:
     """OPTIONS on a route: the allowed methods, and CORS preflight approval where the policy allows."""
-    response = web.Response(status=204, headers={"Allow": "GET, HEAD, OPTIONS"})
+    response = web.Response(status=204, headers={"Allow": ALLOWED_METHODS})
     request.app[CORS].preflight(
         request.headers.get("Origin"),
         request.headers.get("Access-Control-Request-Method"),
@@ -119,6 +120,16 @@ async def options(request: web.Request) -> web.Response:
         response.headers,
     )
     return response
+
+
+async def method_not_allowed(request: web.Request) -> web.Response:
+    """Any other method on a known route."""
+    raise MethodNotAllowed(f"method {request.method[:16]} not allowed; allowed: {ALLOWED_METHODS}")
+
+
+async def not_found(_request: web.Request) -> web.Response:
+    """Any path the gateway does not serve."""
+    raise NotFound("no such route")
 
 
 async def healthz(_request: web.Request) -> web.Response:

@@ -1,4 +1,10 @@
-"""Around every request: a request id, errors as the JSON envelope, metrics, the access log."""
+"""Around every request: a request id, errors as the JSON envelope, CORS, metrics, the access log.
+
+Applied by wrapping each route's handler once at start-up (``observe(route, handler)``), not as
+an aiohttp middleware: aiohttp rebuilds a middleware chain (``functools.partial`` and
+``update_wrapper``) on every request, which cost more than everything the wrapper does. Unknown
+paths and methods reach catch-all routes that are wrapped the same way.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +21,13 @@ from aiohttp import web
 from gateway.accesslog import CURRENT_REQUEST, AccessLog, RequestContext
 from gateway.appkeys import REQUEST_CONTEXT
 from gateway.cors import CorsPolicy
-from gateway.errors import GatewayError, InvalidParameter, MethodNotAllowed, NotFound, RateLimited, Unauthenticated
+from gateway.errors import GatewayError, InvalidParameter, MethodNotAllowed, RateLimited, Unauthenticated
 from gateway.metrics import Metrics
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 UNMATCHED_ROUTE = "unmatched"
+ALLOWED_METHODS = "GET, HEAD, OPTIONS"
 MAX_TARGET_BYTES = 4096
 MAX_HEADER_COUNT = 100
 MAX_HEADER_BYTES = 16384
@@ -60,25 +67,17 @@ def error_response(error: GatewayError, request_id: str) -> web.Response:
     response = web.Response(status=error.status, body=orjson.dumps(body), content_type="application/json")
     if isinstance(error, RateLimited):
         response.headers["Retry-After"] = str(error.retry_after_seconds)
+    elif isinstance(error, MethodNotAllowed):
+        response.headers["Allow"] = ALLOWED_METHODS
     elif isinstance(error, Unauthenticated):
         response.headers["WWW-Authenticate"] = 'Bearer realm="metastudio-gateway"'
     return response
 
 
 def _translate_http_exception(exc: web.HTTPException) -> GatewayError:
-    if isinstance(exc, web.HTTPMethodNotAllowed):
-        return MethodNotAllowed(f"method {exc.method} not allowed; allowed: {', '.join(sorted(exc.allowed_methods))}")
-    if isinstance(exc, web.HTTPNotFound):
-        return NotFound("no such route")
-    if exc.status < 500:  # any other refusal of the request itself (aiohttp raises few)
+    if exc.status < 500:  # a refusal of the request itself (aiohttp raises few)
         return InvalidParameter("request", exc.reason.lower())
     return GatewayError()
-
-
-def route_of(request: web.Request) -> str:
-    """The route template that matched (bounded label), or ``unmatched``."""
-    resource = request.match_info.route.resource
-    return resource.canonical if resource is not None else UNMATCHED_ROUTE
 
 
 def method_label(method: str) -> str:
@@ -86,62 +85,59 @@ def method_label(method: str) -> str:
     return method if method in _KNOWN_METHODS else "OTHER"
 
 
-def make_observing_middleware(
-    metrics: Metrics, access_log: AccessLog, cors: CorsPolicy
-) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """Build the middleware that ids, checks, translates errors, applies CORS, counts and logs."""
+def make_observer(metrics: Metrics, access_log: AccessLog, cors: CorsPolicy) -> Callable[[str, Handler], Handler]:
+    """Build ``observe(route, handler)``: the handler, with ids, checks, errors, CORS, counts and logs."""
     request_ids = RequestIds()
 
-    @web.middleware
-    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-        started = time.perf_counter()
-        request_id = request_ids.of(request)
-        context = request[REQUEST_CONTEXT] = RequestContext(request_id)
-        CURRENT_REQUEST.set(context)
-        response: web.StreamResponse
-        try:
-            check_request_shape(request)
-            response = await handler(request)
-        except GatewayError as error:
-            response = error_response(error, request_id)
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            response = error_response(_translate_http_exception(exc), request_id)
-            if isinstance(exc, web.HTTPMethodNotAllowed):
-                response.headers["Allow"] = ",".join(sorted(exc.allowed_methods))
-        except Exception as exc:
-            # Type and location only: an exception's text or source line may carry data.
-            frame = traceback.extract_tb(exc.__traceback__)[-1]
-            access_log.write(
-                {
-                    "event": "unhandled_exception",
-                    "request_id": request_id,
-                    "error": type(exc).__name__,
-                    "where": f"{frame.filename}:{frame.lineno} in {frame.name}",
-                }
-            )
-            response = error_response(GatewayError(), request_id)
-        response.headers["X-Request-Id"] = request_id
-        cors.decorate(request.headers.get("Origin"), response.headers)
-        elapsed = time.perf_counter() - started
-        route = route_of(request)
-        method = method_label(request.method)
-        metrics.requests.request(route, method, str(response.status), context.tenant, elapsed)
-        record: dict[str, object] = {
-            "request_id": request_id,
-            "tenant": context.tenant,
-            "method": method,
-            "route": route,
-            "status": response.status,
-            "cache": context.cache,
-            "duration_ms": round(elapsed * 1000, 3),
-        }
-        if context.attempts:
-            record["upstream_status"] = context.attempts[-1][0]
-            record["upstream_duration_ms"] = round(sum(s for _, s in context.attempts) * 1000, 3)
-            record["upstream_attempts"] = len(context.attempts)
-        access_log.write(record)
-        return response
+    def observe(route: str, handler: Handler) -> Handler:
+        async def observed(request: web.Request) -> web.StreamResponse:
+            started = time.perf_counter()
+            request_id = request_ids.of(request)
+            context = request[REQUEST_CONTEXT] = RequestContext(request_id)
+            CURRENT_REQUEST.set(context)
+            response: web.StreamResponse
+            try:
+                check_request_shape(request)
+                response = await handler(request)
+            except GatewayError as error:
+                response = error_response(error, request_id)
+            except web.HTTPException as exc:
+                if exc.status < 400:
+                    raise
+                response = error_response(_translate_http_exception(exc), request_id)
+            except Exception as exc:
+                # Type and location only: an exception's text or source line may carry data.
+                frame = traceback.extract_tb(exc.__traceback__)[-1]
+                access_log.write(
+                    {
+                        "event": "unhandled_exception",
+                        "request_id": request_id,
+                        "error": type(exc).__name__,
+                        "where": f"{frame.filename}:{frame.lineno} in {frame.name}",
+                    }
+                )
+                response = error_response(GatewayError(), request_id)
+            response.headers["X-Request-Id"] = request_id
+            cors.decorate(request.headers.get("Origin"), response.headers)
+            elapsed = time.perf_counter() - started
+            method = method_label(request.method)
+            metrics.requests.request(route, method, str(response.status), context.tenant, elapsed)
+            record: dict[str, object] = {
+                "request_id": request_id,
+                "tenant": context.tenant,
+                "method": method,
+                "route": route,
+                "status": response.status,
+                "cache": context.cache,
+                "duration_ms": round(elapsed * 1000, 3),
+            }
+            if context.attempts:
+                record["upstream_status"] = context.attempts[-1][0]
+                record["upstream_duration_ms"] = round(sum(s for _, s in context.attempts) * 1000, 3)
+                record["upstream_attempts"] = len(context.attempts)
+            access_log.write(record)
+            return response
+
+        return observed
 
     return observe
