@@ -17,6 +17,8 @@ from gateway import __version__
 from gateway.appkeys import LIFECYCLE
 from gateway.config import ServerSettings
 
+LISTEN_BACKLOG = 1024
+
 
 async def serve_until_signalled(app: web.Application, server: ServerSettings) -> None:
     """Serve ``app`` on ``server.host:port`` until SIGTERM or SIGINT, then drain and stop."""
@@ -27,7 +29,8 @@ async def serve_until_signalled(app: web.Application, server: ServerSettings) ->
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=server.shutdown_grace_seconds)
     await runner.setup()
     try:
-        await web.TCPSite(runner, server.host, server.port).start()
+        # A deep accept queue: bursts of new connections wait instead of needing SYN retransmits.
+        await web.TCPSite(runner, server.host, server.port, backlog=LISTEN_BACKLOG).start()
         print(f"metastudio-gateway {__version__} listening on {server.host}:{server.port}", file=sys.stderr)
         await stop.wait()
         app[LIFECYCLE].ready = False

@@ -48,7 +48,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_for(url: str, process: subprocess.Popen[bytes], seconds: float = 30.0) -> None:
+def wait_until_answering(url: str, process: subprocess.Popen[bytes], seconds: float = 30.0) -> None:
+    """Poll ``url`` until it answers (below 500); fail if the process exits or time runs out."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -65,7 +66,8 @@ def _wait_for(url: str, process: subprocess.Popen[bytes], seconds: float = 30.0)
     raise TimeoutError(f"{url} did not answer within {seconds} s")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Terminate a process we started, and kill it if it does not exit within 15 s."""
     process.terminate()
     try:
         process.wait(timeout=15)
@@ -125,7 +127,7 @@ def live_stack(
     gateway_log = (workdir / "gateway.log").open("wb")
     try:
         simulator_url = f"http://127.0.0.1:{sim_port}"
-        _wait_for(simulator_url + "/", simulator)
+        wait_until_answering(simulator_url + "/", simulator)
         config = workdir / "gateway.toml"
         config.write_text(extra_config + _tenants_toml(tenants))
         env = {
@@ -155,11 +157,11 @@ def live_stack(
             stderr=subprocess.STDOUT,
         )
         base_url = f"http://127.0.0.1:{gateway_port}"
-        _wait_for(base_url + "/readyz", gateway)
+        wait_until_answering(base_url + "/readyz", gateway)
         yield LiveGateway(base_url=base_url, simulator_url=simulator_url, process=gateway)
     finally:
         if gateway is not None:
-            _stop(gateway)
-        _stop(simulator)
+            stop_process(gateway)
+        stop_process(simulator)
         sim_log.close()
         gateway_log.close()

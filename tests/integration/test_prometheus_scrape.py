@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import pytest
 
 from gateway import __version__
+from gateway.simulator.stack import stop_process
 from tests.live import LiveGateway, free_port, live_gateway
 
 JOB = "metastudio-gateway"
@@ -65,15 +66,6 @@ def _write_config(path: Path, gateway: LiveGateway) -> None:
         "    static_configs:\n"
         f"      - targets: ['{target}']\n"
     )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
 
 
 def _eventually(probe: Callable[[], T | None], what: str, scraped: Scraped) -> T:
@@ -129,7 +121,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
             try:
                 yield Scraped(prometheus_url=f"http://127.0.0.1:{port}", gateway=gateway, log=log)
             finally:
-                _stop(process)
+                stop_process(process)
 
 
 def test_prometheus_scrapes_the_gateway_and_finds_it_up(scraped: Scraped) -> None:
