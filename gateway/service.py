@@ -169,6 +169,9 @@ class TrainingJobService:
         return self._entry(tenant, self._encode(job), fetched_at, covers)
 
     def _entry(self, tenant: Tenant, body: bytes, fetched_at: float, covers: Mapping[str, CoverLink]) -> CacheEntry:
+        # An exact-size copy: orjson returns its growth buffer (up to twice the length) as the
+        # bytes object, and an entry may live for hours; the bound counts what is really held.
+        body = memoryview(body).tobytes()
         for job_id, link in covers.items():
             self._cover_index[(tenant.id, job_id)] = link
         # Links already inside the margin were withheld from the body: they do not bound its life.
