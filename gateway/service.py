@@ -84,8 +84,13 @@ class TrainingJobService:
         now = self._clock.now()
         link = self._cover_index.get((tenant.id, job_id))
         if link is None or not is_servable(link.expires_at, now, self._margin):
+            key = (tenant.id, "job", job_id)
+            blocked = self._backoff.blocked(key)
+            if blocked is not None:
+                raise blocked
             self._metrics.cover_refreshes.labels(reason="cover_request").inc()
-            entry, _ = await self._cache.load((tenant.id, "job", job_id), lambda: self._load_job(tenant, job_id))
+            loader = self._remembering_failures(key, lambda: self._load_job(tenant, job_id))
+            entry, _ = await self._cache.load(key, loader)
             link = entry.covers.get(job_id)
             if link is None:
                 raise NotFound("this job has no cover")
