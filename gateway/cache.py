@@ -96,18 +96,20 @@ class ResponseCache:
         task = self._in_flight.get(key)
         joined = task is not None
         if task is None:
-            task = asyncio.ensure_future(self._load_and_store(key, loader))
-            self._in_flight[key] = task
+            task = self._start(key, loader)
         return await asyncio.shield(task), joined
 
     def refresh_in_background(self, key: Hashable, loader: Callable[[], Awaitable[CacheEntry]]) -> None:
         """Start a load of ``key`` unless one is running; nobody waits for it."""
         if key not in self._in_flight:
-            task = asyncio.ensure_future(self._load_and_store(key, loader))
-            self._in_flight[key] = task
             # A failed background refresh leaves the current entry in place; retrieve the
             # exception so it is not reported as never retrieved.
-            task.add_done_callback(lambda done: done.cancelled() or done.exception())
+            self._start(key, loader).add_done_callback(lambda done: done.cancelled() or done.exception())
+
+    def _start(self, key: Hashable, loader: Callable[[], Awaitable[CacheEntry]]) -> asyncio.Task[CacheEntry]:
+        task = asyncio.ensure_future(self._load_and_store(key, loader))
+        self._in_flight[key] = task
+        return task
 
     async def _load_and_store(self, key: Hashable, loader: Callable[[], Awaitable[CacheEntry]]) -> CacheEntry:
         try:
