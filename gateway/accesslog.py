@@ -43,20 +43,36 @@ def note_upstream_attempt(outcome: str, seconds: float) -> None:
         context.attempts.append((outcome, seconds))
 
 
+def access_record(
+    request_id: str, tenant: str, method: str, route: str, status: int, cache: str | None, seconds: float
+) -> dict[str, Any]:
+    """The fields every access-log line has."""
+    return {
+        "request_id": request_id,
+        "tenant": tenant,
+        "method": method,
+        "route": route,
+        "status": status,
+        "cache": cache,
+        "duration_ms": round(seconds * 1000, 3),
+    }
+
+
 class AccessLog:
-    """Writes one JSON line per record into a buffer; ``flush`` (every half second from the app,
-    and at shutdown) hands the buffer to the stream in one write."""
+    """One JSON line per record. ``write`` only notes the record and the time; ``flush`` (every
+    half second from the app, and at shutdown) encodes what is pending and hands it to the
+    stream in one write. Encoding in a batch rather than on each request's path costs less
+    in total: the encoder runs warm in a tight loop instead of cold between network calls."""
 
     def __init__(self, stream: IO[bytes], *, flush_interval: float = 0.5) -> None:
         self._stream = stream
         self.flush_interval = flush_interval
-        self._pending: list[bytes] = []
+        self._pending: list[tuple[float, dict[str, Any]]] = []
         self._second = -1
         self._second_text = ""
 
     def write(self, record: dict[str, Any]) -> None:
-        record["time"] = self._utc_now()
-        self._pending.append(orjson.dumps(record))
+        self._pending.append((time.time(), record))
         if self.flush_interval <= 0:
             self.flush()
 
@@ -72,13 +88,16 @@ class AccessLog:
     def flush(self) -> None:
         """Write what is pending, one line per record."""
         if self._pending:
-            lines, self._pending = self._pending, []
+            pending, self._pending = self._pending, []
+            lines = []
+            for at, record in pending:
+                record["time"] = self._utc(at)
+                lines.append(orjson.dumps(record))
             self._stream.write(b"\n".join(lines) + b"\n")
             self._stream.flush()
 
-    def _utc_now(self) -> str:
-        now = time.time()
-        second = int(now)
-        if second != self._second:  # strftime once a second, not once a request
+    def _utc(self, at: float) -> str:
+        second = int(at)
+        if second != self._second:  # strftime once a second, not once a record
             self._second, self._second_text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._second_text}.{int((now - second) * 1000):03d}Z"
+        return f"{self._second_text}.{int((at - second) * 1000):03d}Z"

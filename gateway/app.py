@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway import __version__
 from gateway.accesslog import AccessLog
-from gateway.appkeys import CORS, LIFECYCLE, RATE_LIMITER, REGISTRY, SERVICE, TENANTS, Lifecycle
+from gateway.appkeys import CORS, HIT_RESPONDER, LIFECYCLE, RATE_LIMITER, REGISTRY, SERVICE, TENANTS, Lifecycle
 from gateway.cache import ResponseCache
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
@@ -31,9 +31,12 @@ from gateway.handlers import (
     prometheus_metrics,
     readyz,
 )
+from gateway.hits import JOB_ROUTE, LIST_ROUTE, HitResponder
 from gateway.metrics import Metrics
 from gateway.middlewares import UNMATCHED_ROUTE, make_observer
+from gateway.query import ParsedQueries
 from gateway.ratelimit import TenantRateLimiter, tenant_limits
+from gateway.request_ids import RequestIds
 from gateway.service import TrainingJobService
 from gateway.tenants import TenantDirectory
 from gateway.upstream import MetaStudioClient
@@ -65,9 +68,11 @@ def create_app(
     cors = CorsPolicy(settings.cors.allowed_origins, settings.cors.max_age_seconds)
 
     app = web.Application(handler_args={"max_line_size": MAX_LINE_SIZE, "max_field_size": MAX_FIELD_SIZE})
-    observe = make_observer(metrics, access_log, cors)
-    app[TENANTS] = TenantDirectory(settings.tenants)
-    app[RATE_LIMITER] = TenantRateLimiter(tenant_limits(settings.tenants, settings.rate_limit), clock)
+    request_ids = RequestIds()
+    observe = make_observer(metrics, access_log, cors, request_ids)
+    queries = ParsedQueries()
+    tenants = app[TENANTS] = TenantDirectory(settings.tenants)
+    rate_limiter = app[RATE_LIMITER] = TenantRateLimiter(tenant_limits(settings.tenants, settings.rate_limit), clock)
     app[REGISTRY] = registry
     app[LIFECYCLE] = Lifecycle()
 
@@ -95,9 +100,21 @@ def create_app(
                 metrics.circuit_state.labels(tenant=tenant.id).set_function(
                     client.breaker(tenant.app_user_id).state_value
                 )
-            app[SERVICE] = TrainingJobService(
+            service = app[SERVICE] = TrainingJobService(
                 client=client, cache=cache, settings=settings, clock=clock, metrics=metrics, encode=encode
             )
+            if settings.server.fast_hit_path:
+                app[HIT_RESPONDER] = HitResponder(
+                    service=service,
+                    tenants=tenants,
+                    rate_limiter=rate_limiter,
+                    queries=queries,
+                    cors=cors,
+                    request_ids=request_ids,
+                    metrics=metrics,
+                    access_log=access_log,
+                    clock=clock,
+                )
             app[LIFECYCLE].ready = True
             yield
             app[LIFECYCLE].ready = False
@@ -121,11 +138,11 @@ def create_app(
     app.on_shutdown.append(stop_being_ready)
 
     app[CORS] = cors
-    jobs = JobHandlers(clock)
+    jobs = JobHandlers(clock, queries)
     for path, handler in (
-        ("/v1/training-jobs", jobs.list_jobs),
-        ("/v1/training-jobs/{job_id}", jobs.get_job),
-        ("/v1/training-jobs/{job_id}/cover", jobs.cover),
+        (LIST_ROUTE, jobs.list_jobs),
+        (JOB_ROUTE, jobs.get_job),
+        (f"{JOB_ROUTE}/cover", jobs.cover),
         ("/healthz", healthz),
         ("/readyz", readyz),
         ("/metrics", prometheus_metrics),

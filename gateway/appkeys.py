@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.accesslog import RequestContext
 from gateway.cors import CorsPolicy
+from gateway.hits import HitResponder
 from gateway.ratelimit import TenantRateLimiter
 from gateway.service import TrainingJobService
 from gateway.tenants import TenantDirectory
@@ -27,5 +28,6 @@ RATE_LIMITER = web.AppKey("rate_limiter", TenantRateLimiter)
 CORS = web.AppKey("cors", CorsPolicy)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+HIT_RESPONDER = web.AppKey("hit_responder", HitResponder)
 
 REQUEST_CONTEXT = web.RequestKey("request_context", RequestContext)

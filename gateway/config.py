@@ -77,6 +77,9 @@ class ServerSettings:
     port: int = 8080
     shutdown_grace_seconds: float = 10.0
     drain_seconds: float = 1.0
+    fast_hit_path: bool = True
+    """Answer plain cache hits from the connection (``gateway.hits``); off sends every request
+    through the aiohttp handler chain. The same bytes either way."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +143,7 @@ _NUMBERS: dict[tuple[str, str], tuple[float, bool]] = {
     ("rate_limit", "burst"): (1, False),
 }
 _LISTS = {("cors", "allowed_origins")}
+_BOOLEANS = {("server", "fast_hit_path")}
 _SECTIONS = {section for section, _ in _NUMBERS}
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 _TENANT_KEYS = {"id", "app_user_id", "api_key_sha256", "requests_per_second", "burst"}
@@ -163,7 +167,7 @@ def _read_file(path: str) -> dict[str, Any]:
 
 
 def _numbers(problems: list[str], data: Mapping[str, Any], env: Mapping[str, str]) -> dict[tuple[str, str], float]:
-    """The numbers the file (and GATEWAY_CACHE_TTL_SECONDS) set, checked; unknown keys reported."""
+    """The numbers the file (and GATEWAY_CACHE_TTL_SECONDS) set, checked; flags type-checked; unknown keys reported."""
     for name in sorted(set(data) - _SECTIONS - {"tenants"}):
         problems.append(f"{name}: unknown section")
     found: dict[tuple[str, str], float] = {}
@@ -174,6 +178,10 @@ def _numbers(problems: list[str], data: Mapping[str, Any], env: Mapping[str, str
             continue
         for key, raw in table.items():
             if (section, key) in _LISTS:
+                continue
+            if (section, key) in _BOOLEANS:
+                if not isinstance(raw, bool):
+                    problems.append(f"{section}.{key}: must be true or false, got {raw!r}")
                 continue
             if (section, key) not in _NUMBERS:
                 problems.append(f"{section}.{key}: unknown key")
@@ -314,7 +322,12 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
         cache=section("cache", CacheSettings()),
         covers=section("covers", CoverSettings()),
         server=section(
-            "server", ServerSettings(host=env.get("GATEWAY_HOST") or ServerSettings().host, port=int(port_text))
+            "server",
+            ServerSettings(
+                host=env.get("GATEWAY_HOST") or ServerSettings().host,
+                port=int(port_text),
+                fast_hit_path=data.get("server", {}).get("fast_hit_path", True),
+            ),
         ),
         cors=section("cors", CorsSettings(allowed_origins=origins)),
         circuit_breaker=section("circuit_breaker", CircuitBreakerSettings()),

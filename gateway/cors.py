@@ -11,9 +11,7 @@ one by one and leaves unmatched-route errors alone). It is a dozen lines on the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from multidict import CIMultiDict
+from collections.abc import Iterable, MutableMapping
 
 ALLOWED_METHODS = "GET, HEAD"
 ALLOWED_REQUEST_HEADERS = frozenset({"authorization", "if-none-match", "x-request-id"})
@@ -31,17 +29,18 @@ class CorsPolicy:
     def enabled(self) -> bool:
         return bool(self._origins)
 
-    def decorate(self, origin: str | None, headers: CIMultiDict[str]) -> None:
+    def decorate(self, origin: str | None, headers: MutableMapping[str, str]) -> None:
         """Add the CORS response headers for an allowed ``origin``; nothing otherwise."""
         if not self._origins:
             return
-        headers.add("Vary", "Origin")
+        vary = headers.get("Vary")
+        headers["Vary"] = f"{vary}, Origin" if vary else "Origin"
         if origin in self._origins:
             headers["Access-Control-Allow-Origin"] = origin
             headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
 
     def preflight(
-        self, origin: str | None, method: str | None, request_headers: str | None, headers: CIMultiDict[str]
+        self, origin: str | None, method: str | None, request_headers: str | None, headers: MutableMapping[str, str]
     ) -> None:
         """Add preflight approval when the origin, method and headers are all allowed."""
         if origin not in self._origins or method not in ("GET", "HEAD"):

@@ -18,6 +18,7 @@ from gateway.app import create_app
 from gateway.clock import SystemClock
 from gateway.config import Settings, Tenant, UpstreamSettings
 from gateway.credentials import CredentialSource
+from gateway.protocol import GatewayRunner
 from gateway.simulator import running_simulator
 from gateway.tenants import hash_key
 
@@ -76,7 +77,7 @@ async def run_demo(port: int) -> None:
             clock=clock,
         )
         app = create_app(demo_settings(simulator.base_url, simulator.project_id), credentials=credentials, clock=clock)
-        runner = web.AppRunner(app, access_log=None)
+        runner = GatewayRunner(app, access_log=None)
         await runner.setup()
         try:
             site = web.TCPSite(runner, "127.0.0.1", port)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from importlib.resources import files
 
 from aiohttp import web
-from cachetools import LRUCache
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.appkeys import CORS, LIFECYCLE, RATE_LIMITER, REGISTRY, REQUEST_CONTEXT, SERVICE, TENANTS
@@ -13,12 +12,11 @@ from gateway.clock import Clock
 from gateway.config import Tenant
 from gateway.errors import MethodNotAllowed, NotFound, RateLimited
 from gateway.middlewares import ALLOWED_METHODS
-from gateway.query import UpstreamQuery, check_job_id, parse_list_query
+from gateway.query import ParsedQueries, UpstreamQuery, check_job_id
+from gateway.representation import represent
 from gateway.service import Served
 
-_X_CACHE = {"hit": "HIT", "miss": "MISS", "coalesced": "MISS", "stale": "STALE"}
 OPENAPI_SPEC = files("gateway").joinpath("openapi.yaml")
-QUERY_CACHE_SIZE = 4096
 
 
 def _tenant(request: web.Request) -> Tenant:
@@ -35,63 +33,26 @@ def _job_id(request: web.Request) -> str:
     return check_job_id("job_id", request.match_info["job_id"])
 
 
-def _etag_matches(header: str | None, etag: str) -> bool:
-    if header is None:
-        return False
-    candidates = {tag.strip().removeprefix("W/") for tag in header.split(",")}
-    return "*" in candidates or etag in candidates
-
-
-def accepts_gzip(accept_encoding: str) -> bool:
-    """Whether an Accept-Encoding value admits gzip (``gzip;q=0`` refuses it)."""
-    if "gzip" not in accept_encoding:
-        return False
-    for part in accept_encoding.split(","):
-        coding, _, params = part.partition(";")
-        if coding.strip().lower() in ("gzip", "*"):
-            quality = params.strip().lower()
-            return not quality.startswith("q=") or quality[2:].strip() not in ("0", "0.0", "0.00", "0.000")
-    return False
-
-
 def entry_response(request: web.Request, served: Served, clock: Clock) -> web.Response:
-    """The cached body (gzip-compressed when the client accepts it), or 304, with caching headers."""
-    entry = served.entry
+    """The cached entry as the client accepts it (gzip, or 304 when it holds it already)."""
     request[REQUEST_CONTEXT].cache = served.result
-    now = clock.now()
-    gzipped = entry.gzip_body is not None and accepts_gzip(request.headers.get("Accept-Encoding", ""))
-    etag = entry.gzip_etag if gzipped else entry.etag
-    headers = {
-        "Content-Type": "application/json",
-        "ETag": etag,
-        "X-Cache": _X_CACHE[served.result],
-        "Cache-Control": f"private, max-age={max(0, int(entry.fresh_until - now))}",
-        "Vary": "Authorization, Accept-Encoding",
-    }
-    if served.result in ("hit", "stale"):
-        headers["Age"] = str(max(0, int(now - entry.fetched_at)))
-    if _etag_matches(request.headers.get("If-None-Match"), etag):
-        del headers["Content-Type"]
-        return web.Response(status=304, headers=headers)
-    if gzipped:
-        headers["Content-Encoding"] = "gzip"
-    return web.Response(body=entry.gzip_body if gzipped else entry.body, headers=headers)
+    headers = request.headers
+    answer = represent(
+        served.entry, served.result, clock.now(), headers.get("Accept-Encoding"), headers.get("If-None-Match")
+    )
+    return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
 
 
 class JobHandlers:
     """The ``/v1/training-jobs`` endpoints."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, queries: ParsedQueries) -> None:
         self._clock = clock
-        # Raw query string -> normalised query: popular lists skip parsing and validation.
-        self._queries: LRUCache[str, UpstreamQuery] = LRUCache(maxsize=QUERY_CACHE_SIZE)
+        self._queries = queries
 
     def _query(self, request: web.Request) -> UpstreamQuery:
-        raw = request.rel_url.raw_query_string
-        query = self._queries.get(raw)
-        if query is None:
-            query = self._queries[raw] = parse_list_query(request.rel_url.query.items())
-        return query
+        url = request.rel_url
+        return self._queries.parse(url.raw_query_string, url.query.items)
 
     async def list_jobs(self, request: web.Request) -> web.Response:
         tenant = _tenant(request)

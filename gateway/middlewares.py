@@ -8,9 +8,6 @@ paths and methods reach catch-all routes that are wrapped the same way.
 
 from __future__ import annotations
 
-import itertools
-import re
-import secrets
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -18,47 +15,26 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from gateway.accesslog import CURRENT_REQUEST, AccessLog, RequestContext
+from gateway.accesslog import CURRENT_REQUEST, AccessLog, RequestContext, access_record
 from gateway.appkeys import REQUEST_CONTEXT
 from gateway.cors import CorsPolicy
 from gateway.errors import GatewayError, InvalidParameter, MethodNotAllowed, RateLimited, Unauthenticated
 from gateway.metrics import Metrics
+from gateway.request_ids import RequestIds
+from gateway.request_limits import check_size
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 UNMATCHED_ROUTE = "unmatched"
 ALLOWED_METHODS = "GET, HEAD, OPTIONS"
-MAX_TARGET_BYTES = 4096
-MAX_HEADER_COUNT = 100
-MAX_HEADER_BYTES = 16384
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
 
 
 def check_request_shape(request: web.Request) -> None:
     """Refuse oversized targets and header sets, and bodies on the read-only methods."""
-    if len(request.raw_path) > MAX_TARGET_BYTES:
-        raise InvalidParameter("url", f"the request target is longer than {MAX_TARGET_BYTES} bytes")
-    headers = request.raw_headers
-    if len(headers) > MAX_HEADER_COUNT or sum(map(len, itertools.chain.from_iterable(headers))) > MAX_HEADER_BYTES:
-        raise InvalidParameter("headers", f"at most {MAX_HEADER_COUNT} headers and {MAX_HEADER_BYTES} bytes")
+    check_size(request.raw_path, request.raw_headers)
     if request.body_exists and request.method in _READ_METHODS:
         raise InvalidParameter("body", f"{request.method} requests take no body")
-
-
-class RequestIds:
-    """Request ids: the caller's X-Request-Id when it is sane, else a new one made of a random
-    per-process prefix and a counter (unique per process start, and cheap)."""
-
-    def __init__(self) -> None:
-        self._prefix = secrets.token_hex(4)
-        self._counter = itertools.count(1)
-
-    def of(self, request: web.Request) -> str:
-        given = request.headers.get("X-Request-Id")
-        if given is not None and _CLIENT_REQUEST_ID.match(given):
-            return given
-        return f"{self._prefix}{next(self._counter):08x}"
 
 
 def error_response(error: GatewayError, request_id: str) -> web.Response:
@@ -85,14 +61,15 @@ def method_label(method: str) -> str:
     return method if method in _KNOWN_METHODS else "OTHER"
 
 
-def make_observer(metrics: Metrics, access_log: AccessLog, cors: CorsPolicy) -> Callable[[str, Handler], Handler]:
+def make_observer(
+    metrics: Metrics, access_log: AccessLog, cors: CorsPolicy, request_ids: RequestIds
+) -> Callable[[str, Handler], Handler]:
     """Build ``observe(route, handler)``: the handler, with ids, checks, errors, CORS, counts and logs."""
-    request_ids = RequestIds()
 
     def observe(route: str, handler: Handler) -> Handler:
         async def observed(request: web.Request) -> web.StreamResponse:
             started = time.perf_counter()
-            request_id = request_ids.of(request)
+            request_id = request_ids.of(request.headers.get("X-Request-Id"))
             context = request[REQUEST_CONTEXT] = RequestContext(request_id)
             CURRENT_REQUEST.set(context)
             response: web.StreamResponse
@@ -122,15 +99,7 @@ def make_observer(metrics: Metrics, access_log: AccessLog, cors: CorsPolicy) -> 
             elapsed = time.perf_counter() - started
             method = method_label(request.method)
             metrics.requests.request(route, method, str(response.status), context.tenant, elapsed)
-            record: dict[str, object] = {
-                "request_id": request_id,
-                "tenant": context.tenant,
-                "method": method,
-                "route": route,
-                "status": response.status,
-                "cache": context.cache,
-                "duration_ms": round(elapsed * 1000, 3),
-            }
+            record = access_record(request_id, context.tenant, method, route, response.status, context.cache, elapsed)
             if context.attempts:
                 record["upstream_status"] = context.attempts[-1][0]
                 record["upstream_duration_ms"] = round(sum(s for _, s in context.attempts) * 1000, 3)

@@ -49,9 +49,14 @@ def _text(name: str, value: str) -> str:
     return value
 
 
+def is_job_id(value: str) -> bool:
+    """Whether ``value`` is a job id as MetaStudio issues them (letters, digits, '-', '_'; at most 64)."""
+    return _JOB_ID.fullmatch(value) is not None
+
+
 def check_job_id(name: str, value: str) -> str:
-    """A job id as MetaStudio issues them (letters, digits, '-', '_'; at most 64)."""
-    if not _JOB_ID.fullmatch(value):
+    """``value``, if it is a job id (see ``is_job_id``)."""
+    if not is_job_id(value):
         raise InvalidParameter(name, "must be 1 to 64 letters, digits, '-' or '_'")
     return value
 
@@ -131,3 +136,27 @@ def _states(seen: dict[str, str]) -> list[str]:
         groups = _comma_list("state_group", seen["state_group"], STATE_GROUPS)
         return sorted({state for group in groups for state in STATE_GROUPS[group]})
     return []
+
+
+class ParsedQueries:
+    """Raw query strings already validated, with their normalised queries: popular lists skip
+    parsing and validation. Only valid queries are remembered (a bad one raises every time), at
+    most ``maxsize``, then all are forgotten at once: a plain dict look-up on the hit path."""
+
+    def __init__(self, maxsize: int = 4096) -> None:
+        self._maxsize = maxsize
+        self._queries: dict[str, UpstreamQuery] = {}
+
+    def known(self, raw_query: str) -> UpstreamQuery | None:
+        """The normalised query for a raw query string seen before, else ``None``."""
+        return self._queries.get(raw_query)
+
+    def parse(self, raw_query: str, items: Callable[[], Iterable[tuple[str, str]]]) -> UpstreamQuery:
+        """The normalised query for ``raw_query``, parsing ``items()`` (its decoded pairs) the first time."""
+        query = self._queries.get(raw_query)
+        if query is None:
+            query = parse_list_query(items())
+            if len(self._queries) >= self._maxsize:
+                self._queries.clear()
+            self._queries[raw_query] = query
+        return query

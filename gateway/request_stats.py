@@ -1,9 +1,11 @@
 """The per-request metrics, counted in plain ints and exported at scrape time.
 
-Every request pays a dict increment and a bisect here instead of prometheus_client's label
-look-up, lock and bucket walk (measured at ~20% of a cache hit's cost). The families it
-exports are the same a ``Counter``/``Histogram`` would: ``*_http_requests_total``,
-``*_http_request_duration_seconds`` and ``*_cache_requests_total``.
+A request only appends its labels and duration to a list; they are counted in batches (at
+each scrape, and whenever ``FOLD_EVERY`` are pending) instead of paying prometheus_client's
+label look-up, lock and bucket walk on the request path (that was ~20% of a cache hit's
+cost, and counting even plain ints per request was another ~10% on the hit path). The
+families exported are the ones a ``Counter``/``Histogram`` would give:
+``*_http_requests_total``, ``*_http_request_duration_seconds`` and ``*_cache_requests_total``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from prometheus_client.registry import Collector
 PREFIX = "metastudio_gateway"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CACHE_RESULTS = ("hit", "miss", "stale", "coalesced")
+FOLD_EVERY = 1024
 
 
 class _Durations:
@@ -33,25 +36,36 @@ class RequestStats(Collector):
     """Request counts by (route, method, status, tenant), latency by route, cache results."""
 
     def __init__(self) -> None:
+        self._pending: list[tuple[str, str, str, str, float]] = []
         self._requests: dict[tuple[str, str, str, str], int] = {}
         self._durations: dict[str, _Durations] = {}
         self._cache = dict.fromkeys(CACHE_RESULTS, 0)
 
     def request(self, route: str, method: str, status: str, tenant: str, seconds: float) -> None:
         """Count one answered request."""
-        key = (route, method, status, tenant)
-        self._requests[key] = self._requests.get(key, 0) + 1
-        durations = self._durations.get(route)
-        if durations is None:
-            durations = self._durations[route] = _Durations()
-        durations.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        durations.total += seconds
+        pending = self._pending
+        pending.append((route, method, status, tenant, seconds))
+        if len(pending) >= FOLD_EVERY:
+            self._fold()
+
+    def _fold(self) -> None:
+        pending, self._pending = self._pending, []
+        requests, durations = self._requests, self._durations
+        for route, method, status, tenant, seconds in pending:
+            key = (route, method, status, tenant)
+            requests[key] = requests.get(key, 0) + 1
+            state = durations.get(route)
+            if state is None:
+                state = durations[route] = _Durations()
+            state.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+            state.total += seconds
 
     def cache_result(self, result: str) -> None:
         """Count one cache look-up by its result."""
         self._cache[result] += 1
 
     def collect(self) -> Iterator[Metric]:
+        self._fold()
         requests = CounterMetricFamily(
             f"{PREFIX}_http_requests",
             "HTTP requests answered, by route template, method, status and tenant.",

@@ -16,6 +16,7 @@ from aiohttp import web
 from gateway import __version__
 from gateway.appkeys import LIFECYCLE
 from gateway.config import ServerSettings
+from gateway.protocol import GatewayRunner
 
 LISTEN_BACKLOG = 1024
 
@@ -26,7 +27,7 @@ async def serve_until_signalled(app: web.Application, server: ServerSettings) ->
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=server.shutdown_grace_seconds)
+    runner = GatewayRunner(app, access_log=None, shutdown_timeout=server.shutdown_grace_seconds)
     await runner.setup()
     try:
         # A deep accept queue: bursts of new connections wait instead of needing SYN retransmits.

@@ -41,6 +41,11 @@ class Served:
     result: str
 
 
+def _refresh_due(entry: CacheEntry, now: float) -> bool:
+    """Whether a fresh entry is in the last tenth of its life, when a hit starts a re-fetch."""
+    return entry.fresh_until - now < (entry.fresh_until - entry.fetched_at) * REFRESH_AHEAD_FRACTION
+
+
 def etag_of(body: bytes) -> str:
     """A strong ETag for a body."""
     return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
@@ -98,11 +103,31 @@ class TrainingJobService:
                 raise UpstreamRejected("the upstream has no cover link that stays valid long enough")
         return link.url
 
+    def list_hit(self, tenant: Tenant, query: UpstreamQuery) -> CacheEntry | None:
+        """The cached page if it can be served as a plain hit now (fresh, no re-fetch due), else
+        ``None``; nothing is counted until ``count_hit``."""
+        return self._plain_hit((tenant.id, "list", query))
+
+    def job_hit(self, tenant: Tenant, job_id: str) -> CacheEntry | None:
+        """Like ``list_hit``, for one job."""
+        return self._plain_hit((tenant.id, "job", job_id))
+
+    def count_hit(self, entry: CacheEntry, now: float) -> None:
+        """Count a plain hit that was served (see ``list_hit``)."""
+        self._count(entry, "hit", now)
+
+    def _plain_hit(self, key: Hashable) -> CacheEntry | None:
+        entry = self._cache.get(key)
+        if entry is None:
+            return None
+        now = self._clock.now()
+        return entry if now < entry.fresh_until and not _refresh_due(entry, now) else None
+
     async def _serve(self, key: Hashable, loader: Callable[[], Awaitable[CacheEntry]]) -> Served:
         entry = self._cache.get(key)
         now = self._clock.now()
         if entry is not None and now < entry.fresh_until:
-            if entry.fresh_until - now < (entry.fresh_until - entry.fetched_at) * REFRESH_AHEAD_FRACTION:
+            if _refresh_due(entry, now):
                 self._refresh_in_background(key, entry, loader)
             return self._served(entry, "hit", now)
         if entry is not None and now < entry.fresh_until + self._stale_while_revalidate:
@@ -122,10 +147,13 @@ class TrainingJobService:
         return self._served(entry, "coalesced" if joined else "miss", now)
 
     def _served(self, entry: CacheEntry, result: str, now: float) -> Served:
+        self._count(entry, result, now)
+        return Served(entry, result)
+
+    def _count(self, entry: CacheEntry, result: str, now: float) -> None:
         self._metrics.requests.cache_result(result)
         if entry.earliest_cover_expiry is not None and not is_servable(entry.earliest_cover_expiry, now, self._margin):
             self._metrics.expired_covers_served.inc()
-        return Served(entry, result)
 
     def _remembering_failures(
         self, key: Hashable, loader: Callable[[], Awaitable[CacheEntry]]

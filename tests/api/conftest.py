@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from aiohttp import web
@@ -21,11 +22,13 @@ from gateway.config import (
     CorsSettings,
     CoverSettings,
     RateLimitSettings,
+    ServerSettings,
     Settings,
     Tenant,
     UpstreamSettings,
 )
 from gateway.credentials import CredentialSource
+from gateway.protocol import GatewayRunner
 from gateway.simulator import RunningSimulator, running_simulator
 from gateway.tenants import hash_key
 from tests.leaks import record, register_secrets
@@ -47,11 +50,15 @@ class Gateway:
     """A running gateway, its simulator, clock, registry and captured access log."""
 
     client: TestClient[Any, Any]
+    app: web.Application
     simulator: RunningSimulator
     clock: ManualClock
     registry: CollectorRegistry
     log: io.BytesIO
     encoded: list[Any] = field(default_factory=list)
+    chain_statuses: list[int] = field(default_factory=list)
+    """The status of each response the aiohttp handler chain prepared (hits answered by the
+    connection never reach it)."""
 
     @property
     def upstream_calls(self) -> int:
@@ -70,6 +77,33 @@ GatewayFactory = Callable[..., Awaitable[Gateway]]
 async def _record_response(request: web.Request, response: web.StreamResponse) -> None:
     body = response.body if isinstance(response, web.Response) and isinstance(response.body, bytes) else b""
     record(f"{response.status} {dict(response.headers)}".encode() + b"\n" + body)
+
+
+def _recording_trace() -> aiohttp.TraceConfig:
+    """Records what the client receives: hits answered by the connection never reach
+    ``on_response_prepare``, so responses are also recorded on the client side."""
+    trace = aiohttp.TraceConfig()
+
+    async def on_end(_session: Any, _context: Any, params: aiohttp.TraceRequestEndParams) -> None:
+        record(f"{params.response.status} {dict(params.response.headers)}".encode())
+
+    async def on_chunk(_session: Any, _context: Any, params: aiohttp.TraceResponseChunkReceivedParams) -> None:
+        record(params.chunk)
+
+    trace.on_request_end.append(on_end)
+    trace.on_response_chunk_received.append(on_chunk)
+    return trace
+
+
+class GatewayTestServer(TestServer):
+    """``TestServer`` running the app as production does, with ``GatewayRunner``."""
+
+    def __init__(self, app: web.Application, **runner_options: Any) -> None:
+        super().__init__(app)
+        self._runner_options = runner_options
+
+    async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
+        return GatewayRunner(self.app, **kwargs, **self._runner_options)
 
 
 @pytest.fixture
@@ -100,6 +134,8 @@ async def make_gateway(clock: ManualClock) -> AsyncIterator[GatewayFactory]:
         cache: dict[str, Any] | None = None,
         circuit_breaker: CircuitBreakerSettings | None = None,
         rate_limit: RateLimitSettings | None = None,
+        fast_hit_path: bool = True,
+        runner_options: dict[str, Any] | None = None,
     ) -> Gateway:
         sim_cm = running_simulator(access_key=SIM_AK, secret_key=SIM_SK, clock=clock, **(simulator_options or {}))
         simulator = await sim_cm.__aenter__()
@@ -118,6 +154,7 @@ async def make_gateway(clock: ManualClock) -> AsyncIterator[GatewayFactory]:
             cors=CorsSettings(allowed_origins=cors_origins),
             circuit_breaker=circuit_breaker or CircuitBreakerSettings(),
             rate_limit=rate_limit or RateLimitSettings(),
+            server=ServerSettings(fast_hit_path=fast_hit_path),
         )
         credentials = CredentialSource(env or {"HUAWEICLOUD_SDK_AK": SIM_AK, "HUAWEICLOUD_SDK_SK": SIM_SK}, clock=clock)
         registry = CollectorRegistry()
@@ -139,10 +176,18 @@ async def make_gateway(clock: ManualClock) -> AsyncIterator[GatewayFactory]:
             log_flush_interval=0,
         )
         app.on_response_prepare.append(_record_response)
-        client: TestClient[Any, Any] = TestClient(TestServer(app))
+        chain_statuses: list[int] = []
+
+        async def note_status(_request: web.Request, response: web.StreamResponse) -> None:
+            chain_statuses.append(response.status)
+
+        app.on_response_prepare.append(note_status)
+        client: TestClient[Any, Any] = TestClient(
+            GatewayTestServer(app, **(runner_options or {})), trace_configs=[_recording_trace()]
+        )
         await client.start_server()
         stack.append(client)
-        gateway = Gateway(client, simulator, clock, registry, log, encoded)
+        gateway = Gateway(client, app, simulator, clock, registry, log, encoded, chain_statuses)
         built.append(gateway)
         return gateway
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.handlers import accepts_gzip
+from gateway.representation import accepts_gzip
 
 
 @pytest.mark.parametrize(

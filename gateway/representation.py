@@ -1,0 +1,69 @@
+"""How a cache entry goes on the wire: the variant the client accepts, its validator, the
+caching headers, and 304 when the client already holds it.
+
+One function for both ways a cached answer leaves the gateway (the handler chain and the
+protocol-level hit path in ``gateway.hits``), so both send the same status, headers and bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.cache import CacheEntry
+
+X_CACHE = {"hit": "HIT", "miss": "MISS", "coalesced": "MISS", "stale": "STALE"}
+VARY = "Authorization, Accept-Encoding"
+
+
+@dataclass(frozen=True, slots=True)
+class Representation:
+    """What to send: a status, headers, and the body (``None`` for 304)."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes | None
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding value admits gzip (``gzip;q=0`` refuses it)."""
+    if "gzip" not in accept_encoding:
+        return False
+    for part in accept_encoding.split(","):
+        coding, _, params = part.partition(";")
+        if coding.strip().lower() in ("gzip", "*"):
+            quality = params.strip().lower()
+            return not quality.startswith("q=") or quality[2:].strip() not in ("0", "0.0", "0.00", "0.000")
+    return False
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an If-None-Match value names ``etag`` (weak comparison, ``*`` matches)."""
+    if if_none_match is None:
+        return False
+    candidates = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in candidates or etag in candidates
+
+
+def represent(
+    entry: CacheEntry, result: str, now: float, accept_encoding: str | None, if_none_match: str | None
+) -> Representation:
+    """The entry as served to a client sending these Accept-Encoding and If-None-Match values;
+    ``result`` is how the cache answered (hit, miss, coalesced or stale)."""
+    gzipped = entry.gzip_body is not None and accept_encoding is not None and accepts_gzip(accept_encoding)
+    etag = entry.gzip_etag if gzipped else entry.etag
+    headers = {
+        "Content-Type": "application/json",
+        "ETag": etag,
+        "X-Cache": X_CACHE[result],
+        "Cache-Control": f"private, max-age={max(0, int(entry.fresh_until - now))}",
+        "Vary": VARY,
+    }
+    if result in ("hit", "stale"):
+        headers["Age"] = str(max(0, int(now - entry.fetched_at)))
+    if etag_matches(if_none_match, etag):
+        del headers["Content-Type"]
+        return Representation(304, headers, None)
+    if gzipped:
+        headers["Content-Encoding"] = "gzip"
+        return Representation(200, headers, entry.gzip_body)
+    return Representation(200, headers, entry.body)

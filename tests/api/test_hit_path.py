@@ -1,0 +1,299 @@
+"""Plain cache hits answered by the connection (``gateway.hits`` + ``gateway.protocol``).
+
+What a caller must not be able to tell: the answer is the one the handler chain gives, in the
+same order on a pipelined connection, with the same log line and metrics. A request sent with
+``Connection: close`` is always handed to the chain, which gives each check its reference
+answer from the same gateway and the same cache entry. Hits that skipped the chain are told
+apart by ``on_response_prepare``, which only the chain fires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from gateway.config import RateLimitSettings
+from gateway.hits import HitResponder
+from gateway.simulator.faults import Fault
+from tests.api.conftest import ACME, ACME_KEY, Gateway, GatewayFactory
+from tests.leaks import record
+
+pytestmark = pytest.mark.asyncio
+
+APP_ORIGIN = "https://app.example.com"
+UNCOMPARABLE = {"date", "connection"}
+"""Headers that legitimately differ between two answers: the clock second, and the
+``Connection: close`` the reference answer echoes."""
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def chain_responses(gateway: Gateway) -> list[int]:
+    """A list that grows by one status for each response the handler chain prepares from now on."""
+    gateway.chain_statuses.clear()
+    return gateway.chain_statuses
+
+
+def http_request(target: str, *, method: str = "GET", version: str = "1.1", **headers: str) -> bytes:
+    lines = [f"{method} {target} HTTP/{version}", "Host: gateway.test", f"Authorization: Bearer {ACME_KEY}"]
+    lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def read_response(reader: asyncio.StreamReader, method: str = "GET") -> RawResponse:
+    head = await reader.readuntil(b"\r\n\r\n")
+    record(head)
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")[:-2]
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    status = int(status_line.split()[1])
+    length = int(headers.get("content-length", "0"))
+    body = b"" if method == "HEAD" or status == 304 else await reader.readexactly(length)
+    record(body)
+    return RawResponse(status, headers, body)
+
+
+async def connect(gateway: Gateway) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    server = gateway.client.server
+    return await asyncio.open_connection(server.host, server.port)
+
+
+async def exchange(gateway: Gateway, requests: list[bytes], methods: list[str] | None = None) -> list[RawResponse]:
+    """Send ``requests`` pipelined in one write on one connection; read their responses."""
+    reader, writer = await connect(gateway)
+    writer.write(b"".join(requests))
+    try:
+        return [await read_response(reader, method) for method in methods or ["GET"] * len(requests)]
+    finally:
+        writer.close()
+
+
+async def fetch(gateway: Gateway, method: str, target: str, headers: dict[str, str]) -> RawResponse:
+    response = await gateway.client.request(method, target, headers={**ACME, **headers})
+    body = await response.read()
+    return RawResponse(response.status, {k.lower(): v for k, v in response.headers.items()}, body)
+
+
+def comparable(response: RawResponse) -> tuple[int, dict[str, str], bytes]:
+    return response.status, {k: v for k, v in response.headers.items() if k not in UNCOMPARABLE}, response.body
+
+
+def without_timing(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in ("time", "duration_ms")}
+
+
+async def first_job_id(gateway: Gateway) -> str:
+    jobs = (await (await gateway.client.get("/v1/training-jobs?limit=20", headers=ACME)).json())["jobs"]
+    return str(jobs[0]["job_id"])
+
+
+def hit_cases(job_id: str, etag: str) -> Iterator[tuple[str, str, dict[str, str]]]:
+    yield "GET", "/v1/training-jobs?limit=20", {}
+    yield "GET", "/v1/training-jobs?limit=20", {"Accept-Encoding": "gzip, deflate"}
+    yield "GET", "/v1/training-jobs?limit=20", {"Accept-Encoding": "gzip;q=0"}
+    yield "HEAD", "/v1/training-jobs?limit=20", {}
+    yield "GET", "/v1/training-jobs?limit=20", {"If-None-Match": etag}
+    yield "GET", "/v1/training-jobs?limit=20", {"Origin": APP_ORIGIN}
+    yield "GET", "/v1/training-jobs?limit=20", {"Origin": "https://elsewhere.example"}
+    yield "GET", "/v1/training-jobs?limit=20", {"X-Request-Id": "bad id with spaces"}
+    yield "GET", f"/v1/training-jobs/{job_id}", {}
+    yield "HEAD", f"/v1/training-jobs/{job_id}", {"Accept-Encoding": "gzip"}
+
+
+async def test_hits_skip_the_handler_chain_and_match_its_answer_byte_for_byte(make_gateway: GatewayFactory) -> None:
+    """For each kind of hit (gzip or not, HEAD, 304, CORS, a job, a made-up request id) the
+    connection's answer has the status, headers and body the chain gives for the same request."""
+    gateway = await make_gateway(cors_origins=(APP_ORIGIN,))
+    job_id = await first_job_id(gateway)
+    await gateway.client.get(f"/v1/training-jobs/{job_id}", headers=ACME)
+    etag = (await gateway.client.get("/v1/training-jobs?limit=20", headers=ACME)).headers["ETag"]
+    prepared = chain_responses(gateway)
+    for number, (method, target, headers) in enumerate(hit_cases(job_id, etag)):
+        request_id = {"X-Request-Id": f"case-{number}"} if "X-Request-Id" not in headers else {}
+        fast = await fetch(gateway, method, target, {**headers, **request_id})
+        assert prepared == [], f"{method} {target} {headers} went through the handler chain"
+        reference = await fetch(gateway, method, target, {**headers, **request_id, "Connection": "close"})
+        assert prepared == [reference.status]
+        prepared.clear()
+        assert fast.headers["x-cache"] == "HIT"
+        if "X-Request-Id" in headers:  # both made up their own id: equal in form, not in value
+            assert fast.headers.pop("x-request-id") != reference.headers.pop("x-request-id")
+        assert comparable(fast) == comparable(reference), f"{method} {target} {headers}"
+
+
+async def test_hits_are_logged_and_counted_like_the_chain_counts_them(gateway: Gateway) -> None:
+    """A hit answered by the connection writes the same access-log line (but for timings) and
+    adds to the same request and cache counters as the chain's answer."""
+    await gateway.client.get("/v1/training-jobs?limit=5", headers=ACME)
+    before = len(gateway.log_records())
+    await fetch(gateway, "GET", "/v1/training-jobs?limit=5", {"X-Request-Id": "same-id"})
+    await fetch(gateway, "GET", "/v1/training-jobs?limit=5", {"X-Request-Id": "same-id", "Connection": "close"})
+    fast, reference = gateway.log_records()[before:]
+    assert without_timing(fast) == without_timing(reference)
+    assert fast["cache"] == "hit" and fast["route"] == "/v1/training-jobs" and fast["tenant"] == "acme"
+    labels = {"route": "/v1/training-jobs", "method": "GET", "status": "200", "tenant": "acme"}
+    assert gateway.metric("metastudio_gateway_http_requests_total", **labels) == 3
+    assert gateway.metric("metastudio_gateway_cache_requests_total", result="hit") == 2
+
+
+async def test_pipelined_responses_keep_request_order_around_a_slow_miss(gateway: Gateway) -> None:
+    """Hit, slow miss, hit, hit in one write: answers come back in that order, so the hits after
+    the miss wait for it instead of overtaking it."""
+    await gateway.client.get("/v1/training-jobs?limit=5", headers=ACME)
+    gateway.simulator.state.faults.append(Fault("latency", seconds=0.3, remaining=1))
+    requests = [
+        http_request("/v1/training-jobs?limit=5", X_Request_Id="first"),
+        http_request("/v1/training-jobs?limit=6", X_Request_Id="second"),
+        http_request("/v1/training-jobs?limit=5", X_Request_Id="third"),
+        http_request("/v1/training-jobs?limit=5", X_Request_Id="fourth"),
+    ]
+    responses = await exchange(gateway, requests)
+    assert [r.headers["x-request-id"] for r in responses] == ["first", "second", "third", "fourth"]
+    assert [r.headers["x-cache"] for r in responses] == ["HIT", "MISS", "HIT", "HIT"]
+    assert {r.status for r in responses} == {200}
+
+
+async def test_more_pipelined_hits_than_the_parsers_queue_holds_are_all_answered(gateway: Gateway) -> None:
+    """100 hits in one write (aiohttp's parser stops after 32 and keeps the rest): all 100 are
+    answered by the connection, in order, without the client sending anything more."""
+    await gateway.client.get("/v1/training-jobs?limit=5", headers=ACME)
+    prepared = chain_responses(gateway)
+    requests = [http_request("/v1/training-jobs?limit=5", X_Request_Id=f"p{number}") for number in range(100)]
+    responses = await asyncio.wait_for(exchange(gateway, requests), timeout=10)
+    assert [r.headers["x-request-id"] for r in responses] == [f"p{number}" for number in range(100)]
+    assert prepared == []
+
+
+async def test_many_pipelined_hits_to_a_client_that_reads_late_all_arrive_in_order(gateway: Gateway) -> None:
+    """2000 pipelined hits (12 MB of answers) to a client that starts reading only after 0.3 s:
+    once the socket buffers fill, flow control hands hits to aiohttp's writer (which waits for
+    the reader) and the connection pauses reading; every answer still arrives, in order."""
+    await gateway.client.get("/v1/training-jobs?limit=10", headers=ACME)
+    count = 2000
+    reader, writer = await connect(gateway)
+
+    async def send() -> None:
+        for number in range(count):
+            writer.write(http_request("/v1/training-jobs?limit=10", X_Request_Id=f"r{number}"))
+            await writer.drain()
+
+    sending = asyncio.create_task(send())
+    await asyncio.sleep(0.3)
+    try:
+        ids = [(await read_response(reader)).headers["x-request-id"] for _ in range(count)]
+        await sending
+    finally:
+        writer.close()
+    assert ids == [f"r{number}" for number in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (http_request("/v1/training-jobs?limit=5", version="1.0"), 200),
+        (http_request("/v1/training-jobs?limit=5", Connection="close"), 200),
+        (http_request("/v1/training-jobs?limit=5", Content_Length="2") + b"{}", 400),
+        (http_request("/v1/training-jobs?limit=5", Transfer_Encoding="chunked") + b"0\r\n\r\n", 400),
+    ],
+    ids=["http-1.0", "connection-close", "body", "chunked-body"],
+)
+async def test_requests_the_connection_does_not_answer_get_the_chains_answer(
+    gateway: Gateway, request_bytes: bytes, status: int
+) -> None:
+    """HTTP/1.0, Connection: close and a GET carrying a body are left to the handler chain: the
+    connection closes after the answer where HTTP says so, and a body still gets the 400."""
+    await gateway.client.get("/v1/training-jobs?limit=5", headers=ACME)
+    prepared = chain_responses(gateway)
+    reader, writer = await connect(gateway)
+    writer.write(request_bytes)
+    try:
+        response = await read_response(reader)
+        if status == 200:
+            assert await reader.read() == b""  # closed by the gateway
+    finally:
+        writer.close()
+    assert response.status == status
+    assert prepared == [status]
+
+
+async def test_a_fast_hit_connection_is_kept_alive_while_used_and_closed_when_idle(
+    make_gateway: GatewayFactory,
+) -> None:
+    """Answers given by the connection count as activity for the keep-alive timer (0.5 s here):
+    hits every 0.2 s for 1.2 s share one connection; after 1 s of silence it is closed."""
+    gateway = await make_gateway(runner_options={"keepalive_timeout": 0.5})
+    await gateway.client.get("/v1/training-jobs?limit=5", headers=ACME)
+    prepared = chain_responses(gateway)
+    reader, writer = await connect(gateway)
+    try:
+        for _ in range(6):
+            writer.write(http_request("/v1/training-jobs?limit=5"))
+            assert (await read_response(reader)).status == 200
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1.0)
+        assert await asyncio.wait_for(reader.read(), timeout=1) == b""
+    finally:
+        writer.close()
+    assert prepared == []
+
+
+async def test_rate_limit_takes_one_token_per_request_whichever_path_answers(make_gateway: GatewayFactory) -> None:
+    """Burst 3 and no refill (the clock stands still): after the miss, 2 hits pass, then 429s,
+    from the chain, with Retry-After; declined hits consumed nothing twice."""
+    gateway = await make_gateway(rate_limit=RateLimitSettings(requests_per_second=1, burst=3))
+    statuses = [(await gateway.client.get("/v1/training-jobs", headers=ACME)).status for _ in range(5)]
+    assert statuses == [200, 200, 200, 429, 429]
+
+
+async def test_a_hit_due_for_refresh_or_stale_goes_to_the_chain(make_gateway: GatewayFactory) -> None:
+    """In an entry's last tenth of life the chain answers (and starts the re-fetch); unknown keys
+    and unknown queries get the chain's 401 and 400."""
+    gateway = await make_gateway(ttl_seconds=100)
+    await gateway.client.get("/v1/training-jobs", headers=ACME)
+    prepared = chain_responses(gateway)
+    gateway.clock.advance(95)
+    response = await gateway.client.get("/v1/training-jobs", headers=ACME)
+    assert response.headers["X-Cache"] == "HIT"
+    assert prepared == [200]
+    bad_key = await gateway.client.get("/v1/training-jobs", headers={"Authorization": "Bearer nope"})
+    bad_query = await gateway.client.get("/v1/training-jobs?limit=zero", headers=ACME)
+    assert (bad_key.status, bad_query.status) == (401, 400)
+
+
+async def test_a_failure_while_answering_hands_the_request_on(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If deciding a hit raises (a bug), the request is not lost: the chain answers it and the
+    log names the exception's type and place only."""
+    await gateway.client.get("/v1/training-jobs?limit=5", headers=ACME)
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("secret detail that must not be logged")
+
+    monkeypatch.setattr(HitResponder, "_plain_hit", broken)
+    response = await gateway.client.get("/v1/training-jobs?limit=5", headers=ACME)
+    assert response.status == 200
+    assert response.headers["X-Cache"] == "HIT"
+    event = next(r for r in gateway.log_records() if r.get("event") == "unhandled_exception")
+    assert event["error"] == "RuntimeError"
+    assert "secret detail" not in str(event)
+
+
+async def test_with_the_fast_path_off_every_request_takes_the_chain(make_gateway: GatewayFactory) -> None:
+    """``[server] fast_hit_path = false``: hits are answered by the handler chain."""
+    gateway = await make_gateway(fast_hit_path=False)
+    await gateway.client.get("/v1/training-jobs", headers=ACME)
+    prepared = chain_responses(gateway)
+    response = await gateway.client.get("/v1/training-jobs", headers=ACME)
+    assert (response.headers["X-Cache"], prepared) == ("HIT", [200])
