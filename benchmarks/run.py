@@ -9,7 +9,8 @@ nginx with ``proxy_cache`` in front of the simulator, all pinned to one core; dr
 wrk pinned to the other. Prints one table and writes ``benchmarks/results/latest.json`` and
 ``benchmarks/results/concurrency.png``. Every comparison is a ratio measured in this run:
 
-1. hit path: gateway cache hits vs the bare app (req/s, p50, p99; gzip too if the gateway serves it)
+1. hit path: gateway cache hits vs the bare app (req/s, p50, p99; gzip too if the gateway serves it),
+   and a second gateway with ``fast_hit_path = false`` (hits through aiohttp's handler chain)
 2. vs nginx proxy_cache answering the same query
 3. miss path: the gateway's added latency over signing and calling the simulator directly
 4. coalescing: 1000 concurrent cold requests for one key: upstream calls, time to serve all
@@ -83,17 +84,22 @@ def pin_self(cpus: Cpus) -> None:
 def wrk_measurements(bench: Bench, results: dict[str, Any]) -> None:
     """Measurements 1-4 and 7, against one simulator + gateway, the bare app and nginx."""
     with contextlib.ExitStack() as stack:
-        print("starting simulator + gateway, bare aiohttp, nginx", flush=True)
+        print("starting simulator + gateway (twice: fast_hit_path on, off), bare aiohttp, nginx", flush=True)
         live = stack.enter_context(targets.gateway_stack(bench.workdir / "main", bench.cpus, max_bytes=1 << 30))
+        chain_live = stack.enter_context(
+            targets.gateway_stack(bench.workdir / "chain", bench.cpus, max_bytes=1 << 30, fast_hit_path=False)
+        )
         loop = loop_of(live.process.pid)
         payload = targets.capture_payload(live, bench.workdir)
+        targets.warm_hit(chain_live)
         bare, bare_gzip = stack.enter_context(targets.bare_app(bench.workdir, bench.cpus, payload, loop))
         nginx, nginx_bytes = stack.enter_context(targets.nginx(bench.workdir, bench.cpus, live.simulator_url))
         results["machine"] = machine_info(loop, results.pop("background"))
         results["payload"] = {**payload.describe(), "nginx_bytes": nginx_bytes}
         gateway = targets.gateway_target(live)
         gateway_gzip = targets.gateway_target(live, gzip_accepted=True) if bare_gzip else None
-        hit = measures.HitTargets(gateway, bare, nginx, gateway_gzip, bare_gzip)
+        chain = targets.gateway_target(chain_live, name="gateway, fast_hit_path off")
+        hit = measures.HitTargets(gateway, chain, bare, nginx, gateway_gzip, bare_gzip)
         print(f"1, 2. hit path vs bare aiohttp and nginx ({bench.plan.hit_rounds} round(s), median kept)", flush=True)
         results.update(measures.hit_measurements(bench, hit, live.base_url))
         print("7. concurrency curve", flush=True)

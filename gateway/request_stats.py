@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 PREFIX = "metastudio_gateway"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CACHE_RESULTS = ("hit", "miss", "stale", "coalesced")
-FOLD_EVERY = 1024
+FOLD_EVERY = 64
 
 
 class _Durations:

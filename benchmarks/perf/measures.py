@@ -115,6 +115,8 @@ class HitTargets:
     """The wrk targets of measurements 1 and 2 (gzip ones when the gateway serves gzip)."""
 
     gateway: Target
+    chain: Target
+    """A second gateway with ``fast_hit_path = false``: hits through aiohttp's handler chain."""
     bare: Target
     nginx: Target
     gateway_gzip: Target | None
@@ -123,7 +125,7 @@ class HitTargets:
     def in_turn(self) -> list[Target]:
         """The order they take turns in, each baseline just before its gateway run."""
         gzip_pair = [self.bare_gzip, self.gateway_gzip] if self.bare_gzip and self.gateway_gzip else []
-        return [self.bare, self.gateway, *gzip_pair, self.nginx]
+        return [self.bare, self.gateway, self.chain, *gzip_pair, self.nginx]
 
 
 def _median_run(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -153,6 +155,7 @@ def hit_measurements(bench: Bench, hit: HitTargets, base_url: str) -> dict[str, 
             **_ratios(gateway, bare),
             "gateway_cache_results_during_runs": _delta(cache_counts(base_url), before),
         },
+        "chain": {"gateway": median[hit.chain.name], **_ratios(median[hit.chain.name], bare)},
         "nginx": {"nginx": nginx, **_ratios(gateway, nginx)},
         "gzip": None,
     }

@@ -36,6 +36,16 @@ def hit_rows(results: Mapping[str, Any]) -> list[Row]:
         ("1 hit p50 ms", _n(g["p50_ms"]), _n(b["p50_ms"]), _x(hit["p50_ratio"])),
         ("1 hit p99 ms", _n(g["p99_ms"]), _n(b["p99_ms"]), _x(hit["p99_ratio"])),
     ]
+    chain = results.get("chain")
+    if chain is not None:
+        rows.append(
+            (
+                "1 hit req/s, fast_hit_path off (handler chain)",
+                _n(chain["gateway"]["rps"], 0),
+                _n(b["rps"], 0),
+                _x(chain["rps_ratio"]),
+            )
+        )
     gz = results.get("gzip")
     if gz is None:
         rows.append(("1 gzip hit req/s", "not served", "-", "-"))
@@ -138,6 +148,8 @@ def _wrk_runs(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     runs += [point[name] for point in results["concurrency"] for name in ("gateway", "bare")]
     if results.get("gzip") is not None:
         runs += [results["gzip"]["gateway"], results["gzip"]["bare"]]
+    if results.get("chain") is not None:
+        runs.append(results["chain"]["gateway"])
     return runs
 
 

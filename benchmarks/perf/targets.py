@@ -53,22 +53,22 @@ class Payload:
         }
 
 
-def gateway_config(max_bytes: int) -> str:
+def gateway_config(max_bytes: int, fast_hit_path: bool = True) -> str:
     """The gateway's TOML (live_stack appends the tenant): long TTL, big cache, no rate limit."""
     return (
         f"[cache]\nttl_seconds = 3600\nmax_bytes = {max_bytes}\n\n"
         "[rate_limit]\nrequests_per_second = 0\n\n"
-        "[server]\ndrain_seconds = 0\n"
+        f"[server]\ndrain_seconds = 0\nfast_hit_path = {str(fast_hit_path).lower()}\n"
     )
 
 
 @contextlib.contextmanager
-def gateway_stack(workdir: Path, cpus: Cpus, max_bytes: int) -> Iterator[LiveGateway]:
+def gateway_stack(workdir: Path, cpus: Cpus, max_bytes: int, fast_hit_path: bool = True) -> Iterator[LiveGateway]:
     """Simulator (``--jobs-per-user``) + gateway with one tenant, both pinned to the server core."""
     workdir.mkdir()
     with live_stack(
         workdir,
-        extra_config=gateway_config(max_bytes),
+        extra_config=gateway_config(max_bytes, fast_hit_path),
         wrap=cpus.server_wrap(),
         simulator_args=("--jobs-per-user", str(JOBS_PER_USER)),
         tenants=TENANTS,
@@ -76,20 +76,27 @@ def gateway_stack(workdir: Path, cpus: Cpus, max_bytes: int) -> Iterator[LiveGat
         yield live
 
 
-def gateway_target(live: LiveGateway, gzip_accepted: bool = False) -> Target:
+def gateway_target(live: LiveGateway, gzip_accepted: bool = False, name: str = "gateway") -> Target:
     """The gateway's benchmark URL as a wrk target (with the tenant's API key)."""
     if gzip_accepted:
-        return Target("gateway gzip", live.base_url + LIST_PATH, live.process.pid, {**AUTH, "Accept-Encoding": "gzip"})
-    return Target("gateway", live.base_url + LIST_PATH, live.process.pid, AUTH)
+        return Target(f"{name} gzip", live.base_url + LIST_PATH, live.process.pid, {**AUTH, "Accept-Encoding": "gzip"})
+    return Target(name, live.base_url + LIST_PATH, live.process.pid, AUTH)
 
 
-def capture_payload(live: LiveGateway, workdir: Path) -> Payload:
-    """Warm the benchmark key, check the next answer is a hit, keep its exact bytes (and gzip's)."""
+def warm_hit(live: LiveGateway) -> tuple[dict[str, str], bytes]:
+    """Fill the benchmark key and check the next answer is a hit; its headers and body."""
     url = live.base_url + LIST_PATH
     http_get(url, AUTH)  # the miss that fills the cache
     status, headers, body = http_get(url, AUTH)
     if status != 200 or headers.get("X-Cache") != "HIT":
         raise RuntimeError(f"expected a 200 cache hit, got {status} X-Cache={headers.get('X-Cache')}")
+    return headers, body
+
+
+def capture_payload(live: LiveGateway, workdir: Path) -> Payload:
+    """Warm the benchmark key and keep the hit's exact bytes (and gzip's)."""
+    url = live.base_url + LIST_PATH
+    headers, body = warm_hit(live)
     (workdir / "body").write_bytes(body)
     _, gz_headers, gz_body = http_get(url, {**AUTH, "Accept-Encoding": "gzip"})
     if gz_headers.get("Content-Encoding") != "gzip":

@@ -1,0 +1,55 @@
+"""The access log and the request counters do their work in batches, and lose nothing doing so."""
+
+from __future__ import annotations
+
+import io
+
+import orjson
+from prometheus_client import CollectorRegistry
+
+from gateway.accesslog import FLUSH_EVERY_RECORDS, AccessLog, access_record
+from gateway.request_stats import FOLD_EVERY, RequestStats
+
+
+def record(number: int) -> dict[str, object]:
+    return access_record(f"id-{number}", "acme", "GET", "/v1/training-jobs", 200, "hit", 0.0001)
+
+
+def test_log_lines_are_written_per_batch_in_order_with_their_own_times() -> None:
+    stream = io.BytesIO()
+    log = AccessLog(stream, flush_interval=0.5)
+    for number in range(FLUSH_EVERY_RECORDS - 1):
+        log.write(record(number))
+    assert stream.getvalue() == b""
+    log.write(record(FLUSH_EVERY_RECORDS - 1))
+    lines = [orjson.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["request_id"] for line in lines] == [f"id-{n}" for n in range(FLUSH_EVERY_RECORDS)]
+    assert all(line["time"].endswith("Z") and line["duration_ms"] == 0.1 for line in lines)
+    assert [line["time"] for line in lines] == sorted(line["time"] for line in lines)
+
+
+def test_a_flush_writes_what_is_pending_and_nothing_twice() -> None:
+    stream = io.BytesIO()
+    log = AccessLog(stream, flush_interval=0.5)
+    log.write(record(1))
+    log.flush()
+    log.flush()
+    log.write(record(2))
+    log.flush()
+    assert [orjson.loads(line)["request_id"] for line in stream.getvalue().splitlines()] == ["id-1", "id-2"]
+
+
+def test_request_counts_are_complete_at_every_scrape() -> None:
+    """Counted in batches of ``FOLD_EVERY``, but a scrape sees every request so far."""
+    stats = RequestStats()
+    registry = CollectorRegistry()
+    registry.register(stats)
+    labels = {"route": "/v1/training-jobs", "method": "GET", "status": "200", "tenant": "acme"}
+    bucket = {"route": "/v1/training-jobs", "le": "0.0025"}
+    answered = 0
+    for more in (1, FOLD_EVERY - 1, FOLD_EVERY * 2 + 5):
+        for _ in range(more):
+            stats.request("/v1/training-jobs", "GET", "200", "acme", 0.002)
+        answered += more
+        assert registry.get_sample_value("metastudio_gateway_http_requests_total", labels) == answered
+        assert registry.get_sample_value("metastudio_gateway_http_request_duration_seconds_bucket", bucket) == answered
