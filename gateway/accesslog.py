@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -55,6 +56,18 @@ def access_record(
         "status": status,
         "cache": cache,
         "duration_ms": round(seconds * 1000, 3),
+    }
+
+
+def exception_record(exc: BaseException, **fields: str) -> dict[str, Any]:
+    """The log record for an unexpected exception: its type and where it was raised, never its
+    text (an exception's message or source line may carry data)."""
+    frame = traceback.extract_tb(exc.__traceback__)[-1]
+    return {
+        "event": "unhandled_exception",
+        **fields,
+        "error": type(exc).__name__,
+        "where": f"{frame.filename}:{frame.lineno} in {frame.name}",
     }
 
 

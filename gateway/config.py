@@ -166,11 +166,13 @@ def _read_file(path: str) -> dict[str, Any]:
         raise ConfigError([f"config file {path}: not valid TOML: {exc}"]) from exc
 
 
-def _numbers(problems: list[str], data: Mapping[str, Any], env: Mapping[str, str]) -> dict[tuple[str, str], float]:
-    """The numbers the file (and GATEWAY_CACHE_TTL_SECONDS) set, checked; flags type-checked; unknown keys reported."""
+def _numbers(
+    problems: list[str], data: Mapping[str, Any], env: Mapping[str, str]
+) -> dict[tuple[str, str], float | bool]:
+    """The numbers and flags the file (and GATEWAY_CACHE_TTL_SECONDS) set, checked; unknown keys reported."""
     for name in sorted(set(data) - _SECTIONS - {"tenants"}):
         problems.append(f"{name}: unknown section")
-    found: dict[tuple[str, str], float] = {}
+    found: dict[tuple[str, str], float | bool] = {}
     for section in sorted(_SECTIONS):
         table = data.get(section, {})
         if not isinstance(table, dict):
@@ -180,7 +182,9 @@ def _numbers(problems: list[str], data: Mapping[str, Any], env: Mapping[str, str
             if (section, key) in _LISTS:
                 continue
             if (section, key) in _BOOLEANS:
-                if not isinstance(raw, bool):
+                if isinstance(raw, bool):
+                    found[section, key] = raw
+                else:
                     problems.append(f"{section}.{key}: must be true or false, got {raw!r}")
                 continue
             if (section, key) not in _NUMBERS:
@@ -313,7 +317,8 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
 
     def section(name: str, default: _S) -> _S:
         values = {key: value for (sec, key), value in numbers.items() if sec == name}
-        typed = {key: int(value) if _NUMBERS[name, key][1] else value for key, value in values.items()}
+        integers = {key for (sec, key), (_, integer) in _NUMBERS.items() if sec == name and integer}
+        typed = {key: int(value) if key in integers else value for key, value in values.items()}
         return dataclasses.replace(default, **typed)
 
     return Settings(
@@ -323,11 +328,7 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
         covers=section("covers", CoverSettings()),
         server=section(
             "server",
-            ServerSettings(
-                host=env.get("GATEWAY_HOST") or ServerSettings().host,
-                port=int(port_text),
-                fast_hit_path=data.get("server", {}).get("fast_hit_path", True),
-            ),
+            ServerSettings(host=env.get("GATEWAY_HOST") or ServerSettings().host, port=int(port_text)),
         ),
         cors=section("cors", CorsSettings(allowed_origins=origins)),
         circuit_breaker=section("circuit_breaker", CircuitBreakerSettings()),

@@ -18,12 +18,11 @@ handed on is not counted twice. What is sent matches the chain's answer: the sam
 from __future__ import annotations
 
 import time
-import traceback
 from email.utils import formatdate
 
 from aiohttp.http import SERVER_SOFTWARE, HttpVersion11, RawRequestMessage
 
-from gateway.accesslog import AccessLog, access_record
+from gateway.accesslog import AccessLog, access_record, exception_record
 from gateway.cache import CacheEntry
 from gateway.clock import Clock
 from gateway.config import Tenant
@@ -96,14 +95,7 @@ class HitResponder:
         try:
             return self._answer(message)
         except Exception as exc:
-            frame = traceback.extract_tb(exc.__traceback__)[-1]
-            self._access_log.write(
-                {
-                    "event": "unhandled_exception",
-                    "error": type(exc).__name__,
-                    "where": f"{frame.filename}:{frame.lineno} in {frame.name}",
-                }
-            )
+            self._access_log.write(exception_record(exc))
             return None
 
     def _answer(self, message: RawRequestMessage) -> Wire | None:
@@ -117,7 +109,8 @@ class HitResponder:
             return None
         target = message.path
         path, _, raw_query = target.partition("?")
-        route, entry = self._plain_hit(tenant, path, raw_query)
+        now = self._clock.now()
+        route, entry = self._plain_hit(tenant, path, raw_query, now)
         if entry is None:
             return None
         try:
@@ -127,7 +120,6 @@ class HitResponder:
         if self._rate_limiter.retry_after(tenant.id):
             return None
         # From here on the request is answered here.
-        now = self._clock.now()
         self._service.count_hit(entry, now)
         answer = represent(entry, "hit", now, headers.get("Accept-Encoding"), headers.get("If-None-Match"))
         request_id = self._request_ids.of(headers.get("X-Request-Id"))
@@ -145,11 +137,11 @@ class HitResponder:
         self._access_log.write(access_record(request_id, tenant.id, method, route, answer.status, "hit", elapsed))
         return "".join(lines).encode("latin-1"), None if method == "HEAD" else answer.body
 
-    def _plain_hit(self, tenant: Tenant, path: str, raw_query: str) -> tuple[str, CacheEntry | None]:
+    def _plain_hit(self, tenant: Tenant, path: str, raw_query: str, now: float) -> tuple[str, CacheEntry | None]:
         """The route template and the plain hit for this path and query, if there is one."""
         if path == LIST_ROUTE:
             query = self._queries.known(raw_query)
-            return LIST_ROUTE, None if query is None else self._service.list_hit(tenant, query)
+            return LIST_ROUTE, None if query is None else self._service.list_hit(tenant, query, now)
         if path.startswith(_JOB_PREFIX) and not raw_query and is_job_id(job_id := path[len(_JOB_PREFIX) :]):
-            return JOB_ROUTE, self._service.job_hit(tenant, job_id)
+            return JOB_ROUTE, self._service.job_hit(tenant, job_id, now)
         return "", None

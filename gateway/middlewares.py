@@ -9,13 +9,12 @@ paths and methods reach catch-all routes that are wrapped the same way.
 from __future__ import annotations
 
 import time
-import traceback
 from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
 
-from gateway.accesslog import CURRENT_REQUEST, AccessLog, RequestContext, access_record
+from gateway.accesslog import CURRENT_REQUEST, AccessLog, RequestContext, access_record, exception_record
 from gateway.appkeys import REQUEST_CONTEXT
 from gateway.cors import CorsPolicy
 from gateway.errors import GatewayError, InvalidParameter, MethodNotAllowed, RateLimited, Unauthenticated
@@ -83,16 +82,7 @@ def make_observer(
                     raise
                 response = error_response(_translate_http_exception(exc), request_id)
             except Exception as exc:
-                # Type and location only: an exception's text or source line may carry data.
-                frame = traceback.extract_tb(exc.__traceback__)[-1]
-                access_log.write(
-                    {
-                        "event": "unhandled_exception",
-                        "request_id": request_id,
-                        "error": type(exc).__name__,
-                        "where": f"{frame.filename}:{frame.lineno} in {frame.name}",
-                    }
-                )
+                access_log.write(exception_record(exc, request_id=request_id))
                 response = error_response(GatewayError(), request_id)
             response.headers["X-Request-Id"] = request_id
             cors.decorate(request.headers.get("Origin"), response.headers)

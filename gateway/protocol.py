@@ -68,13 +68,13 @@ class HitServingRequestHandler(web.RequestHandler):
         handed on, all later ones are, and aiohttp's queue fills and pauses reading as usual.
         """
         messages, upgraded, tail = self._real_parser.feed_data(data)
-        handed_on = self.answer_leading(messages)
+        handed_on = self._answer_leading(messages)
         while len(messages) >= self._max_msg_queue_size and not upgraded:
             messages, upgraded, tail = self._real_parser.feed_data(b"")
-            handed_on += self.answer_leading(messages)
+            handed_on += self._answer_leading(messages)
         return handed_on, upgraded, tail
 
-    def answer_leading(self, messages: Parsed) -> Parsed:
+    def _answer_leading(self, messages: Parsed) -> Parsed:
         """Answer the leading plain hits in ``messages``; the rest are handed on to aiohttp."""
         answered = 0
         if not self._handed_on:

@@ -103,25 +103,22 @@ class TrainingJobService:
                 raise UpstreamRejected("the upstream has no cover link that stays valid long enough")
         return link.url
 
-    def list_hit(self, tenant: Tenant, query: UpstreamQuery) -> CacheEntry | None:
-        """The cached page if it can be served as a plain hit now (fresh, no re-fetch due), else
-        ``None``; nothing is counted until ``count_hit``."""
-        return self._plain_hit((tenant.id, "list", query))
+    def list_hit(self, tenant: Tenant, query: UpstreamQuery, now: float) -> CacheEntry | None:
+        """The cached page if it can be served as a plain hit at ``now`` (fresh, no re-fetch
+        due), else ``None``; nothing is counted until ``count_hit``."""
+        return self._plain_hit((tenant.id, "list", query), now)
 
-    def job_hit(self, tenant: Tenant, job_id: str) -> CacheEntry | None:
+    def job_hit(self, tenant: Tenant, job_id: str, now: float) -> CacheEntry | None:
         """Like ``list_hit``, for one job."""
-        return self._plain_hit((tenant.id, "job", job_id))
+        return self._plain_hit((tenant.id, "job", job_id), now)
 
     def count_hit(self, entry: CacheEntry, now: float) -> None:
         """Count a plain hit that was served (see ``list_hit``)."""
         self._count(entry, "hit", now)
 
-    def _plain_hit(self, key: Hashable) -> CacheEntry | None:
+    def _plain_hit(self, key: Hashable, now: float) -> CacheEntry | None:
         entry = self._cache.get(key)
-        if entry is None:
-            return None
-        now = self._clock.now()
-        return entry if now < entry.fresh_until and not _refresh_due(entry, now) else None
+        return entry if entry is not None and now < entry.fresh_until and not _refresh_due(entry, now) else None
 
     async def _serve(self, key: Hashable, loader: Callable[[], Awaitable[CacheEntry]]) -> Served:
         entry = self._cache.get(key)

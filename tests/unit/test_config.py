@@ -42,6 +42,13 @@ def test_region_endpoint_override_and_env_ttl(tmp_path: Path) -> None:
     assert override.upstream.endpoint == "http://127.0.0.1:9"
 
 
+def test_fast_hit_path_is_on_unless_switched_off(tmp_path: Path) -> None:
+    """``[server] fast_hit_path`` defaults to true; the file can turn it off."""
+    assert load_settings(ENV, _file(tmp_path, TENANT)).server.fast_hit_path is True
+    off = load_settings(ENV, _file(tmp_path, "[server]\nfast_hit_path = false\ndrain_seconds = 2\n" + TENANT))
+    assert (off.server.fast_hit_path, off.server.drain_seconds) == (False, 2)
+
+
 def test_project_id_fallback_name(tmp_path: Path) -> None:
     """HUAWEICLOUD_SDK_PROJECT_ID is accepted when METASTUDIO_PROJECT_ID is not set."""
     settings = load_settings({"HUAWEICLOUD_SDK_PROJECT_ID": "p2"}, _file(tmp_path, TENANT))
@@ -66,6 +73,7 @@ def test_project_id_fallback_name(tmp_path: Path) -> None:
         (TENANT, {**ENV, "METASTUDIO_ENDPOINT": "ftp://x"}, "METASTUDIO_ENDPOINT"),
         (TENANT, {**ENV, "GATEWAY_PORT": "99999"}, "GATEWAY_PORT"),
         (TENANT, {**ENV, "GATEWAY_CACHE_TTL_SECONDS": "soon"}, "GATEWAY_CACHE_TTL_SECONDS"),
+        (TENANT + "[server]\nfast_hit_path = 1\n", ENV, "server.fast_hit_path"),
     ],
 )
 def test_bad_configuration_names_the_key(tmp_path: Path, text: str, env: dict[str, str], named: str) -> None:
