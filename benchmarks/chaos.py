@@ -3,7 +3,7 @@
     python benchmarks/chaos.py                 # every scenario, then a 120 s soak
     python benchmarks/chaos.py --soak-seconds 30 --scenario-seconds 3
 
-The gateway and the simulator run as real processes (``gateway.simulator.stack``); faults are
+The gateway and the simulator run as real processes (``tests.stack``); faults are
 set through the simulator's control endpoint. Each scenario drives the same mixed traffic
 (two tenants, many list pages, single jobs) and reports what clients saw, how many calls
 reached the upstream, how many answers were stale, and the p99 latency.
@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import perf  # noqa: F401 - puts the repository root on the path for tests.stack
 
-from gateway.simulator.stack import LiveGateway, live_stack
+from tests.stack import LiveGateway, live_stack
 
 DOCUMENTED = {200, 304, 400, 401, 404, 405, 429, 500, 502, 503, 504}
 CONFIG = """

@@ -14,14 +14,22 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from gateway import __version__
-from gateway.accesslog import AccessLog
-from gateway.appkeys import CORS, HIT_RESPONDER, LIFECYCLE, RATE_LIMITER, REGISTRY, SERVICE, TENANTS, Lifecycle
-from gateway.cache import ResponseCache
+from gateway.admission.api_keys import TenantDirectory
+from gateway.admission.rate_limit import TenantRateLimiter, tenant_limits
+from gateway.cache.store import ResponseCache
 from gateway.clock import Clock, SystemClock
-from gateway.config import Settings
-from gateway.cors import CorsPolicy
-from gateway.credentials import CredentialSource
-from gateway.handlers import (
+from gateway.config.settings import Settings
+from gateway.credentials.static import CredentialSource
+from gateway.fastpath.hits import JOB_ROUTE, LIST_ROUTE, HitResponder
+from gateway.fastpath.protocol import HIT_RESPONDER
+from gateway.jobs.query import ParsedQueries
+from gateway.jobs.service import TrainingJobService
+from gateway.observability.accesslog import AccessLog
+from gateway.observability.metrics import Metrics
+from gateway.upstream.client import MetaStudioClient
+from gateway.web.appkeys import CORS, LIFECYCLE, RATE_LIMITER, REGISTRY, SERVICE, TENANTS, Lifecycle
+from gateway.web.cors import CorsPolicy
+from gateway.web.handlers import (
     JobHandlers,
     healthz,
     method_not_allowed,
@@ -31,15 +39,8 @@ from gateway.handlers import (
     prometheus_metrics,
     readyz,
 )
-from gateway.hits import JOB_ROUTE, LIST_ROUTE, HitResponder
-from gateway.metrics import Metrics
-from gateway.middlewares import UNMATCHED_ROUTE, make_observer
-from gateway.query import ParsedQueries
-from gateway.ratelimit import TenantRateLimiter, tenant_limits
-from gateway.request_ids import RequestIds
-from gateway.service import TrainingJobService
-from gateway.tenants import TenantDirectory
-from gateway.upstream import MetaStudioClient
+from gateway.web.observe import UNMATCHED_ROUTE, make_observer
+from gateway.web.request_ids import RequestIds
 
 # aiohttp's own parser limits: a backstop above the middleware's limits, which answer in JSON.
 MAX_LINE_SIZE = 8190

@@ -15,14 +15,14 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from gateway import __version__
+from gateway.admission.api_keys import hash_key
 from gateway.app import create_app
 from gateway.clock import SystemClock
-from gateway.config import Settings, load_settings
-from gateway.credentials import CredentialSource
+from gateway.config.settings import Settings, load_settings
+from gateway.credentials.static import CredentialSource
 from gateway.errors import ConfigError
-from gateway.logs import configure_logging
+from gateway.observability.logs import configure_logging
 from gateway.server import serve_until_signalled
-from gateway.tenants import hash_key
 
 EXIT_CONFIG = 2
 

@@ -14,13 +14,14 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.admission.api_keys import hash_key
 from gateway.app import create_app
 from gateway.clock import SystemClock
-from gateway.config import Settings, Tenant, UpstreamSettings
-from gateway.credentials import CredentialSource
-from gateway.protocol import GatewayRunner
+from gateway.config.settings import Settings, UpstreamSettings
+from gateway.credentials.static import CredentialSource
+from gateway.fastpath.protocol import GatewayRunner
 from gateway.simulator import running_simulator
-from gateway.tenants import hash_key
+from gateway.tenant import Tenant
 
 # (tenant id, app user id, API key): demo values, printed on purpose.
 DEMO_TENANTS = (("acme", "acme-web", "demo-key-acme"), ("globex", "globex-app", "demo-key-globex"))

@@ -14,9 +14,9 @@ import sys
 from aiohttp import web
 
 from gateway import __version__
-from gateway.appkeys import LIFECYCLE
-from gateway.config import ServerSettings
-from gateway.protocol import GatewayRunner
+from gateway.config.settings import ServerSettings
+from gateway.fastpath.protocol import GatewayRunner
+from gateway.web.appkeys import LIFECYCLE
 
 LISTEN_BACKLOG = 1024
 

@@ -1,5 +1,5 @@
 """Live processes for tests (browser, Prometheus, fuzzing, shutdown): the shared stack from
-``gateway.simulator.stack``, with its secrets and the gateway's whole output handed to the
+``tests.stack``, with its secrets and the gateway's whole output handed to the
 suite-wide leak check."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from gateway.simulator.stack import ACME_KEY, GLOBEX_KEY, LIVE_AK, LIVE_SK, LiveGateway, free_port, live_stack
 from tests.leaks import record, register_secrets
+from tests.stack import ACME_KEY, GLOBEX_KEY, LIVE_AK, LIVE_SK, LiveGateway, free_port, live_stack
 
 __all__ = ["LiveGateway", "free_port", "live_gateway"]
 

@@ -17,9 +17,8 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from gateway.signing import sign
-from gateway.simulator.stack import LIVE_AK, LIVE_SK, LiveGateway
-from gateway.upstream import USER_AGENT
+from gateway.upstream.client import USER_AGENT
+from gateway.upstream.signing import sign
 from perf import wrk
 from perf.system import Cpus, http_get, rss_bytes, version_of
 from perf.targets import (
@@ -33,6 +32,7 @@ from perf.targets import (
     signed_upstream_request,
 )
 from perf.wrk import Target
+from tests.stack import LIVE_AK, LIVE_SK, LiveGateway
 
 HIT_CONNECTIONS = 50
 CURVE_CONNECTIONS = (1, 8, 64, 256)
@@ -212,7 +212,7 @@ async def _gateway_get(session: aiohttp.ClientSession, url: str) -> float:
 
 
 async def _direct_get(session: aiohttp.ClientSession, simulator_url: str, query: Sequence[tuple[str, str]]) -> float:
-    """Milliseconds to sign (gateway.signing, the gateway's header set) and send one simulator request."""
+    """Milliseconds to sign (gateway.upstream.signing, the gateway's header set) and send one simulator request."""
     started_at = time.perf_counter()
     signed = signed_upstream_request(simulator_url, query)
     async with session.get(URL(simulator_url + signed.path_and_query, encoded=True), headers=signed.headers) as answer:
@@ -394,7 +394,7 @@ SIGN_HEADERS = {
 
 
 def sign_ours() -> str:
-    """One signature by gateway.signing (the gateway's header set); the Authorization value."""
+    """One signature by gateway.upstream.signing (the gateway's header set); the Authorization value."""
     signed = sign(
         method="GET",
         host=SIGN_HOST,

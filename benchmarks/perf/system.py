@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.simulator.stack import stop_process, wait_until_answering
+from tests.stack import stop_process, wait_until_answering
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

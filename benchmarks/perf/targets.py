@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from gateway.signing import SignedRequest, sign
-from gateway.simulator.stack import ACME_KEY, LIVE_AK, LIVE_SK, LiveGateway, free_port, live_stack
-from gateway.upstream import USER_AGENT
+from gateway.upstream.client import USER_AGENT
+from gateway.upstream.signing import SignedRequest, sign
 from perf.system import Cpus, http_get, started
 from perf.wrk import Target
+from tests.stack import ACME_KEY, LIVE_AK, LIVE_SK, LiveGateway, free_port, live_stack
 
 BENCH_DIR = Path(__file__).resolve().parent.parent
 PROJECT_ID = "sim-project"  # what live_stack configures

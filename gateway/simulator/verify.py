@@ -2,7 +2,7 @@
 
 Pure: the caller hands in what came off the wire (method, raw path, decoded query pairs,
 headers) and the current time. The canonical request is rebuilt from those bytes with
-``gateway.signing``, so anything the client changed after signing (one byte of the query, of
+``gateway.upstream.signing``, so anything the client changed after signing (one byte of the query, of
 a signed header or of the signature) fails. The result is ``None`` for an authentic request,
 else a short reason for the request log; callers only ever see one 401 body.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import unquote
 
-from gateway.signing import (
+from gateway.upstream.signing import (
     DATE_FORMAT,
     authorization_header,
     canonical_request,

@@ -14,9 +14,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
+from gateway.admission.api_keys import hash_key
 from gateway.app import create_app
 from gateway.clock import ManualClock
-from gateway.config import (
+from gateway.config.settings import (
     CacheSettings,
     CircuitBreakerSettings,
     CorsSettings,
@@ -27,10 +28,9 @@ from gateway.config import (
     Tenant,
     UpstreamSettings,
 )
-from gateway.credentials import CredentialSource
-from gateway.protocol import GatewayRunner
+from gateway.credentials.static import CredentialSource
+from gateway.fastpath.protocol import GatewayRunner
 from gateway.simulator import RunningSimulator, running_simulator
-from gateway.tenants import hash_key
 from tests.leaks import record, register_secrets
 
 ACME_KEY = "acme-secret-api-key-0001"

@@ -1,4 +1,4 @@
-"""Plain cache hits answered by the connection (``gateway.hits`` + ``gateway.protocol``).
+"""Plain cache hits answered by the connection (``gateway.fastpath.hits`` + ``gateway.fastpath.protocol``).
 
 What a caller must not be able to tell: the answer is the one the handler chain gives, in the
 same order on a pipelined connection, with the same log line and metrics. A request sent with
@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from gateway.config import RateLimitSettings
-from gateway.hits import HitResponder
+from gateway.config.settings import RateLimitSettings
+from gateway.fastpath.hits import HitResponder
 from gateway.simulator.faults import Fault
 from tests.api.conftest import ACME, ACME_KEY, Gateway, GatewayFactory
 from tests.leaks import record

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.states import STATE_GROUPS
+from gateway.jobs.states import STATE_GROUPS
 from tests.api.conftest import ACME, GLOBEX, Gateway
 
 pytestmark = pytest.mark.asyncio

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from gateway.config import CircuitBreakerSettings, RateLimitSettings, Tenant
+from gateway.config.settings import CircuitBreakerSettings, RateLimitSettings
+from gateway.tenant import Tenant
 from tests.api.conftest import ACME, GLOBEX, TENANTS, Gateway, GatewayFactory
 
 pytestmark = pytest.mark.asyncio

@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from gateway.tenants import hash_key
+from gateway.admission.api_keys import hash_key
 from tests.deploy import DOCKERFILE, REPO, base_images
 
 AK = "image-test-ak"

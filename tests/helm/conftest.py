@@ -174,7 +174,7 @@ def metric_names() -> set[str]:
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.parser import text_string_to_metric_families
 
-    from gateway.metrics import Metrics
+    from gateway.observability.metrics import Metrics
 
     text = generate_latest(Metrics(CollectorRegistry()).registry).decode()
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway.config import load_settings
+from gateway.config.settings import load_settings
 from tests.helm.conftest import FULL_VALUES, HASH_A, TENANTS, find, manifests, render, require_module
 
 
@@ -50,7 +50,7 @@ def test_strings_are_escaped() -> None:
 
 
 def test_real_gateway_loader_accepts_every_option(tmp_path: Path) -> None:
-    """gateway.config.load_settings accepts the rendered file and reads the values back."""
+    """gateway.config.settings.load_settings accepts the rendered file and reads the values back."""
     settings = load_settings({"METASTUDIO_PROJECT_ID": "p"}, _write(tmp_path, _toml(FULL_VALUES)))
     assert settings.cache.ttl_seconds == 30 and settings.cache.max_bytes == 134217728
     assert settings.cache.stale_if_error_seconds == 1800.5

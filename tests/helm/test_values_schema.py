@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gateway import config as gateway_config
+from gateway.config import settings as gateway_config
 from tests.helm.conftest import CHART, FULL_VALUES, HASH_A, render, require_module
 
 SCHEMA = CHART / "values.schema.json"
@@ -123,7 +123,7 @@ def test_sensible_values_are_accepted(values: dict[str, Any]) -> None:
 def test_schema_types_every_config_key_the_gateway_reads() -> None:
     """Every number the gateway's config file accepts is typed in the schema with the gateway's minimum."""
     numbers = getattr(gateway_config, "_NUMBERS", None)
-    assert isinstance(numbers, dict), "gateway.config._NUMBERS moved: update this test and values.schema.json"
+    assert isinstance(numbers, dict), "gateway.config.settings._NUMBERS moved: update this test and values.schema.json"
     sections = json.loads(SCHEMA.read_text(encoding="utf-8"))["properties"]["config"]["properties"]
     typed = {
         (section, key): (prop["minimum"], prop["type"] == "integer")

@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 import pytest
 
 from gateway import __version__
-from gateway.simulator.stack import stop_process
 from tests.live import LiveGateway, free_port, live_gateway
+from tests.stack import stop_process
 
 JOB = "metastudio-gateway"
 WAIT_SECONDS = 30.0

@@ -13,8 +13,8 @@ import pytest
 import yarl
 
 from gateway.clock import ManualClock, utc_datetime
-from gateway.signing import QueryParams, sign
 from gateway.simulator import RAW_STATES, RunningSimulator, running_simulator
+from gateway.upstream.signing import QueryParams, sign
 
 UNAUTHORIZED = {
     "error_code": "APIGW.0301",

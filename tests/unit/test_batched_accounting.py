@@ -7,8 +7,8 @@ import io
 import orjson
 from prometheus_client import CollectorRegistry
 
-from gateway.accesslog import FLUSH_EVERY_RECORDS, AccessLog, access_record
-from gateway.request_stats import FOLD_EVERY, RequestStats
+from gateway.observability.accesslog import FLUSH_EVERY_RECORDS, AccessLog, access_record
+from gateway.observability.request_stats import FOLD_EVERY, RequestStats
 
 
 def record(number: int) -> dict[str, object]:

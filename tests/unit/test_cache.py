@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from gateway.cache import CacheEntry, ResponseCache
+from gateway.cache.store import CacheEntry, ResponseCache
 from gateway.clock import ManualClock
 
 pytestmark = pytest.mark.asyncio

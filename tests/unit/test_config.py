@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import load_settings
+from gateway.config.settings import load_settings
 from gateway.errors import ConfigError
 
 HASH = hashlib.sha256(b"key").hexdigest()

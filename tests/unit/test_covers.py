@@ -6,7 +6,7 @@ from calendar import timegm
 
 import pytest
 
-from gateway.covers import COVER_LIFETIME_SECONDS, cover_expiry, earliest, is_servable
+from gateway.jobs.covers import COVER_LIFETIME_SECONDS, cover_expiry, earliest, is_servable
 
 FETCHED = 1_700_000_000.0
 

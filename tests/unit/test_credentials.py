@@ -1,4 +1,4 @@
-"""gateway.credentials: where AK/SK/token come from, how rotation is noticed, what never leaks."""
+"""gateway.credentials.static: where AK/SK/token come from, how rotation is noticed, what never leaks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.clock import ManualClock
-from gateway.credentials import Credentials, CredentialsError, CredentialSource
+from gateway.credentials.static import Credentials, CredentialsError, CredentialSource
 from gateway.errors import ConfigError
 
 AK = "AK-SECRET-123"
@@ -300,7 +300,7 @@ def test_failed_reload_logs_no_values(files: dict[str, str], caplog: pytest.LogC
     """The warning about a failed re-read names the file, never a value."""
     source = load(files)
     write(Path(files["HUAWEICLOUD_SDK_AK_FILE"]), f"{NEW_AK} {NEW_SK}")
-    with caplog.at_level("DEBUG", logger="gateway.credentials"):
+    with caplog.at_level("DEBUG", logger="gateway.credentials.static"):
         source.reload()
     assert "HUAWEICLOUD_SDK_AK_FILE" in caplog.text
     assert_no_secret(caplog.text)

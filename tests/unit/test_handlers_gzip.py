@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.representation import accepts_gzip
+from gateway.web.representation import accepts_gzip
 
 
 @pytest.mark.parametrize(

@@ -18,9 +18,9 @@ from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
 from gateway import errors
-from gateway.jobs import PUBLIC_FIELDS
-from gateway.query import ACCEPTED_PARAMETERS
-from gateway.states import ALL_STATES, STATE_GROUPS, UNKNOWN_GROUP
+from gateway.jobs.query import ACCEPTED_PARAMETERS
+from gateway.jobs.shaping import PUBLIC_FIELDS
+from gateway.jobs.states import ALL_STATES, STATE_GROUPS, UNKNOWN_GROUP
 
 Examples = Iterator[tuple[str, dict[str, Any], Any]]
 ADDED_JOB_FIELDS = {"state_group", "cover_expires_at", "cover_url"}
@@ -82,7 +82,7 @@ def test_job_schema_properties_are_the_public_fields_plus_the_added_ones(spec: d
 
 
 def test_state_groups_match_the_implementation(spec: dict[str, Any]) -> None:
-    """The state_group enum and query pattern follow gateway.states; the state pattern fits every state."""
+    """The state_group enum and query pattern follow gateway.jobs.states; the state pattern fits every state."""
     schemas = spec["components"]["schemas"]
     assert set(schemas["StateGroup"]["enum"]) == set(STATE_GROUPS) | {UNKNOWN_GROUP}
     group_pattern = re.compile(_query_parameter(spec, "state_group")["schema"]["pattern"])

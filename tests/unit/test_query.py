@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import InvalidParameter
-from gateway.query import ACCEPTED_PARAMETERS, parse_list_query
-from gateway.states import ALL_STATES, STATE_GROUPS
+from gateway.jobs.query import ACCEPTED_PARAMETERS, parse_list_query
+from gateway.jobs.states import ALL_STATES, STATE_GROUPS
 
 NAMES = st.sampled_from(sorted(ACCEPTED_PARAMETERS | {"query_project_id", "x", ""}))
 VALUES = st.one_of(

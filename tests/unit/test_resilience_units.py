@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from gateway.backoff import KeyBackoff
-from gateway.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from gateway.admission.rate_limit import RateLimit, TenantRateLimiter
+from gateway.cache.backoff import KeyBackoff
 from gateway.clock import ManualClock
-from gateway.config import CircuitBreakerSettings
+from gateway.config.settings import CircuitBreakerSettings
 from gateway.errors import UpstreamUnavailable
-from gateway.ratelimit import RateLimit, TenantRateLimiter
-from gateway.retry_budget import RetryBudget
+from gateway.upstream.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from gateway.upstream.retry_budget import RetryBudget
 
 POLICY = CircuitBreakerSettings(window_seconds=10, min_calls=4, failure_ratio=0.5, open_seconds=5)
 

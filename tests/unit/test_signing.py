@@ -1,4 +1,4 @@
-"""gateway.signing on its own: fixed vectors (computed once with the official SDK) and properties
+"""gateway.upstream.signing on its own: fixed vectors (computed once with the official SDK) and properties
 that hold without the SDK installed."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from datetime import datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import signing
+from gateway.upstream import signing
 
 TIMESTAMP = datetime(2024, 5, 6, 7, 8, 9)
 HOST = "metastudio.cn-north-4.myhuaweicloud.com"

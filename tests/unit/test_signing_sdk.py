@@ -1,4 +1,4 @@
-"""gateway.signing is byte-identical to the official Huawei Cloud SDK signer.
+"""gateway.upstream.signing is byte-identical to the official Huawei Cloud SDK signer.
 
 The reference is ``huaweicloudsdkcore.signer.signer.Signer``. For every input we compare three
 things with the SDK: the canonical request, the final ``Authorization`` header, and the
@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import signing
+from gateway.upstream import signing
 
 sdk_signer = pytest.importorskip("huaweicloudsdkcore.signer.signer")
 sdk_request = pytest.importorskip("huaweicloudsdkcore.sdk_request")

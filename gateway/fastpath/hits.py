@@ -3,7 +3,7 @@
 A hit is the gateway's most frequent answer and the cheapest one: bytes already in memory.
 Through aiohttp's web layer it costs a task, a ``Request``, routing, a ``Response`` and header
 preparation, several times what deciding the answer costs. ``HitResponder.answer`` takes the
-request line and headers as aiohttp's HTTP parser emits them (``gateway.protocol`` offers each
+request line and headers as aiohttp's HTTP parser emits them (``gateway.fastpath.protocol`` offers each
 one) and returns the response bytes, or ``None`` to send the request through the handler chain.
 
 It answers only a plain hit: GET or HEAD over keep-alive HTTP/1.1 within the size limits; the
@@ -22,20 +22,20 @@ from email.utils import formatdate
 
 from aiohttp.http import SERVER_SOFTWARE, HttpVersion11, RawRequestMessage
 
-from gateway.accesslog import AccessLog, access_record, exception_record
-from gateway.cache import CacheEntry
+from gateway.admission.api_keys import TenantDirectory
+from gateway.admission.rate_limit import TenantRateLimiter
+from gateway.admission.request_limits import check_size
+from gateway.cache.store import CacheEntry
 from gateway.clock import Clock
-from gateway.config import Tenant
-from gateway.cors import CorsPolicy
 from gateway.errors import InvalidParameter
-from gateway.metrics import Metrics
-from gateway.query import ParsedQueries, is_job_id
-from gateway.ratelimit import TenantRateLimiter
-from gateway.representation import represent
-from gateway.request_ids import RequestIds
-from gateway.request_limits import check_size
-from gateway.service import TrainingJobService
-from gateway.tenants import TenantDirectory
+from gateway.jobs.query import ParsedQueries, is_job_id
+from gateway.jobs.service import TrainingJobService
+from gateway.observability.accesslog import AccessLog, access_record, exception_record
+from gateway.observability.metrics import Metrics
+from gateway.tenant import Tenant
+from gateway.web.cors import CorsPolicy
+from gateway.web.representation import represent
+from gateway.web.request_ids import RequestIds
 
 LIST_ROUTE = "/v1/training-jobs"
 JOB_ROUTE = "/v1/training-jobs/{job_id}"

@@ -7,12 +7,11 @@ from dataclasses import dataclass
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from gateway.accesslog import RequestContext
-from gateway.cors import CorsPolicy
-from gateway.hits import HitResponder
-from gateway.ratelimit import TenantRateLimiter
-from gateway.service import TrainingJobService
-from gateway.tenants import TenantDirectory
+from gateway.admission.api_keys import TenantDirectory
+from gateway.admission.rate_limit import TenantRateLimiter
+from gateway.jobs.service import TrainingJobService
+from gateway.observability.accesslog import RequestContext
+from gateway.web.cors import CorsPolicy
 
 
 @dataclass(slots=True)
@@ -28,6 +27,5 @@ RATE_LIMITER = web.AppKey("rate_limiter", TenantRateLimiter)
 CORS = web.AppKey("cors", CorsPolicy)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
-HIT_RESPONDER = web.AppKey("hit_responder", HitResponder)
 
 REQUEST_CONTEXT = web.RequestKey("request_context", RequestContext)

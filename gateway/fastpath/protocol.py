@@ -26,10 +26,12 @@ from aiohttp import web
 from aiohttp.http import RawRequestMessage
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 
-from gateway.appkeys import HIT_RESPONDER
-from gateway.hits import HitResponder
+from gateway.fastpath.hits import HitResponder
 
 Parsed = list[tuple[RawRequestMessage, StreamReader]]
+
+HIT_RESPONDER = web.AppKey("hit_responder", HitResponder)
+"""Set by the composition root when plain hits are answered from the connection."""
 
 
 class _AnsweringParser:

@@ -14,13 +14,13 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from gateway.accesslog import CURRENT_REQUEST, AccessLog, RequestContext, access_record, exception_record
-from gateway.appkeys import REQUEST_CONTEXT
-from gateway.cors import CorsPolicy
+from gateway.admission.request_limits import check_size
 from gateway.errors import GatewayError, InvalidParameter, MethodNotAllowed, RateLimited, Unauthenticated
-from gateway.metrics import Metrics
-from gateway.request_ids import RequestIds
-from gateway.request_limits import check_size
+from gateway.observability.accesslog import CURRENT_REQUEST, AccessLog, RequestContext, access_record, exception_record
+from gateway.observability.metrics import Metrics
+from gateway.web.appkeys import REQUEST_CONTEXT
+from gateway.web.cors import CorsPolicy
+from gateway.web.request_ids import RequestIds
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 UNMATCHED_ROUTE = "unmatched"

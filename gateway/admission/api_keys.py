@@ -17,8 +17,8 @@ import hashlib
 import hmac
 from collections.abc import Iterable
 
-from gateway.config import Tenant
 from gateway.errors import Unauthenticated
+from gateway.tenant import Tenant
 
 _BEARER = "bearer "
 ACCEPTED_HEADERS_KEPT = 1024

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 from gateway.errors import InvalidParameter
-from gateway.states import ALL_STATES, STATE_GROUPS
+from gateway.jobs.states import ALL_STATES, STATE_GROUPS
+from gateway.upstream.query import UpstreamQuery
 
 MAX_INT32 = 2_147_483_647
 DEFAULT_OFFSET = 0
@@ -24,8 +25,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _RFC3339 = re.compile(
     r"(?!0000)[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
-
-UpstreamQuery = tuple[tuple[str, str], ...]
 
 
 def _integer(name: str, value: str, low: int, high: int) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import deque
 
 from gateway.clock import Clock
-from gateway.config import CircuitBreakerSettings
+from gateway.config.settings import CircuitBreakerSettings
 
 CLOSED, HALF_OPEN, OPEN = "closed", "half_open", "open"
 STATE_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from gateway.cache import CoverLink
+from gateway.cache.store import CoverLink
 from gateway.clock import rfc3339
-from gateway.covers import cover_expiry, is_servable
 from gateway.errors import UpstreamRejected
-from gateway.states import state_group
+from gateway.jobs.covers import cover_expiry, is_servable
+from gateway.jobs.states import state_group
 
 # Documented TrainingJobBasicInfo fields a caller may see (allow-list: anything new or
 # undocumented the upstream adds stays out until someone decides it is safe to show).

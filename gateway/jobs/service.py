@@ -16,16 +16,18 @@ from typing import Any
 
 from cachetools import LRUCache
 
-from gateway.backoff import KeyBackoff
-from gateway.cache import CacheEntry, CoverLink, ResponseCache
+from gateway.cache.backoff import KeyBackoff
+from gateway.cache.store import CacheEntry, CoverLink, ResponseCache
 from gateway.clock import Clock
-from gateway.config import Settings, Tenant
-from gateway.covers import earliest, is_servable
+from gateway.config.settings import Settings
 from gateway.errors import NotFound, UpstreamError, UpstreamRejected
-from gateway.jobs import shape_page
-from gateway.metrics import Metrics
-from gateway.query import UpstreamQuery, parse_list_query
-from gateway.upstream import MetaStudioClient
+from gateway.jobs.covers import earliest, is_servable
+from gateway.jobs.query import parse_list_query
+from gateway.jobs.shaping import shape_page
+from gateway.observability.metrics import Metrics
+from gateway.tenant import Tenant
+from gateway.upstream.client import MetaStudioClient
+from gateway.upstream.query import UpstreamQuery
 
 Encoder = Callable[[Any], bytes]
 REFRESH_AHEAD_FRACTION = 0.1

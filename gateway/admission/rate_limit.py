@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from gateway.clock import Clock
-from gateway.config import RateLimitSettings, Tenant
+from gateway.config.settings import RateLimitSettings
+from gateway.tenant import Tenant
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,14 +2,14 @@
 caching headers, and 304 when the client already holds it.
 
 One function for both ways a cached answer leaves the gateway (the handler chain and the
-protocol-level hit path in ``gateway.hits``), so both send the same status, headers and bytes.
+protocol-level hit path in ``gateway.fastpath.hits``), so both send the same status, headers and bytes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.cache import CacheEntry
+from gateway.cache.store import CacheEntry
 
 X_CACHE = {"hit": "HIT", "miss": "MISS", "coalesced": "MISS", "stale": "STALE"}
 VARY = "Authorization, Accept-Encoding"

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 from gateway.errors import ConfigError
+from gateway.tenant import Tenant
 
 REGION_ENDPOINTS = {
     "cn-north-4": "https://metastudio.cn-north-4.myhuaweicloud.com",
@@ -27,18 +28,6 @@ REGION_ENDPOINTS = {
 _TENANT_ID = re.compile(r"^[a-z0-9-]{1,64}$")
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _PROJECT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-@dataclass(frozen=True, slots=True)
-class Tenant:
-    """A caller of the gateway: who it is, which upstream user it acts as, its key hashes,
-    and its own rate limit (``None``: the default)."""
-
-    id: str
-    app_user_id: str
-    api_key_sha256: tuple[str, ...]
-    requests_per_second: float | None = None
-    burst: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +67,7 @@ class ServerSettings:
     shutdown_grace_seconds: float = 10.0
     drain_seconds: float = 1.0
     fast_hit_path: bool = True
-    """Answer plain cache hits from the connection (``gateway.hits``); off sends every request
+    """Answer plain cache hits from the connection (``gateway.fastpath.hits``); off sends every request
     through the aiohttp handler chain. The same bytes either way."""
 
 

@@ -7,14 +7,15 @@ from importlib.resources import files
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.appkeys import CORS, LIFECYCLE, RATE_LIMITER, REGISTRY, REQUEST_CONTEXT, SERVICE, TENANTS
 from gateway.clock import Clock
-from gateway.config import Tenant
 from gateway.errors import MethodNotAllowed, NotFound, RateLimited
-from gateway.middlewares import ALLOWED_METHODS
-from gateway.query import ParsedQueries, UpstreamQuery, check_job_id
-from gateway.representation import represent
-from gateway.service import Served
+from gateway.jobs.query import ParsedQueries, check_job_id
+from gateway.jobs.service import Served
+from gateway.tenant import Tenant
+from gateway.upstream.query import UpstreamQuery
+from gateway.web.appkeys import CORS, LIFECYCLE, RATE_LIMITER, REGISTRY, REQUEST_CONTEXT, SERVICE, TENANTS
+from gateway.web.observe import ALLOWED_METHODS
+from gateway.web.representation import represent
 
 OPENAPI_SPEC = files("gateway").joinpath("openapi.yaml")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gateway import __version__
-from gateway.request_stats import LATENCY_BUCKETS, PREFIX, RequestStats
+from gateway.observability.request_stats import LATENCY_BUCKETS, PREFIX, RequestStats
 
 COVER_REFRESH_REASONS = ("cover_request", "cover_expiring")
 

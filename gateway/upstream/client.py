@@ -32,16 +32,16 @@ from tenacity import (
 from yarl import URL
 
 from gateway import __version__
-from gateway.accesslog import note_upstream_attempt
-from gateway.breaker import CircuitBreaker
 from gateway.clock import Clock, utc_datetime
-from gateway.config import CircuitBreakerSettings, UpstreamSettings
-from gateway.credentials import CredentialSource
+from gateway.config.settings import CircuitBreakerSettings, UpstreamSettings
+from gateway.credentials.static import CredentialSource
 from gateway.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
-from gateway.metrics import Metrics
-from gateway.query import UpstreamQuery
-from gateway.retry_budget import RetryBudget
-from gateway.signing import sign
+from gateway.observability.accesslog import note_upstream_attempt
+from gateway.observability.metrics import Metrics
+from gateway.upstream.breaker import CircuitBreaker
+from gateway.upstream.query import UpstreamQuery
+from gateway.upstream.retry_budget import RetryBudget
+from gateway.upstream.signing import sign
 
 USER_AGENT = f"metastudio-gateway/{__version__}"
 _BACKOFF = wait_random_exponential(multiplier=0.05, max=1.0)

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.tenants import hash_key
+from gateway.admission.api_keys import hash_key
 
 LIVE_AK = "live-test-ak"
 LIVE_SK = "live-test-sk-never-logged"

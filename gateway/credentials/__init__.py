@@ -1,0 +1,1 @@
+"""Where the cloud credentials come from and how they are kept current."""

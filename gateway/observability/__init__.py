@@ -1,0 +1,1 @@
+"""Metrics (on an injected registry), batched request counters, the access log and process logs."""

@@ -1,0 +1,17 @@
+"""A tenant: a caller of the gateway, the upstream user it acts as, and how it proves who it is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """A caller of the gateway: who it is, which upstream user it acts as, its key hashes,
+    and its own rate limit (``None``: the default)."""
+
+    id: str
+    app_user_id: str
+    api_key_sha256: tuple[str, ...]
+    requests_per_second: float | None = None
+    burst: float | None = None
