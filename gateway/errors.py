@@ -4,6 +4,7 @@
 
     GatewayError                       500 internal_error
     ├── InvalidParameter               400 invalid_parameter
+    ├── InvalidRequest                 400 invalid_parameter (the request itself: size, body)
     ├── Unauthenticated                401 unauthenticated
     ├── NotFound                       404 not_found
     ├── MethodNotAllowed               405 method_not_allowed
@@ -41,6 +42,14 @@ class InvalidParameter(GatewayError):
     def __init__(self, parameter: str, reason: str) -> None:
         super().__init__(f"invalid parameter '{parameter}': {reason}")
         self.parameter = parameter
+
+
+class InvalidRequest(GatewayError):
+    """The request as a whole is refused (too long a target, too many headers, a body where none
+    belongs); the message says what is wrong. Same status and code as ``InvalidParameter``."""
+
+    status = 400
+    code = "invalid_parameter"
 
 
 class Unauthenticated(GatewayError):

@@ -1,11 +1,16 @@
 """Size limits on a request's target and headers, below aiohttp's own parser limits, so an
-oversized request gets the JSON error envelope naming what was too big."""
+oversized request gets the JSON error envelope saying what was too big.
+
+aiohttp's own parser comes first and is larger: a request line over 8190 bytes
+(``MAX_LINE_SIZE``) or a single header line over 16384 bytes (``MAX_FIELD_SIZE``) never reaches
+these checks and gets aiohttp's plain-text 400.
+"""
 
 from __future__ import annotations
 
 import itertools
 
-from gateway.errors import InvalidParameter
+from gateway.errors import InvalidRequest
 
 MAX_TARGET_BYTES = 4096
 MAX_HEADER_COUNT = 100
@@ -17,9 +22,11 @@ RawHeaders = tuple[tuple[bytes, bytes], ...]
 def check_size(target: str, raw_headers: RawHeaders) -> None:
     """Refuse an oversized request target or header set."""
     if len(target) > MAX_TARGET_BYTES:
-        raise InvalidParameter("url", f"the request target is longer than {MAX_TARGET_BYTES} bytes")
+        raise InvalidRequest(f"the request target is longer than {MAX_TARGET_BYTES} bytes")
     if (
         len(raw_headers) > MAX_HEADER_COUNT
         or sum(map(len, itertools.chain.from_iterable(raw_headers))) > MAX_HEADER_BYTES
     ):
-        raise InvalidParameter("headers", f"at most {MAX_HEADER_COUNT} headers and {MAX_HEADER_BYTES} bytes")
+        raise InvalidRequest(
+            f"the request has more than {MAX_HEADER_COUNT} headers or more than {MAX_HEADER_BYTES} bytes of them"
+        )

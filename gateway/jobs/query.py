@@ -4,6 +4,11 @@ The result is the normalised upstream query: a sorted tuple of ``(name, value)``
 defaults made explicit, so equivalent requests (other order, default spelled out, a group
 versus its states) produce the same cache key and the same upstream request. Anything
 unknown, repeated or malformed raises ``InvalidParameter`` naming the parameter.
+
+``state`` and ``state_group`` given together both apply: the upstream is asked for the states in
+both sets. When no state is in both, the query carries ``NO_STATE_MATCHES`` (``state`` with an
+empty value, which no client can send): no job can match, so the service answers an empty page
+without calling the upstream (see ``matches_nothing``).
 """
 
 from __future__ import annotations
@@ -104,6 +109,13 @@ _SIMPLE: dict[str, Callable[[str, str], str]] = {
     "is_flexus": _choice("true", "false"),
 }
 ACCEPTED_PARAMETERS = frozenset({*_SIMPLE, "state", "state_group"})
+NO_STATE_MATCHES = ("state", "")
+"""The pair a query carries when ``state`` and ``state_group`` have no state in common."""
+
+
+def matches_nothing(query: UpstreamQuery) -> bool:
+    """Whether the query's filters exclude every job (see ``NO_STATE_MATCHES``): never sent upstream."""
+    return NO_STATE_MATCHES in query
 
 
 def parse_list_query(items: Iterable[tuple[str, str]]) -> UpstreamQuery:
@@ -117,8 +129,8 @@ def parse_list_query(items: Iterable[tuple[str, str]]) -> UpstreamQuery:
         seen[name] = value
     params = {name: _SIMPLE[name](name, value) for name, value in seen.items() if name in _SIMPLE}
     states = _states(seen)
-    if states:
-        params["state"] = ",".join(states)
+    if states is not None:
+        params["state"] = ",".join(states)  # empty: NO_STATE_MATCHES
     if "create_since" in params and "create_until" in params and params["create_since"] > params["create_until"]:
         raise InvalidParameter("create_since", "must not be later than create_until")
     params.setdefault("offset", str(DEFAULT_OFFSET))
@@ -126,15 +138,16 @@ def parse_list_query(items: Iterable[tuple[str, str]]) -> UpstreamQuery:
     return tuple(sorted(params.items()))
 
 
-def _states(seen: dict[str, str]) -> list[str]:
-    if "state" in seen and "state_group" in seen:
-        raise InvalidParameter("state_group", "give either state or state_group, not both")
+def _states(seen: dict[str, str]) -> list[str] | None:
+    """The raw states asked for (both filters apply when both are given), or ``None`` for any."""
+    wanted: set[str] | None = None
     if "state" in seen:
-        return sorted(set(_comma_list("state", seen["state"], ALL_STATES)))
+        wanted = set(_comma_list("state", seen["state"], ALL_STATES))
     if "state_group" in seen:
         groups = _comma_list("state_group", seen["state_group"], STATE_GROUPS)
-        return sorted({state for group in groups for state in STATE_GROUPS[group]})
-    return []
+        in_groups = {state for group in groups for state in STATE_GROUPS[group]}
+        wanted = in_groups if wanted is None else wanted & in_groups
+    return None if wanted is None else sorted(wanted)
 
 
 class ParsedQueries:

@@ -22,7 +22,7 @@ from gateway.clock import Clock
 from gateway.config.settings import Settings
 from gateway.errors import NotFound, UpstreamError, UpstreamRejected
 from gateway.jobs.covers import earliest, is_servable
-from gateway.jobs.query import parse_list_query
+from gateway.jobs.query import matches_nothing, parse_list_query
 from gateway.jobs.shaping import shape_page
 from gateway.observability.metrics import Metrics
 from gateway.tenant import Tenant
@@ -80,6 +80,8 @@ class TrainingJobService:
 
     async def list_jobs(self, tenant: Tenant, query: UpstreamQuery) -> Served:
         """A page of the tenant's jobs for a validated query."""
+        if matches_nothing(query):
+            return self._empty_page(tenant, query)
         return await self._serve((tenant.id, "list", query), lambda: self._load_list(tenant, query))
 
     async def get_job(self, tenant: Tenant, job_id: str) -> Served:
@@ -225,3 +227,9 @@ class TrainingJobService:
             earliest_cover_expiry=earliest_cover,
             gzip_body=gzip.compress(body, compresslevel=6, mtime=0) if len(body) >= GZIP_MIN_BYTES else None,
         )
+
+    def _empty_page(self, tenant: Tenant, query: UpstreamQuery) -> Served:
+        """The answer to a query no job can match, made here: the upstream is not asked."""
+        params, now = dict(query), self._clock.now()
+        body = self._encode({"count": 0, "offset": int(params["offset"]), "limit": int(params["limit"]), "jobs": []})
+        return self._served(self._entry(tenant, body, now, {}), "hit", now)

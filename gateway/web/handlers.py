@@ -8,7 +8,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.clock import Clock
-from gateway.errors import MethodNotAllowed, NotFound, RateLimited
+from gateway.errors import InvalidParameter, MethodNotAllowed, NotFound, RateLimited
 from gateway.jobs.query import ParsedQueries, check_job_id
 from gateway.jobs.service import Served
 from gateway.tenant import Tenant
@@ -31,6 +31,10 @@ def _tenant(request: web.Request) -> Tenant:
 
 
 def _job_id(request: web.Request) -> str:
+    """The path's job id; these routes take no query parameters, so any given is refused by name."""
+    given = next(iter(request.rel_url.query), None)
+    if given is not None:
+        raise InvalidParameter(given[:64], "is not a supported parameter")
     return check_job_id("job_id", request.match_info["job_id"])
 
 

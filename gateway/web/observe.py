@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 
 from gateway.admission.request_limits import check_size
-from gateway.errors import GatewayError, InvalidParameter, MethodNotAllowed, RateLimited, Unauthenticated
+from gateway.errors import GatewayError, InvalidParameter, InvalidRequest, MethodNotAllowed, RateLimited, Unauthenticated
 from gateway.observability.accesslog import CURRENT_REQUEST, AccessLog, RequestContext, access_record, exception_record
 from gateway.observability.metrics import Metrics
 from gateway.web.appkeys import REQUEST_CONTEXT
@@ -33,7 +33,7 @@ def check_request_shape(request: web.Request) -> None:
     """Refuse oversized targets and header sets, and bodies on the read-only methods."""
     check_size(request.raw_path, request.raw_headers)
     if request.body_exists and request.method in _READ_METHODS:
-        raise InvalidParameter("body", f"{request.method} requests take no body")
+        raise InvalidRequest(f"{request.method} requests take no body")
 
 
 def error_response(error: GatewayError, request_id: str) -> web.Response:

@@ -139,21 +139,25 @@ async def test_options_is_counted_under_its_route(gateway: Gateway) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "parameter"),
+    ("kwargs", "message"),
     [
-        ({"data": b"{}"}, "body"),
-        ({"params": {"name": "x" * 5000}}, "url"),
-        ({"headers": {**ACME, **{f"X-Filler-{i}": "y" for i in range(120)}}}, "headers"),
-        ({"headers": {**ACME, "X-Big": "z" * 9000, "X-Big-2": "z" * 9000}}, "headers"),
+        ({"data": b"{}"}, "GET requests take no body"),
+        ({"params": {"name": "x" * 5000}}, "the request target is longer than 4096 bytes"),
+        (
+            {"headers": {**ACME, **{f"X-Filler-{i}": "y" for i in range(120)}}},
+            "the request has more than 100 headers or more than 16384 bytes of them",
+        ),
+        (
+            {"headers": {**ACME, "X-Big": "z" * 9000, "X-Big-2": "z" * 9000}},
+            "the request has more than 100 headers or more than 16384 bytes of them",
+        ),
     ],
     ids=["body-on-get", "long-url", "too-many-headers", "too-many-header-bytes"],
 )
-async def test_oversized_or_bodied_requests_are_refused(
-    gateway: Gateway, kwargs: dict[str, Any], parameter: str
-) -> None:
-    """A body on GET, a target over 4 KiB, or more than 100 headers / 16 KiB of them: 400 naming what, no upstream."""
+async def test_oversized_or_bodied_requests_are_refused(gateway: Gateway, kwargs: dict[str, Any], message: str) -> None:
+    """A body on GET, a target over 4 KiB, or more than 100 headers / 16 KiB of them: 400 saying what, no upstream."""
     request_kwargs = {"headers": ACME, **kwargs}
     response = await gateway.client.get("/v1/training-jobs", **request_kwargs)
     error = await _error(response, 400, "invalid_parameter")
-    assert f"'{parameter}'" in error["message"]
+    assert error["message"] == message
     assert gateway.upstream_calls == 0

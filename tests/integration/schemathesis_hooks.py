@@ -1,12 +1,13 @@
 """Schemathesis hooks: the cross-parameter rules of ``GET /v1/training-jobs`` that OpenAPI cannot express.
 
 Loaded by the schemathesis CLI through ``SCHEMATHESIS_HOOKS`` (see test_schemathesis.py), never by pytest.
-Each parameter's own rules live in openapi.yaml; these two rules relate two parameters, so a schema-valid
-(positive) request can still break them. Positive cases are made to obey them, the way a correct client
+Each parameter's own rules live in openapi.yaml; this rule relates two parameters, so a schema-valid
+(positive) request can still break it. Positive cases are made to obey it, the way a correct client
 would; negative cases are left alone (the gateway must reject those anyway).
 
-* ``state`` and ``state_group`` are mutually exclusive;
 * ``create_since`` must not be later than ``create_until``.
+
+(``state`` and ``state_group`` together are fine: both filters apply, as the spec's own example shows.)
 """
 
 from __future__ import annotations
@@ -28,15 +29,11 @@ def _moment(value: Any) -> datetime | None:
 
 
 def obey_cross_parameter_rules(case: Any) -> Any:
-    """Make a positive case's query obey the rules above; leave every other case as it is."""
+    """Make a positive case's query obey the rule above; leave every other case as it is."""
     meta = case.meta
     query = case.query
     if meta is None or meta.generation.mode != GenerationMode.POSITIVE or not isinstance(query, dict):
         return case
-    if "state" in query and "state_group" in query:
-        # Keep the parameter a coverage scenario is about; drop the other one.
-        target = getattr(meta.phase.data, "parameter", None)
-        del query["state" if target == "state_group" else "state_group"]
     since, until = _moment(query.get("create_since")), _moment(query.get("create_until"))
     if since is not None and until is not None and since > until:
         query["create_since"], query["create_until"] = query["create_until"], query["create_since"]
@@ -45,7 +42,7 @@ def obey_cross_parameter_rules(case: Any) -> Any:
 
 @schemathesis.hook
 def before_add_examples(context: Any, examples: list[Any]) -> None:
-    """Examples phase: one case combines every parameter's example, `state` and `state_group` included."""
+    """Examples phase: one case combines every parameter's example."""
     for case in examples:
         obey_cross_parameter_rules(case)
 

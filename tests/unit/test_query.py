@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import InvalidParameter
-from gateway.jobs.query import ACCEPTED_PARAMETERS, parse_list_query
+from gateway.jobs.query import ACCEPTED_PARAMETERS, NO_STATE_MATCHES, matches_nothing, parse_list_query
 from gateway.jobs.states import ALL_STATES, STATE_GROUPS
 
 NAMES = st.sampled_from(sorted(ACCEPTED_PARAMETERS | {"query_project_id", "x", ""}))
@@ -30,6 +30,9 @@ def test_any_query_is_normalised_or_refused_with_a_named_parameter(pairs: list[t
     names = [name for name, _ in query]
     assert names == sorted(set(names))
     assert {"offset", "limit"} <= set(names)
+    if matches_nothing(query):  # state and state_group with nothing in common: never re-parsed or sent
+        assert {name for name, _ in pairs} >= {"state", "state_group"}
+        return
     assert parse_list_query(query) == query  # normalising twice changes nothing
 
 
@@ -43,6 +46,29 @@ def test_parameter_order_does_not_matter(pairs: list[tuple[str, str]]) -> None:
 def test_group_and_its_states_give_the_same_query() -> None:
     """state_group=completed and state=JOB_SUCCESS,JOB_FINISH are the same request."""
     assert parse_list_query([("state_group", "completed")]) == parse_list_query([("state", "JOB_SUCCESS,JOB_FINISH")])
+
+
+def test_state_and_state_group_together_ask_for_the_states_in_both() -> None:
+    """Both filters apply: the upstream is asked for the intersection, the same query as the states alone."""
+    both = parse_list_query([("state", "TRAINING,JOB_SUCCESS,JOB_REJECT"), ("state_group", "training,completed")])
+    assert dict(both)["state"] == "JOB_SUCCESS,TRAINING"
+    assert both == parse_list_query([("state", "TRAINING,JOB_SUCCESS")])
+    assert not matches_nothing(both)
+
+
+def test_state_and_state_group_with_nothing_in_common_match_nothing() -> None:
+    """An empty intersection is marked on the query (the service answers an empty page without the upstream)."""
+    query = parse_list_query([("state", "TRAINING"), ("state_group", "completed"), ("limit", "5")])
+    assert matches_nothing(query)
+    assert NO_STATE_MATCHES in query
+    assert dict(query)["limit"] == "5"
+
+
+def test_an_empty_state_from_a_client_is_refused_not_taken_as_the_marker() -> None:
+    """A client cannot send the marker itself: `state=` is a bad value."""
+    with pytest.raises(InvalidParameter) as caught:
+        parse_list_query([("state", "")])
+    assert caught.value.parameter == "state"
 
 
 def test_times_are_strict_rfc3339_and_normalised_to_utc() -> None:
