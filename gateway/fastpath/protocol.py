@@ -2,36 +2,218 @@
 
 ``GatewayRunner`` is ``web.AppRunner`` whose connections are ``HitServingRequestHandler``:
 aiohttp's own ``RequestHandler`` (its C HTTP parser, keep-alive, flow control, graceful
-shutdown, the whole web layer) plus one step. Each batch of requests the parser emits is offered
-in order to ``HitResponder``; the leading requests it answers are written to the transport at
+shutdown, the whole web layer) plus one step. Each request the parser emits is offered in
+order to ``HitResponder``; the leading requests it answers are written to the transport at
 once, and the first one it declines, with everything after it, goes to aiohttp's queue as
 usual. Responses stay in request order on a pipelined connection: nothing is answered early
 while a request handed to aiohttp is still unanswered. Requests with a body, and any request
 while the peer is not reading (the transport's write buffer is over its limit), are handed on.
 
-This uses aiohttp 3.14 ``RequestHandler`` internals: ``_parser`` (wrapped), ``_loop``,
+Pipelined bytes are fed to the parser one request head at a time (cut after each blank line),
+so a malformed request costs only itself and what follows it: the requests before it are
+answered (here, or by aiohttp when handed on), then aiohttp answers 400 and closes the
+connection; nothing after the malformed request is answered. (Fed in one piece, aiohttp's
+parser raises for the whole batch and the requests before the bad one are lost.)
+
+This uses aiohttp 3.14 internals: on ``RequestHandler``, ``_parser`` (wrapped; its
+``feed_data`` returning ``(messages, upgraded, tail)`` and ``message_consumed``), ``_loop``,
 ``_max_msg_queue_size`` (the parser pauses after emitting that many requests),
 ``_keepalive_timeout`` and ``_next_keepalive_close_time`` (so an answered request keeps an idle
-connection alive as aiohttp would), and ``log_access`` being called once per answered request.
+connection alive as aiohttp would), ``log_access`` being called once per answered request,
+``data_received`` calling ``_parser.feed_data``; on ``web.Server``, ``_kwargs`` (the handler
+arguments) and ``_loop``; ``web.AppRunner._make_server``; and ``web_protocol._ErrInfo`` (the
+queue entry aiohttp answers with a 400). ``writing_paused``, ``transport``, ``request_handler``,
+``request_factory`` and ``handler_cancellation`` are public but checked too.
+
+The fast path fails closed. ``GatewayRunner.setup`` first runs ``missing_internals`` (attribute
+presence and shape, plus a probe: a ``RequestHandler`` built for a dummy ``web.Server``, no
+transport, fed one request). If anything is missing it serves with stock aiohttp, every request
+through the handler chain, and logs one warning naming what is missing. The app's
+``FAST_PATH_STATUS`` gauge, when the composition root sets one, reads 1 when connections answer
+plain hits and 0 when they do not (fallen back, or ``[server] fast_hit_path = false``). The
+check is passed in (``GatewayRunner(app, internals_check=...)``), so a test can run it against
+a stand-in class that lacks an internal.
+
 pyproject pins aiohttp below 3.15; ``tests/api/test_hit_path.py`` covers pipelining, keep-alive,
-HTTP/1.0, bodies, flow control and equivalence with the handler chain on the pinned version.
+HTTP/1.0, bodies, flow control and equivalence with the handler chain on the pinned version, and
+``tests/api/test_fast_path_fallback.py`` the fallback and malformed requests in a batch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+import logging
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
-from aiohttp import web
-from aiohttp.http import RawRequestMessage
+from aiohttp import web, web_protocol
+from aiohttp.http import HttpProcessingError, RawRequestMessage
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
+from prometheus_client import Gauge
 
 from gateway.fastpath.hits import HitResponder
 
-Parsed = list[tuple[RawRequestMessage, StreamReader]]
+logger = logging.getLogger(__name__)
+
+Parsed = list[tuple[Any, StreamReader]]
+"""What aiohttp's parser emits: (``RawRequestMessage``, payload) pairs, here and there an
+error entry for aiohttp's queue."""
 
 HIT_RESPONDER = web.AppKey("hit_responder", HitResponder)
 """Set by the composition root when plain hits are answered from the connection."""
+
+FAST_PATH_STATUS = web.AppKey("fast_path_status", Gauge)
+"""Set by the composition root: the gauge ``GatewayRunner`` sets to 1 or 0 (see the module docstring)."""
+
+_ERROR_ENTRY: Any = getattr(web_protocol, "_ErrInfo", None)
+"""aiohttp's queue entry for a request it answers with an error status (checked at start-up)."""
+
+_END_OF_HEAD = b"\r\n\r\n"
+_PROBE_REQUEST = b"GET /probe HTTP/1.1\r\nHost: probe\r\n\r\n"
+_PROBE_MALFORMED = b"NOT AN HTTP REQUEST\r\n\r\n"
+
+InternalsCheck = Callable[[asyncio.AbstractEventLoop], Sequence[str]]
+"""Returns the names of the aiohttp internals this module needs that are missing (none: all there)."""
+
+
+class _RecordingParser:
+    """Wraps a parser to see whether ``data_received`` feeds it, and what it returns."""
+
+    def __init__(self, parser: Any) -> None:
+        self.parser = parser
+        self.results: list[Any] = []
+
+    def feed_data(self, data: bytes) -> Any:
+        result = self.parser.feed_data(data)
+        self.results.append(result)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.parser, name)
+
+
+async def _probe_handler(_request: web.BaseRequest) -> web.StreamResponse:
+    return web.Response()  # pragma: no cover - never called: the probe has no transport
+
+
+def missing_internals(
+    loop: asyncio.AbstractEventLoop,
+    *,
+    handler_class: type[web.RequestHandler] = web.RequestHandler,
+    server_class: type[web.Server] = web.Server,
+    runner_class: type[web.BaseRunner] = web.AppRunner,
+) -> list[str]:
+    """The aiohttp internals this module relies on that the given classes lack; empty if none.
+
+    Checks attribute presence and shape, then probes: builds ``server_class`` (no transport)
+    and a ``handler_class`` connection for it, feeds it one request through ``data_received``
+    and a malformed one to a second connection's parser. Nothing is sent or listened on.
+    """
+    missing: list[str] = []
+    if not inspect.iscoroutinefunction(getattr(runner_class, "_make_server", None)):
+        missing.append("AppRunner._make_server")
+    if _ERROR_ENTRY is None:
+        missing.append("web_protocol._ErrInfo")
+    else:
+        try:
+            _ERROR_ENTRY(status=400, exc=HttpProcessingError(), message="probe")
+        except TypeError:
+            missing.append("web_protocol._ErrInfo(status, exc, message)")
+    try:
+        log_access = inspect.signature(handler_class.log_access)
+    except (AttributeError, TypeError, ValueError):
+        missing.append("RequestHandler.log_access")
+    else:
+        if list(log_access.parameters) != ["self", "request", "response", "time"]:
+            missing.append("RequestHandler.log_access(request, response, time)")
+    try:
+        server = server_class(
+            _probe_handler, request_factory=None, handler_cancellation=False, loop=loop, max_line_size=8190
+        )
+    except TypeError:
+        return [*missing, "Server(handler, request_factory=, handler_cancellation=, loop=, **kwargs)"]
+    missing += _missing_attributes(
+        "Server",
+        server,
+        {
+            "_kwargs": lambda value: value == {"max_line_size": 8190},
+            "_loop": lambda value: value is loop,
+            "request_handler": lambda value: value is _probe_handler,
+            "request_factory": callable,
+            "handler_cancellation": lambda value: value is False,
+        },
+    )
+    try:
+        connection = handler_class(server, loop=loop)
+        spare = handler_class(server, loop=loop)
+    except TypeError:
+        return [*missing, "RequestHandler(manager, loop=, **kwargs)"]
+    missing += _missing_attributes(
+        "RequestHandler",
+        connection,
+        {
+            "_loop": lambda value: value is loop,
+            "_max_msg_queue_size": lambda value: isinstance(value, int) and value > 0,
+            "_keepalive_timeout": lambda value: isinstance(value, int | float),
+            "_next_keepalive_close_time": lambda value: isinstance(value, int | float),
+            "transport": lambda value: value is None,
+            "writing_paused": lambda value: value is False,
+            "_parser": lambda value: (
+                callable(getattr(value, "feed_data", None)) and callable(getattr(value, "message_consumed", None))
+            ),
+        },
+    )
+    if missing:
+        return missing
+    return _missing_from_probe(connection, spare)
+
+
+def _missing_attributes(owner: str, instance: object, shapes: dict[str, Callable[[Any], bool]]) -> list[str]:
+    missing = []
+    for name, fits in shapes.items():
+        try:
+            value = getattr(instance, name)
+        except AttributeError:
+            missing.append(f"{owner}.{name}")
+            continue
+        if not fits(value):
+            missing.append(f"{owner}.{name} (unexpected shape)")
+    return missing
+
+
+def _missing_from_probe(connection: web.RequestHandler, spare: web.RequestHandler) -> list[str]:
+    """Feed one request through ``data_received`` and a malformed one to a parser."""
+    handler = cast(Any, connection)
+    recorder = _RecordingParser(handler._parser)
+    try:
+        handler._parser = recorder
+        connection.data_received(_PROBE_REQUEST)
+    except Exception:  # any failure of the probe means the internals changed
+        return ["RequestHandler.data_received (probe failed)"]
+    if len(recorder.results) != 1:
+        return ["RequestHandler.data_received -> _parser.feed_data"]
+    result = recorder.results[0]
+    if not (isinstance(result, tuple) and len(result) == 3):
+        return ["parser.feed_data -> (messages, upgraded, tail)"]
+    messages, upgraded, tail = result
+    if not (
+        isinstance(messages, Sequence)
+        and len(messages) == 1
+        and isinstance(messages[0][0], RawRequestMessage)
+        and messages[0][1] is EMPTY_PAYLOAD
+        and upgraded is False
+        and isinstance(tail, bytes)
+    ):
+        return ["parser.feed_data -> (messages, upgraded, tail)"]
+    try:
+        recorder.parser.message_consumed()
+        cast(Any, spare)._parser.feed_data(_PROBE_MALFORMED)
+    except HttpProcessingError:
+        return []
+    except Exception:
+        return ["parser.message_consumed / feed_data (probe failed)"]
+    return ["parser.feed_data raising HttpProcessingError for a malformed request"]
 
 
 class _AnsweringParser:
@@ -56,6 +238,9 @@ class HitServingRequestHandler(web.RequestHandler):
         self._responder = responder
         self._handed_on = 0
         """Requests given to aiohttp's queue and not yet answered."""
+        self._rejected = False
+        """The parser met a malformed request: aiohttp answers it with 400 and closes; nothing
+        after it is parsed."""
         parser = self._parser
         assert parser is not None
         self._real_parser = parser
@@ -63,6 +248,34 @@ class HitServingRequestHandler(web.RequestHandler):
 
     def parse(self, data: bytes) -> tuple[Parsed, bool, bytes]:
         """Parse ``data``; answer the leading plain hits; return the rest for aiohttp's queue.
+
+        ``data`` is fed one request head at a time, so that when the parser raises for a
+        malformed request, the requests before it are already parsed: they are answered or
+        handed on, followed by aiohttp's 400 entry, and the bytes after it are dropped.
+        """
+        if self._rejected:
+            return [], False, b""
+        handed_on: Parsed = []
+        position = 0
+        while True:
+            cut = data.find(_END_OF_HEAD, position)
+            end = len(data) if cut < 0 else cut + len(_END_OF_HEAD)
+            try:
+                messages, upgraded, tail = self._feed(data[position:end])
+            except HttpProcessingError as exc:
+                self._rejected = True
+                if not handed_on:
+                    raise  # aiohttp queues its 400 entry itself
+                return [*handed_on, (_ERROR_ENTRY(status=400, exc=exc, message=exc.message), EMPTY_PAYLOAD)], False, b""
+            handed_on += messages
+            position = end
+            if upgraded:
+                return handed_on, True, tail + data[position:]
+            if position >= len(data):
+                return handed_on, False, tail
+
+    def _feed(self, data: bytes) -> tuple[Parsed, bool, bytes]:
+        """Feed ``data`` to the parser; answer the leading plain hits; return the rest.
 
         The parser stops after emitting its queue limit of requests and keeps the rest of the
         bytes; aiohttp resumes it when its queue drains, but requests answered here never enter
@@ -122,9 +335,30 @@ class _HitServingServer(web.Server):
 
 class GatewayRunner(web.AppRunner):
     """``web.AppRunner`` for the gateway: plain cache hits are answered by the connection when
-    the app provides a ``HitResponder`` (``[server] fast_hit_path``, on by default)."""
+    the app provides a ``HitResponder`` (``[server] fast_hit_path``, on by default) and
+    ``internals_check`` finds every aiohttp internal in place; otherwise stock aiohttp serves."""
+
+    def __init__(
+        self, app: web.Application, *, internals_check: InternalsCheck = missing_internals, **kwargs: Any
+    ) -> None:
+        super().__init__(app, **kwargs)
+        self._internals_check = internals_check
+        self._missing: Sequence[str] = ()
+
+    async def setup(self) -> None:
+        self._missing = self._internals_check(asyncio.get_running_loop())
+        await super().setup()
+        answers_hits = isinstance(self.server, _HitServingServer)
+        if self._missing and self.app.get(HIT_RESPONDER) is not None:
+            logger.warning(
+                "fast hit path off: aiohttp internals missing (%s); every request takes the handler chain",
+                ", ".join(self._missing),
+            )
+        status = self.app.get(FAST_PATH_STATUS)
+        if status is not None:
+            status.set(1 if answers_hits else 0)
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
         responder = self.app.get(HIT_RESPONDER)
-        return server if responder is None else _HitServingServer(server, responder)
+        return server if responder is None or self._missing else _HitServingServer(server, responder)

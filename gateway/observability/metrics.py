@@ -74,6 +74,12 @@ class Metrics:
             registry=registry,
         )
         self.build_info.labels(version=__version__).set(1)
+        self.fast_path_enabled = Gauge(
+            f"{PREFIX}_fast_path_enabled",
+            "1 when connections answer plain cache hits themselves; 0 when every request takes the "
+            "handler chain ([server] fast_hit_path = false, or an aiohttp internal it needs is missing).",
+            registry=registry,
+        )
         # Known label values start at 0, so rate() and absent() work from the first scrape.
         for reason in COVER_REFRESH_REASONS:
             self.cover_refreshes.labels(reason=reason)

@@ -1,0 +1,181 @@
+"""The fast hit path fails closed (``gateway.fastpath.protocol``).
+
+If an aiohttp internal the connection relies on is missing, the gateway serves with stock
+aiohttp: every request through the handler chain, one warning naming what is missing, and
+``metastudio_gateway_fast_path_enabled`` at 0. A malformed request in a pipelined batch costs
+only itself and what follows it: the requests before it are answered, then a 400, then the
+connection closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from gateway.fastpath.protocol import FAST_PATH_STATUS, missing_internals
+from tests.api.conftest import ACME, Gateway, GatewayFactory
+from tests.api.test_hit_path import RawResponse, chain_responses, connect, http_request, read_response
+
+pytestmark = pytest.mark.asyncio
+
+HIT = "/v1/training-jobs?limit=5"
+MISS = "/v1/training-jobs?limit=6"
+ENABLED = "metastudio_gateway_fast_path_enabled"
+WAIT = 5.0
+"""Seconds any one read may take: nothing here may hang."""
+
+
+class HandlerWithoutQueueLimit(web.RequestHandler):
+    """aiohttp's connection as a later version might have it: no ``_max_msg_queue_size``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        del self._max_msg_queue_size
+
+
+class HandlerWithAnotherLogAccess(web.RequestHandler):
+    """A connection whose ``log_access`` takes other arguments."""
+
+    def log_access(self, request: web.BaseRequest, response: web.StreamResponse) -> None:  # type: ignore[override]
+        """Stands in for a changed signature."""
+
+
+class HandlerParsingElsewhere(web.RequestHandler):
+    """A connection whose ``data_received`` no longer goes through ``_parser.feed_data``."""
+
+    def data_received(self, data: bytes) -> None:
+        """Stands in for a parser moved out of the protocol."""
+
+
+class ServerWithoutKwargs(web.Server):
+    """A server that no longer keeps the handler arguments in ``_kwargs``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        del self._kwargs
+
+
+async def read_all(gateway: Gateway, payload: bytes, count: int) -> tuple[list[RawResponse], bytes]:
+    """Send ``payload`` in one write; read ``count`` responses, then whatever comes before EOF."""
+    reader, writer = await connect(gateway)
+    writer.write(payload)
+    try:
+        responses = [await asyncio.wait_for(read_response(reader), WAIT) for _ in range(count)]
+        rest = await asyncio.wait_for(reader.read(), WAIT)
+    finally:
+        writer.close()
+    return responses, rest
+
+
+async def still_serves(gateway: Gateway) -> None:
+    response = await asyncio.wait_for(gateway.client.get(HIT, headers=ACME), WAIT)
+    assert (response.status, response.headers["X-Cache"]) == (200, "HIT")
+
+
+MALFORMED = {
+    "bad-request-line": b"NOT AN HTTP REQUEST LINE\r\nHost: gateway.test\r\n\r\n",
+    "invalid-header": b"GET " + HIT.encode() + b" HTTP/1.1\r\nHost: gateway.test\r\nBad Header: x\r\n\r\n",
+    "9-kib-request-line": b"GET /v1/training-jobs?limit=" + b"5" * 9216 + b" HTTP/1.1\r\nHost: gateway.test\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("malformed", MALFORMED.values(), ids=MALFORMED.keys())
+async def test_hits_before_a_malformed_request_are_answered_then_400_and_close(
+    gateway: Gateway, malformed: bytes
+) -> None:
+    """Hit, hit, malformed, hit in one write: two hits in order, a 400, the connection closed,
+    the last hit unanswered; new connections are still served."""
+    await gateway.client.get(HIT, headers=ACME)
+    payload = http_request(HIT, X_Request_Id="one") + http_request(HIT, X_Request_Id="two")
+    payload += malformed + http_request(HIT, X_Request_Id="after")
+    responses, rest = await read_all(gateway, payload, 3)
+    assert [r.status for r in responses] == [200, 200, 400]
+    assert [r.headers.get("x-request-id") for r in responses[:2]] == ["one", "two"]
+    assert [r.headers["x-cache"] for r in responses[:2]] == ["HIT", "HIT"]
+    assert rest == b""
+    await still_serves(gateway)
+
+
+async def test_a_malformed_request_first_in_a_batch_gets_400_and_nothing_else(gateway: Gateway) -> None:
+    """Malformed, hit, hit in one write: one 400, then the connection closes."""
+    await gateway.client.get(HIT, headers=ACME)
+    payload = MALFORMED["bad-request-line"] + http_request(HIT) + http_request(HIT)
+    responses, rest = await read_all(gateway, payload, 1)
+    assert [r.status for r in responses] == [400]
+    assert rest == b""
+    await still_serves(gateway)
+
+
+async def test_a_request_handed_to_the_chain_before_a_malformed_one_is_answered_first(gateway: Gateway) -> None:
+    """Hit, miss, malformed, hit in one write: the hit, the miss (from the chain), a 400, closed."""
+    await gateway.client.get(HIT, headers=ACME)
+    payload = http_request(HIT, X_Request_Id="hit") + http_request(MISS, X_Request_Id="miss")
+    payload += MALFORMED["invalid-header"] + http_request(HIT, X_Request_Id="after")
+    responses, rest = await read_all(gateway, payload, 3)
+    assert [(r.status, r.headers.get("x-cache")) for r in responses] == [(200, "HIT"), (200, "MISS"), (400, None)]
+    assert [r.headers.get("x-request-id") for r in responses[:2]] == ["hit", "miss"]
+    assert rest == b""
+    await still_serves(gateway)
+
+
+async def test_with_every_internal_in_place_the_check_finds_nothing_missing() -> None:
+    """On the pinned aiohttp the start-up check passes, so the fast path is on."""
+    assert missing_internals(asyncio.get_running_loop()) == []
+
+
+@pytest.mark.parametrize(
+    ("classes", "named"),
+    [
+        ({"handler_class": HandlerWithoutQueueLimit}, "RequestHandler._max_msg_queue_size"),
+        ({"handler_class": HandlerWithAnotherLogAccess}, "RequestHandler.log_access(request, response, time)"),
+        ({"handler_class": HandlerParsingElsewhere}, "RequestHandler.data_received -> _parser.feed_data"),
+        ({"server_class": ServerWithoutKwargs}, "Server._kwargs"),
+    ],
+    ids=["queue-limit", "log-access", "data-received", "server-kwargs"],
+)
+async def test_the_check_names_each_missing_internal(classes: dict[str, Any], named: str) -> None:
+    """A class lacking an internal the connection relies on is reported by name."""
+    assert missing_internals(asyncio.get_running_loop(), **classes) == [named]
+
+
+async def test_a_missing_internal_leaves_hits_to_the_chain_with_one_warning_and_the_metric_at_0(
+    make_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With a stand-in aiohttp lacking ``_max_msg_queue_size``: hits are still served (by the
+    chain), one warning names the missing internal, and the gauge reads 0."""
+    caplog.set_level(logging.WARNING, logger="gateway.fastpath.protocol")
+
+    def check(loop: asyncio.AbstractEventLoop) -> list[str]:
+        return missing_internals(loop, handler_class=HandlerWithoutQueueLimit)
+
+    gateway = await make_gateway(runner_options={"internals_check": check})
+    await gateway.client.get(HIT, headers=ACME)
+    prepared = chain_responses(gateway)
+    responses, _ = await read_all(gateway, http_request(HIT) + http_request(HIT, Connection="close"), 2)
+    assert [(r.status, r.headers["x-cache"]) for r in responses] == [(200, "HIT"), (200, "HIT")]
+    assert prepared == [200, 200]
+    warnings = [r for r in caplog.records if r.name == "gateway.fastpath.protocol"]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+    assert "RequestHandler._max_msg_queue_size" in warnings[0].getMessage()
+    assert gateway.metric(ENABLED) == 0
+
+
+async def test_the_metric_reads_1_while_connections_answer_hits(gateway: Gateway) -> None:
+    """With every internal in place and the fast path on, the gauge reads 1."""
+    if FAST_PATH_STATUS not in gateway.app:
+        pytest.skip("until gateway/app.py sets app[FAST_PATH_STATUS] = metrics.fast_path_enabled")
+    assert gateway.metric(ENABLED) == 1
+
+
+async def test_switched_off_the_metric_reads_0_and_nothing_is_logged(
+    make_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``[server] fast_hit_path = false``: the gauge reads 0, and no warning is logged."""
+    caplog.set_level(logging.WARNING, logger="gateway.fastpath.protocol")
+    gateway = await make_gateway(fast_hit_path=False)
+    assert gateway.metric(ENABLED) == 0
+    assert [r for r in caplog.records if r.name == "gateway.fastpath.protocol"] == []
