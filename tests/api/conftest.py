@@ -11,7 +11,6 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from gateway.admission.api_keys import hash_key
@@ -43,13 +42,14 @@ TENANTS = (
 )
 ACME = {"Authorization": f"Bearer {ACME_KEY}"}
 GLOBEX = {"Authorization": f"Bearer {GLOBEX_KEY}"}
+register_secrets([SIM_AK, SIM_SK, ACME_KEY, GLOBEX_KEY])
 
 
 @dataclass
 class Gateway:
     """A running gateway, its simulator, clock, registry and captured access log."""
 
-    client: TestClient[Any, Any]
+    client: GatewayClient
     app: web.Application
     simulator: RunningSimulator
     clock: ManualClock
@@ -76,34 +76,73 @@ GatewayFactory = Callable[..., Awaitable[Gateway]]
 
 async def _record_response(request: web.Request, response: web.StreamResponse) -> None:
     body = response.body if isinstance(response, web.Response) and isinstance(response.body, bytes) else b""
-    record(f"{response.status} {dict(response.headers)}".encode() + b"\n" + body)
+    record(f"{response.status} {dict(response.headers)}".encode() + b"\n" + body, "response (handler chain)")
 
 
 def _recording_trace() -> aiohttp.TraceConfig:
-    """Records what the client receives: hits answered by the connection never reach
-    ``on_response_prepare``, so responses are also recorded on the client side."""
+    """Records what the client receives, body decoded: hits answered by the connection never
+    reach ``on_response_prepare``, and a gzip body says nothing there. The body is read here
+    (``read()`` keeps it for the test), so answers a test does not read are searched too."""
     trace = aiohttp.TraceConfig()
 
     async def on_end(_session: Any, _context: Any, params: aiohttp.TraceRequestEndParams) -> None:
-        record(f"{params.response.status} {dict(params.response.headers)}".encode())
-
-    async def on_chunk(_session: Any, _context: Any, params: aiohttp.TraceResponseChunkReceivedParams) -> None:
-        record(params.chunk)
+        response = params.response
+        head = f"{response.status} {dict(response.headers)}".encode()
+        try:
+            body = await response.read()
+        except aiohttp.ClientError:
+            body = b""
+        record(head + b"\n" + body)
 
     trace.on_request_end.append(on_end)
-    trace.on_response_chunk_received.append(on_chunk)
     return trace
 
 
-class GatewayTestServer(TestServer):
-    """``TestServer`` running the app as production does, with ``GatewayRunner``."""
+@dataclass(frozen=True)
+class Address:
+    host: str
+    port: int
+
+
+class GatewayClient:
+    """The app served as production serves it (``GatewayRunner``, no aiohttp access log) on a
+    loopback port, and a client session whose relative URLs go to it."""
 
     def __init__(self, app: web.Application, **runner_options: Any) -> None:
-        super().__init__(app)
-        self._runner_options = runner_options
+        self.runner = GatewayRunner(app, **{"access_log": None, **runner_options})
+        self.server = Address("127.0.0.1", 0)
+        self._session: aiohttp.ClientSession | None = None
 
-    async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
-        return GatewayRunner(self.app, **kwargs, **self._runner_options)
+    async def start_server(self) -> None:
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.server.host, 0)
+        await site.start()
+        self.server = Address(self.server.host, self.runner.addresses[0][1])
+        self._session = aiohttp.ClientSession(
+            base_url=f"http://{self.server.host}:{self.server.port}", trace_configs=[_recording_trace()]
+        )
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "start_server() first"
+        return self._session
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.session.request(method, path, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.session.get(path, **kwargs)
+
+    def head(self, path: str, **kwargs: Any) -> Any:
+        return self.session.head(path, **kwargs)
+
+    def options(self, path: str, **kwargs: Any) -> Any:
+        return self.session.options(path, **kwargs)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        await self.runner.cleanup()
 
 
 @pytest.fixture
@@ -182,9 +221,7 @@ async def make_gateway(clock: ManualClock) -> AsyncIterator[GatewayFactory]:
             chain_statuses.append(response.status)
 
         app.on_response_prepare.append(note_status)
-        client: TestClient[Any, Any] = TestClient(
-            GatewayTestServer(app, **(runner_options or {})), trace_configs=[_recording_trace()]
-        )
+        client = GatewayClient(app, **(runner_options or {}))
         await client.start_server()
         stack.append(client)
         gateway = Gateway(client, app, simulator, clock, registry, log, encoded, chain_statuses)
@@ -193,9 +230,9 @@ async def make_gateway(clock: ManualClock) -> AsyncIterator[GatewayFactory]:
 
     yield build
     for gateway in built:
-        record(gateway.log.getvalue())
+        record(gateway.log.getvalue(), "access log")
     for resource in reversed(stack):
-        if isinstance(resource, TestClient):
+        if isinstance(resource, GatewayClient):
             await resource.close()
         else:
             await resource.__aexit__(None, None, None)
