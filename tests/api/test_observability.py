@@ -21,6 +21,7 @@ async def _traffic(gateway: Gateway) -> None:
     await gateway.client.get("/no/such/path/12345")
 
 
+@pytest.mark.prometheus
 async def test_metrics_pass_promtool(gateway: Gateway) -> None:
     """/metrics is Prometheus text that `promtool check metrics` accepts."""
     await _traffic(gateway)

@@ -25,6 +25,8 @@ from playwright.async_api import Browser, Page, Request, async_playwright
 
 from tests.live import LiveGateway, live_gateway
 
+pytestmark = pytest.mark.browser
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
     "--headless",

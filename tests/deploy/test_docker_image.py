@@ -36,6 +36,8 @@ import pytest
 from gateway.admission.api_keys import hash_key
 from tests.deploy import DOCKERFILE, REPO, base_images
 
+pytestmark = pytest.mark.docker
+
 AK = "image-test-ak"
 SK = "image-test-sk-never-logged"
 API_KEY = "image-test-acme-key"

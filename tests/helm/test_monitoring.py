@@ -34,12 +34,14 @@ def _dashboard_exprs() -> list[str]:
     return [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
 
 
+@pytest.mark.prometheus
 def test_promtool_check_rules_passes() -> None:
     """`promtool check rules files/alerts.yaml` passes."""
     result = _promtool("check", "rules", str(ALERTS))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.prometheus
 def test_promtool_unit_tests_pass() -> None:
     """The alert unit tests pass: alerts fire on synthetic trouble and stay quiet on healthy series."""
     result = _promtool("test", "rules", str(ALERT_TESTS))
@@ -101,6 +103,7 @@ def test_service_monitor_scrapes_metrics_on_http(full_docs: list[dict[str, Any]]
     assert "metastudio-gateway" in service["metadata"]["labels"][monitor["spec"]["jobLabel"]]
 
 
+@pytest.mark.prometheus
 def test_prometheus_rule_ships_the_alerts_file(full_docs: list[dict[str, Any]], tmp_path: Path) -> None:
     """The PrometheusRule holds files/alerts.yaml's groups, with ruleLabels added, and promtool accepts it."""
     rule = find(full_docs, "PrometheusRule")
@@ -155,6 +158,7 @@ def test_dashboard_uses_only_metrics_the_gateway_exports(metric_names: set[str])
     assert wanted <= used, wanted - used
 
 
+@pytest.mark.prometheus
 def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
     """Every dashboard query parses as PromQL (checked by promtool, Grafana variables filled in)."""
     rules = []

@@ -25,6 +25,8 @@ from gateway import __version__
 from tests.live import LiveGateway, free_port, live_gateway
 from tests.stack import stop_process
 
+pytestmark = pytest.mark.prometheus
+
 JOB = "metastudio-gateway"
 WAIT_SECONDS = 30.0
 # Made before Prometheus starts: a miss, a hit of the same list, another list (a miss).
