@@ -15,19 +15,23 @@ from prometheus_client import CollectorRegistry
 
 from gateway import __version__
 from gateway.admission.api_keys import TenantDirectory
+from gateway.admission.gate import Admission
 from gateway.admission.rate_limit import TenantRateLimiter, tenant_limits
-from gateway.cache.store import ResponseCache
+from gateway.cache.backoff import KeyBackoff
+from gateway.cache.cover_links import LocalCoverLinks
+from gateway.cache.single_flight import LocalSingleFlight
+from gateway.cache.store import LocalEntryStore
 from gateway.clock import Clock, SystemClock
 from gateway.config.settings import Settings
 from gateway.credentials.static import CredentialSource
-from gateway.fastpath.hits import JOB_ROUTE, LIST_ROUTE, HitResponder
-from gateway.fastpath.protocol import HIT_RESPONDER
+from gateway.fastpath.hits import HitResponder
+from gateway.fastpath.protocol import FAST_PATH_STATUS, HIT_RESPONDER
 from gateway.jobs.query import ParsedQueries
 from gateway.jobs.service import TrainingJobService
 from gateway.observability.accesslog import AccessLog
 from gateway.observability.metrics import Metrics
 from gateway.upstream.client import MetaStudioClient
-from gateway.web.appkeys import CORS, LIFECYCLE, RATE_LIMITER, REGISTRY, SERVICE, TENANTS, Lifecycle
+from gateway.web.appkeys import ADMISSION, CORS, LIFECYCLE, REGISTRY, SERVICE, Lifecycle
 from gateway.web.cors import CorsPolicy
 from gateway.web.handlers import (
     JobHandlers,
@@ -39,8 +43,9 @@ from gateway.web.handlers import (
     prometheus_metrics,
     readyz,
 )
-from gateway.web.observe import UNMATCHED_ROUTE, make_observer
-from gateway.web.request_ids import RequestIds
+from gateway.web.observe import make_observer
+from gateway.web.routes import COVER_ROUTE, JOB_ROUTE, LIST_ROUTE, UNMATCHED_ROUTE
+from gateway.web.tail import ResponseTail
 
 # aiohttp's own parser limits: a backstop above the middleware's limits, which answer in JSON.
 MAX_LINE_SIZE = 8190
@@ -61,20 +66,24 @@ def create_app(
     clock = clock or SystemClock()
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry)
-    cache = ResponseCache(max_bytes=settings.cache.max_bytes, clock=clock)
-    metrics.cache_entries.set_function(lambda: cache.entry_count)
-    metrics.cache_bytes.set_function(lambda: cache.byte_count)
-    metrics.cover_earliest_expiry.set_function(lambda: cache.earliest_cover_expiry() or 0.0)
+    store = LocalEntryStore(max_bytes=settings.cache.max_bytes, clock=clock)
+    flights = LocalSingleFlight(store)
+    metrics.cache_entries.set_function(lambda: store.entry_count)
+    metrics.cache_bytes.set_function(lambda: store.byte_count)
+    metrics.cover_earliest_expiry.set_function(lambda: store.earliest_cover_expiry() or 0.0)
     access_log = AccessLog(log_stream or sys.stdout.buffer, flush_interval=log_flush_interval)
     cors = CorsPolicy(settings.cors.allowed_origins, settings.cors.max_age_seconds)
 
     app = web.Application(handler_args={"max_line_size": MAX_LINE_SIZE, "max_field_size": MAX_FIELD_SIZE})
-    request_ids = RequestIds()
-    observe = make_observer(metrics, access_log, cors, request_ids)
+    tail = ResponseTail(cors=cors, stats=metrics.requests, access_log=access_log)
+    observe = make_observer(tail, access_log)
     queries = ParsedQueries()
-    tenants = app[TENANTS] = TenantDirectory(settings.tenants)
-    rate_limiter = app[RATE_LIMITER] = TenantRateLimiter(tenant_limits(settings.tenants, settings.rate_limit), clock)
+    admission = app[ADMISSION] = Admission(
+        TenantDirectory(settings.tenants),
+        TenantRateLimiter(tenant_limits(settings.tenants, settings.rate_limit), clock),
+    )
     app[REGISTRY] = registry
+    app[FAST_PATH_STATUS] = metrics.fast_path_enabled
     app[LIFECYCLE] = Lifecycle()
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
@@ -102,24 +111,29 @@ def create_app(
                     client.breaker(tenant.app_user_id).state_value
                 )
             service = app[SERVICE] = TrainingJobService(
-                client=client, cache=cache, settings=settings, clock=clock, metrics=metrics, encode=encode
+                client=client,
+                store=store,
+                flights=flights,
+                backoff=KeyBackoff(clock),
+                cover_links=LocalCoverLinks(),
+                settings=settings,
+                clock=clock,
+                metrics=metrics,
+                encode=encode,
             )
             if settings.server.fast_hit_path:
                 app[HIT_RESPONDER] = HitResponder(
                     service=service,
-                    tenants=tenants,
-                    rate_limiter=rate_limiter,
+                    admission=admission,
                     queries=queries,
-                    cors=cors,
-                    request_ids=request_ids,
-                    metrics=metrics,
+                    tail=tail,
                     access_log=access_log,
                     clock=clock,
                 )
             app[LIFECYCLE].ready = True
             yield
             app[LIFECYCLE].ready = False
-            await cache.close()
+            await flights.close()
 
     async def access_log_flusher(_app: web.Application) -> AsyncIterator[None]:
         if access_log.flush_interval <= 0:
@@ -143,7 +157,7 @@ def create_app(
     for path, handler in (
         (LIST_ROUTE, jobs.list_jobs),
         (JOB_ROUTE, jobs.get_job),
-        (f"{JOB_ROUTE}/cover", jobs.cover),
+        (COVER_ROUTE, jobs.cover),
         ("/healthz", healthz),
         ("/readyz", readyz),
         ("/metrics", prometheus_metrics),

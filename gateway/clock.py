@@ -25,13 +25,21 @@ class SystemClock:
 
 
 class ManualClock:
-    """A clock that stands still until ``advance`` or ``set`` moves it."""
+    """A clock that stands still until ``advance`` or ``set`` moves it (a test double)."""
 
     def __init__(self, start: float = 1_700_000_000.0) -> None:
         self._now = start
+        self._failure: Exception | None = None
 
     def now(self) -> float:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
         return self._now
+
+    def fail_next_reading(self, error: Exception) -> None:
+        """Make the next ``now`` raise ``error`` (once): a fault in whatever reads the clock next."""
+        self._failure = error
 
     def advance(self, seconds: float) -> None:
         self._now += seconds

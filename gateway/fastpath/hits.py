@@ -8,11 +8,12 @@ one) and returns the response bytes, or ``None`` to send the request through the
 
 It answers only a plain hit: GET or HEAD over keep-alive HTTP/1.1 within the size limits; the
 list route with a query string the chain has already validated, or one job with no query; a
-known API key; a fresh entry with no re-fetch due; the tenant within its rate limit. Anything
-else (errors, misses, stale answers, the refresh-ahead window, CORS preflight) takes the chain,
-which decides afresh. Nothing is counted or consumed before the answer is certain, so a request
-handed on is not counted twice. What is sent matches the chain's answer: the same
-``represent`` headers, request id, CORS headers, metrics and access-log line.
+caller the admission seam knows; a fresh entry with no re-fetch due; the tenant within its
+rate limit. Anything else (errors, misses, stale answers, the refresh-ahead window, CORS
+preflight) takes the chain, which decides afresh. Nothing is counted or consumed before the
+answer is certain, so a request handed on is not counted twice. What is sent matches the
+chain's answer because both paths call the same code: ``Admission`` (who, and may they pass),
+``represent`` (status, headers, body) and ``ResponseTail`` (request id, CORS, counters, log).
 """
 
 from __future__ import annotations
@@ -22,24 +23,19 @@ from email.utils import formatdate
 
 from aiohttp.http import SERVER_SOFTWARE, HttpVersion11, RawRequestMessage
 
-from gateway.admission.api_keys import TenantDirectory
-from gateway.admission.rate_limit import TenantRateLimiter
+from gateway.admission.gate import Admission
 from gateway.admission.request_limits import check_size
-from gateway.cache.store import CacheEntry
+from gateway.cache.entry import CacheEntry
 from gateway.clock import Clock
-from gateway.errors import InvalidParameter
+from gateway.errors import GatewayError
 from gateway.jobs.query import ParsedQueries, is_job_id
 from gateway.jobs.service import TrainingJobService
-from gateway.observability.accesslog import AccessLog, access_record, exception_record
-from gateway.observability.metrics import Metrics
+from gateway.observability.accesslog import AccessLog, exception_record
 from gateway.tenant import Tenant
-from gateway.web.cors import CorsPolicy
 from gateway.web.representation import represent
-from gateway.web.request_ids import RequestIds
+from gateway.web.routes import JOB_PREFIX, JOB_ROUTE, LIST_ROUTE
+from gateway.web.tail import ResponseTail
 
-LIST_ROUTE = "/v1/training-jobs"
-JOB_ROUTE = "/v1/training-jobs/{job_id}"
-_JOB_PREFIX = "/v1/training-jobs/"
 _METHODS = frozenset({"GET", "HEAD"})
 _STATUS_LINES = {200: "HTTP/1.1 200 OK\r\n", 304: "HTTP/1.1 304 Not Modified\r\n"}
 
@@ -68,22 +64,16 @@ class HitResponder:
         self,
         *,
         service: TrainingJobService,
-        tenants: TenantDirectory,
-        rate_limiter: TenantRateLimiter,
+        admission: Admission,
         queries: ParsedQueries,
-        cors: CorsPolicy,
-        request_ids: RequestIds,
-        metrics: Metrics,
+        tail: ResponseTail,
         access_log: AccessLog,
         clock: Clock,
     ) -> None:
         self._service = service
-        self._tenants = tenants
-        self._rate_limiter = rate_limiter
+        self._admission = admission
         self._queries = queries
-        self._cors = cors
-        self._request_ids = request_ids
-        self._stats = metrics.requests
+        self._tail = tail
         self._access_log = access_log
         self._clock = clock
         self._date = _HttpDate()
@@ -104,7 +94,7 @@ class HitResponder:
         if method not in _METHODS or message.version != HttpVersion11 or message.should_close or message.upgrade:
             return None
         headers = message.headers
-        tenant = self._tenants.find(headers.get("Authorization"))
+        tenant = self._admission.caller(headers.get("Authorization"))
         if tenant is None:
             return None
         target = message.path
@@ -115,26 +105,31 @@ class HitResponder:
             return None
         try:
             check_size(target, message.raw_headers)
-        except InvalidParameter:
+        except GatewayError:
             return None
-        if self._rate_limiter.retry_after(tenant.id):
+        if self._admission.retry_after(tenant):
             return None
         # From here on the request is answered here.
         self._service.count_hit(entry, now)
         answer = represent(entry, "hit", now, headers.get("Accept-Encoding"), headers.get("If-None-Match"))
-        request_id = self._request_ids.of(headers.get("X-Request-Id"))
         response_headers = answer.headers
-        response_headers["X-Request-Id"] = request_id
-        self._cors.decorate(headers.get("Origin"), response_headers)
+        self._tail.finish(
+            response_headers,
+            request_id=self._tail.request_id(headers.get("X-Request-Id")),
+            origin=headers.get("Origin"),
+            route=route,
+            method=method,
+            status=answer.status,
+            tenant=tenant.id,
+            cache="hit",
+            seconds=time.perf_counter() - started,
+        )
         lines = [_STATUS_LINES[answer.status]]
         lines.extend(f"{name}: {value}\r\n" for name, value in response_headers.items())
         if answer.body is not None:
             lines.append(f"Content-Length: {len(answer.body)}\r\n")
         lines.append(f"Date: {self._date.now()}\r\n")
         lines.append(self._trailer)
-        elapsed = time.perf_counter() - started
-        self._stats.request(route, method, str(answer.status), tenant.id, elapsed)
-        self._access_log.write(access_record(request_id, tenant.id, method, route, answer.status, "hit", elapsed))
         return "".join(lines).encode("latin-1"), None if method == "HEAD" else answer.body
 
     def _plain_hit(self, tenant: Tenant, path: str, raw_query: str, now: float) -> tuple[str, CacheEntry | None]:
@@ -142,6 +137,6 @@ class HitResponder:
         if path == LIST_ROUTE:
             query = self._queries.known(raw_query)
             return LIST_ROUTE, None if query is None else self._service.list_hit(tenant, query, now)
-        if path.startswith(_JOB_PREFIX) and not raw_query and is_job_id(job_id := path[len(_JOB_PREFIX) :]):
+        if path.startswith(JOB_PREFIX) and not raw_query and is_job_id(job_id := path[len(JOB_PREFIX) :]):
             return JOB_ROUTE, self._service.job_hit(tenant, job_id, now)
         return "", None

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cachetools import LRUCache
-
-from gateway.cache.backoff import KeyBackoff
-from gateway.cache.store import CacheEntry, CoverLink, ResponseCache
+from gateway.cache.entry import CacheEntry, CoverLink
+from gateway.cache.freshness import Freshness, freshness
+from gateway.cache.keys import CacheKey, job_key, list_key
+from gateway.cache.protocols import Backoff, CoverLinks, EntryStore, Loader, SingleFlight
 from gateway.clock import Clock
 from gateway.config.settings import Settings
 from gateway.errors import NotFound, UpstreamError, UpstreamRejected
@@ -30,9 +30,7 @@ from gateway.upstream.client import MetaStudioClient
 from gateway.upstream.query import UpstreamQuery
 
 Encoder = Callable[[Any], bytes]
-REFRESH_AHEAD_FRACTION = 0.1
 GZIP_MIN_BYTES = 1024
-COVER_INDEX_SIZE = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +39,6 @@ class Served:
 
     entry: CacheEntry
     result: str
-
-
-def _refresh_due(entry: CacheEntry, now: float) -> bool:
-    """Whether a fresh entry is in the last tenth of its life, when a hit starts a re-fetch."""
-    return entry.fresh_until - now < (entry.fresh_until - entry.fetched_at) * REFRESH_AHEAD_FRACTION
 
 
 def etag_of(body: bytes) -> str:
@@ -60,14 +53,20 @@ class TrainingJobService:
         self,
         *,
         client: MetaStudioClient,
-        cache: ResponseCache,
+        store: EntryStore,
+        flights: SingleFlight,
+        backoff: Backoff,
+        cover_links: CoverLinks,
         settings: Settings,
         clock: Clock,
         metrics: Metrics,
         encode: Encoder,
     ) -> None:
         self._client = client
-        self._cache = cache
+        self._store = store
+        self._flights = flights
+        self._backoff = backoff
+        self._cover_links = cover_links
         self._clock = clock
         self._metrics = metrics
         self._encode = encode
@@ -75,31 +74,29 @@ class TrainingJobService:
         self._margin = settings.covers.refresh_margin_seconds
         self._stale_if_error = settings.cache.stale_if_error_seconds
         self._stale_while_revalidate = settings.cache.stale_while_revalidate_seconds
-        self._backoff = KeyBackoff(clock)
-        self._cover_index: LRUCache[tuple[str, str], CoverLink] = LRUCache(maxsize=COVER_INDEX_SIZE)
 
     async def list_jobs(self, tenant: Tenant, query: UpstreamQuery) -> Served:
         """A page of the tenant's jobs for a validated query."""
         if matches_nothing(query):
             return self._empty_page(tenant, query)
-        return await self._serve((tenant.id, "list", query), lambda: self._load_list(tenant, query))
+        return await self._serve(list_key(tenant.id, query), lambda: self._load_list(tenant, query))
 
     async def get_job(self, tenant: Tenant, job_id: str) -> Served:
         """One of the tenant's jobs; ``NotFound`` if the tenant has no such job."""
-        return await self._serve((tenant.id, "job", job_id), lambda: self._load_job(tenant, job_id))
+        return await self._serve(job_key(tenant.id, job_id), lambda: self._load_job(tenant, job_id))
 
     async def cover_location(self, tenant: Tenant, job_id: str) -> str:
         """A cover URL for the job valid for at least the refresh margin, re-fetched if needed."""
         now = self._clock.now()
-        link = self._cover_index.get((tenant.id, job_id))
+        link = self._cover_links.get(tenant.id, job_id)
         if link is None or not is_servable(link.expires_at, now, self._margin):
-            key = (tenant.id, "job", job_id)
+            key = job_key(tenant.id, job_id)
             blocked = self._backoff.blocked(key)
             if blocked is not None:
                 raise blocked
             self._metrics.cover_refreshes.labels(reason="cover_request").inc()
             loader = self._remembering_failures(key, lambda: self._load_job(tenant, job_id))
-            entry, _ = await self._cache.load(key, loader)
+            entry, _ = await self._flights.load(key, loader)
             link = entry.covers.get(job_id)
             if link is None:
                 raise NotFound("this job has no cover")
@@ -110,37 +107,37 @@ class TrainingJobService:
     def list_hit(self, tenant: Tenant, query: UpstreamQuery, now: float) -> CacheEntry | None:
         """The cached page if it can be served as a plain hit at ``now`` (fresh, no re-fetch
         due), else ``None``; nothing is counted until ``count_hit``."""
-        return self._plain_hit((tenant.id, "list", query), now)
+        return self._plain_hit(list_key(tenant.id, query), now)
 
     def job_hit(self, tenant: Tenant, job_id: str, now: float) -> CacheEntry | None:
         """Like ``list_hit``, for one job."""
-        return self._plain_hit((tenant.id, "job", job_id), now)
+        return self._plain_hit(job_key(tenant.id, job_id), now)
 
     def count_hit(self, entry: CacheEntry, now: float) -> None:
         """Count a plain hit that was served (see ``list_hit``)."""
         self._count(entry, "hit", now)
 
-    def _plain_hit(self, key: Hashable, now: float) -> CacheEntry | None:
-        entry = self._cache.get(key)
-        return entry if entry is not None and now < entry.fresh_until and not _refresh_due(entry, now) else None
+    def _plain_hit(self, key: CacheKey, now: float) -> CacheEntry | None:
+        entry = self._store.get(key)
+        return entry if freshness(entry, now, self._stale_while_revalidate) is Freshness.FRESH else None
 
-    async def _serve(self, key: Hashable, loader: Callable[[], Awaitable[CacheEntry]]) -> Served:
-        entry = self._cache.get(key)
+    async def _serve(self, key: CacheKey, loader: Loader) -> Served:
+        entry = self._store.get(key)
         now = self._clock.now()
-        if entry is not None and now < entry.fresh_until:
-            if _refresh_due(entry, now):
+        state = freshness(entry, now, self._stale_while_revalidate)
+        if state is Freshness.MISS:
+            entry = None
+        elif entry is not None and state is not Freshness.STALE_IF_ERROR:
+            if state is not Freshness.FRESH:  # refresh-ahead or stale-while-revalidate
                 self._refresh_in_background(key, entry, loader)
-            return self._served(entry, "hit", now)
-        if entry is not None and now < entry.fresh_until + self._stale_while_revalidate:
-            self._refresh_in_background(key, entry, loader)
-            return self._served(entry, "stale", now)
+            return self._served(entry, "stale" if state is Freshness.STALE_WHILE_REVALIDATE else "hit", now)
         blocked = self._backoff.blocked(key)
         if blocked is not None:
             if entry is not None:
                 return self._served(entry, "stale", now)
             raise blocked
         try:
-            entry, joined = await self._cache.load(key, self._remembering_failures(key, loader))
+            entry, joined = await self._flights.load(key, self._remembering_failures(key, loader))
         except UpstreamError:
             if entry is not None:  # stale-if-error: kept entries never hold a dying cover link
                 return self._served(entry, "stale", self._clock.now())
@@ -156,9 +153,7 @@ class TrainingJobService:
         if entry.earliest_cover_expiry is not None and not is_servable(entry.earliest_cover_expiry, now, self._margin):
             self._metrics.expired_covers_served.inc()
 
-    def _remembering_failures(
-        self, key: Hashable, loader: Callable[[], Awaitable[CacheEntry]]
-    ) -> Callable[[], Awaitable[CacheEntry]]:
+    def _remembering_failures(self, key: CacheKey, loader: Loader) -> Loader:
         async def load() -> CacheEntry:
             try:
                 entry = await loader()
@@ -170,14 +165,12 @@ class TrainingJobService:
 
         return load
 
-    def _refresh_in_background(
-        self, key: Hashable, entry: CacheEntry, loader: Callable[[], Awaitable[CacheEntry]]
-    ) -> None:
-        if self._cache.is_loading(key) or self._backoff.blocked(key) is not None:
+    def _refresh_in_background(self, key: CacheKey, entry: CacheEntry, loader: Loader) -> None:
+        if self._flights.is_loading(key) or self._backoff.blocked(key) is not None:
             return
         if entry.earliest_cover_expiry is not None and entry.fresh_until < entry.fetched_at + self._ttl:
             self._metrics.cover_refreshes.labels(reason="cover_expiring").inc()
-        self._cache.refresh_in_background(key, self._remembering_failures(key, loader))
+        self._flights.refresh_in_background(key, self._remembering_failures(key, loader))
 
     async def _load_list(self, tenant: Tenant, query: UpstreamQuery) -> CacheEntry:
         raw, fetched_at = await self._client.list_jobs(tenant.app_user_id, query)
@@ -206,8 +199,7 @@ class TrainingJobService:
         # An exact-size copy: orjson returns its growth buffer (up to twice the length) as the
         # bytes object, and an entry may live for hours; the bound counts what is really held.
         body = memoryview(body).tobytes()
-        for job_id, link in covers.items():
-            self._cover_index[(tenant.id, job_id)] = link
+        self._cover_links.remember(tenant.id, covers)
         # Links already inside the margin were withheld from the body: they do not bound its life.
         earliest_cover = earliest(
             link.expires_at for link in covers.values() if is_servable(link.expires_at, fetched_at, self._margin)

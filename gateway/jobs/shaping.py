@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from gateway.cache.store import CoverLink
+from gateway.cache.entry import CoverLink
 from gateway.clock import rfc3339
 from gateway.errors import UpstreamRejected
 from gateway.jobs.covers import cover_expiry, is_servable

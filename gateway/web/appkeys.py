@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from gateway.admission.api_keys import TenantDirectory
-from gateway.admission.rate_limit import TenantRateLimiter
+from gateway.admission.gate import Admission
 from gateway.jobs.service import TrainingJobService
 from gateway.observability.accesslog import RequestContext
 from gateway.web.cors import CorsPolicy
@@ -22,8 +21,7 @@ class Lifecycle:
 
 
 SERVICE = web.AppKey("service", TrainingJobService)
-TENANTS = web.AppKey("tenants", TenantDirectory)
-RATE_LIMITER = web.AppKey("rate_limiter", TenantRateLimiter)
+ADMISSION = web.AppKey("admission", Admission)
 CORS = web.AppKey("cors", CorsPolicy)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)

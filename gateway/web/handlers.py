@@ -8,12 +8,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.clock import Clock
-from gateway.errors import InvalidParameter, MethodNotAllowed, NotFound, RateLimited
+from gateway.errors import InvalidParameter, MethodNotAllowed, NotFound
 from gateway.jobs.query import ParsedQueries, check_job_id
 from gateway.jobs.service import Served
 from gateway.tenant import Tenant
 from gateway.upstream.query import UpstreamQuery
-from gateway.web.appkeys import CORS, LIFECYCLE, RATE_LIMITER, REGISTRY, REQUEST_CONTEXT, SERVICE, TENANTS
+from gateway.web.appkeys import ADMISSION, CORS, LIFECYCLE, REGISTRY, REQUEST_CONTEXT, SERVICE
 from gateway.web.observe import ALLOWED_METHODS
 from gateway.web.representation import represent
 
@@ -21,12 +21,11 @@ OPENAPI_SPEC = files("gateway").joinpath("openapi.yaml")
 
 
 def _tenant(request: web.Request) -> Tenant:
-    """The authenticated tenant, if within its rate limit."""
-    tenant = request.app[TENANTS].authenticate(request.headers.get("Authorization"))
+    """The authenticated tenant, if within its rate limit (the same seam the fast path uses)."""
+    admission = request.app[ADMISSION]
+    tenant = admission.authenticate(request.headers.get("Authorization"))
     request[REQUEST_CONTEXT].tenant = tenant.id
-    retry_after = request.app[RATE_LIMITER].retry_after(tenant.id)
-    if retry_after:
-        raise RateLimited(retry_after)
+    admission.pass_now(tenant)
     return tenant
 
 

@@ -15,15 +15,19 @@ import orjson
 from aiohttp import web
 
 from gateway.admission.request_limits import check_size
-from gateway.errors import GatewayError, InvalidParameter, InvalidRequest, MethodNotAllowed, RateLimited, Unauthenticated
-from gateway.observability.accesslog import CURRENT_REQUEST, AccessLog, RequestContext, access_record, exception_record
-from gateway.observability.metrics import Metrics
+from gateway.errors import (
+    GatewayError,
+    InvalidParameter,
+    InvalidRequest,
+    MethodNotAllowed,
+    RateLimited,
+    Unauthenticated,
+)
+from gateway.observability.accesslog import CURRENT_REQUEST, AccessLog, RequestContext, exception_record
 from gateway.web.appkeys import REQUEST_CONTEXT
-from gateway.web.cors import CorsPolicy
-from gateway.web.request_ids import RequestIds
+from gateway.web.tail import ResponseTail
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-UNMATCHED_ROUTE = "unmatched"
 ALLOWED_METHODS = "GET, HEAD, OPTIONS"
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
@@ -60,15 +64,14 @@ def method_label(method: str) -> str:
     return method if method in _KNOWN_METHODS else "OTHER"
 
 
-def make_observer(
-    metrics: Metrics, access_log: AccessLog, cors: CorsPolicy, request_ids: RequestIds
-) -> Callable[[str, Handler], Handler]:
-    """Build ``observe(route, handler)``: the handler, with ids, checks, errors, CORS, counts and logs."""
+def make_observer(tail: ResponseTail, access_log: AccessLog) -> Callable[[str, Handler], Handler]:
+    """Build ``observe(route, handler)``: the handler, with checks, errors as the envelope, and
+    the response tail (request id, CORS, counters, log line) shared with the fast path."""
 
     def observe(route: str, handler: Handler) -> Handler:
         async def observed(request: web.Request) -> web.StreamResponse:
             started = time.perf_counter()
-            request_id = request_ids.of(request.headers.get("X-Request-Id"))
+            request_id = tail.request_id(request.headers.get("X-Request-Id"))
             context = request[REQUEST_CONTEXT] = RequestContext(request_id)
             CURRENT_REQUEST.set(context)
             response: web.StreamResponse
@@ -84,17 +87,18 @@ def make_observer(
             except Exception as exc:
                 access_log.write(exception_record(exc, request_id=request_id))
                 response = error_response(GatewayError(), request_id)
-            response.headers["X-Request-Id"] = request_id
-            cors.decorate(request.headers.get("Origin"), response.headers)
-            elapsed = time.perf_counter() - started
-            method = method_label(request.method)
-            metrics.requests.request(route, method, str(response.status), context.tenant, elapsed)
-            record = access_record(request_id, context.tenant, method, route, response.status, context.cache, elapsed)
-            if context.attempts:
-                record["upstream_status"] = context.attempts[-1][0]
-                record["upstream_duration_ms"] = round(sum(s for _, s in context.attempts) * 1000, 3)
-                record["upstream_attempts"] = len(context.attempts)
-            access_log.write(record)
+            tail.finish(
+                response.headers,
+                request_id=request_id,
+                origin=request.headers.get("Origin"),
+                route=route,
+                method=method_label(request.method),
+                status=response.status,
+                tenant=context.tenant,
+                cache=context.cache,
+                seconds=time.perf_counter() - started,
+                attempts=context.attempts,
+            )
             return response
 
         return observed

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.cache.store import CacheEntry
+from gateway.cache.entry import CacheEntry
 
 X_CACHE = {"hit": "HIT", "miss": "MISS", "coalesced": "MISS", "stale": "STALE"}
 VARY = "Authorization, Accept-Encoding"

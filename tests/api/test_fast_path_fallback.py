@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from gateway.fastpath.protocol import FAST_PATH_STATUS, missing_internals
+from gateway.fastpath.protocol import missing_internals
 from tests.api.conftest import ACME, Gateway, GatewayFactory
 from tests.api.test_hit_path import RawResponse, chain_responses, connect, http_request, read_response
 
@@ -166,8 +166,6 @@ async def test_a_missing_internal_leaves_hits_to_the_chain_with_one_warning_and_
 
 async def test_the_metric_reads_1_while_connections_answer_hits(gateway: Gateway) -> None:
     """With every internal in place and the fast path on, the gauge reads 1."""
-    if FAST_PATH_STATUS not in gateway.app:
-        pytest.skip("until gateway/app.py sets app[FAST_PATH_STATUS] = metrics.fast_path_enabled")
     assert gateway.metric(ENABLED) == 1
 
 

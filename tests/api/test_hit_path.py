@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from gateway.config.settings import RateLimitSettings
-from gateway.fastpath.hits import HitResponder
 from gateway.simulator.faults import Fault
 from tests.api.conftest import ACME, ACME_KEY, Gateway, GatewayFactory
 from tests.leaks import record
@@ -271,22 +270,20 @@ async def test_a_hit_due_for_refresh_or_stale_goes_to_the_chain(make_gateway: Ga
     assert (bad_key.status, bad_query.status) == (401, 400)
 
 
-async def test_a_failure_while_answering_hands_the_request_on(
-    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """If deciding a hit raises (a bug), the request is not lost: the chain answers it and the
-    log names the exception's type and place only."""
+async def test_a_failure_while_answering_hands_the_request_on(gateway: Gateway) -> None:
+    """If deciding a hit raises (here the clock, the first thing the fast path reads after the
+    caller), the request is not lost: the chain answers it and the log names the exception's
+    type and place only."""
     await gateway.client.get("/v1/training-jobs?limit=5", headers=ACME)
-
-    def broken(*_args: object) -> None:
-        raise RuntimeError("secret detail that must not be logged")
-
-    monkeypatch.setattr(HitResponder, "_plain_hit", broken)
+    prepared = chain_responses(gateway)
+    gateway.clock.fail_next_reading(RuntimeError("secret detail that must not be logged"))
     response = await gateway.client.get("/v1/training-jobs?limit=5", headers=ACME)
     assert response.status == 200
     assert response.headers["X-Cache"] == "HIT"
+    assert prepared == [200]  # answered by the chain
     event = next(r for r in gateway.log_records() if r.get("event") == "unhandled_exception")
     assert event["error"] == "RuntimeError"
+    assert event["where"].split(":")[0].endswith("clock.py")
     assert "secret detail" not in str(event)
 
 

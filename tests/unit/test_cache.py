@@ -1,4 +1,5 @@
-"""The response cache on its own: per-entry expiry, the byte bound, single-flight loading."""
+"""The cache room on its own: per-entry expiry, the byte bound, single-flight loading, the
+freshness rule and the key schema."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import asyncio
 
 import pytest
 
-from gateway.cache.store import CacheEntry, ResponseCache
+from gateway.cache.entry import CacheEntry
+from gateway.cache.freshness import Freshness, freshness
+from gateway.cache.keys import job_key, list_key
+from gateway.cache.single_flight import LocalSingleFlight
+from gateway.cache.store import LocalEntryStore
 from gateway.clock import ManualClock
 
 pytestmark = pytest.mark.asyncio
@@ -20,30 +25,31 @@ def _entry(clock: ManualClock, body: bytes = b"{}", life: float = 60.0) -> Cache
 async def test_entry_disappears_at_its_own_keep_until() -> None:
     """Each entry expires at its own time, not a cache-wide TTL."""
     clock = ManualClock()
-    cache = ResponseCache(max_bytes=1 << 20, clock=clock)
-    cache.put("short", _entry(clock, life=10))
-    cache.put("long", _entry(clock, life=100))
+    cache = LocalEntryStore(max_bytes=1 << 20, clock=clock)
+    cache.put(job_key("acme", "short"), _entry(clock, life=10))
+    cache.put(job_key("acme", "long"), _entry(clock, life=100))
     clock.advance(11)
-    assert cache.get("short") is None
-    assert cache.get("long") is not None
+    assert cache.get(job_key("acme", "short")) is None
+    assert cache.get(job_key("acme", "long")) is not None
 
 
 async def test_total_size_stays_under_max_bytes() -> None:
     """Adding past max_bytes evicts least-recently-used entries; an entry bigger than the bound is not kept."""
     clock = ManualClock()
-    cache = ResponseCache(max_bytes=20_000, clock=clock)
+    cache = LocalEntryStore(max_bytes=20_000, clock=clock)
     for i in range(50):
-        cache.put(i, _entry(clock, body=b"x" * 1000))
+        cache.put(job_key("acme", str(i)), _entry(clock, body=b"x" * 1000))
         assert cache.byte_count <= 20_000
-    assert cache.get(49) is not None and cache.get(0) is None
-    cache.put("huge", _entry(clock, body=b"x" * 30_000))
-    assert cache.get("huge") is None
+    assert cache.get(job_key("acme", "49")) is not None and cache.get(job_key("acme", "0")) is None
+    cache.put(job_key("acme", "huge"), _entry(clock, body=b"x" * 30_000))
+    assert cache.get(job_key("acme", "huge")) is None
 
 
 async def test_concurrent_loads_share_one_loader_call() -> None:
     """Many concurrent loads of one key run the loader once; all but the first say they joined."""
     clock = ManualClock()
-    cache = ResponseCache(max_bytes=1 << 20, clock=clock)
+    cache = LocalEntryStore(max_bytes=1 << 20, clock=clock)
+    flights = LocalSingleFlight(cache)
     calls = 0
     release = asyncio.Event()
 
@@ -53,45 +59,91 @@ async def test_concurrent_loads_share_one_loader_call() -> None:
         await release.wait()
         return _entry(clock)
 
-    waiters = [asyncio.ensure_future(cache.load("k", loader)) for _ in range(20)]
+    waiters = [asyncio.ensure_future(flights.load(job_key("acme", "k"), loader)) for _ in range(20)]
     await asyncio.sleep(0)
     release.set()
     results = await asyncio.gather(*waiters)
     assert calls == 1
     assert sorted(joined for _, joined in results) == [False] + [True] * 19
-    assert cache.get("k") is not None
+    assert cache.get(job_key("acme", "k")) is not None
 
 
 async def test_cancelled_first_caller_does_not_cancel_the_load() -> None:
     """The caller that started a load is cancelled; the load completes for the others and is stored."""
     clock = ManualClock()
-    cache = ResponseCache(max_bytes=1 << 20, clock=clock)
+    cache = LocalEntryStore(max_bytes=1 << 20, clock=clock)
+    flights = LocalSingleFlight(cache)
     release = asyncio.Event()
 
     async def loader() -> CacheEntry:
         await release.wait()
         return _entry(clock)
 
-    first = asyncio.ensure_future(cache.load("k", loader))
-    second = asyncio.ensure_future(cache.load("k", loader))
+    first = asyncio.ensure_future(flights.load(job_key("acme", "k"), loader))
+    second = asyncio.ensure_future(flights.load(job_key("acme", "k"), loader))
     await asyncio.sleep(0)
     first.cancel()
     release.set()
     entry, joined = await second
     assert joined
     assert first.cancelled()
-    assert cache.get("k") is entry
+    assert cache.get(job_key("acme", "k")) is entry
 
 
 async def test_failed_load_is_not_stored_and_reaches_every_waiter() -> None:
     """A loader error goes to all waiters and nothing is cached."""
     clock = ManualClock()
-    cache = ResponseCache(max_bytes=1 << 20, clock=clock)
+    cache = LocalEntryStore(max_bytes=1 << 20, clock=clock)
+    flights = LocalSingleFlight(cache)
 
     async def loader() -> CacheEntry:
         await asyncio.sleep(0)
         raise RuntimeError("upstream down")
 
-    results = await asyncio.gather(*(cache.load("k", loader) for _ in range(3)), return_exceptions=True)
+    results = await asyncio.gather(
+        *(flights.load(job_key("acme", "k"), loader) for _ in range(3)), return_exceptions=True
+    )
     assert all(isinstance(r, RuntimeError) for r in results)
-    assert cache.get("k") is None
+    assert cache.get(job_key("acme", "k")) is None
+
+
+def _times(fetched_at: float, fresh_until: float, keep_until: float) -> CacheEntry:
+    return CacheEntry(body=b"{}", etag='"x"', fetched_at=fetched_at, fresh_until=fresh_until, keep_until=keep_until)
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        (0.0, Freshness.FRESH),
+        (89.9, Freshness.FRESH),
+        (91.0, Freshness.REFRESH_AHEAD),  # the last tenth of a 100 s fresh life
+        (100.0, Freshness.STALE_WHILE_REVALIDATE),
+        (109.9, Freshness.STALE_WHILE_REVALIDATE),
+        (110.0, Freshness.STALE_IF_ERROR),
+        (499.9, Freshness.STALE_IF_ERROR),
+        (500.0, Freshness.MISS),
+    ],
+)
+async def test_freshness_walks_through_every_state_as_time_passes(now: float, expected: Freshness) -> None:
+    """Fresh, refresh-ahead in the last tenth, stale-while-revalidate, stale-if-error, then a miss."""
+    assert freshness(_times(0.0, 100.0, 500.0), now, stale_while_revalidate_seconds=10.0) is expected
+
+
+async def test_no_entry_is_a_miss() -> None:
+    """Nothing cached is a miss."""
+    assert freshness(None, 0.0, stale_while_revalidate_seconds=10.0) is Freshness.MISS
+
+
+async def test_entry_cut_short_by_a_cover_is_a_miss_at_keep_until_even_inside_the_windows() -> None:
+    """keep_until (cut short by the earliest cover) wins over the stale-while-revalidate window."""
+    entry = _times(0.0, 50.0, 55.0)
+    assert freshness(entry, 54.0, stale_while_revalidate_seconds=10.0) is Freshness.STALE_WHILE_REVALIDATE
+    assert freshness(entry, 55.0, stale_while_revalidate_seconds=10.0) is Freshness.MISS
+
+
+async def test_keys_name_the_tenant_first_and_never_collide_across_kinds_or_tenants() -> None:
+    """A list key and a job key, or two tenants' keys, are never equal."""
+    query = (("offset", "0"), ("limit", "10"))
+    keys = {list_key("acme", query), list_key("globex", query), job_key("acme", "j1"), job_key("globex", "j1")}
+    assert len(keys) == 4
+    assert all(key[0] in ("acme", "globex") for key in keys)

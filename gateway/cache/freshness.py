@@ -1,0 +1,49 @@
+"""The freshness rule: what an entry is good for at a given moment. Pure.
+
+========================  ====================================  ===============================
+state                     when                                  what the caller does
+========================  ====================================  ===============================
+``FRESH``                 before ``fresh_until``, not in the    serve it (a plain hit)
+                          last tenth of its life
+``REFRESH_AHEAD``         in the last tenth of its fresh life   serve it, re-fetch in background
+``STALE_WHILE_REVALIDATE`` past ``fresh_until``, within the      serve it as stale, re-fetch in
+                          stale-while-revalidate window         background
+``STALE_IF_ERROR``        past that window, before              load; serve it as stale only if
+                          ``keep_until``                        the upstream fails
+``MISS``                  no entry, or past ``keep_until``      load
+========================  ====================================  ===============================
+
+``keep_until`` is already cut short by the earliest cover link inside the entry (minus the
+refresh margin), so no state here ever serves a dying cover link.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from gateway.cache.entry import CacheEntry
+
+REFRESH_AHEAD_FRACTION = 0.1
+"""A hit in the last tenth of an entry's fresh life starts one background re-fetch."""
+
+
+class Freshness(enum.Enum):
+    FRESH = "fresh"
+    REFRESH_AHEAD = "refresh_ahead"
+    STALE_WHILE_REVALIDATE = "stale_while_revalidate"
+    STALE_IF_ERROR = "stale_if_error"
+    MISS = "miss"
+
+
+def freshness(entry: CacheEntry | None, now: float, stale_while_revalidate_seconds: float) -> Freshness:
+    """What ``entry`` is good for at ``now``."""
+    if entry is None or now >= entry.keep_until:
+        return Freshness.MISS
+    fresh_until = entry.fresh_until
+    if now < fresh_until:
+        if fresh_until - now < (fresh_until - entry.fetched_at) * REFRESH_AHEAD_FRACTION:
+            return Freshness.REFRESH_AHEAD
+        return Freshness.FRESH
+    if now < fresh_until + stale_while_revalidate_seconds:
+        return Freshness.STALE_WHILE_REVALIDATE
+    return Freshness.STALE_IF_ERROR

@@ -1,0 +1,55 @@
+"""The response tail: what every answer gets on its way out, whichever path made it.
+
+The request id (echoed or made), the CORS headers, the request counters and the access-log
+line. The handler chain (``gateway.web.observe``) and the fast path (``gateway.fastpath.hits``)
+both finish through ``ResponseTail.finish``, so both send and record the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping, Sequence
+
+from gateway.observability.accesslog import AccessLog, access_record
+from gateway.observability.request_stats import RequestStats
+from gateway.web.cors import CorsPolicy
+from gateway.web.request_ids import RequestIds
+
+
+class ResponseTail:
+    """Finishes an answer: headers every response carries, counted and logged once."""
+
+    def __init__(self, *, cors: CorsPolicy, stats: RequestStats, access_log: AccessLog) -> None:
+        self._ids = RequestIds()
+        self._cors = cors
+        self._stats = stats
+        self._access_log = access_log
+
+    def request_id(self, given: str | None) -> str:
+        """The id of a request that sent ``given`` as its X-Request-Id (``None`` if none)."""
+        return self._ids.of(given)
+
+    def finish(
+        self,
+        headers: MutableMapping[str, str],
+        *,
+        request_id: str,
+        origin: str | None,
+        route: str,
+        method: str,
+        status: int,
+        tenant: str,
+        cache: str | None,
+        seconds: float,
+        attempts: Sequence[tuple[str, float]] = (),
+    ) -> None:
+        """Add the request id and CORS headers to ``headers``; count and log the answer.
+        ``attempts`` are the upstream calls made for it: (status or outcome, seconds)."""
+        headers["X-Request-Id"] = request_id
+        self._cors.decorate(origin, headers)
+        self._stats.request(route, method, str(status), tenant, seconds)
+        record = access_record(request_id, tenant, method, route, status, cache, seconds)
+        if attempts:
+            record["upstream_status"] = attempts[-1][0]
+            record["upstream_duration_ms"] = round(sum(s for _, s in attempts) * 1000, 3)
+            record["upstream_attempts"] = len(attempts)
+        self._access_log.write(record)
