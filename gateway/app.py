@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import IO, Any
 
 import aiohttp
@@ -16,24 +17,35 @@ from prometheus_client import CollectorRegistry
 from gateway import __version__
 from gateway.admission.api_keys import TenantDirectory
 from gateway.admission.gate import Admission
-from gateway.admission.rate_limit import TenantRateLimiter, tenant_limits
+from gateway.admission.rate_limit import RateLimiter, TenantRateLimiter, tenant_limits
 from gateway.cache.backoff import KeyBackoff
 from gateway.cache.cover_links import LocalCoverLinks
+from gateway.cache.protocols import Backoff, CoverLinks, SingleFlight
 from gateway.cache.single_flight import LocalSingleFlight
 from gateway.cache.store import LocalEntryStore
 from gateway.clock import Clock, SystemClock
 from gateway.config.settings import Settings
+from gateway.config.url_signing import VARIABLE as URL_SIGNING_KEYS_VARIABLE
+from gateway.config.url_signing import UrlSigningKey, random_url_signing_keys
+from gateway.credentials.holder import CredentialsHolder, StaticHolder
 from gateway.credentials.static import CredentialSource
 from gateway.fastpath.hits import HitResponder
 from gateway.fastpath.protocol import FAST_PATH_STATUS, HIT_RESPONDER
+from gateway.jobs.image_links import CoverImageLinks
 from gateway.jobs.query import ParsedQueries
 from gateway.jobs.service import TrainingJobService
 from gateway.observability.accesslog import AccessLog
 from gateway.observability.metrics import Metrics
+from gateway.shared.backoff import SharedBackoff
+from gateway.shared.cover_links import SharedCoverLinks
+from gateway.shared.flights import LeasedSingleFlight
+from gateway.shared.rate_limit import SharedRateLimiter
+from gateway.shared.tier import RedisTier
 from gateway.upstream.client import MetaStudioClient
 from gateway.web.appkeys import ADMISSION, CORS, LIFECYCLE, REGISTRY, SERVICE, Lifecycle
 from gateway.web.cors import CorsPolicy
 from gateway.web.handlers import (
+    CoverImageHandler,
     JobHandlers,
     healthz,
     method_not_allowed,
@@ -44,30 +56,67 @@ from gateway.web.handlers import (
     readyz,
 )
 from gateway.web.observe import make_observer
-from gateway.web.routes import COVER_ROUTE, JOB_ROUTE, LIST_ROUTE, UNMATCHED_ROUTE
+from gateway.web.routes import COVER_IMAGE_ROUTE, COVER_ROUTE, JOB_ROUTE, LIST_ROUTE, UNMATCHED_ROUTE
 from gateway.web.tail import ResponseTail
 
 # aiohttp's own parser limits: a backstop above the middleware's limits, which answer in JSON.
 MAX_LINE_SIZE = 8190
 MAX_FIELD_SIZE = 16384
+# Upstream and credential-endpoint answers: an IAM token in X-Subject-Token is about 9 KB.
+UPSTREAM_MAX_FIELD_SIZE = 32768
+_log = logging.getLogger("gateway.app")
 
 
 def create_app(
     settings: Settings,
     *,
-    credentials: CredentialSource,
+    credentials: CredentialsHolder | CredentialSource,
     clock: Clock | None = None,
     registry: CollectorRegistry | None = None,
     encode: Callable[[Any], bytes] = orjson.dumps,
     log_stream: IO[bytes] | None = None,
     log_flush_interval: float = 0.5,
+    url_signing_keys: Sequence[UrlSigningKey] | None = None,
 ) -> web.Application:
-    """Build the gateway application. Collaborators are passed in; nothing is global."""
+    """Build the gateway application. Collaborators are passed in; nothing is global.
+    Without ``url_signing_keys`` a random key signs cover-image links (a warning says so)."""
     clock = clock or SystemClock()
+    if not url_signing_keys:
+        _log.warning(
+            f"{URL_SIGNING_KEYS_VARIABLE} is not set: cover_image_url links are signed with a random key"
+            " and work only on this replica until it restarts"
+        )
+        url_signing_keys = random_url_signing_keys()
+    image_links = CoverImageLinks(
+        url_signing_keys,
+        settings.tenants,
+        ttl_seconds=settings.covers.image_url_ttl_seconds,
+        base_url=settings.server.public_base_url,
+    )
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry)
     store = LocalEntryStore(max_bytes=settings.cache.max_bytes, clock=clock)
-    flights = LocalSingleFlight(store)
+    limits = tenant_limits(settings.tenants, settings.rate_limit)
+    # Local or shared: with a Redis URL, L1 stays this store and the rest goes through Redis.
+    tier = RedisTier(settings.shared, metrics) if settings.shared.redis_url else None
+    flights: SingleFlight
+    backoff: Backoff
+    cover_links: CoverLinks
+    rate_limiter: RateLimiter
+    if tier is None:
+        flights, backoff, cover_links = LocalSingleFlight(store), KeyBackoff(clock), LocalCoverLinks()
+        rate_limiter = TenantRateLimiter(limits, clock)
+    else:
+        backoff = shared_backoff = SharedBackoff(KeyBackoff(clock), clock)
+        flights = LeasedSingleFlight(
+            store=store,
+            tier=tier,
+            backoff=shared_backoff,
+            clock=clock,
+            wait_seconds=settings.upstream.timeout_seconds,
+        )
+        cover_links = SharedCoverLinks(tier, LocalCoverLinks())
+        rate_limiter = SharedRateLimiter(limits, tier, clock)
     metrics.cache_entries.set_function(lambda: store.entry_count)
     metrics.cache_bytes.set_function(lambda: store.byte_count)
     metrics.cover_earliest_expiry.set_function(lambda: store.earliest_cover_expiry() or 0.0)
@@ -78,13 +127,11 @@ def create_app(
     tail = ResponseTail(cors=cors, stats=metrics.requests, access_log=access_log)
     observe = make_observer(tail, access_log)
     queries = ParsedQueries()
-    admission = app[ADMISSION] = Admission(
-        TenantDirectory(settings.tenants),
-        TenantRateLimiter(tenant_limits(settings.tenants, settings.rate_limit), clock),
-    )
+    admission = app[ADMISSION] = Admission(TenantDirectory(settings.tenants), rate_limiter)
     app[REGISTRY] = registry
     app[FAST_PATH_STATUS] = metrics.fast_path_enabled
-    app[LIFECYCLE] = Lifecycle()
+    holder = StaticHolder(credentials) if isinstance(credentials, CredentialSource) else credentials
+    app[LIFECYCLE] = Lifecycle(credentials_valid=holder.valid)
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         # One session per app; DummyCookieJar: a shared jar would leak cookies across tenants.
@@ -97,12 +144,13 @@ def create_app(
             ),
             headers={"User-Agent": f"metastudio-gateway/{__version__}"},
             auto_decompress=True,
-        ) as session:
+            max_field_size=UPSTREAM_MAX_FIELD_SIZE,
+        ) as session, holder.running(session, metrics):
             client = MetaStudioClient(
                 session=session,
                 settings=settings.upstream,
                 breaker_policy=settings.circuit_breaker,
-                credentials=credentials,
+                credentials=holder,
                 clock=clock,
                 metrics=metrics,
             )
@@ -114,8 +162,9 @@ def create_app(
                 client=client,
                 store=store,
                 flights=flights,
-                backoff=KeyBackoff(clock),
-                cover_links=LocalCoverLinks(),
+                backoff=backoff,
+                cover_links=cover_links,
+                image_links=image_links,
                 settings=settings,
                 clock=clock,
                 metrics=metrics,
@@ -145,19 +194,30 @@ def create_app(
         with contextlib.suppress(asyncio.CancelledError):
             await flusher
 
+    async def shared_tier(_app: web.Application) -> AsyncIterator[None]:
+        if tier is None:
+            yield
+            return
+        await tier.start()
+        yield
+        await tier.close()
+
     async def stop_being_ready(app: web.Application) -> None:
         app[LIFECYCLE].ready = False
 
     app.cleanup_ctx.append(access_log_flusher)
+    app.cleanup_ctx.append(shared_tier)
     app.cleanup_ctx.append(upstream_session)
     app.on_shutdown.append(stop_being_ready)
 
     app[CORS] = cors
     jobs = JobHandlers(clock, queries)
+    cover_images = CoverImageHandler(image_links, clock, settings.covers.refresh_margin_seconds)
     for path, handler in (
         (LIST_ROUTE, jobs.list_jobs),
         (JOB_ROUTE, jobs.get_job),
         (COVER_ROUTE, jobs.cover),
+        (COVER_IMAGE_ROUTE, cover_images.redirect),
         ("/healthz", healthz),
         ("/readyz", readyz),
         ("/metrics", prometheus_metrics),

@@ -17,7 +17,7 @@ is fed in the background, and this seam reads only that front.
 from __future__ import annotations
 
 from gateway.admission.api_keys import TenantDirectory
-from gateway.admission.rate_limit import TenantRateLimiter
+from gateway.admission.rate_limit import RateLimiter
 from gateway.errors import RateLimited
 from gateway.tenant import Tenant
 
@@ -25,7 +25,7 @@ from gateway.tenant import Tenant
 class Admission:
     """Authentication and the rate-limit decision, for both ways a request is answered."""
 
-    def __init__(self, api_keys: TenantDirectory, rate_limiter: TenantRateLimiter) -> None:
+    def __init__(self, api_keys: TenantDirectory, rate_limiter: RateLimiter) -> None:
         self._api_keys = api_keys
         self._rate_limiter = rate_limiter
 

@@ -1,9 +1,14 @@
-"""Per-tenant token buckets: ``rate`` tokens a second, up to ``burst`` saved.
+"""Per-tenant rate limits: ``rate`` tokens a second, up to ``burst`` saved.
+
+``RateLimiter`` is the seam ``admission.gate`` calls on every request, synchronously. Two
+implementations: ``TenantRateLimiter``, token buckets in this process, and the shared tier's
+limiter (``gateway.shared.rate_limit``), which leases small batches of tokens from one bucket in
+Redis into a local ``Allowance`` per tenant (the bookkeeping here, pure), so that a request still
+costs one dict look-up and a few operations, never a round trip.
 
 Hand-written rather than the ``limits`` package: ``limits`` offers fixed, moving and
-sliding-window counters, not a token bucket with a burst, and this check sits on every
-request's path, where one dict look-up and a few float operations are all we want to pay.
-A shared tier (Redis) would be the reason to switch; state here is per process.
+sliding-window counters, not a token bucket with a burst; its Redis storage makes a round trip
+per request, which the admission rule forbids (the fast path decides inside ``data_received``).
 """
 
 from __future__ import annotations
@@ -11,10 +16,27 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from gateway.clock import Clock
 from gateway.config.settings import RateLimitSettings
 from gateway.tenant import Tenant
+
+LEASE_RATE_SECONDS = 0.05
+"""A lease asks for about this long of the tenant's rate..."""
+LEASE_BURST_SHARE = 0.1
+"""...but never more than this share of the tenant's burst divided among the replicas."""
+TOKEN_LIFETIME_SECONDS = 1.0
+"""Leased tokens not used within this are dropped (a replica must not sit on old tokens)."""
+COLD_AFTER_SECONDS = 10.0
+"""An allowance with no lease for this long is cold: its first requests pass on credit."""
+
+
+class RateLimiter(Protocol):
+    """The rate-limit decision, synchronous: it answers from memory."""
+
+    def retry_after(self, tenant_id: str) -> int:
+        """Take one token; 0 when allowed, else the whole seconds to wait before one is there."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,3 +87,67 @@ class TenantRateLimiter:
             bucket.tokens -= 1
             return 0
         return max(1, math.ceil((1 - bucket.tokens) / limit.per_second))
+
+
+def lease_size(limit: RateLimit, replicas: int) -> int:
+    """Tokens one replica leases at a time: about ``LEASE_RATE_SECONDS`` of the rate, at most a
+    tenth of the burst's share per replica (tokens held by replicas idle are lost to the busy
+    ones), at least one."""
+    by_rate = math.ceil(limit.per_second * LEASE_RATE_SECONDS)
+    by_burst = math.floor(limit.burst * LEASE_BURST_SHARE / max(1, replicas))
+    return max(1, min(by_rate, by_burst))
+
+
+@dataclass(slots=True)
+class Allowance:
+    """The tokens one replica holds for one tenant, leased from a shared bucket. Pure bookkeeping:
+    ``take`` decides a request, ``want`` says whether to lease and how many, ``leased`` books the
+    answer.
+
+    Once the shared bucket says no, ``denied_until`` holds when its next token is due, and until
+    then this replica neither admits the tenant nor asks Redis. A cold allowance (no lease for
+    ``COLD_AFTER_SECONDS``) admits up to one lease's worth on credit while its first lease is
+    under way, and the lease pays that debt first: a tenant's first requests on a replica are not
+    refused for want of a round trip."""
+
+    tokens: int = 0
+    debt: int = 0
+    expires_at: float = 0.0
+    denied_until: float = 0.0
+    last_lease_at: float = -math.inf
+    leasing: bool = False
+
+    def take(self, now: float, size: int) -> int:
+        """Take a token: 0 to pass, else whole seconds to wait."""
+        if self.tokens > 0 and now < self.expires_at:
+            self.tokens -= 1
+            return 0
+        self.tokens = 0
+        if now < self.denied_until:
+            return max(1, math.ceil(self.denied_until - now))
+        if now - self.last_lease_at >= COLD_AFTER_SECONDS and self.debt < size:
+            self.debt += 1
+            return 0
+        return 1
+
+    def want(self, now: float, size: int) -> int:
+        """Tokens to lease now (0: none): when the held ones run low or there is a debt, unless a
+        lease is under way or the bucket said no until later."""
+        if self.leasing or now < self.denied_until:
+            return 0
+        held = self.tokens if now < self.expires_at else 0
+        if held > size // 2 and not self.debt:
+            return 0
+        return size + self.debt
+
+    def leased(self, now: float, asked: int, granted: int, next_token_in: float) -> None:
+        """Book a lease's answer: ``granted`` of ``asked`` tokens, the next due in ``next_token_in`` s."""
+        self.leasing = False
+        self.last_lease_at = now
+        paid = min(granted, self.debt)
+        self.debt -= paid
+        held = self.tokens if now < self.expires_at else 0
+        self.tokens = held + granted - paid
+        self.expires_at = now + TOKEN_LIFETIME_SECONDS
+        if granted < asked and self.tokens == 0:
+            self.denied_until = now + next_token_in

@@ -31,8 +31,10 @@ class SingleFlight(Protocol):
     def is_loading(self, key: CacheKey) -> bool:
         """Whether a load of ``key`` is under way."""
 
-    async def load(self, key: CacheKey, loader: Loader) -> tuple[CacheEntry, bool]:
-        """The loaded (and stored) entry, and whether this caller joined a load under way."""
+    async def load(self, key: CacheKey, loader: Loader) -> tuple[CacheEntry, str]:
+        """The loaded (and stored) entry, and how this caller got it: ``"miss"`` (its load asked the
+        upstream), ``"coalesced"`` (it joined a load under way) or ``"hit"`` (another replica had
+        already loaded it: a shared tier's answer)."""
 
     def refresh_in_background(self, key: CacheKey, loader: Loader) -> None:
         """Start a load of ``key`` that nobody waits for, unless one is under way."""

@@ -22,14 +22,14 @@ class LocalSingleFlight:
         """Whether a load of ``key`` is under way."""
         return key in self._in_flight
 
-    async def load(self, key: CacheKey, loader: Loader) -> tuple[CacheEntry, bool]:
-        """Load ``key`` once for all concurrent callers; returns the entry and whether this
-        caller joined a load another caller started."""
+    async def load(self, key: CacheKey, loader: Loader) -> tuple[CacheEntry, str]:
+        """Load ``key`` once for all concurrent callers; returns the entry and ``"coalesced"``
+        if this caller joined a load another caller started, else ``"miss"``."""
         task = self._in_flight.get(key)
-        joined = task is not None
+        result = "miss" if task is None else "coalesced"
         if task is None:
             task = self._start(key, loader)
-        return await asyncio.shield(task), joined
+        return await asyncio.shield(task), result
 
     def refresh_in_background(self, key: CacheKey, loader: Loader) -> None:
         """Start a load of ``key`` unless one is running; nobody waits for it."""

@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, with_config
 
@@ -25,6 +26,7 @@ REGION_ENDPOINTS = {
     "cn-north-4": "https://metastudio.cn-north-4.myhuaweicloud.com",
     "cn-east-3": "https://metastudio.cn-east-3.myhuaweicloud.com",
 }
+REDIS_URL_VARIABLE = "GATEWAY_REDIS_URL"
 DEFAULT_HOST = "0.0.0.0"  # noqa: S104 - a server in a container listens on all interfaces
 
 
@@ -49,6 +51,15 @@ class CoverSettings:
     refresh_margin_seconds: Annotated[
         float, Field(ge=0, description="A cover URL is refreshed this long before it expires, never served within it.")
     ] = 3600.0
+    image_url_ttl_seconds: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=7 * 86400,
+            description="How long a cover_image_url (a signed gateway link an <img> loads) works; its expiry is"
+            " rounded up to a tenth of this, so it lives at most 1.1 times as long.",
+        ),
+    ] = 900
 
 
 def _without_trailing_slash(value: Any) -> Any:
@@ -128,6 +139,15 @@ class ServerSettings:
     drain_seconds: Annotated[
         float, Field(ge=0, description="On SIGTERM: /readyz 503 at once, keep accepting this long, then stop.")
     ] = 1.0
+    public_base_url: Annotated[
+        str,
+        Field(
+            pattern=r"^(https?://[^/?#\s]+(/[^?#\s]*)?)?$",
+            description="The gateway's URL as browsers reach it (scheme://host[:port][/path]): makes cover_image_url"
+            " absolute; empty: a root-relative path.",
+        ),
+        BeforeValidator(_without_trailing_slash),
+    ] = ""
     fast_hit_path: Annotated[
         bool,
         Field(
@@ -157,6 +177,131 @@ class RateLimitSettings:
 
     requests_per_second: Annotated[float, Field(ge=0, description="Token bucket rate per tenant (0: unlimited).")] = 0.0
     burst: Annotated[float, Field(ge=1, description="Token bucket size per tenant.")] = 100.0
+
+
+@with_config(TABLE)
+@dataclass(frozen=True, slots=True)
+class SharedSettings:
+    """The shared tier: replicas that name one Redis share cache, single-flight, backoff and rate limits."""
+
+    redis_url: Annotated[
+        str,
+        Field(
+            pattern=r"^((redis|rediss|unix)://.+)?$",
+            description="redis://, rediss:// (TLS) or unix:// URL of the Redis every replica shares (may hold"
+            " a password); empty: this replica on its own.",
+        ),
+        Env(REDIS_URL_VARIABLE),
+    ] = dataclasses.field(default="", repr=False)
+    cluster: Annotated[
+        bool, Field(description="redis_url names one node of a Redis Cluster (e.g. a Huawei DCS cluster instance).")
+    ] = False
+    key_prefix: Annotated[
+        str,
+        Field(
+            pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+            description="Every Redis key starts with it (several gateways may share one Redis).",
+        ),
+    ] = "mgw"
+    operation_timeout_seconds: Annotated[
+        float,
+        Field(
+            ge=0.001,
+            le=5,
+            description="Bound on one Redis call; past it this replica acts on its own for now.",
+        ),
+    ] = 0.1
+
+
+def _asymmetric(value: Any) -> Any:
+    if isinstance(value, str) and (value.upper().startswith("HS") or value.lower() == "none"):
+        raise ValueError("HS* (symmetric) and 'none' are refused: only asymmetric algorithms (RS*, PS*, ES*, EdDSA)")
+    return value
+
+
+JwtAlgorithm = Annotated[
+    Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"],
+    BeforeValidator(_asymmetric),
+]
+IssuerName = Annotated[str, Field(pattern=r"^[a-z0-9-]{1,64}$")]
+HttpUrl = Annotated[str, Field(pattern=r"^https?://[^\s/?#]+[^\s#]*$", max_length=2048)]
+NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+@with_config(TABLE)
+@dataclass(frozen=True, slots=True)
+class OidcIssuer:
+    """One ``[[oidc.issuers]]`` table: an identity provider whose end-user JWTs name tenants."""
+
+    name: Annotated[IssuerName, Field(description="Issuer name: a-z, 0-9 and '-', unique; tenants and metrics use it.")]
+    issuer: Annotated[HttpUrl, Field(description="The tokens' iss, compared exactly (no prefix, no suffix).")]
+    jwks_uri: Annotated[HttpUrl, Field(description="URL of the issuer's JSON Web Key Set (its public signing keys).")]
+    audiences: Annotated[
+        tuple[NonEmpty, ...],
+        Field(min_length=1, description="A token's aud must hold one of these (aud is required)."),
+        BeforeValidator(_one_or_more),
+    ]
+    algorithms: Annotated[
+        tuple[JwtAlgorithm, ...],
+        Field(min_length=1, description="Signature algorithms accepted: asymmetric only (HS* and none are refused)."),
+        BeforeValidator(_one_or_more),
+    ] = ("RS256", "ES256")
+    tenant_claim: Annotated[
+        NonEmpty, Field(description="The claim whose string value picks the tenant (see tenants' oidc).")
+    ] = "tenant"
+    leeway_seconds: Annotated[
+        float, Field(ge=0, le=300, description="Clock skew allowed when checking exp, nbf and iat.")
+    ] = 30.0
+    jwks_refresh_seconds: Annotated[
+        float, Field(ge=1, description="The keys are re-read in the background this often.")
+    ] = 300.0
+    jwks_refetch_cooldown_seconds: Annotated[
+        float,
+        Field(ge=1, description="An unknown kid (or a failed read) triggers at most one key fetch per this window."),
+    ] = 30.0
+    jwks_stale_if_error_seconds: Annotated[
+        float,
+        Field(ge=0, description="While the issuer fails, its last good keys are used this long past a due refresh."),
+    ] = 86400.0
+
+
+def _distinct_issuers(issuers: tuple[OidcIssuer, ...]) -> tuple[OidcIssuer, ...]:
+    """No two issuers share a name or an iss (a token must name one issuer)."""
+    problems: list[str] = []
+    for attribute in ("name", "issuer"):
+        first: dict[str, int] = {}
+        for index, issuer in enumerate(issuers):
+            value = getattr(issuer, attribute)
+            if first.setdefault(value, index) != index:
+                problems.append(f"{attribute} appears twice (issuers[{first[value]}], issuers[{index}])")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return issuers
+
+
+@with_config(TABLE)
+@dataclass(frozen=True, slots=True)
+class OidcSettings:
+    """End-user JWTs: the identity providers whose tokens are accepted beside API keys."""
+
+    issuers: Annotated[
+        tuple[OidcIssuer, ...],
+        Field(description="[[oidc.issuers]]: each trusted identity provider."),
+        AfterValidator(_distinct_issuers),
+    ] = ()
+
+
+@with_config(TABLE)
+@dataclass(frozen=True, slots=True)
+class TenantOidc:
+    """One item of a tenant's ``oidc``: the tokens of ``issuer`` whose tenant claim is one of ``claim_values``."""
+
+    issuer: Annotated[IssuerName, Field(description="The name of an [[oidc.issuers]] table.")]
+    claim_values: Annotated[
+        tuple[NonEmpty, ...],
+        Field(min_length=1, description="Values of that issuer's tenant claim that map to this tenant."),
+        BeforeValidator(_one_or_more),
+    ]
 
 
 Origin = Annotated[str, Field(pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")]
@@ -212,9 +357,20 @@ class TenantTable:
         float | None, Field(ge=0, description="This tenant's rate limit (0: unlimited); absent: [rate_limit]'s.")
     ] = None
     burst: Annotated[float | None, Field(ge=1, description="This tenant's burst; absent: [rate_limit]'s.")] = None
+    oidc: Annotated[
+        tuple[TenantOidc, ...],
+        Field(description="End-user JWTs that act as this tenant: {issuer, claim_values} per issuer."),
+    ] = ()
 
     def tenant(self) -> Tenant:
-        return Tenant(self.id, self.app_user_id, self.api_key_sha256, self.requests_per_second, self.burst)
+        return Tenant(
+            self.id,
+            self.app_user_id,
+            self.api_key_sha256,
+            self.requests_per_second,
+            self.burst,
+            tuple((item.issuer, item.claim_values) for item in self.oidc),
+        )
 
 
 def _distinct(tenants: tuple[TenantTable, ...]) -> tuple[TenantTable, ...]:
@@ -234,6 +390,26 @@ def _distinct(tenants: tuple[TenantTable, ...]) -> tuple[TenantTable, ...]:
     return tenants
 
 
+def _tenants_name_known_issuers(oidc: OidcSettings, info: ValidationInfo) -> OidcSettings:
+    """Each tenant's oidc names a configured issuer, and an (issuer, claim value) pair names one tenant."""
+    problems: list[str] = []
+    names = {issuer.name for issuer in oidc.issuers}
+    owner: dict[tuple[str, str], int] = {}
+    for index, tenant in enumerate(info.data.get("tenants", ())):
+        for item_index, item in enumerate(tenant.oidc):
+            if item.issuer not in names:
+                problems.append(f"tenants[{index}].oidc[{item_index}].issuer names no [[oidc.issuers]] table")
+            for value in item.claim_values:
+                if owner.setdefault((item.issuer, value), index) != index:
+                    problems.append(
+                        f"tenants[{index}].oidc[{item_index}]: a claim value of issuer '{item.issuer}' already"
+                        f" names tenants[{owner[(item.issuer, value)]}]"
+                    )
+    if problems:
+        raise ValueError("; ".join(problems))
+    return oidc
+
+
 @with_config(TABLE)
 @dataclass(frozen=True, slots=True)
 class ConfigFile:
@@ -251,6 +427,8 @@ class ConfigFile:
     cors: CorsSettings = CorsSettings()
     circuit_breaker: CircuitBreakerSettings = CircuitBreakerSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
+    shared: SharedSettings = SharedSettings()
+    oidc: Annotated[OidcSettings, AfterValidator(_tenants_name_known_issuers)] = OidcSettings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +443,23 @@ class Settings:
     cors: CorsSettings = CorsSettings()
     circuit_breaker: CircuitBreakerSettings = CircuitBreakerSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
+    shared: SharedSettings = SharedSettings()
+    oidc: OidcSettings = OidcSettings()
+
+
+def _with_secret_files(env: Mapping[str, str]) -> Mapping[str, str]:
+    """``GATEWAY_REDIS_URL_FILE`` (a mounted Secret) read into ``GATEWAY_REDIS_URL``; both set is an error."""
+    file_variable = REDIS_URL_VARIABLE + "_FILE"
+    path = env.get(file_variable)
+    if not path:
+        return env
+    if env.get(REDIS_URL_VARIABLE):
+        raise ConfigError([f"{REDIS_URL_VARIABLE} and {file_variable} are both set: set one"])
+    try:
+        value = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        raise ConfigError([f"{file_variable}: cannot read the file it names"]) from None
+    return {**env, REDIS_URL_VARIABLE: value}
 
 
 def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Settings:
@@ -274,6 +469,7 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
     is missing or not TOML.
     """
     path = config_path or env.get("GATEWAY_CONFIG")
+    env = _with_secret_files(env)
     try:
         file = load(ConfigFile, env, path)
     except ConfigError as exc:

@@ -1,7 +1,8 @@
 """The use case: a tenant's training jobs, from the cache or the upstream, shaped and stored.
 
 ``cache -> upstream -> shape -> store``. Entries live until the TTL or until the earliest cover
-URL inside them comes within the refresh margin, whichever is first; a hit on an entry in the
+URL inside them comes within the refresh margin, whichever is first (and, for a body holding
+signed cover-image links, no longer than ``CoverImageLinks.serve_until``); a hit on an entry in the
 last tenth of its life starts one background re-fetch (freshly signed), so lists people keep
 reading never go cold and never carry a dying cover link.
 """
@@ -22,8 +23,9 @@ from gateway.clock import Clock
 from gateway.config.settings import Settings
 from gateway.errors import NotFound, UpstreamError, UpstreamRejected
 from gateway.jobs.covers import earliest, is_servable
+from gateway.jobs.image_links import CoverImageLinks
 from gateway.jobs.query import matches_nothing, parse_list_query
-from gateway.jobs.shaping import shape_page
+from gateway.jobs.shaping import ShapedPage, shape_page
 from gateway.observability.metrics import Metrics
 from gateway.tenant import Tenant
 from gateway.upstream.client import MetaStudioClient
@@ -57,6 +59,7 @@ class TrainingJobService:
         flights: SingleFlight,
         backoff: Backoff,
         cover_links: CoverLinks,
+        image_links: CoverImageLinks,
         settings: Settings,
         clock: Clock,
         metrics: Metrics,
@@ -67,6 +70,7 @@ class TrainingJobService:
         self._flights = flights
         self._backoff = backoff
         self._cover_links = cover_links
+        self._image_links = image_links
         self._clock = clock
         self._metrics = metrics
         self._encode = encode
@@ -137,12 +141,12 @@ class TrainingJobService:
                 return self._served(entry, "stale", now)
             raise blocked
         try:
-            entry, joined = await self._flights.load(key, self._remembering_failures(key, loader))
+            entry, result = await self._flights.load(key, self._remembering_failures(key, loader))
         except UpstreamError:
             if entry is not None:  # stale-if-error: kept entries never hold a dying cover link
                 return self._served(entry, "stale", self._clock.now())
             raise
-        return self._served(entry, "coalesced" if joined else "miss", now)
+        return self._served(entry, result, now)
 
     def _served(self, entry: CacheEntry, result: str, now: float) -> Served:
         self._count(entry, result, now)
@@ -172,9 +176,17 @@ class TrainingJobService:
             self._metrics.cover_refreshes.labels(reason="cover_expiring").inc()
         self._flights.refresh_in_background(key, self._remembering_failures(key, loader))
 
+    def _shape(self, tenant: Tenant, raw: Any, fetched_at: float) -> ShapedPage:
+        """The upstream body as the tenant sees it, cover-image links signed for the tenant."""
+
+        def image_url(job_id: str) -> str:
+            return self._image_links.url(tenant.id, job_id, fetched_at)
+
+        return shape_page(raw, fetched_at=fetched_at, margin_seconds=self._margin, image_url=image_url)
+
     async def _load_list(self, tenant: Tenant, query: UpstreamQuery) -> CacheEntry:
         raw, fetched_at = await self._client.list_jobs(tenant.app_user_id, query)
-        page = shape_page(raw, fetched_at=fetched_at, margin_seconds=self._margin)
+        page = self._shape(tenant, raw, fetched_at)
         params = dict(query)
         body = self._encode(
             {
@@ -188,7 +200,7 @@ class TrainingJobService:
 
     async def _load_job(self, tenant: Tenant, job_id: str) -> CacheEntry:
         raw, fetched_at = await self._client.list_jobs(tenant.app_user_id, parse_list_query([("job_id", job_id)]))
-        page = shape_page(raw, fetched_at=fetched_at, margin_seconds=self._margin)
+        page = self._shape(tenant, raw, fetched_at)
         job = next((job for job in page.jobs if job["job_id"] == job_id), None)
         if job is None:
             raise NotFound("no such training job")
@@ -209,6 +221,9 @@ class TrainingJobService:
         if earliest_cover is not None:
             fresh_until = min(fresh_until, earliest_cover - self._margin)
             keep_until = min(keep_until, earliest_cover - self._margin)
+        if covers:  # each job with a cover carries a cover_image_url made at fetched_at
+            links_until = self._image_links.serve_until(fetched_at)
+            fresh_until, keep_until = min(fresh_until, links_until), min(keep_until, links_until)
         return CacheEntry(
             body=body,
             etag=etag_of(body),

@@ -6,12 +6,15 @@ Label values stay bounded: route templates (never raw paths), tenant ids from co
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gateway import __version__
 from gateway.observability.request_stats import LATENCY_BUCKETS, PREFIX, RequestStats
 
 COVER_REFRESH_REASONS = ("cover_request", "cover_expiring")
+SHARED_TIER_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
 class Metrics:
@@ -61,6 +64,12 @@ class Metrics:
             ["trigger"],
             registry=registry,
         )
+        self.credential_refreshes = Counter(
+            f"{PREFIX}_credential_refreshes",
+            "Fetches of temporary cloud credentials or IAM tokens, by source and result (success, failure).",
+            ["source", "result"],
+            registry=registry,
+        )
         self.circuit_state = Gauge(
             f"{PREFIX}_circuit_state",
             "Upstream circuit breaker per tenant: 0 closed, 1 half-open, 2 open.",
@@ -80,8 +89,38 @@ class Metrics:
             "handler chain ([server] fast_hit_path = false, or an aiohttp internal it needs is missing).",
             registry=registry,
         )
+        self.shared_tier_up = Gauge(
+            f"{PREFIX}_shared_tier_up",
+            "1 while this replica shares cache, single-flight, backoff and rate limits through Redis; 0 while it"
+            " acts on its own (Redis down, refusing or too slow, or no [shared] redis_url).",
+            registry=registry,
+        )
+        self.shared_tier_operations = Counter(
+            f"{PREFIX}_shared_tier_operations",
+            "Redis operations of the shared tier by operation and result: ok, timeout, error, or skipped"
+            " (not tried while the tier is down).",
+            ["operation", "result"],
+            registry=registry,
+        )
+        self.shared_tier_duration = Histogram(
+            f"{PREFIX}_shared_tier_operation_duration_seconds",
+            "Time of one Redis operation of the shared tier (tried ones), by operation.",
+            ["operation"],
+            buckets=SHARED_TIER_BUCKETS,
+            registry=registry,
+        )
         # Known label values start at 0, so rate() and absent() work from the first scrape.
         for reason in COVER_REFRESH_REASONS:
             self.cover_refreshes.labels(reason=reason)
         for trigger in ("file_changed", "upstream_auth_failure"):
             self.credential_reloads.labels(trigger=trigger)
+
+    def watch_credential_expiry(self, expiry: Callable[[], float]) -> None:
+        """Export ``credential_expiry_timestamp_seconds`` read from ``expiry`` (only credentials that
+        expire call this: the metric is absent for static keys)."""
+        gauge = Gauge(
+            f"{PREFIX}_credential_expiry_timestamp_seconds",
+            "When the cloud credentials (or IAM token) held now expire, Unix time; 0 while none are held.",
+            registry=self.registry,
+        )
+        gauge.set_function(expiry)

@@ -64,7 +64,7 @@ async def test_concurrent_loads_share_one_loader_call() -> None:
     release.set()
     results = await asyncio.gather(*waiters)
     assert calls == 1
-    assert sorted(joined for _, joined in results) == [False] + [True] * 19
+    assert sorted(result for _, result in results) == ["coalesced"] * 19 + ["miss"]
     assert cache.get(job_key("acme", "k")) is not None
 
 
@@ -84,8 +84,8 @@ async def test_cancelled_first_caller_does_not_cancel_the_load() -> None:
     await asyncio.sleep(0)
     first.cancel()
     release.set()
-    entry, joined = await second
-    assert joined
+    entry, result = await second
+    assert result == "coalesced"
     assert first.cancelled()
     assert cache.get(job_key("acme", "k")) is entry
 

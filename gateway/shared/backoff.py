@@ -1,0 +1,58 @@
+"""The per-key failure backoff, shared: this replica's own failures (the local ``KeyBackoff``)
+plus the backoffs other replicas published, which a replica learns from the fill script the
+first time it asks for the key and then answers from memory."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+from cachetools import TTLCache
+
+from gateway.cache.backoff import KeyBackoff
+from gateway.clock import Clock
+from gateway.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+
+_KINDS: dict[str, type[UpstreamError]] = {
+    kind.__name__: kind for kind in (UpstreamRejected, UpstreamUnavailable, UpstreamTimeout)
+}
+LEARNED_KEPT = 100_000
+LEARNED_MAX_SECONDS = 300.0
+
+
+class SharedBackoff:
+    """A ``Backoff`` that also honours the backoffs other replicas set."""
+
+    def __init__(self, local: KeyBackoff, clock: Clock) -> None:
+        self._local = local
+        self._clock = clock
+        self._learned: TTLCache[Hashable, tuple[float, type[UpstreamError]]] = TTLCache(
+            maxsize=LEARNED_KEPT, ttl=LEARNED_MAX_SECONDS, timer=clock.now
+        )
+
+    def blocked(self, key: Hashable) -> UpstreamError | None:
+        """An error like the last one while ``key`` is backing off here or elsewhere, else ``None``."""
+        own = self._local.blocked(key)
+        if own is not None:
+            return own
+        learned = self._learned.get(key)
+        if learned is None:
+            return None
+        until, kind = learned
+        now = self._clock.now()
+        return kind(outcome="backoff", retry_after_seconds=until - now) if now < until else None
+
+    def failed(self, key: Hashable, error: UpstreamError) -> None:
+        """Count a failure of ``key`` here (the load that failed publishes it)."""
+        self._local.failed(key, error)
+
+    def succeeded(self, key: Hashable) -> None:
+        """Forget ``key``'s failures."""
+        self._local.succeeded(key)
+        self._learned.pop(key, None)
+
+    def learn(self, key: Hashable, kind: str, seconds: float) -> UpstreamError:
+        """Note that another replica's load of ``key`` failed with ``kind`` and may not be retried
+        for ``seconds``; returns the error to answer with meanwhile."""
+        error_type = _KINDS.get(kind, UpstreamUnavailable)
+        self._learned[key] = (self._clock.now() + min(seconds, LEARNED_MAX_SECONDS), error_type)
+        return error_type(outcome="backoff", retry_after_seconds=seconds)

@@ -1,0 +1,78 @@
+"""A cache entry as the bytes Redis holds, and back. Pure.
+
+Layout: a 4-byte big-endian header length, the header (JSON: ETag, times, cover links, body
+lengths), the body, then the gzip body if there is one. The bodies are stored as they are sent,
+so a replica that reads an entry serves it without JSON work. Anything malformed is a
+``ValueError``: the caller treats it as a miss.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import orjson
+
+from gateway.cache.entry import CacheEntry, CoverLink
+
+_LENGTH = struct.Struct(">I")
+
+
+def encode_entry(entry: CacheEntry) -> bytes:
+    """The bytes stored for ``entry``."""
+    header = orjson.dumps(
+        {
+            "etag": entry.etag,
+            "fetched_at": entry.fetched_at,
+            "fresh_until": entry.fresh_until,
+            "keep_until": entry.keep_until,
+            "earliest_cover_expiry": entry.earliest_cover_expiry,
+            "covers": {job_id: [link.url, link.expires_at] for job_id, link in entry.covers.items()},
+            "body": len(entry.body),
+            "gzip": None if entry.gzip_body is None else len(entry.gzip_body),
+        }
+    )
+    return b"".join((_LENGTH.pack(len(header)), header, entry.body, entry.gzip_body or b""))
+
+
+def decode_entry(data: bytes) -> CacheEntry:
+    """The entry ``encode_entry`` stored; ``ValueError`` if ``data`` is not one."""
+    try:
+        (header_length,) = _LENGTH.unpack_from(data)
+        start = _LENGTH.size + header_length
+        header = orjson.loads(data[_LENGTH.size : start])
+        body_end = start + int(header["body"])
+        gzip_length = header["gzip"]
+        end = body_end + (0 if gzip_length is None else int(gzip_length))
+        if end != len(data):
+            raise ValueError("entry lengths do not add up")
+        return CacheEntry(
+            body=data[start:body_end],
+            etag=str(header["etag"]),
+            fetched_at=float(header["fetched_at"]),
+            fresh_until=float(header["fresh_until"]),
+            keep_until=float(header["keep_until"]),
+            covers={str(job): CoverLink(str(url), float(expires)) for job, (url, expires) in header["covers"].items()},
+            earliest_cover_expiry=(
+                None if header["earliest_cover_expiry"] is None else float(header["earliest_cover_expiry"])
+            ),
+            gzip_body=None if gzip_length is None else data[body_end:end],
+        )
+    except (struct.error, orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise ValueError("not a stored cache entry") from exc
+
+
+def encode_covers(tenant_id: str, covers: dict[str, CoverLink]) -> bytes:
+    """A covers message: a tenant's cover links by job id."""
+    return orjson.dumps(
+        {"tenant": tenant_id, "covers": {job: [link.url, link.expires_at] for job, link in covers.items()}}
+    )
+
+
+def decode_covers(data: bytes) -> tuple[str, dict[str, CoverLink]]:
+    """The tenant id and links of a covers message; ``ValueError`` if it is not one."""
+    try:
+        message = orjson.loads(data)
+        links = {str(job): CoverLink(str(url), float(expires)) for job, (url, expires) in message["covers"].items()}
+        return str(message["tenant"]), links
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError("not a covers message") from exc

@@ -1,0 +1,243 @@
+"""Single-flight across replicas: the L2 cache in Redis and the fill lease, in one round trip.
+
+On an L1 miss (and for a refresh-ahead) one script reads the entry from Redis and, when there is
+none fresh enough, takes the key's fill lease (``SET NX PX`` with a random token) unless the key
+is backing off. Then:
+
+* an entry came back: it goes into L1 and is served (``X-Cache: HIT`` when no wait was needed);
+* the key is backing off (another replica's load failed): the same error, until the backoff ends;
+* this replica holds the lease: it calls the upstream (renewing the lease while the call runs),
+  writes the entry fenced by its token (a holder whose lease lapsed cannot overwrite what a later
+  holder wrote), and publishes a hint; a failure writes the backoff and releases the lease;
+* another replica holds it: wait for the Pub/Sub hint, polling in case a hint is lost, never past
+  the request's upstream deadline; when the lease lapses (its holder died) one waiter takes it, so
+  a dead holder costs at most one lease time and one more upstream call.
+
+Within the replica, callers of one key share one task, as in the local single-flight. Whenever
+Redis is unavailable the replica loads on its own (L2 counts as a miss).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import Coroutine
+from functools import partial
+from typing import Any
+
+from gateway.cache.entry import CacheEntry
+from gateway.cache.keys import CacheKey
+from gateway.cache.protocols import EntryStore, Loader
+from gateway.clock import Clock
+from gateway.errors import UpstreamError, UpstreamTimeout
+from gateway.shared.backoff import SharedBackoff
+from gateway.shared.codec import decode_entry, encode_entry
+from gateway.shared.keys import KeySpace
+from gateway.shared.tier import RedisTier, SharedUnavailable
+
+LEASE_SECONDS = 2.0
+"""A fill lease lapses this long after its holder last renewed it (what a dead holder costs)."""
+RENEW_SECONDS = LEASE_SECONDS / 4
+POLL_SECONDS = 0.1
+"""A waiter looks again this often even without a hint."""
+
+_FILL_OR_LEASE = """
+-- KEYS: entry, lease, backoff. ARGV: fresh_until a stored entry must pass, token, lease ms.
+local stored = redis.call('HMGET', KEYS[1], 'fresh_until', 'entry')
+if stored[1] and tonumber(stored[1]) > tonumber(ARGV[1]) then return {'entry', stored[2]} end
+local failing = redis.call('GET', KEYS[3])
+if failing then return {'backoff', failing, redis.call('PTTL', KEYS[3])} end
+if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then return {'lease'} end
+return {'wait'}
+"""
+_FILL = """
+-- KEYS: entry, lease, backoff. ARGV: token, fresh_until, entry, ms to keep it, hint channel.
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('HSET', KEYS[1], 'fresh_until', ARGV[2], 'entry', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PUBLISH', ARGV[5], KEYS[1])
+return 1
+"""
+_GIVE_UP = """
+-- KEYS: entry, lease, backoff. ARGV: token, error kind, backoff ms (0: none), hint channel.
+if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3]) end
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+redis.call('PUBLISH', ARGV[4], KEYS[1])
+return 1
+"""
+_RENEW = """
+-- KEYS: lease. ARGV: token, lease ms.
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+Fetched = tuple[CacheEntry, str]
+
+
+class LeasedSingleFlight:
+    """A ``SingleFlight`` shared by every replica on one Redis, with L1 (``store``) in front."""
+
+    def __init__(
+        self,
+        *,
+        store: EntryStore,
+        tier: RedisTier,
+        backoff: SharedBackoff,
+        clock: Clock,
+        wait_seconds: float,
+    ) -> None:
+        self._store = store
+        self._tier = tier
+        self._keys: KeySpace = tier.keys
+        self._backoff = backoff
+        self._clock = clock
+        self._wait_seconds = wait_seconds
+        self._in_flight: dict[CacheKey, asyncio.Task[Fetched]] = {}
+        self._hints: dict[str, asyncio.Event] = {}
+        self._fill_or_lease = tier.script(_FILL_OR_LEASE)
+        self._fill = tier.script(_FILL)
+        self._give_up = tier.script(_GIVE_UP)
+        self._renew = tier.script(_RENEW)
+        tier.on_message(self._keys.fill_channel, self._hinted)
+
+    def is_loading(self, key: CacheKey) -> bool:
+        """Whether this replica is loading (or waiting for another replica to load) ``key``."""
+        return key in self._in_flight
+
+    async def load(self, key: CacheKey, loader: Loader) -> Fetched:
+        """The entry for ``key`` from Redis, another replica's load, or this replica's own."""
+        task = self._in_flight.get(key)
+        if task is None:
+            return await asyncio.shield(self._start(key, self._fetch(key, loader, better_than=None)))
+        entry, result = await asyncio.shield(task)
+        return entry, "hit" if result == "hit" else "coalesced"
+
+    def refresh_in_background(self, key: CacheKey, loader: Loader) -> None:
+        """Renew ``key`` once across replicas: adopt a newer entry another replica stored, or
+        wait for the one refreshing it, or refresh it here; nobody waits for this."""
+        if key in self._in_flight:
+            return
+        current = self._store.get(key)
+        better_than = current.fresh_until if current is not None else None
+        task = self._start(key, self._fetch(key, loader, better_than=better_than))
+        # A failed background refresh leaves the current entry in place; retrieve the exception
+        # so it is not reported as never retrieved.
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+    async def close(self) -> None:
+        """Cancel loads still under way (at shutdown)."""
+        tasks = list(self._in_flight.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _start(self, key: CacheKey, work: Coroutine[Any, Any, Fetched]) -> asyncio.Task[Fetched]:
+        task = asyncio.ensure_future(self._tracked(key, work))
+        self._in_flight[key] = task
+        return task
+
+    async def _tracked(self, key: CacheKey, work: Coroutine[Any, Any, Fetched]) -> Fetched:
+        try:
+            return await work
+        finally:
+            del self._in_flight[key]
+
+    async def _fetch(self, key: CacheKey, loader: Loader, *, better_than: float | None) -> Fetched:
+        name = self._keys.entry(key)
+        keys = [name, self._keys.lease(name), self._keys.backoff(name)]
+        token = secrets.token_hex(16)
+        deadline = asyncio.get_running_loop().time() + self._wait_seconds
+        waited = False
+        while True:
+            floor = self._clock.now() if better_than is None else better_than
+            try:
+                reply = await self._tier.run(
+                    "fill_or_lease",
+                    partial(self._fill_or_lease, keys=keys, args=[repr(floor), token, int(LEASE_SECONDS * 1000)]),
+                )
+            except SharedUnavailable:
+                return await self._load_here(key, loader), "miss"
+            verdict = reply[0]
+            if verdict == b"entry":
+                entry = self._adopt(key, reply[1])
+                if entry is None:  # unreadable (another format): load here, the next fill replaces it
+                    return await self._load_here(key, loader), "miss"
+                return entry, "coalesced" if waited else "hit"
+            if verdict == b"backoff":
+                raise self._backoff.learn(key, reply[1].decode(), int(reply[2]) / 1000)
+            if verdict == b"lease":
+                return await self._load_holding(key, keys, token, loader), "miss"
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise UpstreamTimeout("another replica's load of this resource did not finish in time")
+            await self._await_hint(name, min(POLL_SECONDS, remaining))
+            waited = True
+
+    def _adopt(self, key: CacheKey, data: bytes) -> CacheEntry | None:
+        try:
+            entry = decode_entry(data)
+        except ValueError:
+            return None
+        self._store.put(key, entry)
+        return entry
+
+    async def _load_here(self, key: CacheKey, loader: Loader) -> CacheEntry:
+        entry = await loader()
+        self._store.put(key, entry)
+        return entry
+
+    async def _load_holding(self, key: CacheKey, keys: list[str], token: str, loader: Loader) -> CacheEntry:
+        renewing = asyncio.ensure_future(self._keep_lease(keys[1], token))
+        try:
+            entry = await loader()
+        except BaseException as error:
+            blocked = self._backoff.blocked(key) if isinstance(error, UpstreamError) else None
+            kind, seconds = (type(blocked).__name__, blocked.retry_after_seconds or 0.0) if blocked else ("", 0.0)
+            self._tier.spawn(
+                self._tier.run(
+                    "give_up",
+                    lambda: self._give_up(keys=keys, args=[token, kind, int(seconds * 1000), self._keys.fill_channel]),
+                )
+            )
+            raise
+        finally:
+            renewing.cancel()
+        self._store.put(key, entry)
+        keep_ms = int((entry.keep_until - self._clock.now()) * 1000)
+        if keep_ms > 0:
+            data = encode_entry(entry)
+            self._tier.spawn(
+                self._tier.run(
+                    "fill",
+                    lambda: self._fill(
+                        keys=keys, args=[token, repr(entry.fresh_until), data, keep_ms, self._keys.fill_channel]
+                    ),
+                )
+            )
+        return entry
+
+    async def _keep_lease(self, lease: str, token: str) -> None:
+        while True:
+            await asyncio.sleep(RENEW_SECONDS)
+            with contextlib.suppress(SharedUnavailable):
+                await self._tier.run(
+                    "renew_lease", lambda: self._renew(keys=[lease], args=[token, int(LEASE_SECONDS * 1000)])
+                )
+
+    async def _await_hint(self, name: str, seconds: float) -> None:
+        event = self._hints.setdefault(name, asyncio.Event())
+        try:
+            async with asyncio.timeout(seconds):
+                await event.wait()
+        except TimeoutError:
+            pass
+        finally:
+            if self._hints.get(name) is event:
+                del self._hints[name]
+
+    def _hinted(self, data: bytes) -> None:
+        event = self._hints.get(data.decode(errors="replace"))
+        if event is not None:
+            event.set()

@@ -1,0 +1,97 @@
+"""One rate limit per tenant across replicas: a token bucket in Redis, leased out in small batches.
+
+The bucket is one Lua script on Redis's own clock (``TIME``), so replicas' clocks do not matter:
+it refills at the tenant's rate up to its burst and grants up to the tokens asked. Each replica
+keeps a local ``Allowance`` per tenant (``admission.rate_limit``) and decides every request from
+it synchronously; a lease is asked in the background when the allowance runs low. When the
+bucket grants nothing, the allowance knows when the next token is due and makes no Redis call
+before then, so a tenant over its limit costs no Redis traffic.
+
+While Redis is unavailable each replica limits on its own at the tenant's limit divided by the
+number of replicas it last saw (``RedisTier.replicas_seen``), so the sum stays near the limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from gateway.admission.rate_limit import Allowance, RateLimit, TenantRateLimiter, lease_size
+from gateway.clock import Clock
+from gateway.shared.tier import RedisTier
+
+_TAKE = """
+-- KEYS: bucket. ARGV: rate per second, burst, tokens asked.
+-- Returns {granted, microseconds until the next token when fewer were granted than asked}.
+local now = redis.call('TIME')
+local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local rate, burst, asked = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at_us')
+local tokens = tonumber(state[1]) or burst
+local at_us = tonumber(state[2]) or now_us
+tokens = math.min(burst, tokens + math.max(0, now_us - at_us) * rate / 1000000)
+local granted = math.min(asked, math.floor(tokens))
+tokens = tokens - granted
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens), 'at_us', string.format('%.0f', now_us))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+local wait_us = 0
+if granted < asked then wait_us = math.ceil((1 - tokens) / rate * 1000000) end
+return {granted, wait_us}
+"""
+
+
+class SharedRateLimiter:
+    """A ``RateLimiter`` over per-tenant buckets in Redis, fed into local allowances."""
+
+    def __init__(self, limits: Mapping[str, RateLimit], tier: RedisTier, clock: Clock) -> None:
+        self._limits = dict(limits)
+        self._tier = tier
+        self._clock = clock
+        self._allowances: dict[str, Allowance] = {}
+        self._take = tier.script(_TAKE)
+        self._local_replicas = 0
+        self._local = TenantRateLimiter({}, clock)
+
+    def retry_after(self, tenant_id: str) -> int:
+        """Take one token from this replica's allowance: 0 to pass, else whole seconds to wait."""
+        limit = self._limits.get(tenant_id)
+        if limit is None:
+            return 0
+        if not self._tier.up:
+            return self._local_share().retry_after(tenant_id)
+        allowance = self._allowances.get(tenant_id)
+        if allowance is None:
+            allowance = self._allowances[tenant_id] = Allowance()
+        now = self._clock.now()
+        size = lease_size(limit, self._tier.replicas_seen)
+        decision = allowance.take(now, size)
+        asked = allowance.want(now, size)
+        if asked:
+            allowance.leasing = True
+            self._tier.spawn(self._lease(tenant_id, limit, allowance, asked))
+        return decision
+
+    def _local_share(self) -> TenantRateLimiter:
+        """Local buckets at each limit divided by the replicas last seen (rebuilt when that changes)."""
+        replicas = self._tier.replicas_seen
+        if replicas != self._local_replicas:
+            self._local_replicas = replicas
+            self._local = TenantRateLimiter(
+                {
+                    tenant_id: RateLimit(per_second=limit.per_second / replicas, burst=max(1.0, limit.burst / replicas))
+                    for tenant_id, limit in self._limits.items()
+                },
+                self._clock,
+            )
+        return self._local
+
+    async def _lease(self, tenant_id: str, limit: RateLimit, allowance: Allowance, asked: int) -> None:
+        try:
+            granted, wait_us = await self._tier.run(
+                "rate_lease",
+                lambda: self._take(
+                    keys=[self._tier.keys.rate(tenant_id)], args=[repr(limit.per_second), repr(limit.burst), asked]
+                ),
+            )
+        finally:
+            allowance.leasing = False
+        allowance.leased(self._clock.now(), asked, int(granted), int(wait_us) / 1_000_000)

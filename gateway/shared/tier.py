@@ -1,0 +1,217 @@
+"""The one Redis connection of the shared tier, its breaker, its heartbeat and its Pub/Sub listener.
+
+Every Redis call of every shared component goes through ``RedisTier.run``, which bounds it by
+``operation_timeout_seconds`` and counts it. The first failure opens the breaker: from then on
+``run`` refuses at once (``SharedUnavailable``) and every component acts locally, until the
+heartbeat (once a second, bypassing the breaker) gets an answer again. So a frozen Redis costs
+each request at most one operation timeout, and sharing resumes about a second after Redis does.
+
+redis-py's defaults are wrong for a cache in front of a cache: 5 s socket timeouts, retries with
+backoff, and an asyncio pool that raises past its size. Here the socket, connect and pool-wait
+timeouts are all the operation timeout, retries are off (the caller has a local answer; retrying
+only makes it later), and the pool blocks (bounded) rather than raising. Scripts go through
+redis-py's ``Script``, which answers a ``NOSCRIPT`` (Redis restarted, scripts gone) by loading
+the script again within the same call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeout
+
+from gateway.config.settings import SharedSettings
+from gateway.observability.metrics import Metrics
+from gateway.shared.keys import KeySpace
+
+_T = TypeVar("_T")
+logger = logging.getLogger(__name__)
+
+MAX_CONNECTIONS = 64
+"""Bound on this replica's Redis connections (per node in a cluster); one is the Pub/Sub listener."""
+HEARTBEAT_SECONDS = 1.0
+"""How often a replica says it is alive (and, while the breaker is open, probes Redis)."""
+HEARTBEAT_LAPSE_SECONDS = 5.0
+"""A replica that has not said so for this long is no longer counted."""
+LISTEN_RETRY_SECONDS = 1.0
+
+_HEARTBEAT = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return redis.call('ZCARD', KEYS[1])
+"""
+
+
+class SharedUnavailable(Exception):
+    """Redis did not answer in time, refused, or the breaker is open: act locally."""
+
+
+def _client(settings: SharedSettings) -> Redis | RedisCluster:
+    timeout = settings.operation_timeout_seconds
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), 0),
+    }
+    if settings.cluster:
+        return RedisCluster.from_url(settings.redis_url, max_connections=MAX_CONNECTIONS, **options)
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=MAX_CONNECTIONS, timeout=timeout, **options
+    )
+    return Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
+
+
+class RedisTier:
+    """The shared tier's connection: bounded calls, one breaker, heartbeat, replica count, hints."""
+
+    def __init__(self, settings: SharedSettings, metrics: Metrics) -> None:
+        self.keys = KeySpace(settings.key_prefix)
+        self.replica_id = secrets.token_hex(8)
+        self.replicas_seen = 1
+        """Live replicas at the last heartbeat (this one included): the local rate-limit share."""
+        self._timeout = settings.operation_timeout_seconds
+        self._metrics = metrics
+        self._client = _client(settings)
+        self._up = False
+        self._handlers: dict[str, Callable[[bytes], None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._heartbeat = self._client.register_script(_HEARTBEAT)
+        metrics.shared_tier_up.set_function(lambda: 1.0 if self._up else 0.0)
+
+    @property
+    def up(self) -> bool:
+        """Whether Redis answered last time it was asked (the breaker is closed)."""
+        return self._up
+
+    def script(self, source: str) -> AsyncScript:
+        """A Lua script to call through ``run``."""
+        return self._client.register_script(source)
+
+    async def publish(self, channel: str, message: bytes) -> None:
+        """Publish ``message`` on ``channel`` (call it through ``run``)."""
+        await self._client.publish(channel, message)
+
+    def on_message(self, channel: str, handler: Callable[[bytes], None]) -> None:
+        """Call ``handler`` with each message published on ``channel`` (register before ``start``)."""
+        self._handlers[channel] = handler
+
+    async def run(self, operation: str, call: Callable[[], Awaitable[_T]]) -> _T:
+        """``call()`` against Redis, bounded by the operation timeout and counted by ``operation``;
+        ``SharedUnavailable`` if the breaker is open or the call fails (which opens it)."""
+        if not self._up:
+            self._metrics.shared_tier_operations.labels(operation, "skipped").inc()
+            raise SharedUnavailable
+        return await self._attempt(operation, call)
+
+    async def _attempt(self, operation: str, call: Callable[[], Awaitable[_T]]) -> _T:
+        started = time.perf_counter()
+        result = "ok"
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await call()
+        except (TimeoutError, RedisTimeout) as exc:
+            result = "timeout"
+            raise SharedUnavailable from exc
+        except (RedisError, OSError) as exc:
+            result = "error"
+            raise SharedUnavailable from exc
+        finally:
+            self._metrics.shared_tier_duration.labels(operation).observe(time.perf_counter() - started)
+            self._metrics.shared_tier_operations.labels(operation, result).inc()
+            if result != "ok" and self._up:
+                self._up = False
+                logger.warning("shared tier down (Redis %s on %s): this replica acts on its own", result, operation)
+
+    def spawn(self, work: Awaitable[Any]) -> None:
+        """Run ``work`` in the background, kept until done and cancelled at ``close``; a
+        ``SharedUnavailable`` it raises is expected (the breaker counted it) and dropped."""
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and isinstance(task.exception(), SharedUnavailable | None):
+            return
+        if not task.cancelled():
+            logger.error("shared tier task failed", exc_info=task.exception())
+
+    async def start(self) -> None:
+        """One heartbeat (bounded: Redis being down does not delay start-up), then the heartbeat
+        and the Pub/Sub listener in the background."""
+        await self._beat()
+        self.spawn(self._beat_forever())
+        if self._handlers:
+            self.spawn(self._listen_forever())
+
+    async def close(self) -> None:
+        """Stop the background work and close the connections."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            async with asyncio.timeout(self._timeout * 5):
+                await self._client.aclose()
+
+    async def _beat(self) -> None:
+        was_up = self._up
+        try:
+            count = await self._attempt(
+                "heartbeat",
+                lambda: self._heartbeat(
+                    keys=[self.keys.replicas], args=[self.replica_id, int(HEARTBEAT_LAPSE_SECONDS * 1000)]
+                ),
+            )
+        except SharedUnavailable:
+            return
+        self.replicas_seen = max(1, int(count))
+        self._up = True
+        if not was_up:
+            logger.info("shared tier up: %d replica(s) share Redis", self.replicas_seen)
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            await self._beat()
+
+    async def _listen_forever(self) -> None:
+        while True:
+            pubsub = self._client.pubsub()
+            try:
+                await self._listen(pubsub)
+            except (RedisError, OSError, TimeoutError):
+                pass  # Redis went away: the breaker and heartbeat say so; listen again later
+            finally:
+                with contextlib.suppress(RedisError, OSError, TimeoutError):
+                    async with asyncio.timeout(self._timeout):
+                        await pubsub.aclose()
+            await asyncio.sleep(LISTEN_RETRY_SECONDS)
+
+    async def _listen(self, pubsub: PubSub) -> None:
+        async with asyncio.timeout(self._timeout * 10):
+            await pubsub.subscribe(*self._handlers)
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=HEARTBEAT_SECONDS)
+            if message is None or message.get("type") != "message":
+                continue
+            channel = message["channel"]
+            handler = self._handlers.get(channel.decode() if isinstance(channel, bytes) else str(channel))
+            if handler is not None:
+                handler(message["data"])
