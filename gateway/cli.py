@@ -19,7 +19,8 @@ from gateway.admission.api_keys import hash_key
 from gateway.app import create_app
 from gateway.clock import SystemClock
 from gateway.config.settings import Settings, load_settings
-from gateway.credentials.static import CredentialSource
+from gateway.credentials.chain import select_credentials
+from gateway.credentials.holder import CredentialsHolder
 from gateway.errors import ConfigError
 from gateway.observability.logs import configure_logging
 from gateway.server import serve_until_signalled
@@ -82,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(env: Mapping[str, str], config: str | None) -> tuple[Settings, CredentialSource]:
+def _load(env: Mapping[str, str], config: str | None) -> tuple[Settings, CredentialsHolder]:
     problems: list[str] = []
     settings = credentials = None
     try:
@@ -90,7 +91,7 @@ def _load(env: Mapping[str, str], config: str | None) -> tuple[Settings, Credent
     except ConfigError as exc:
         problems += exc.problems
     try:
-        credentials = CredentialSource(env, clock=SystemClock())
+        credentials = select_credentials(env, clock=SystemClock())
     except ConfigError as exc:
         problems += exc.problems
     if problems or settings is None or credentials is None:
@@ -106,6 +107,7 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     configure_logging()
     app = create_app(settings, credentials=credentials)
     with asyncio.Runner(loop_factory=_new_event_loop) as runner:
+        runner.run(credentials.confirm())  # auto mode's last resort (ECS metadata) must answer now
         runner.run(serve_until_signalled(app, server))
     return 0
 

@@ -83,8 +83,8 @@ class _Source:
     path: str | None = None
 
 
-class _Unusable(Exception):
-    """A value could not be used; the message names the variable, never the value."""
+class UnusableValue(Exception):
+    """A value could not be used; the message names the variable (or file), never the value."""
 
 
 def _is_set(env: Mapping[str, str], variable: str) -> bool:
@@ -95,24 +95,25 @@ def _check_value(variable: str, value: str) -> str:
     # Values end up in HTTP headers and the HMAC key: anything but visible ASCII is a mistake
     # (typically two values pasted on one line) and would break or leak into the request.
     if not all("!" <= char <= "~" for char in value):
-        raise _Unusable(f"{variable}: the value contains white space, control or non-ASCII characters")
+        raise UnusableValue(f"{variable}: the value contains white space, control or non-ASCII characters")
     return value
 
 
-def _read_file(variable: str, path: str) -> str:
-    """The stripped contents of a ``_FILE``; empty when the file is empty."""
+def read_secret_file(variable: str, path: str) -> str:
+    """The stripped contents of a file named by ``variable``; empty when the file is empty.
+    Raises ``UnusableValue`` naming the variable and path when it cannot be read."""
     try:
         with open(path, "rb") as handle:
             data = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise _Unusable(f"{variable}: cannot read {path}: {reason}") from exc
+        raise UnusableValue(f"{variable}: cannot read {path}: {reason}") from exc
     if len(data) > MAX_FILE_BYTES:
-        raise _Unusable(f"{variable}: {path} is larger than {MAX_FILE_BYTES} bytes")
+        raise UnusableValue(f"{variable}: {path} is larger than {MAX_FILE_BYTES} bytes")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _Unusable(f"{variable}: {path} is not UTF-8 text") from exc
+        raise UnusableValue(f"{variable}: {path} is not UTF-8 text") from exc
     return text.strip()
 
 
@@ -152,11 +153,11 @@ def _resolve(item: _Item, env: Mapping[str, str], problems: list[str]) -> _Resol
                 return _Resolved(_Source(variable, value=setting), _check_value(variable, setting))
             # Stat before reading: a change landing after the stat is seen at the next check.
             fingerprint = _fingerprint(setting)
-            value = _read_file(variable, setting)
+            value = read_secret_file(variable, setting)
             if value:
                 return _Resolved(_Source(variable, path=setting), _check_value(variable, value), fingerprint)
             empty_files.append(f"{variable} names an empty file")
-        except _Unusable as exc:
+        except UnusableValue as exc:
             problems.append(str(exc))
             return None
 
@@ -235,7 +236,7 @@ class CredentialSource:
         self._fingerprints = seen
         try:
             values = {label: self._read(source) for label, source in self._sources.items()}
-        except _Unusable as exc:
+        except UnusableValue as exc:
             logger.warning("credentials not reloaded, keeping the previous ones: %s", exc)
             return
         fresh = _credentials(values)
@@ -248,7 +249,7 @@ class CredentialSource:
     def _read(source: _Source) -> str:
         if source.path is None:
             return source.value
-        value = _read_file(source.variable, source.path)
+        value = read_secret_file(source.variable, source.path)
         if not value:
-            raise _Unusable(f"{source.variable}: {source.path} is empty")
+            raise UnusableValue(f"{source.variable}: {source.path} is empty")
         return _check_value(source.variable, value)

@@ -1,8 +1,13 @@
-"""The simulator's aiohttp application: the MetaStudio jobs endpoint and the OBS cover download.
+"""The simulator's aiohttp application: the MetaStudio jobs endpoint, the OBS cover download
+and the fake cloud that issues credentials (``cloud``).
 
 ``create_simulator_app`` wires it: dataset, credentials and knobs go into ``SimulatorState``
-(under ``SIMULATOR_STATE``); the clock and the OBS URL signer into a private app key.
-Every jobs request is recorded, refused ones too.
+(under ``SIMULATOR_STATE``), the fake cloud's state under ``CLOUD_STATE``; the clock and the
+OBS URL signer into a private app key. Every jobs request is recorded, refused ones too.
+
+The jobs endpoint accepts a request signed with the static keys, or with temporary credentials
+the fake cloud issued (unexpired, their own security token signed), or carrying an IAM token
+the fake cloud issued (``X-Auth-Token``: known, unexpired, scoped to the path's project).
 """
 
 from __future__ import annotations
@@ -19,12 +24,14 @@ import orjson
 from aiohttp import web
 
 from gateway.clock import Clock
+from gateway.simulator.cloud import MAX_FIELD_SIZE, CloudState, FakeCloud
 from gateway.simulator.covers import ObsDenial, ObsUrlSigner, cover_png, error_xml, job_id_of
 from gateway.simulator.dataset import generate_jobs
 from gateway.simulator.faults import Fault, faulty_response, pick_fault
 from gateway.simulator.query import InvalidQuery, parse_query, select_jobs
 from gateway.simulator.state import SIMULATOR_STATE, JobRecord, RecordedRequest, SimulatorState
 from gateway.simulator.verify import Credentials, check_signature, parse_raw_query
+from gateway.upstream.signing import parse_authorization
 
 JOBS_ROUTE = "/v1/{project_id}/digital-human-training-manage/user/jobs"
 COVERS_ROUTE = "/obs/metastudio-covers/{name}"
@@ -77,6 +84,36 @@ class _Wiring:
 
 
 _WIRING: web.AppKey[_Wiring] = web.AppKey("simulator_wiring", _Wiring)
+CLOUD_STATE: web.AppKey[CloudState] = web.AppKey("simulator_cloud", CloudState)
+
+
+def _authentication_failure(request: web.Request, query: list[tuple[str, str]], now: float) -> str | None:
+    """``None`` when the jobs request is authentic (static keys, issued credentials or an issued
+    IAM token), else why not."""
+    state = request.app[SIMULATOR_STATE]
+    cloud = request.app[CLOUD_STATE]
+    path_project_id = request.match_info["project_id"]
+    token = request.headers.get("X-Auth-Token")
+    if token is not None:
+        if "Authorization" in request.headers:
+            return "both X-Auth-Token and Authorization"
+        return cloud.check_token(token, path_project_id, now)
+    credentials = Credentials(state.access_key, state.secret_key, state.security_token)
+    parsed = parse_authorization(request.headers.get("Authorization", ""))
+    if parsed is not None and parsed.access_key != state.access_key:
+        issued = cloud.credentials_for(parsed.access_key, now)
+        if isinstance(issued, str):
+            return issued
+        credentials = Credentials(parsed.access_key, issued.secret_key, issued.security_token)
+    return check_signature(
+        method=request.method,
+        raw_path=request.raw_path.partition("?")[0],
+        query=query,
+        headers=request.headers.items(),
+        credentials=credentials,
+        path_project_id=path_project_id,
+        now=now,
+    )
 
 
 def _error(status: int) -> dict[str, str]:
@@ -101,15 +138,7 @@ def _answer(request: web.Request, query: list[tuple[str, str]]) -> tuple[int, An
     if request.method != "GET":
         return 404, _error(404), "method not GET"
     path_project_id = request.match_info["project_id"]
-    rejection = check_signature(
-        method=request.method,
-        raw_path=request.raw_path.partition("?")[0],
-        query=query,
-        headers=request.headers.items(),
-        credentials=Credentials(state.access_key, state.secret_key, state.security_token),
-        path_project_id=path_project_id,
-        now=now,
-    )
+    rejection = _authentication_failure(request, query, now)
     if rejection is not None:
         return 401, _error(401), rejection
     if path_project_id != state.project_id:
@@ -241,7 +270,8 @@ def create_simulator_app(
 
     ``jobs_per_user``: each app user id's job count (default: 25 to 40, see ``dataset``).
     """
-    app = web.Application()
+    # Header fields up to 32 KB: an IAM token in X-Auth-Token is about 9 KB.
+    app = web.Application(handler_args={"max_field_size": MAX_FIELD_SIZE})
     app[SIMULATOR_STATE] = SimulatorState(
         project_id=project_id,
         access_key=access_key,
@@ -252,6 +282,8 @@ def create_simulator_app(
         ),
     )
     app[_WIRING] = _Wiring(clock=clock, obs=ObsUrlSigner(OBS_ACCESS_KEY_ID, secrets.token_urlsafe(24)))
+    cloud = app[CLOUD_STATE] = CloudState(project_id=project_id)
+    FakeCloud(cloud, clock).add_routes(app)
     app.router.add_route("*", JOBS_ROUTE, _list_jobs)
     app.router.add_get(COVERS_ROUTE, _download_cover)
     app.router.add_route("*", "/_simulator/faults", _faults)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from gateway.clock import Clock, SystemClock
-from gateway.simulator.app import DEFAULT_APP_USER_IDS, create_simulator_app
+from gateway.simulator.app import CLOUD_STATE, DEFAULT_APP_USER_IDS, create_simulator_app
+from gateway.simulator.cloud import CloudState
 from gateway.simulator.state import SIMULATOR_STATE, SimulatorState
 
 
@@ -22,6 +23,8 @@ class RunningSimulator:
 
     base_url: str
     state: SimulatorState
+    cloud: CloudState
+    """The fake cloud (IAM, STS, metadata, pod identity): what it issued, its controls and log."""
 
     @property
     def project_id(self) -> str:
@@ -75,7 +78,9 @@ async def running_simulator(
     try:
         await web.TCPSite(runner, host, port).start()
         bound_port = runner.addresses[0][1]
-        yield RunningSimulator(base_url=f"http://{_url_host(host)}:{bound_port}", state=app[SIMULATOR_STATE])
+        yield RunningSimulator(
+            base_url=f"http://{_url_host(host)}:{bound_port}", state=app[SIMULATOR_STATE], cloud=app[CLOUD_STATE]
+        )
     finally:
         await runner.cleanup()
 

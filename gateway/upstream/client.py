@@ -1,4 +1,9 @@
-"""The MetaStudio client: one session, headers built by allow-list, every attempt freshly signed.
+"""The MetaStudio client: one session, headers built by allow-list, every attempt freshly authenticated.
+
+Per attempt the client asks the credentials holder how to authenticate (never waiting on a
+credential endpoint): AK/SK (with ``X-Security-Token``, signed, for temporary credentials) to
+sign the request with, or an IAM token to send as ``X-Auth-Token`` with no signature headers.
+An upstream 401/403 asks the holder to renew once, then the call is retried once.
 
 Nothing from a caller's request reaches the upstream: the client builds the request from the
 validated query and the tenant's ``app_user_id`` alone. Failures are translated here, once,
@@ -34,14 +39,15 @@ from yarl import URL
 from gateway import __version__
 from gateway.clock import Clock, utc_datetime
 from gateway.config.settings import CircuitBreakerSettings, UpstreamSettings
-from gateway.credentials.static import CredentialSource
+from gateway.credentials.holder import CredentialsHolder
+from gateway.credentials.issued import CredentialsUnavailable, IamToken, UpstreamAuth
 from gateway.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 from gateway.observability.accesslog import note_upstream_attempt
 from gateway.observability.metrics import Metrics
 from gateway.upstream.breaker import CircuitBreaker
 from gateway.upstream.query import UpstreamQuery
 from gateway.upstream.retry_budget import RetryBudget
-from gateway.upstream.signing import sign
+from gateway.upstream.signing import canonical_query_string, sign
 
 USER_AGENT = f"metastudio-gateway/{__version__}"
 _BACKOFF = wait_random_exponential(multiplier=0.05, max=1.0)
@@ -49,6 +55,10 @@ _BACKOFF = wait_random_exponential(multiplier=0.05, max=1.0)
 
 class _CredentialsRefused(Exception):
     """The upstream answered 401/403: our signature or credentials were refused."""
+
+    def __init__(self, refused: UpstreamAuth) -> None:
+        super().__init__("the upstream refused the credentials")
+        self.refused = refused
 
 
 def _retry_after_seconds(response: aiohttp.ClientResponse) -> float | None:
@@ -77,7 +87,7 @@ class MetaStudioClient:
         session: aiohttp.ClientSession,
         settings: UpstreamSettings,
         breaker_policy: CircuitBreakerSettings,
-        credentials: CredentialSource,
+        credentials: CredentialsHolder,
         clock: Clock,
         metrics: Metrics,
     ) -> None:
@@ -87,7 +97,6 @@ class MetaStudioClient:
         self._credentials = credentials
         self._clock = clock
         self._metrics = metrics
-        self._credentials_generation = credentials.generation
         self._host = urlsplit(settings.endpoint).netloc
         self._path = f"/v1/{quote(settings.project_id, safe='')}/digital-human-training-manage/user/jobs"
         self._breakers: dict[str, CircuitBreaker] = {}
@@ -106,17 +115,24 @@ class MetaStudioClient:
             async with asyncio.timeout(self._settings.timeout_seconds):
                 try:
                     return await self._with_retries(app_user_id, query)
-                except _CredentialsRefused:
-                    # Perhaps the credentials were rotated: re-read them and try once more.
-                    self._credentials.reload()
-                    self._credentials_generation = self._credentials.generation
+                except _CredentialsRefused as refusal:
+                    # Perhaps the credentials were rotated or revoked: renew them and try once more.
                     self._metrics.credential_reloads.labels(trigger="upstream_auth_failure").inc()
+                    if not await self._credentials.renew_refused(refusal.refused):
+                        raise UpstreamRejected(
+                            "the upstream refused the gateway's credentials", outcome="auth"
+                        ) from refusal
                     try:
                         return await self._with_retries(app_user_id, query)
                     except _CredentialsRefused as exc:
                         raise UpstreamRejected(
                             "the upstream refused the gateway's credentials", outcome="auth"
                         ) from exc
+        except CredentialsUnavailable as exc:
+            self._metrics.upstream_requests.labels(outcome="no_credentials").inc()
+            raise UpstreamUnavailable(
+                "the gateway holds no valid cloud credentials yet", outcome="no_credentials"
+            ) from exc
         except TimeoutError as exc:
             self._metrics.upstream_requests.labels(outcome="timeout").inc()
             raise UpstreamTimeout() from exc
@@ -146,12 +162,13 @@ class MetaStudioClient:
     async def _guarded_attempt(
         self, breaker: CircuitBreaker, app_user_id: str, query: UpstreamQuery
     ) -> tuple[Any, float]:
+        auth = self._credentials.authorization()  # before the breaker: no credentials is not an outage
         if not breaker.allow():
             self._metrics.upstream_requests.labels(outcome="circuit_open").inc()
             raise UpstreamUnavailable("the upstream is failing; calls are paused briefly", outcome="circuit_open")
         failed = True
         try:
-            result = await self._attempt(app_user_id, query)
+            result = await self._attempt(auth, app_user_id, query)
             failed = False
             return result
         except (UpstreamRejected, _CredentialsRefused):
@@ -160,17 +177,22 @@ class MetaStudioClient:
         finally:
             breaker.record(failed=failed)
 
-    def _signed_request(self, app_user_id: str, query: UpstreamQuery) -> tuple[URL, dict[str, str]]:
-        credentials = self._credentials.current()
-        if self._credentials.generation != self._credentials_generation:
-            self._credentials_generation = self._credentials.generation
-            self._metrics.credential_reloads.labels(trigger="file_changed").inc()
+    def _authenticated_request(
+        self, auth: UpstreamAuth, app_user_id: str, query: UpstreamQuery
+    ) -> tuple[URL, dict[str, str]]:
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
-            "X-Project-Id": self._settings.project_id,
             "X-App-UserId": app_user_id,
         }
+        if isinstance(auth, IamToken):
+            # Token mode: the token alone authenticates; no Authorization, X-Sdk-Date, X-Project-Id.
+            headers["X-Auth-Token"] = auth.value
+            query_string = canonical_query_string(query)
+            path_and_query = self._path + (f"?{query_string}" if query_string else "")
+            return URL(self._settings.endpoint + path_and_query, encoded=True), headers
+        credentials = auth
+        headers["X-Project-Id"] = self._settings.project_id
         if credentials.security_token:
             headers["X-Security-Token"] = credentials.security_token
         signed = sign(
@@ -186,8 +208,8 @@ class MetaStudioClient:
         # encoded=True: the wire must carry exactly the signed path and query.
         return URL(self._settings.endpoint + signed.path_and_query, encoded=True), signed.headers
 
-    async def _attempt(self, app_user_id: str, query: UpstreamQuery) -> tuple[Any, float]:
-        url, headers = self._signed_request(app_user_id, query)
+    async def _attempt(self, auth: UpstreamAuth, app_user_id: str, query: UpstreamQuery) -> tuple[Any, float]:
+        url, headers = self._authenticated_request(auth, app_user_id, query)
         started = time.perf_counter()
         retry_after = None
         try:
@@ -209,7 +231,7 @@ class MetaStudioClient:
             raise UpstreamUnavailable(outcome="connection_error") from exc
         self._record(str(status), started)
         if status in (401, 403):
-            raise _CredentialsRefused()
+            raise _CredentialsRefused(auth)
         if status == 429 or status >= 500:
             raise UpstreamUnavailable(outcome=str(status), retry_after_seconds=retry_after)
         if status != 200:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -13,11 +14,17 @@ from gateway.observability.accesslog import RequestContext
 from gateway.web.cors import CorsPolicy
 
 
+def _always() -> bool:
+    return True
+
+
 @dataclass(slots=True)
 class Lifecycle:
-    """Readiness: set when the app is serving, cleared the moment it starts draining."""
+    """Readiness: set when the app is serving, cleared the moment it starts draining; and
+    ``credentials_valid`` says whether unexpired cloud credentials are held now."""
 
     ready: bool = False
+    credentials_valid: Callable[[], bool] = _always
 
 
 SERVICE = web.AppKey("service", TrainingJobService)

@@ -103,8 +103,9 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Credentials and tenants are loaded and the gateway is not draining."""
-    if request.app[LIFECYCLE].ready:
+    """Tenants are loaded, unexpired cloud credentials are held, and the gateway is not draining."""
+    lifecycle = request.app[LIFECYCLE]
+    if lifecycle.ready and lifecycle.credentials_valid():
         return web.json_response({"status": "ready"})
     return web.json_response({"status": "not_ready"}, status=503)
 
