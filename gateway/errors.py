@@ -6,9 +6,13 @@
     ├── InvalidParameter               400 invalid_parameter
     ├── InvalidRequest                 400 invalid_parameter (the request itself: size, body)
     ├── Unauthenticated                401 unauthenticated
+    │   └── InvalidToken               401 unauthenticated (a bearer JWT refused, with the reason)
+    ├── Forbidden                      403 forbidden
     ├── NotFound                       404 not_found
     ├── MethodNotAllowed               405 method_not_allowed
+    ├── LinkExpired                    410 link_expired
     ├── RateLimited                    429 rate_limited
+    ├── AuthUnavailable                503 auth_unavailable (a JWT issuer's keys are unavailable)
     └── UpstreamError                  (the upstream failed us)
         ├── UpstreamRejected           502 upstream_error
         ├── UpstreamUnavailable        503 upstream_unavailable
@@ -58,6 +62,24 @@ class Unauthenticated(GatewayError):
     default_message = "missing or unknown API key"
 
 
+class InvalidToken(Unauthenticated):
+    """A bearer token that is a JWT and is refused; ``reason`` says why in fixed words (it never
+    quotes the token or a claim) and goes into ``WWW-Authenticate`` as ``error_description``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"invalid bearer token: {reason}")
+        self.reason = reason
+
+
+class Forbidden(GatewayError):
+    """The request is understood but refused: a cover-image link that is not genuine (tampered,
+    another tenant's, an unknown key id), or a valid end-user token that maps to no tenant."""
+
+    status = 403
+    code = "forbidden"
+    default_message = "forbidden"
+
+
 class NotFound(GatewayError):
     status = 404
     code = "not_found"
@@ -70,6 +92,14 @@ class MethodNotAllowed(GatewayError):
     default_message = "method not allowed"
 
 
+class LinkExpired(GatewayError):
+    """A genuine cover-image link whose time is up: the page should fetch the job list again."""
+
+    status = 410
+    code = "link_expired"
+    default_message = "this link has expired"
+
+
 class RateLimited(GatewayError):
     status = 429
     code = "rate_limited"
@@ -77,6 +107,19 @@ class RateLimited(GatewayError):
 
     def __init__(self, retry_after_seconds: int) -> None:
         super().__init__(f"too many requests, retry after {retry_after_seconds} s")
+        self.retry_after_seconds = retry_after_seconds
+
+
+class AuthUnavailable(GatewayError):
+    """A JWT issuer's signing keys are unavailable (never fetched, or older than the stale window),
+    so no token of that issuer can be checked: try again after ``retry_after_seconds``."""
+
+    status = 503
+    code = "auth_unavailable"
+    default_message = "the identity provider's signing keys are unavailable"
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__()
         self.retry_after_seconds = retry_after_seconds
 
 

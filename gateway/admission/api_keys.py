@@ -40,14 +40,16 @@ class TenantDirectory:
         """The caller's tenant; ``Unauthenticated`` when the key is missing or unknown."""
         tenant = self.find(authorization)
         if tenant is None:
-            raise Unauthenticated("missing bearer API key" if _bearer_key(authorization) is None else "unknown API key")
+            raise Unauthenticated(
+                "missing bearer API key" if bearer_credential(authorization) is None else "unknown API key"
+            )
         return tenant
 
     def find(self, authorization: str | None) -> Tenant | None:
         """The caller's tenant, or ``None`` when the key is missing or unknown."""
         tenant = self._accepted.get(authorization)
         if tenant is None:
-            key = _bearer_key(authorization)
+            key = bearer_credential(authorization)
             tenant = None if key is None else self._holder_of(key)
             if tenant is not None:
                 if len(self._accepted) >= ACCEPTED_HEADERS_KEPT:
@@ -63,7 +65,8 @@ class TenantDirectory:
         return tenant
 
 
-def _bearer_key(authorization: str | None) -> str | None:
+def bearer_credential(authorization: str | None) -> str | None:
+    """The credential of an ``Authorization: Bearer <credential>`` header, else ``None``."""
     if not authorization or authorization[: len(_BEARER)].lower() != _BEARER:
         return None
     return authorization[len(_BEARER) :].strip()

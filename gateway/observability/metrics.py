@@ -109,6 +109,26 @@ class Metrics:
             buckets=SHARED_TIER_BUCKETS,
             registry=registry,
         )
+        self.jwks_fetches = Counter(
+            f"{PREFIX}_jwks_fetches",
+            "Fetches of a JWT issuer's signing keys, by issuer name and result: ok, error (network, timeout),"
+            " bad_status, garbage (not a JWKS, or no usable key: the keys held are kept).",
+            ["issuer", "result"],
+            registry=registry,
+        )
+        self.jwks_age = Gauge(
+            f"{PREFIX}_jwks_age_seconds",
+            "Age of the signing keys held for a JWT issuer (+Inf before the first good fetch).",
+            ["issuer"],
+            registry=registry,
+        )
+        self.jwt_validations = Counter(
+            f"{PREFIX}_jwt_validations",
+            "End-user JWTs checked (verified-token cache hits are not counted), by issuer name (unknown: none"
+            " matched) and result: ok, or the fixed reason of a refusal (expired, bad_signature, no_tenant...).",
+            ["issuer", "result"],
+            registry=registry,
+        )
         # Known label values start at 0, so rate() and absent() work from the first scrape.
         for reason in COVER_REFRESH_REASONS:
             self.cover_refreshes.labels(reason=reason)

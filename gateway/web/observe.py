@@ -16,9 +16,11 @@ from aiohttp import web
 
 from gateway.admission.request_limits import check_size
 from gateway.errors import (
+    AuthUnavailable,
     GatewayError,
     InvalidParameter,
     InvalidRequest,
+    InvalidToken,
     MethodNotAllowed,
     RateLimited,
     Unauthenticated,
@@ -44,10 +46,14 @@ def error_response(error: GatewayError, request_id: str) -> web.Response:
     """The JSON error envelope for ``error``."""
     body = {"error": {"code": error.code, "message": error.message, "request_id": request_id}}
     response = web.Response(status=error.status, body=orjson.dumps(body), content_type="application/json")
-    if isinstance(error, RateLimited):
+    if isinstance(error, RateLimited | AuthUnavailable):
         response.headers["Retry-After"] = str(error.retry_after_seconds)
     elif isinstance(error, MethodNotAllowed):
         response.headers["Allow"] = ALLOWED_METHODS
+    elif isinstance(error, InvalidToken):  # RFC 6750: the reason, in fixed words of our own
+        response.headers["WWW-Authenticate"] = (
+            f'Bearer realm="metastudio-gateway", error="invalid_token", error_description="{error.reason}"'
+        )
     elif isinstance(error, Unauthenticated):
         response.headers["WWW-Authenticate"] = 'Bearer realm="metastudio-gateway"'
     return response
