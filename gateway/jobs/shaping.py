@@ -2,13 +2,14 @@
 
 Validates the upstream body's shape (garbage becomes ``UpstreamRejected``), keeps the
 documented job fields minus personal data (``contact``) and internals (``project_id``), adds
-``state_group``, ``cover_expires_at`` and the stable ``cover_url``, and drops any
+``state_group``, ``cover_expires_at``, the stable ``cover_url`` and the signed ``cover_image_url``
+(made by the caller, who knows the tenant: see ``gateway.jobs.image_links``), and drops any
 ``cover_download_url`` that is not servable for longer than the refresh margin.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -18,6 +19,9 @@ from gateway.clock import rfc3339
 from gateway.errors import UpstreamRejected
 from gateway.jobs.covers import cover_expiry, is_servable
 from gateway.jobs.states import state_group
+
+ImageUrl = Callable[[str], str]
+"""A job id's ``cover_image_url``."""
 
 # Documented TrainingJobBasicInfo fields a caller may see (allow-list: anything new or
 # undocumented the upstream adds stays out until someone decides it is safe to show).
@@ -55,7 +59,12 @@ def cover_path(job_id: str) -> str:
 
 
 def _shape_job(
-    raw: Mapping[str, Any], *, fetched_at: float, margin_seconds: float, covers: dict[str, CoverLink]
+    raw: Mapping[str, Any],
+    *,
+    fetched_at: float,
+    margin_seconds: float,
+    image_url: ImageUrl,
+    covers: dict[str, CoverLink],
 ) -> dict[str, Any]:
     job = {name: raw[name] for name in PUBLIC_FIELDS if name in raw}
     job_id = job["job_id"]
@@ -68,11 +77,13 @@ def _shape_job(
             job["cover_download_url"] = url
             job["cover_expires_at"] = rfc3339(expires_at)
         job["cover_url"] = cover_path(job_id)
+        job["cover_image_url"] = image_url(job_id)
     return job
 
 
-def shape_page(body: Any, *, fetched_at: float, margin_seconds: float) -> ShapedPage:
-    """Validate and shape an upstream list body; raises ``UpstreamRejected`` on a wrong shape."""
+def shape_page(body: Any, *, fetched_at: float, margin_seconds: float, image_url: ImageUrl) -> ShapedPage:
+    """Validate and shape an upstream list body; raises ``UpstreamRejected`` on a wrong shape.
+    ``image_url`` gives each job with a cover its ``cover_image_url``."""
     if not isinstance(body, dict):
         raise UpstreamRejected("the upstream answered with an unexpected body")
     count, jobs = body.get("count"), body.get("jobs")
@@ -83,5 +94,7 @@ def shape_page(body: Any, *, fetched_at: float, margin_seconds: float) -> Shaped
     for raw in jobs:
         if not isinstance(raw, dict) or not isinstance(raw.get("job_id"), str) or not raw["job_id"]:
             raise UpstreamRejected("the upstream answered with an unexpected body")
-        shaped.append(_shape_job(raw, fetched_at=fetched_at, margin_seconds=margin_seconds, covers=covers))
+        shaped.append(
+            _shape_job(raw, fetched_at=fetched_at, margin_seconds=margin_seconds, image_url=image_url, covers=covers)
+        )
     return ShapedPage(count=count, jobs=shaped, covers=covers)

@@ -1,8 +1,11 @@
 """CORS for browser frontends: an origin allow-list, preflight answers, exposed headers.
 
-Only listed origins get ``Access-Control-Allow-*`` headers; any other origin gets nothing, so
-the browser refuses to hand the response to its page. Bearer keys travel in the
-``Authorization`` header, never in cookies, so credentials mode is not enabled.
+Only listed origins get ``Access-Control-Allow-*`` headers (and ``Timing-Allow-Origin``, so the
+page may read the Resource Timing of what it fetched); any other origin gets nothing, so the
+browser refuses to hand the response to its page. When any origin is listed every answer says
+``Vary: Origin``, since the headers depend on it. Bearer keys and JWTs travel in the
+``Authorization`` header, which preflights approve by name (never ``*``), and never in cookies,
+so credentials mode is never enabled (no ``Access-Control-Allow-Credentials``).
 
 Hand-written rather than aiohttp-cors: the policy is one allow-list for every route, and it
 must also decorate the error envelopes our middleware builds (aiohttp-cors configures routes
@@ -16,6 +19,7 @@ from collections.abc import Iterable, MutableMapping
 ALLOWED_METHODS = "GET, HEAD"
 ALLOWED_REQUEST_HEADERS = frozenset({"authorization", "if-none-match", "x-request-id"})
 EXPOSED_HEADERS = "ETag, X-Cache, X-Request-Id, Age, Retry-After"
+APPROVED_REQUEST_HEADERS = "Authorization, If-None-Match, X-Request-Id"
 
 
 class CorsPolicy:
@@ -38,6 +42,7 @@ class CorsPolicy:
         if origin in self._origins:
             headers["Access-Control-Allow-Origin"] = origin
             headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+            headers["Timing-Allow-Origin"] = origin
 
     def preflight(
         self, origin: str | None, method: str | None, request_headers: str | None, headers: MutableMapping[str, str]
@@ -49,5 +54,5 @@ class CorsPolicy:
         if not asked <= ALLOWED_REQUEST_HEADERS:
             return
         headers["Access-Control-Allow-Methods"] = ALLOWED_METHODS
-        headers["Access-Control-Allow-Headers"] = "Authorization, If-None-Match, X-Request-Id"
+        headers["Access-Control-Allow-Headers"] = APPROVED_REQUEST_HEADERS
         headers["Access-Control-Max-Age"] = self._max_age

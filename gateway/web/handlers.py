@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.clock import Clock
 from gateway.errors import InvalidParameter, MethodNotAllowed, NotFound
+from gateway.jobs.image_links import LINK_PARAMETERS, CoverImageLinks
 from gateway.jobs.query import ParsedQueries, check_job_id
 from gateway.jobs.service import Served
 from gateway.tenant import Tenant
@@ -18,6 +19,9 @@ from gateway.web.observe import ALLOWED_METHODS
 from gateway.web.representation import represent
 
 OPENAPI_SPEC = files("gateway").joinpath("openapi.yaml")
+COVER_REDIRECT_HEADERS = {"Referrer-Policy": "no-referrer", "Cross-Origin-Resource-Policy": "cross-origin"}
+"""On every redirect to a cover: no page URL (nor the signed link itself) goes to the storage host
+as a Referer, and a page on any origin may embed the image."""
 
 
 def _tenant(request: web.Request) -> Tenant:
@@ -35,6 +39,13 @@ def _job_id(request: web.Request) -> str:
     if given is not None:
         raise InvalidParameter(given[:64], "is not a supported parameter")
     return check_job_id("job_id", request.match_info["job_id"])
+
+
+def cover_redirect(location: str, cache_control: str) -> web.Response:
+    """302 to a live cover URL."""
+    return web.Response(
+        status=302, headers={"Location": location, "Cache-Control": cache_control, **COVER_REDIRECT_HEADERS}
+    )
 
 
 def entry_response(request: web.Request, served: Served, clock: Clock) -> web.Response:
@@ -72,7 +83,34 @@ class JobHandlers:
     async def cover(self, request: web.Request) -> web.Response:
         tenant = _tenant(request)
         location = await request.app[SERVICE].cover_location(tenant, _job_id(request))
-        return web.Response(status=302, headers={"Location": location, "Cache-Control": "private, no-store"})
+        return cover_redirect(location, "private, no-store")
+
+
+class CoverImageHandler:
+    """``/v1/training-jobs/{job_id}/cover-image?tenant=&exp=&kid=&sig=``: a signed link that needs
+    no header (an ``<img src>``). Its query is read here only: logs and metrics see the route template."""
+
+    def __init__(self, links: CoverImageLinks, clock: Clock, margin_seconds: float) -> None:
+        self._links = links
+        self._clock = clock
+        self._margin = margin_seconds
+
+    async def redirect(self, request: web.Request) -> web.Response:
+        """302 to a live cover for a genuine, unexpired link (403 if not genuine, 410 if expired).
+        Browsers may reuse the redirect while both the link and the cover URL it leads to still work."""
+        job_id = check_job_id("job_id", request.match_info["job_id"])
+        query = request.rel_url.query
+        for name in query:
+            if name not in LINK_PARAMETERS:
+                raise InvalidParameter(name[:64], "is not a supported parameter")
+            if len(query.getall(name)) > 1:
+                raise InvalidParameter(name, "may be given only once")
+        tenant, seconds_left = self._links.check(job_id, query, self._clock.now())
+        request[REQUEST_CONTEXT].tenant = tenant.id
+        request.app[ADMISSION].pass_now(tenant)
+        location = await request.app[SERVICE].cover_location(tenant, job_id)
+        # The cover URL stays valid for more than the margin from now (cover_location's promise).
+        return cover_redirect(location, f"private, max-age={int(min(seconds_left, self._margin))}")
 
 
 async def options(request: web.Request) -> web.Response:

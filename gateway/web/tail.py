@@ -1,8 +1,10 @@
 """The response tail: what every answer gets on its way out, whichever path made it.
 
-The request id (echoed or made), the CORS headers, the request counters and the access-log
-line. The handler chain (``gateway.web.observe``) and the fast path (``gateway.fastpath.hits``)
-both finish through ``ResponseTail.finish``, so both send and record the same.
+The request id (echoed or made), the browser-safety headers (``X-Content-Type-Options: nosniff``
+on every answer, ``Cache-Control: no-store`` on every error), the CORS headers, the request
+counters and the access-log line. The handler chain (``gateway.web.observe``) and the fast path
+(``gateway.fastpath.hits``) both finish through ``ResponseTail.finish``, so both send and record
+the same.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from gateway.observability.accesslog import AccessLog, access_record
 from gateway.observability.request_stats import RequestStats
 from gateway.web.cors import CorsPolicy
 from gateway.web.request_ids import RequestIds
+
+NOSNIFF = "nosniff"
+NO_STORE = "no-store"
 
 
 class ResponseTail:
@@ -42,9 +47,13 @@ class ResponseTail:
         seconds: float,
         attempts: Sequence[tuple[str, float]] = (),
     ) -> None:
-        """Add the request id and CORS headers to ``headers``; count and log the answer.
-        ``attempts`` are the upstream calls made for it: (status or outcome, seconds)."""
+        """Add the request id, browser-safety and CORS headers to ``headers``; count and log the
+        answer. ``attempts`` are the upstream calls made for it: (status or outcome, seconds).
+        Only the route template is logged, never the path or query (a signed link's signature)."""
         headers["X-Request-Id"] = request_id
+        headers["X-Content-Type-Options"] = NOSNIFF
+        if status >= 400:
+            headers["Cache-Control"] = NO_STORE
         self._cors.decorate(origin, headers)
         self._stats.request(route, method, str(status), tenant, seconds)
         record = access_record(request_id, tenant, method, route, status, cache, seconds)

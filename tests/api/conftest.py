@@ -27,6 +27,8 @@ from gateway.config.settings import (
     Tenant,
     UpstreamSettings,
 )
+from gateway.config.url_signing import UrlSigningKey
+from gateway.credentials.holder import CredentialsHolder
 from gateway.credentials.static import CredentialSource
 from gateway.fastpath.protocol import GatewayRunner
 from gateway.simulator import RunningSimulator, running_simulator
@@ -42,7 +44,11 @@ TENANTS = (
 )
 ACME = {"Authorization": f"Bearer {ACME_KEY}"}
 GLOBEX = {"Authorization": f"Bearer {GLOBEX_KEY}"}
-register_secrets([SIM_AK, SIM_SK, ACME_KEY, GLOBEX_KEY])
+URL_SIGNING_SECRET = "cover-image-link-signing-secret-for-api-tests-0001"
+URL_SIGNING_KEYS = (UrlSigningKey("test-k1", URL_SIGNING_SECRET.encode()),)
+register_secrets([SIM_AK, SIM_SK, ACME_KEY, GLOBEX_KEY, URL_SIGNING_SECRET])
+LONG_IMAGE_LINKS = {"image_url_ttl_seconds": 7 * 86400}
+"""``covers=`` for tests of entries living many hours: cover-image links that outlive them."""
 
 
 @dataclass
@@ -166,6 +172,7 @@ async def make_gateway(clock: ManualClock) -> AsyncIterator[GatewayFactory]:
         timeout_seconds: float = 10.0,
         max_attempts: int = 3,
         simulator_options: dict[str, Any] | None = None,
+        holder: Callable[[RunningSimulator], CredentialsHolder] | None = None,
         encode: Callable[[Any], bytes] = orjson.dumps,
         cors_origins: tuple[str, ...] = (),
         tenants: tuple[Tenant, ...] = TENANTS,
@@ -175,6 +182,9 @@ async def make_gateway(clock: ManualClock) -> AsyncIterator[GatewayFactory]:
         rate_limit: RateLimitSettings | None = None,
         fast_hit_path: bool = True,
         runner_options: dict[str, Any] | None = None,
+        covers: dict[str, Any] | None = None,
+        public_base_url: str = "",
+        url_signing_keys: tuple[UrlSigningKey, ...] = URL_SIGNING_KEYS,
     ) -> Gateway:
         sim_cm = running_simulator(access_key=SIM_AK, secret_key=SIM_SK, clock=clock, **(simulator_options or {}))
         simulator = await sim_cm.__aenter__()
@@ -189,11 +199,11 @@ async def make_gateway(clock: ManualClock) -> AsyncIterator[GatewayFactory]:
             ),
             tenants=tenants,
             cache=CacheSettings(ttl_seconds=ttl_seconds, max_bytes=max_bytes, **(cache or {})),
-            covers=CoverSettings(refresh_margin_seconds=margin_seconds),
+            covers=CoverSettings(refresh_margin_seconds=margin_seconds, **(covers or {})),
             cors=CorsSettings(allowed_origins=cors_origins),
             circuit_breaker=circuit_breaker or CircuitBreakerSettings(),
             rate_limit=rate_limit or RateLimitSettings(),
-            server=ServerSettings(fast_hit_path=fast_hit_path),
+            server=ServerSettings(fast_hit_path=fast_hit_path, public_base_url=public_base_url),
         )
         credentials = CredentialSource(env or {"HUAWEICLOUD_SDK_AK": SIM_AK, "HUAWEICLOUD_SDK_SK": SIM_SK}, clock=clock)
         registry = CollectorRegistry()
@@ -213,6 +223,7 @@ async def make_gateway(clock: ManualClock) -> AsyncIterator[GatewayFactory]:
             encode=counting_encoder,
             log_stream=log,
             log_flush_interval=0,
+            url_signing_keys=url_signing_keys,
         )
         app.on_response_prepare.append(_record_response)
         chain_statuses: list[int] = []
@@ -231,6 +242,7 @@ async def make_gateway(clock: ManualClock) -> AsyncIterator[GatewayFactory]:
     yield build
     for gateway in built:
         record(gateway.log.getvalue(), "access log")
+        register_secrets(gateway.simulator.cloud.secrets())  # what its fake cloud issued
     for resource in reversed(stack):
         if isinstance(resource, GatewayClient):
             await resource.close()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import ACME, Gateway, GatewayFactory
+from tests.api.conftest import ACME, LONG_IMAGE_LINKS, Gateway, GatewayFactory
 
 pytestmark = pytest.mark.asyncio
 HOUR = 3600.0
@@ -60,7 +60,8 @@ async def test_no_served_cover_is_expired_or_inside_the_margin(
 
 async def test_an_entry_lives_no_longer_than_its_first_cover_allows(make_gateway: GatewayFactory) -> None:
     """With a TTL longer than the covers' life, the entry is re-fetched once a cover nears its margin."""
-    gateway = await make_gateway(ttl_seconds=48 * HOUR, margin_seconds=HOUR)
+    # Cover-image links that outlive the test: only cover_download_url bounds the entry here.
+    gateway = await make_gateway(ttl_seconds=48 * HOUR, margin_seconds=HOUR, covers=LONG_IMAGE_LINKS)
     await _all_jobs(gateway)
     gateway.clock.advance(22.9 * HOUR)
     await _all_jobs(gateway)

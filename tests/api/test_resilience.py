@@ -8,7 +8,7 @@ import pytest
 
 from gateway.config.settings import CircuitBreakerSettings, RateLimitSettings
 from gateway.tenant import Tenant
-from tests.api.conftest import ACME, GLOBEX, TENANTS, Gateway, GatewayFactory
+from tests.api.conftest import ACME, GLOBEX, LONG_IMAGE_LINKS, TENANTS, Gateway, GatewayFactory
 
 pytestmark = pytest.mark.asyncio
 HOUR = 3600.0
@@ -43,7 +43,10 @@ async def test_stale_if_error_ends_after_its_window(make_gateway: GatewayFactory
 
 async def test_stale_list_never_carries_a_cover_inside_the_margin(make_gateway: GatewayFactory) -> None:
     """A stale list is dropped once its first cover would be inside the margin: 503 rather than a dying link."""
-    gateway = await make_gateway(ttl_seconds=60, margin_seconds=HOUR, cache={"stale_if_error_seconds": 48 * HOUR})
+    # Cover-image links that outlive the test: only cover_download_url bounds the entry here.
+    gateway = await make_gateway(
+        ttl_seconds=60, margin_seconds=HOUR, cache={"stale_if_error_seconds": 48 * HOUR}, covers=LONG_IMAGE_LINKS
+    )
     await gateway.client.get("/v1/training-jobs?limit=50", headers=ACME)
     gateway.clock.advance(22 * HOUR)
     gateway.simulator.state.fail_next.extend([500] * 3)
