@@ -19,6 +19,7 @@ from gateway.admission.api_keys import hash_key
 from gateway.app import create_app
 from gateway.clock import SystemClock
 from gateway.config.settings import Settings, load_settings
+from gateway.config.url_signing import UrlSigningKey, url_signing_keys
 from gateway.credentials.chain import select_credentials
 from gateway.credentials.holder import CredentialsHolder
 from gateway.errors import ConfigError
@@ -83,9 +84,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(env: Mapping[str, str], config: str | None) -> tuple[Settings, CredentialsHolder]:
+def _load(
+    env: Mapping[str, str], config: str | None
+) -> tuple[Settings, CredentialsHolder, tuple[UrlSigningKey, ...]]:
     problems: list[str] = []
     settings = credentials = None
+    keys: tuple[UrlSigningKey, ...] = ()
     try:
         settings = load_settings(env, config)
     except ConfigError as exc:
@@ -94,18 +98,22 @@ def _load(env: Mapping[str, str], config: str | None) -> tuple[Settings, Credent
         credentials = select_credentials(env, clock=SystemClock())
     except ConfigError as exc:
         problems += exc.problems
+    try:
+        keys = url_signing_keys(env)
+    except ConfigError as exc:
+        problems += exc.problems
     if problems or settings is None or credentials is None:
         raise ConfigError(problems)
-    return settings, credentials
+    return settings, credentials, keys
 
 
 def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    settings, credentials = _load(env, args.config)
+    settings, credentials, keys = _load(env, args.config)
     server = dataclasses.replace(
         settings.server, host=args.host or settings.server.host, port=args.port or settings.server.port
     )
     configure_logging()
-    app = create_app(settings, credentials=credentials)
+    app = create_app(settings, credentials=credentials, url_signing_keys=keys)
     with asyncio.Runner(loop_factory=_new_event_loop) as runner:
         runner.run(credentials.confirm())  # auto mode's last resort (ECS metadata) must answer now
         runner.run(serve_until_signalled(app, server))
@@ -113,11 +121,12 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _check_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    settings, credentials = _load(env, args.config)
+    settings, credentials, keys = _load(env, args.config)
+    signing = f"{len(keys)} URL signing key(s), '{keys[0].kid}' signs" if keys else "a random URL signing key"
     print(
         f"ok: {len(settings.tenants)} tenant(s), upstream {settings.upstream.endpoint}, "
         f"project {settings.upstream.project_id}, cache ttl {settings.cache.ttl_seconds:g}s; "
-        f"{credentials.describe()}"
+        f"{credentials.describe()}; {signing}"
     )
     return 0
 
