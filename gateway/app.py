@@ -17,7 +17,9 @@ from prometheus_client import CollectorRegistry
 from gateway import __version__
 from gateway.admission.api_keys import TenantDirectory
 from gateway.admission.gate import Admission
+from gateway.admission.jwks import IssuerKeys, JwksKeepers
 from gateway.admission.rate_limit import RateLimiter, TenantRateLimiter, tenant_limits
+from gateway.admission.tokens import TokenAuthenticator
 from gateway.cache.backoff import KeyBackoff
 from gateway.cache.cover_links import LocalCoverLinks
 from gateway.cache.protocols import Backoff, CoverLinks, SingleFlight
@@ -127,7 +129,11 @@ def create_app(
     tail = ResponseTail(cors=cors, stats=metrics.requests, access_log=access_log)
     observe = make_observer(tail, access_log)
     queries = ParsedQueries()
-    admission = app[ADMISSION] = Admission(TenantDirectory(settings.tenants), rate_limiter)
+    # End-user JWTs: each issuer's keys are a local front, fed by a keeper on the session below.
+    issuer_keys = [IssuerKeys(issuer, clock, metrics) for issuer in settings.oidc.issuers]
+    tokens = TokenAuthenticator(issuer_keys, settings.tenants, clock, metrics) if issuer_keys else None
+    jwks_keepers = JwksKeepers(issuer_keys)
+    admission = app[ADMISSION] = Admission(TenantDirectory(settings.tenants), rate_limiter, tokens)
     app[REGISTRY] = registry
     app[FAST_PATH_STATUS] = metrics.fast_path_enabled
     holder = StaticHolder(credentials) if isinstance(credentials, CredentialSource) else credentials
@@ -145,7 +151,7 @@ def create_app(
             headers={"User-Agent": f"metastudio-gateway/{__version__}"},
             auto_decompress=True,
             max_field_size=UPSTREAM_MAX_FIELD_SIZE,
-        ) as session, holder.running(session, metrics):
+        ) as session, holder.running(session, metrics), jwks_keepers.running(session):
             client = MetaStudioClient(
                 session=session,
                 settings=settings.upstream,

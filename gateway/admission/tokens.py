@@ -113,9 +113,10 @@ class _Verified:
 
 
 def looks_like_jwt(authorization: str | None) -> bool:
-    """Whether a bearer credential has a JWT's shape (three dot-separated parts)."""
+    """Whether a bearer credential is meant as a JWT (it has a dot): one that is not an API key is
+    then refused as a token, with the reason."""
     credential = bearer_credential(authorization)
-    return credential is not None and credential.count(".") == 2
+    return credential is not None and "." in credential
 
 
 def _header(token: str) -> dict[str, Any]:

@@ -36,8 +36,8 @@ RS256 and one ES256 (generated with ``cryptography``); tokens are signed RS256 u
 * ``issue(username, *, algorithm="RS256", claims=None, headers=None)``: a token as ``/token``
   gives it; ``claims`` are merged over the standard ones (``None`` values delete a claim),
   ``headers`` over the JWT header.
-* ``sign(claims, *, algorithm="RS256", headers=None)``: any claims, signed with the current key
-  of ``algorithm``.
+* ``sign(claims, *, algorithm="RS256", headers=None, signed_as=None)``: any claims, signed with
+  the current key of ``algorithm`` (``signed_as``: by another algorithm that key can sign with).
 * ``rotate(algorithm="RS256") -> kid``: a new key for ``algorithm``, published and used from now
   on; older keys stay published until removed.
 * ``remove_key(kid)``: stop publishing a key (tokens signed with it no longer verify).
@@ -173,11 +173,20 @@ class IdPControl:
         }
 
     def sign(
-        self, claims: Mapping[str, Any], *, algorithm: str = "RS256", headers: Mapping[str, Any] | None = None
+        self,
+        claims: Mapping[str, Any],
+        *,
+        algorithm: str = "RS256",
+        headers: Mapping[str, Any] | None = None,
+        signed_as: str | None = None,
     ) -> str:
-        """``claims`` signed with the current key of ``algorithm``, its kid in the header."""
+        """``claims`` signed with the current key of ``algorithm``, its kid in the header;
+        ``signed_as``: sign with that algorithm instead, with the same key (RS384 or PS256 with
+        the RSA key, say: a token whose algorithm a verifier should refuse)."""
         key = self._keys[self._current[algorithm]]
-        return jwt.encode(dict(claims), key.private, algorithm=algorithm, headers={"kid": key.kid, **(headers or {})})
+        return jwt.encode(
+            dict(claims), key.private, algorithm=signed_as or algorithm, headers={"kid": key.kid, **(headers or {})}
+        )
 
     def issue(
         self,

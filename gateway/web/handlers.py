@@ -24,10 +24,10 @@ COVER_REDIRECT_HEADERS = {"Referrer-Policy": "no-referrer", "Cross-Origin-Resour
 as a Referer, and a page on any origin may embed the image."""
 
 
-def _tenant(request: web.Request) -> Tenant:
+async def _tenant(request: web.Request) -> Tenant:
     """The authenticated tenant, if within its rate limit (the same seam the fast path uses)."""
     admission = request.app[ADMISSION]
-    tenant = admission.authenticate(request.headers.get("Authorization"))
+    tenant = await admission.authenticate(request.headers.get("Authorization"))
     request[REQUEST_CONTEXT].tenant = tenant.id
     admission.pass_now(tenant)
     return tenant
@@ -70,18 +70,18 @@ class JobHandlers:
         return self._queries.parse(url.raw_query_string, url.query.items)
 
     async def list_jobs(self, request: web.Request) -> web.Response:
-        tenant = _tenant(request)
+        tenant = await _tenant(request)
         query = self._query(request)
         served = await request.app[SERVICE].list_jobs(tenant, query)
         return entry_response(request, served, self._clock)
 
     async def get_job(self, request: web.Request) -> web.Response:
-        tenant = _tenant(request)
+        tenant = await _tenant(request)
         served = await request.app[SERVICE].get_job(tenant, _job_id(request))
         return entry_response(request, served, self._clock)
 
     async def cover(self, request: web.Request) -> web.Response:
-        tenant = _tenant(request)
+        tenant = await _tenant(request)
         location = await request.app[SERVICE].cover_location(tenant, _job_id(request))
         return cover_redirect(location, "private, no-store")
 

@@ -21,6 +21,7 @@ from gateway.config.settings import (
     CircuitBreakerSettings,
     CorsSettings,
     CoverSettings,
+    OidcSettings,
     RateLimitSettings,
     ServerSettings,
     Settings,
@@ -185,6 +186,7 @@ async def make_gateway(clock: ManualClock) -> AsyncIterator[GatewayFactory]:
         covers: dict[str, Any] | None = None,
         public_base_url: str = "",
         url_signing_keys: tuple[UrlSigningKey, ...] = URL_SIGNING_KEYS,
+        oidc: OidcSettings | None = None,
     ) -> Gateway:
         sim_cm = running_simulator(access_key=SIM_AK, secret_key=SIM_SK, clock=clock, **(simulator_options or {}))
         simulator = await sim_cm.__aenter__()
@@ -204,8 +206,13 @@ async def make_gateway(clock: ManualClock) -> AsyncIterator[GatewayFactory]:
             circuit_breaker=circuit_breaker or CircuitBreakerSettings(),
             rate_limit=rate_limit or RateLimitSettings(),
             server=ServerSettings(fast_hit_path=fast_hit_path, public_base_url=public_base_url),
+            oidc=oidc or OidcSettings(),
         )
-        credentials = CredentialSource(env or {"HUAWEICLOUD_SDK_AK": SIM_AK, "HUAWEICLOUD_SDK_SK": SIM_SK}, clock=clock)
+        credentials = (
+            holder(simulator)
+            if holder is not None
+            else CredentialSource(env or {"HUAWEICLOUD_SDK_AK": SIM_AK, "HUAWEICLOUD_SDK_SK": SIM_SK}, clock=clock)
+        )
         registry = CollectorRegistry()
         log = io.BytesIO()
         encoded: list[Any] = []

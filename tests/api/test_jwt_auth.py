@@ -1,0 +1,345 @@
+"""End-user JWTs through the real gateway, against the simulator and a fake IdP on loopback.
+
+Every token and claim value a test makes is registered as a secret: the per-test leak check
+fails the test if any response or log line holds one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from gateway.admission.api_keys import hash_key
+from gateway.clock import ManualClock
+from gateway.config.settings import OidcIssuer, OidcSettings, Tenant
+from gateway.simulator.idp import RunningIdP, running_idp
+from tests.api.conftest import ACME, ACME_KEY, GLOBEX_KEY, Gateway, GatewayFactory
+from tests.api.test_hit_path import comparable, without_timing
+from tests.leaks import register_secrets
+
+pytestmark = pytest.mark.asyncio
+
+ALICE, BOB, CAROL = "alice-user-5d1", "bob-user-8e2", "carol-user-0f3"
+ACME_CLAIM, GLOBEX_CLAIM, UNMAPPED_CLAIM = "acme-claim-a71c", "globex-claim-b62d", "nobody-claim-c93e"
+register_secrets([ALICE, BOB, CAROL, ACME_CLAIM, GLOBEX_CLAIM, UNMAPPED_CLAIM])
+REFRESH, COOLDOWN, STALE = 300.0, 30.0, 600.0
+LIST = "/v1/training-jobs?limit=20"
+
+
+def oidc_tenants() -> tuple[Tenant, ...]:
+    return (
+        Tenant("acme", "acme-web", (hash_key(ACME_KEY),), oidc=(("corp", (ACME_CLAIM,)),)),
+        Tenant("globex", "globex-app", (hash_key(GLOBEX_KEY),), oidc=(("corp", (GLOBEX_CLAIM,)),)),
+    )
+
+
+def issuer_settings(idp: RunningIdP) -> OidcSettings:
+    return OidcSettings(
+        issuers=(
+            OidcIssuer(
+                name="corp",
+                issuer=idp.issuer,
+                jwks_uri=idp.jwks_uri,
+                audiences=("metastudio-gateway",),
+                algorithms=("RS256", "ES256"),
+                leeway_seconds=30,
+                jwks_refresh_seconds=REFRESH,
+                jwks_refetch_cooldown_seconds=COOLDOWN,
+                jwks_stale_if_error_seconds=STALE,
+            ),
+        )
+    )
+
+
+@pytest.fixture
+async def idp(clock: ManualClock) -> AsyncIterator[RunningIdP]:
+    users = {ALICE: ACME_CLAIM, BOB: GLOBEX_CLAIM, CAROL: UNMAPPED_CLAIM}
+    async with running_idp(users=users, clock=clock) as running:
+        yield running
+
+
+@pytest.fixture
+async def gateway(make_gateway: GatewayFactory, idp: RunningIdP) -> Gateway:
+    """A gateway trusting the fake IdP, whose acme and globex tenants also keep their API keys."""
+    return await make_gateway(tenants=oidc_tenants(), oidc=issuer_settings(idp))
+
+
+def secret(token: str) -> str:
+    """Register a token (and its payload and signature parts) as secrets; return it."""
+    register_secrets([token, *token.split(".")[1:]])
+    return token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret(token)}"}
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def hand_made(header: dict[str, Any], claims: dict[str, Any], sign: Callable[[bytes], bytes]) -> str:
+    """A JWT crafted by hand (PyJWT refuses to make these)."""
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+    return f"{signing_input}.{b64(sign(signing_input.encode()))}"
+
+
+async def answer(gateway: Gateway, headers: dict[str, str], target: str = LIST) -> tuple[int, dict[str, str], Any]:
+    async with gateway.client.get(target, headers=headers) as response:
+        return response.status, dict(response.headers), await response.json()
+
+
+async def until(condition: Callable[[], Awaitable[bool]], tries: int = 200) -> bool:
+    """Poll ``condition`` (bounded: ``tries`` × 10 ms) until it holds."""
+    for _ in range(tries):
+        if await condition():
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+def attacks(idp: RunningIdP, clock: ManualClock) -> dict[str, str]:
+    control = idp.control
+    kid = control.signing_kid()
+    now = int(clock.now())
+    claims = control.standard_claims(ALICE)
+    valid = control.issue(ALICE)
+    head, payload, signature = valid.split(".")
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    tampered = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    tampered["tenant"] = GLOBEX_CLAIM
+    pem, jwk = control.public_pem(kid), json.dumps(control.public_jwk(kid)).encode()
+    return {
+        "alg none": hand_made({"alg": "none", "typ": "JWT", "kid": kid}, claims, lambda _: b""),
+        "HS256 keyed with the public key (PEM)": hand_made(
+            {"alg": "HS256", "typ": "JWT", "kid": kid},
+            claims,
+            lambda data: hmac.new(pem, data, hashlib.sha256).digest(),
+        ),
+        "HS256 keyed with the public key (JWK)": hand_made(
+            {"alg": "HS256", "typ": "JWT", "kid": kid},
+            claims,
+            lambda data: hmac.new(jwk, data, hashlib.sha256).digest(),
+        ),
+        "forged signature": jwt.encode(claims, stranger, algorithm="RS256", headers={"kid": kid}),
+        "tampered payload": f"{head}.{b64(json.dumps(tampered).encode())}.{signature}",
+        "expired": control.issue(ALICE, claims={"iat": now - 7200, "exp": now - 60}),
+        "future nbf": control.issue(ALICE, claims={"nbf": now + 3600}),
+        "wrong aud": control.issue(ALICE, claims={"aud": "another-api"}),
+        "missing aud": control.issue(ALICE, claims={"aud": None}),
+        "missing exp": control.issue(ALICE, claims={"exp": None}),
+        "iss with a prefix": control.issue(ALICE, claims={"iss": "x" + idp.issuer}),
+        "iss with a suffix": control.issue(ALICE, claims={"iss": idp.issuer + "/"}),
+        "disallowed alg (PS256)": control.sign(claims, signed_as="PS256"),
+        "unknown crit": control.issue(ALICE, headers={"crit": ["exp-ext"], "exp-ext": True}),
+        "11 KB token": control.issue(ALICE, claims={"pad": "p" * 8 * 1024}),
+        "malformed": f"{head}.{payload}",
+        "malformed parts": "eyJub3QiOiJqc29uIn0.@@@.###",
+    }
+
+
+async def test_every_attack_gets_401_invalid_token_saying_why(
+    gateway: Gateway, idp: RunningIdP, clock: ManualClock
+) -> None:
+    """Each forged, tampered, expired, misdirected or oversized token gets 401 unauthenticated with
+    WWW-Authenticate error="invalid_token" and a reason; nothing reaches the upstream, and no
+    answer or log line holds the token or a claim value (the leak check)."""
+    before = idp.control.jwks_fetches
+    status, _, _ = await answer(gateway, bearer(idp.control.issue(ALICE)))
+    assert status == 200
+    calls = gateway.upstream_calls
+    reasons = {}
+    for name, token in attacks(idp, clock).items():
+        status, headers, body = await answer(gateway, bearer(token))
+        assert (status, body["error"]["code"]) == (401, "unauthenticated"), name
+        challenge = headers["WWW-Authenticate"]
+        assert 'error="invalid_token"' in challenge, name
+        reasons[name] = challenge.split('error_description="')[1].rstrip('"')
+        assert reasons[name] in body["error"]["message"], name
+    assert gateway.upstream_calls == calls
+    assert reasons["expired"] == "the token has expired"
+    assert reasons["forged signature"] == reasons["tampered payload"] == "the token's signature does not verify"
+    assert reasons["11 KB token"] == "the token is longer than 8192 bytes"
+    assert reasons["unknown crit"].startswith("the token has critical header parameters")
+    assert reasons["alg none"] == reasons["disallowed alg (PS256)"] == "the token's signature algorithm is not allowed"
+    assert idp.control.jwks_fetches == before + 1  # the start-up fetch: a bad signature fetches nothing
+
+
+async def test_a_token_only_in_the_query_is_not_read(gateway: Gateway, idp: RunningIdP) -> None:
+    """A valid token passed as a query parameter, with no Authorization header, gets 401."""
+    token = secret(idp.control.issue(ALICE))
+    for parameter in ("access_token", "token", "jwt"):
+        status, _, body = await answer(gateway, {}, f"{LIST}&{parameter}={token}")
+        assert (status, body["error"]["code"]) == (401, "unauthenticated")
+
+
+async def test_tokens_act_as_their_tenant_and_never_see_anothers_jobs(gateway: Gateway, idp: RunningIdP) -> None:
+    """alice's token sees exactly what acme's API key sees; bob's token (globex) sees none of it."""
+    _, _, by_key = await answer(gateway, ACME)
+    _, _, alice = await answer(gateway, bearer(idp.control.issue(ALICE)))
+    _, _, bob = await answer(gateway, bearer(idp.control.issue(BOB, algorithm="ES256")))
+    acme_jobs = {job["job_id"] for job in by_key["jobs"]}
+    assert {job["job_id"] for job in alice["jobs"]} == acme_jobs
+    assert bob["jobs"] and not acme_jobs & {job["job_id"] for job in bob["jobs"]}
+    assert (
+        gateway.metric(
+            "metastudio_gateway_http_requests_total",
+            route="/v1/training-jobs",
+            method="GET",
+            status="200",
+            tenant="globex",
+        )
+        == 1
+    )
+
+
+async def test_a_valid_token_that_maps_to_no_tenant_is_forbidden(gateway: Gateway, idp: RunningIdP) -> None:
+    """A genuine token whose tenant claim names no tenant gets 403 forbidden."""
+    status, headers, body = await answer(gateway, bearer(idp.control.issue(CAROL)))
+    assert (status, body["error"]["code"]) == (403, "forbidden")
+    assert "WWW-Authenticate" not in headers
+    assert gateway.metric("metastudio_gateway_jwt_validations_total", issuer="corp", result="no_tenant") == 1
+
+
+async def test_start_up_does_not_wait_for_the_idp(make_gateway: GatewayFactory, idp: RunningIdP) -> None:
+    """With the IdP down from the start, API keys work at once and tokens get 503 auth_unavailable
+    with Retry-After; once the IdP is back (and the cooldown passed) tokens work."""
+    idp.control.outage = True
+    gateway = await make_gateway(tenants=oidc_tenants(), oidc=issuer_settings(idp))
+    status, _, _ = await answer(gateway, ACME)
+    assert status == 200
+    token = bearer(idp.control.issue(ALICE))
+    status, headers, body = await answer(gateway, token)
+    assert (status, body["error"]["code"]) == (503, "auth_unavailable")
+    assert int(headers["Retry-After"]) >= 1
+    idp.control.outage = False
+    gateway.clock.advance(COOLDOWN)
+    status, _, _ = await answer(gateway, token)
+    assert status == 200
+
+
+async def test_random_kids_cause_at_most_one_fetch(gateway: Gateway, idp: RunningIdP, clock: ManualClock) -> None:
+    """200 tokens with made-up kids over 10 s (of the clock) get 401 and cause at most one key fetch."""
+    status, _, _ = await answer(gateway, bearer(idp.control.issue(ALICE)))
+    assert status == 200
+    clock.advance(COOLDOWN)
+    before = idp.control.jwks_fetches
+    for _ in range(200):
+        token = idp.control.issue(ALICE, headers={"kid": secrets.token_hex(8)})
+        status, headers, _ = await answer(gateway, bearer(token))
+        assert status == 401 and "key id" in headers["WWW-Authenticate"]
+        clock.advance(0.05)
+    assert idp.control.jwks_fetches - before <= 1
+
+
+async def test_after_a_rotation_concurrent_requests_share_one_fetch(
+    gateway: Gateway, idp: RunningIdP, clock: ManualClock
+) -> None:
+    """Tokens under a newly rotated key: 50 concurrent requests cause exactly one fetch, all 200."""
+    status, _, _ = await answer(gateway, bearer(idp.control.issue(ALICE)))
+    assert status == 200
+    clock.advance(COOLDOWN)
+    idp.control.rotate()
+    before = idp.control.jwks_fetches
+    tokens = [bearer(idp.control.issue(ALICE, claims={"jti": str(n)})) for n in range(50)]
+    statuses = await asyncio.gather(*(answer(gateway, token) for token in tokens))
+    assert [status for status, _, _ in statuses] == [200] * 50
+    assert idp.control.jwks_fetches == before + 1
+
+
+async def test_known_keys_work_through_an_outage_for_the_stale_window_then_503(
+    gateway: Gateway, idp: RunningIdP, clock: ManualClock
+) -> None:
+    """While the IdP is down, the keys held keep verifying (cached and new tokens) until the refresh
+    due plus the stale window; then tokens get 503 auth_unavailable with Retry-After."""
+    cached = bearer(idp.control.issue(ALICE))
+    assert (await answer(gateway, cached))[0] == 200
+    idp.control.outage = True
+    clock.advance(REFRESH + STALE - 1)
+    assert (await answer(gateway, cached))[0] == 200
+    assert (await answer(gateway, bearer(idp.control.issue(BOB))))[0] == 200
+    clock.advance(2)
+    for token in (cached, bearer(idp.control.issue(BOB))):
+        status, headers, body = await answer(gateway, token)
+        assert (status, body["error"]["code"]) == (503, "auth_unavailable")
+        assert int(headers["Retry-After"]) >= 1
+    status, _, _ = await answer(gateway, ACME)
+    assert status == 200
+
+
+async def test_a_removed_key_stops_working_within_one_refresh_even_for_cached_tokens(
+    gateway: Gateway, idp: RunningIdP, clock: ManualClock
+) -> None:
+    """A token verified (and remembered) under a key the IdP then removes is refused once the next
+    refresh has fetched the key set, while tokens under the new key work."""
+    old = bearer(idp.control.issue(ALICE))
+    assert (await answer(gateway, old))[0] == 200
+    idp.control.rotate()
+    idp.control.remove_key(idp.control.published_kids[0])
+    before = idp.control.jwks_fetches
+    clock.advance(REFRESH)
+
+    async def refused() -> bool:
+        return (await answer(gateway, old))[0] == 401
+
+    assert await until(refused)
+    assert idp.control.jwks_fetches == before + 1
+    assert (await answer(gateway, bearer(idp.control.issue(ALICE))))[0] == 200
+
+
+async def test_an_empty_or_garbage_key_set_never_replaces_good_keys(
+    gateway: Gateway, idp: RunningIdP, clock: ManualClock
+) -> None:
+    """Refreshes that answer an empty key set, garbage, or only unusable keys leave the keys held in use."""
+    assert (await answer(gateway, bearer(idp.control.issue(ALICE))))[0] == 200
+    clock.advance(REFRESH - COOLDOWN)
+    for body in (b'{"keys": []}', b"<html>oops</html>", b'{"keys": [{"kty": "RSA", "kid": "x"}]}'):
+        idp.control.jwks_body = body
+        before = idp.control.jwks_fetches
+        clock.advance(COOLDOWN)  # a refresh (or, after a failed one, a retry) is due
+
+        async def fetched(before: int = before) -> bool:
+            await answer(gateway, bearer(idp.control.issue(ALICE)))  # a token check wakes the keeper
+            return idp.control.jwks_fetches > before
+
+        assert await until(fetched)
+        assert (await answer(gateway, bearer(idp.control.issue(BOB))))[0] == 200
+    assert gateway.metric("metastudio_gateway_jwks_fetches_total", issuer="corp", result="garbage") == 3
+
+
+async def test_a_cached_token_hit_is_answered_by_the_connection_like_the_chain(
+    gateway: Gateway, idp: RunningIdP
+) -> None:
+    """A JWT whose token and list are both cached is answered without the handler chain, with the
+    status, headers, body and log line the chain gives for the same request."""
+    token = bearer(idp.control.issue(ALICE))
+    assert (await answer(gateway, token))[0] == 200
+    gateway.chain_statuses.clear()
+    before = len(gateway.log_records())
+    async with gateway.client.get(LIST, headers={**token, "X-Request-Id": "jwt-1"}) as response:
+        fast = (response.status, dict(response.headers), await response.read())
+    assert gateway.chain_statuses == []
+    async with gateway.client.get(LIST, headers={**token, "X-Request-Id": "jwt-1", "Connection": "close"}) as response:
+        reference = (response.status, dict(response.headers), await response.read())
+    assert gateway.chain_statuses == [200]
+
+    def normal(answer: tuple[int, dict[str, str], bytes]) -> Any:
+        status, headers, body = answer
+        return comparable(
+            type("R", (), {"status": status, "headers": {k.lower(): v for k, v in headers.items()}, "body": body})()
+        )
+
+    assert normal(fast) == normal(reference)
+    fast_log, reference_log = gateway.log_records()[before:]
+    assert without_timing(fast_log) == without_timing(reference_log)
+    assert fast_log["tenant"] == "acme" and fast_log["cache"] == "hit"
