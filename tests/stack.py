@@ -101,7 +101,34 @@ def live_stack(
     ``simulator`` command (``--jobs-per-user``), ``extra_env`` to the gateway's environment,
     ``tenants`` replaces the two default tenants (acme, globex).
     """
-    sim_port, gateway_port = free_port(), free_port()
+    with live_replicas(
+        workdir,
+        1,
+        extra_config=extra_config,
+        wrap=wrap,
+        simulator_args=simulator_args,
+        extra_env=extra_env,
+        tenants=tenants,
+    ) as (gateway,):
+        yield gateway
+
+
+@contextmanager
+def live_replicas(
+    workdir: Path,
+    count: int,
+    *,
+    extra_config: str = "",
+    wrap: Sequence[str] = (),
+    simulator_args: Sequence[str] = (),
+    extra_env: Mapping[str, str] | None = None,
+    tenants: Sequence[tuple[str, str, str]] = DEFAULT_TENANTS,
+) -> Iterator[tuple[LiveGateway, ...]]:
+    """Start one simulator and ``count`` gateways in front of it (one config file, one
+    environment: replicas of one deployment), wait until all are ready, yield them, stop all.
+    The first gateway writes ``gateway.log``, the others ``gateway-<n>.log``; arguments as for
+    ``live_stack``."""
+    sim_port = free_port()
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(_STRIPPED_PREFIXES)}
     sim_log = (workdir / "simulator.log").open("wb")
     simulator = subprocess.Popen(
@@ -123,8 +150,8 @@ def live_stack(
         stdout=sim_log,
         stderr=subprocess.STDOUT,
     )
-    gateway: subprocess.Popen[bytes] | None = None
-    gateway_log = (workdir / "gateway.log").open("wb")
+    gateways: list[subprocess.Popen[bytes]] = []
+    logs = []
     try:
         simulator_url = f"http://127.0.0.1:{sim_port}"
         wait_until_answering(simulator_url + "/", simulator)
@@ -138,30 +165,148 @@ def live_stack(
             "METASTUDIO_PROJECT_ID": "sim-project",
             "METASTUDIO_ENDPOINT": simulator_url,
         }
-        gateway = subprocess.Popen(
-            [
-                *wrap,
-                sys.executable,
-                "-m",
-                "gateway",
-                "serve",
-                "--config",
-                str(config),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(gateway_port),
-            ],
-            env=env,
-            stdout=gateway_log,
-            stderr=subprocess.STDOUT,
+        ports = [free_port() for _ in range(count)]
+        for index, port in enumerate(ports):
+            logs.append((workdir / ("gateway.log" if index == 0 else f"gateway-{index}.log")).open("wb"))
+            gateways.append(
+                subprocess.Popen(
+                    [
+                        *wrap,
+                        sys.executable,
+                        "-m",
+                        "gateway",
+                        "serve",
+                        "--config",
+                        str(config),
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                    ],
+                    env=env,
+                    stdout=logs[-1],
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        for port, gateway in zip(ports, gateways, strict=True):
+            wait_until_answering(f"http://127.0.0.1:{port}/readyz", gateway)
+        yield tuple(
+            LiveGateway(base_url=f"http://127.0.0.1:{port}", simulator_url=simulator_url, process=gateway)
+            for port, gateway in zip(ports, gateways, strict=True)
         )
-        base_url = f"http://127.0.0.1:{gateway_port}"
-        wait_until_answering(base_url + "/readyz", gateway)
-        yield LiveGateway(base_url=base_url, simulator_url=simulator_url, process=gateway)
     finally:
-        if gateway is not None:
-            stop_process(gateway)
+        for gateway in gateways:
+            if gateway.poll() is None:
+                stop_process(gateway)
         stop_process(simulator)
         sim_log.close()
-        gateway_log.close()
+        for log in logs:
+            log.close()
+
+
+@dataclass
+class RedisServer:
+    """A ``redis-server`` we started on loopback: its port, URL (with the password) and process."""
+
+    port: int
+    password: str
+    workdir: Path
+    process: subprocess.Popen[bytes]
+    cluster: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """(Re)start the server on its port, waiting (bounded) until it answers PING."""
+        self.process = _redis_process(self.port, self.password, self.workdir, cluster=self.cluster)
+
+    def stop(self) -> None:
+        """Stop it (SIGTERM, then SIGKILL), if still running."""
+        if self.process.poll() is None:
+            stop_process(self.process)
+
+    def cli(self, *args: str) -> str:
+        """A redis-cli command against this server; its output."""
+        return subprocess.run(
+            ["redis-cli", "-p", str(self.port), "--no-auth-warning", "-a", self.password, *args],
+            capture_output=True,
+            check=True,
+            timeout=30,
+        ).stdout.decode()
+
+
+def _redis_process(port: int, password: str, workdir: Path, *, cluster: bool) -> subprocess.Popen[bytes]:
+    args = ["--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
+    args += ["--requirepass", password, "--masterauth", password, "--dir", str(workdir)]
+    if cluster:
+        args += ["--cluster-enabled", "yes", "--cluster-config-file", str(workdir / f"nodes-{port}.conf")]
+    log = (workdir / f"redis-{port}.log").open("ab")
+    process = subprocess.Popen(["redis-server", *args], stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"redis-server on {port} exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(f"AUTH {password}\r\nPING\r\n".encode())
+                answer = b""
+                while b"PONG" not in answer and (chunk := sock.recv(64)):
+                    answer += chunk
+                if b"PONG" in answer:
+                    return process
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise TimeoutError(f"redis-server on {port} did not answer within 10 s")
+
+
+@contextmanager
+def redis_server(workdir: Path, password: str) -> Iterator[RedisServer]:
+    """A standalone ``redis-server`` on a free loopback port, no persistence, stopped by PID."""
+    port = free_port()
+    server = RedisServer(port, password, workdir, _redis_process(port, password, workdir, cluster=False))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def redis_cluster(workdir: Path, password: str, masters: int = 3) -> Iterator[tuple[RedisServer, ...]]:
+    """A local Redis Cluster of ``masters`` nodes (no replicas), all slots assigned, stopped by PID."""
+    nodes: list[RedisServer] = []
+    try:
+        for _ in range(masters):
+            port = free_port()
+            nodes.append(
+                RedisServer(port, password, workdir, _redis_process(port, password, workdir, cluster=True), True)
+            )
+        subprocess.run(
+            [
+                "redis-cli",
+                "--no-auth-warning",
+                "-a",
+                password,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{node.port}" for node in nodes),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
+        deadline = time.monotonic() + 20
+        while "cluster_state:ok" not in nodes[0].cli("cluster", "info"):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the Redis Cluster did not reach cluster_state:ok within 20 s")
+            time.sleep(0.1)
+        yield tuple(nodes)
+    finally:
+        for node in nodes:
+            node.stop()

@@ -105,16 +105,19 @@ class Allowance:
     answer.
 
     Once the shared bucket says no, ``denied_until`` holds when its next token is due, and until
-    then this replica neither admits the tenant nor asks Redis. A cold allowance (no lease for
-    ``COLD_AFTER_SECONDS``) admits up to one lease's worth on credit while its first lease is
-    under way, and the lease pays that debt first: a tenant's first requests on a replica are not
-    refused for want of a round trip."""
+    then this replica neither admits the tenant nor asks Redis. While the bucket has plenty (the
+    last lease was granted in full, or there was none for ``COLD_AFTER_SECONDS``), an allowance
+    that runs dry admits up to one lease's worth on credit while its lease is under way, and the
+    lease pays that debt first: a burst within the limit is not refused for want of a round trip.
+    Near the limit (a lease granted in part or not at all) there is no credit, so replicas admit
+    no more than the bucket grants."""
 
     tokens: int = 0
     debt: int = 0
     expires_at: float = 0.0
     denied_until: float = 0.0
     last_lease_at: float = -math.inf
+    plenty: bool = True
     leasing: bool = False
 
     def take(self, now: float, size: int) -> int:
@@ -125,7 +128,7 @@ class Allowance:
         self.tokens = 0
         if now < self.denied_until:
             return max(1, math.ceil(self.denied_until - now))
-        if now - self.last_lease_at >= COLD_AFTER_SECONDS and self.debt < size:
+        if (self.plenty or now - self.last_lease_at >= COLD_AFTER_SECONDS) and self.debt < size:
             self.debt += 1
             return 0
         return 1
@@ -144,6 +147,7 @@ class Allowance:
         """Book a lease's answer: ``granted`` of ``asked`` tokens, the next due in ``next_token_in`` s."""
         self.leasing = False
         self.last_lease_at = now
+        self.plenty = granted == asked
         paid = min(granted, self.debt)
         self.debt -= paid
         held = self.tokens if now < self.expires_at else 0

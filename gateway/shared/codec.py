@@ -57,7 +57,7 @@ def decode_entry(data: bytes) -> CacheEntry:
             ),
             gzip_body=None if gzip_length is None else data[body_end:end],
         )
-    except (struct.error, orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+    except (struct.error, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError("not a stored cache entry") from exc
 
 
@@ -74,5 +74,5 @@ def decode_covers(data: bytes) -> tuple[str, dict[str, CoverLink]]:
         message = orjson.loads(data)
         links = {str(job): CoverLink(str(url), float(expires)) for job, (url, expires) in message["covers"].items()}
         return str(message["tenant"]), links
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError("not a covers message") from exc

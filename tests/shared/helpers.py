@@ -1,0 +1,85 @@
+"""What the shared tier's live tests share: replicas of one deployment on one Redis (their
+output watched by the leak check, the Redis password registered as a secret), and small clients
+for the gateways, the simulator's request counter and fault controls, and metrics."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from tests.leaks import record, register_secrets, unwatch, watch
+from tests.stack import ACME_KEY, GLOBEX_KEY, LIVE_AK, LIVE_SK, LiveGateway, live_replicas
+
+REDIS_PASSWORD = "redis-pass-never-logged-7f3a"
+PREFIX = "mgwtest"
+
+
+@contextmanager
+def replicas(
+    workdir: Path, count: int, redis_url: str, *, extra_config: str = "", cluster: bool = False
+) -> Iterator[tuple[LiveGateway, ...]]:
+    """``count`` gateways sharing ``redis_url`` (from ``GATEWAY_REDIS_URL``, as an operator would
+    set it) in front of one simulator; their output is checked for leaks as it comes."""
+    register_secrets([REDIS_PASSWORD, LIVE_AK, LIVE_SK, ACME_KEY, GLOBEX_KEY])
+    logs = [workdir / ("gateway.log" if index == 0 else f"gateway-{index}.log") for index in range(count)]
+    for log in logs:
+        watch(log)
+    shared = f'[shared]\nkey_prefix = "{PREFIX}"\ncluster = {"true" if cluster else "false"}\n'
+    try:
+        with live_replicas(
+            workdir, count, extra_config=shared + extra_config, extra_env={"GATEWAY_REDIS_URL": redis_url}
+        ) as gateways:
+            yield gateways
+    finally:
+        for log in logs:
+            unwatch(log)
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> object:
+        return json.loads(self.body)
+
+
+async def get(session: aiohttp.ClientSession, url: str, key: str = ACME_KEY) -> Answer:
+    """GET ``url`` as the tenant with API key ``key``, without following redirects."""
+    async with session.get(url, headers={"Authorization": f"Bearer {key}"}, allow_redirects=False) as response:
+        body = await response.read()
+    headers = dict(response.headers)
+    record(body + json.dumps(headers).encode())
+    return Answer(response.status, headers, body)
+
+
+def upstream_calls(simulator_url: str) -> int:
+    """Jobs requests the simulator has received so far."""
+    with urllib.request.urlopen(simulator_url + "/_simulator/stats", timeout=5) as response:
+        return int(json.loads(response.read())["requests"])
+
+
+def set_faults(simulator_url: str, faults: list[dict[str, object]]) -> None:
+    """Replace the simulator's faults (``[]`` clears them)."""
+    request = urllib.request.Request(
+        simulator_url + "/_simulator/faults", data=json.dumps(faults).encode(), method="PUT"
+    )
+    urllib.request.urlopen(request, timeout=5).close()
+
+
+def metric(base_url: str, sample: str) -> float | None:
+    """The value of one sample line (name with labels, exactly as exported) on ``/metrics``."""
+    with urllib.request.urlopen(base_url + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == sample:
+            return float(value)
+    return None

@@ -1,0 +1,178 @@
+"""The shared tier's pure parts: the key namespace, stored entries, the [shared] settings and the
+leased rate-limit allowance's bookkeeping."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from gateway.admission.rate_limit import (
+    COLD_AFTER_SECONDS,
+    TOKEN_LIFETIME_SECONDS,
+    Allowance,
+    RateLimit,
+    lease_size,
+)
+from gateway.cache.entry import CacheEntry, CoverLink
+from gateway.cache.keys import job_key, list_key
+from gateway.config.settings import load_settings
+from gateway.errors import ConfigError
+from gateway.shared.codec import decode_covers, decode_entry, encode_covers, encode_entry
+from gateway.shared.keys import FORMAT, KeySpace
+
+TENANT = (
+    f'[[tenants]]\nid = "acme"\napp_user_id = "acme-web"\napi_key_sha256 = ["{hashlib.sha256(b"k").hexdigest()}"]\n'
+)
+ENV = {"METASTUDIO_PROJECT_ID": "proj-1"}
+PASSWORD = "pure-test-redis-password"
+
+
+def _entry(gzip_body: bytes | None = b"\x1f\x8b zipped") -> CacheEntry:
+    return CacheEntry(
+        body=b'{"jobs": []}',
+        etag='"abc"',
+        fetched_at=1_700_000_000.25,
+        fresh_until=1_700_000_060.25,
+        keep_until=1_700_003_600.25,
+        covers={"job-1": CoverLink("https://obs.example/c.png?Expires=1700086400&Signature=x", 1_700_086_400.0)},
+        earliest_cover_expiry=1_700_086_400.0,
+        gzip_body=gzip_body,
+    )
+
+
+def test_every_key_starts_with_the_prefix_and_holds_the_tenant_in_a_hash_tag() -> None:
+    """Entry, lease, backoff and bucket keys of a tenant share its hash tag (one Cluster slot) and the format."""
+    space = KeySpace("mgw")
+    entry = space.entry(list_key("acme", (("offset", "0"), ("limit", "10"))))
+    keys = [entry, space.lease(entry), space.backoff(entry), space.rate("acme")]
+    assert all(key.startswith(f"mgw:v{FORMAT}:{{acme}}:") for key in keys)
+    assert space.replicas.startswith("mgw:")
+
+
+def test_entry_keys_differ_by_tenant_kind_and_subject_but_never_hold_the_subject() -> None:
+    """Two queries, a job and another tenant give four keys; what the caller asked for is hashed."""
+    space = KeySpace("p")
+    keys = {
+        space.entry(list_key("acme", (("name", "secret-project"),))),
+        space.entry(list_key("acme", (("name", "other"),))),
+        space.entry(job_key("acme", "secret-project")),
+        space.entry(list_key("globex", (("name", "secret-project"),))),
+    }
+    assert len(keys) == 4
+    assert not any("secret-project" in key for key in keys)
+    assert space.entry(job_key("acme", "j")) == KeySpace("p").entry(job_key("acme", "j"))
+
+
+@pytest.mark.parametrize("gzip_body", [b"\x1f\x8b zipped", None])
+def test_a_stored_entry_reads_back_unchanged(gzip_body: bytes | None) -> None:
+    """Bodies, ETag, times and cover links survive the round trip, with or without a gzip body."""
+    entry = _entry(gzip_body)
+    assert decode_entry(encode_entry(entry)) == entry
+
+
+@pytest.mark.parametrize("data", [b"", b"\x00\x00\x00\x05{}", encode_entry(_entry())[:-3], b"\x00\x00\x00\x02[]"])
+def test_anything_else_is_not_an_entry(data: bytes) -> None:
+    """Truncated or foreign bytes are a ValueError (the caller treats them as a miss)."""
+    with pytest.raises(ValueError, match="not a stored cache entry"):
+        decode_entry(data)
+
+
+def test_a_covers_message_reads_back_unchanged() -> None:
+    """Tenant and links survive; garbage is a ValueError."""
+    links = {"j": CoverLink("https://obs.example/j.png", 1.5)}
+    assert decode_covers(encode_covers("acme", links)) == ("acme", links)
+    with pytest.raises(ValueError, match="not a covers message"):
+        decode_covers(b"[1]")
+
+
+def test_shared_settings_default_to_no_redis(tmp_path: Path) -> None:
+    """Without [shared] the gateway stays on its own: no URL, prefix mgw, 100 ms operations."""
+    config = tmp_path / "c.toml"
+    config.write_text(TENANT)
+    shared = load_settings(ENV, str(config)).shared
+    assert (shared.redis_url, shared.cluster, shared.key_prefix, shared.operation_timeout_seconds) == (
+        "",
+        False,
+        "mgw",
+        0.1,
+    )
+
+
+def test_redis_url_from_a_file_variable_and_never_in_repr(tmp_path: Path) -> None:
+    """GATEWAY_REDIS_URL_FILE is read (a mounted Secret); the URL's password is not in the settings' repr."""
+    config, secret = tmp_path / "c.toml", tmp_path / "redis-url"
+    config.write_text(TENANT + '[shared]\ncluster = true\nkey_prefix = "gw-a"\n')
+    secret.write_text(f"rediss://:{PASSWORD}@redis.example:6380/0\n")
+    settings = load_settings({**ENV, "GATEWAY_REDIS_URL_FILE": str(secret)}, str(config))
+    assert settings.shared.redis_url == f"rediss://:{PASSWORD}@redis.example:6380/0"
+    assert settings.shared.cluster and settings.shared.key_prefix == "gw-a"
+    assert PASSWORD not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "shared", "named"),
+    [
+        ({"GATEWAY_REDIS_URL": "http://redis:6379"}, "", "GATEWAY_REDIS_URL"),
+        ({"GATEWAY_REDIS_URL": "redis://a", "GATEWAY_REDIS_URL_FILE": "/x"}, "", "both set"),
+        ({"GATEWAY_REDIS_URL_FILE": "/nonexistent/url"}, "", "GATEWAY_REDIS_URL_FILE"),
+        ({}, 'key_prefix = "a{b}"', "shared.key_prefix"),
+        ({}, "operation_timeout_seconds = 0", "shared.operation_timeout_seconds"),
+    ],
+)
+def test_bad_shared_settings_name_the_key(tmp_path: Path, env: dict[str, str], shared: str, named: str) -> None:
+    """A wrong scheme, both URL variables, an unreadable file, a prefix that would break hash tags, a zero timeout."""
+    config = tmp_path / "c.toml"
+    config.write_text(TENANT + "[shared]\n" + shared + "\n")
+    with pytest.raises(ConfigError) as raised:
+        load_settings({**ENV, **env}, str(config))
+    assert named in str(raised.value)
+
+
+def test_a_lease_is_small_and_never_zero() -> None:
+    """About 50 ms of the rate, at most a tenth of each replica's share of the burst, at least one."""
+    assert lease_size(RateLimit(per_second=1000, burst=1000), replicas=2) == 50
+    assert lease_size(RateLimit(per_second=1000, burst=100), replicas=2) == 5
+    assert lease_size(RateLimit(per_second=20, burst=10), replicas=3) == 1
+
+
+def test_a_cold_allowance_admits_on_credit_and_the_lease_pays_first() -> None:
+    """The first requests on a replica pass while the first lease is under way; its grant pays them back."""
+    allowance = Allowance()
+    assert [allowance.take(0.0, size=2) for _ in range(3)] == [0, 0, 1]
+    asked = allowance.want(0.0, size=2)
+    assert asked == 4
+    allowance.leased(0.01, asked, granted=3, next_token_in=0.5)
+    assert allowance.tokens == 1 and allowance.debt == 0
+    assert allowance.take(0.02, size=2) == 0
+
+
+def test_a_refused_lease_stops_asking_until_the_next_token_is_due() -> None:
+    """The bucket said no for 1.5 s: requests wait, no lease is asked before then, then one is,
+    and near the limit nothing passes on credit."""
+    allowance = Allowance(last_lease_at=0.0)
+    allowance.leased(1.0, asked=2, granted=0, next_token_in=1.5)
+    assert allowance.take(1.1, size=2) == 2
+    assert allowance.want(1.1, size=2) == 0
+    assert allowance.take(2.6, size=2) == 1
+    assert allowance.want(2.6, size=2) == 2
+
+
+def test_leased_tokens_are_dropped_when_old_and_topped_up_when_low() -> None:
+    """Tokens unused for the lifetime are gone; a low allowance asks for more, a full one does not."""
+    allowance = Allowance(last_lease_at=0.0)
+    allowance.leased(0.0, asked=4, granted=3, next_token_in=0.1)
+    assert allowance.want(0.1, size=4) == 0
+    assert [allowance.take(0.1, size=4) for _ in range(2)] == [0, 0]
+    assert allowance.want(0.1, size=4) == 4
+    assert allowance.take(TOKEN_LIFETIME_SECONDS + 0.5, size=4) == 1
+    assert COLD_AFTER_SECONDS > TOKEN_LIFETIME_SECONDS + 0.5
+
+
+def test_with_plenty_in_the_bucket_a_dry_allowance_admits_on_credit() -> None:
+    """After a lease granted in full, a burst that empties the allowance passes while the next lease runs."""
+    allowance = Allowance(last_lease_at=0.0)
+    allowance.leased(0.0, asked=2, granted=2, next_token_in=0.0)
+    assert [allowance.take(0.1, size=2) for _ in range(5)] == [0, 0, 0, 0, 1]
+    assert allowance.want(0.1, size=2) == 4
