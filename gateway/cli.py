@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import getpass
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -61,10 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the production server")
     serve.add_argument("--config", help="TOML config file (default: $GATEWAY_CONFIG)")
     serve.add_argument("--host", help="listen address (default: $GATEWAY_HOST or 0.0.0.0)")
-    serve.add_argument("--port", type=_port, help="listen port (default: $GATEWAY_PORT or 8080)")
+    serve.add_argument("--port", type=_port, help="listen port; 0 picks a free one (default: $GATEWAY_PORT or 8080)")
 
     demo = commands.add_parser("demo", help="run the simulator and the gateway in front of it, with demo tenants")
-    demo.add_argument("--port", type=_port, default=8080, help="gateway port on 127.0.0.1 (default 8080)")
+    demo.add_argument(
+        "--port", type=_port, default=8080, help="gateway port on 127.0.0.1; 0 picks a free one (default 8080)"
+    )
 
     simulator = commands.add_parser("simulator", help="run the MetaStudio simulator alone")
     simulator.add_argument("--port", type=_port, default=8090, help="port on 127.0.0.1 (default 8090)")
@@ -80,13 +83,14 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate configuration and credentials presence")
     check.add_argument("--config", help="TOML config file (default: $GATEWAY_CONFIG)")
 
-    commands.add_parser("hash-key", help="read an API key on stdin, print its api_key_sha256 value")
+    commands.add_parser(
+        "hash-key",
+        help="read an API key on stdin (prompted for, not echoed, on a terminal), print its api_key_sha256 value",
+    )
     return parser
 
 
-def _load(
-    env: Mapping[str, str], config: str | None
-) -> tuple[Settings, CredentialsHolder, tuple[UrlSigningKey, ...]]:
+def _load(env: Mapping[str, str], config: str | None) -> tuple[Settings, CredentialsHolder, tuple[UrlSigningKey, ...]]:
     problems: list[str] = []
     settings = credentials = None
     keys: tuple[UrlSigningKey, ...] = ()
@@ -110,12 +114,14 @@ def _load(
 def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings, credentials, keys = _load(env, args.config)
     server = dataclasses.replace(
-        settings.server, host=args.host or settings.server.host, port=args.port or settings.server.port
+        settings.server,
+        host=args.host or settings.server.host,
+        port=settings.server.port if args.port is None else args.port,  # 0 is a port: pick a free one
     )
-    configure_logging()
-    app = create_app(settings, credentials=credentials, url_signing_keys=keys)
     with asyncio.Runner(loop_factory=_new_event_loop) as runner:
         runner.run(credentials.confirm())  # auto mode's last resort (ECS metadata) must answer now
+        configure_logging()
+        app = create_app(settings, credentials=credentials, url_signing_keys=keys)
         runner.run(serve_until_signalled(app, server))
     return 0
 
@@ -132,7 +138,13 @@ def _check_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _hash_key() -> int:
-    key = sys.stdin.readline().strip()
+    if sys.stdin.isatty():  # a person at a terminal: say what is wanted, and do not echo the key
+        try:
+            key = getpass.getpass("API key (not echoed): ", stream=sys.stderr).strip()
+        except EOFError:
+            key = ""
+    else:
+        key = sys.stdin.readline().strip()
     if not key:
         print("metastudio-gateway: hash-key: no API key on stdin", file=sys.stderr)
         return EXIT_CONFIG
@@ -164,6 +176,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             return 0
         from gateway.demo import run_demo
 
+        configure_logging()
         with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=_new_event_loop) as runner:
             runner.run(run_demo(port=args.port))
         return 0

@@ -1,13 +1,15 @@
 """``metastudio-gateway demo``: the simulator and the gateway in front of it, on loopback.
 
 Needs no credentials and no network: the simulator accepts a demo key pair, the gateway signs
-with it, and two demo tenants are configured. Prints curl commands that work as pasted.
+with it, and two demo tenants are configured. Prints curl commands that work as pasted (on
+stdout, beside the access log); process logs are JSON lines on stderr, as with ``serve``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 from collections.abc import Sequence
 from typing import Any
@@ -20,11 +22,14 @@ from gateway.clock import SystemClock
 from gateway.config.settings import Settings, UpstreamSettings
 from gateway.credentials.static import CredentialSource
 from gateway.fastpath.protocol import GatewayRunner
+from gateway.observability.logs import log_event
 from gateway.simulator import running_simulator
 from gateway.tenant import Tenant
 
 # (tenant id, app user id, API key): demo values, printed on purpose.
 DEMO_TENANTS = (("acme", "acme-web", "demo-key-acme"), ("globex", "globex-app", "demo-key-globex"))
+COVER_FILE = "/tmp/metastudio-cover.png"  # noqa: S108 - a demo download, outside the user's clone
+_log = logging.getLogger("gateway.demo")
 
 
 def demo_settings(endpoint: str, project_id: str) -> Settings:
@@ -53,7 +58,7 @@ def instructions(base: str, jobs: Sequence[dict[str, Any]]) -> str:
             "# one job",
             f"curl -s {auth} {base}/v1/training-jobs/{with_cover}",
             "# its cover, through the stable path that always redirects to a live link",
-            f"curl -sL -o cover.png -w '%{{http_code}} %{{content_type}} %{{size_download}} bytes\\n' {auth} "
+            f"curl -sL -o {COVER_FILE} -w '%{{http_code}} %{{content_type}} %{{size_download}} bytes\\n' {auth} "
             f"{base}/v1/training-jobs/{with_cover}/cover",
             "# another tenant sees only its own jobs",
             f"curl -s -H 'Authorization: Bearer {other_key}' '{base}/v1/training-jobs?limit=2'",
@@ -81,9 +86,18 @@ async def run_demo(port: int) -> None:
         runner = GatewayRunner(app, access_log=None)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, "127.0.0.1", port)
-            await site.start()
-            print(instructions(f"http://127.0.0.1:{port}", simulator.state.jobs), flush=True)
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+            log_event(
+                _log,
+                f"metastudio-gateway demo listening on {base}",
+                event="listening",
+                url=base,
+                simulator_url=simulator.base_url,
+            )
+            print(instructions(base, simulator.state.jobs), flush=True)
             await stop.wait()
+            log_event(_log, "stopping", event="stopping")
         finally:
             await runner.cleanup()
+    log_event(_log, "stopped", event="stopped")

@@ -3,22 +3,32 @@
 On the signal: ``/readyz`` turns 503 at once; the listener stays open ``drain_seconds`` so
 load balancers see it and stop sending; then new connections are refused, requests in flight
 get up to ``shutdown_grace_seconds`` to finish, and the process exits 0.
+
+Start-up and drain are logged as JSON lines (``gateway.observability.logs``). Port 0 binds an
+ephemeral port; the start-up line gives the port actually bound.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
-import sys
 
 from aiohttp import web
 
 from gateway import __version__
 from gateway.config.settings import ServerSettings
 from gateway.fastpath.protocol import GatewayRunner
+from gateway.observability.logs import log_event
 from gateway.web.appkeys import LIFECYCLE
 
 LISTEN_BACKLOG = 1024
+_log = logging.getLogger("gateway.server")
+
+
+def bound_port(runner: web.BaseRunner) -> int:
+    """The port ``runner``'s first site listens on (the real one when asked for port 0)."""
+    return int(runner.addresses[0][1])
 
 
 async def serve_until_signalled(app: web.Application, server: ServerSettings) -> None:
@@ -32,10 +42,25 @@ async def serve_until_signalled(app: web.Application, server: ServerSettings) ->
     try:
         # A deep accept queue: bursts of new connections wait instead of needing SYN retransmits.
         await web.TCPSite(runner, server.host, server.port, backlog=LISTEN_BACKLOG).start()
-        print(f"metastudio-gateway {__version__} listening on {server.host}:{server.port}", file=sys.stderr)
+        port = bound_port(runner)
+        log_event(
+            _log,
+            f"metastudio-gateway {__version__} listening on {server.host}:{port}",
+            event="listening",
+            host=server.host,
+            port=port,
+            version=__version__,
+        )
         await stop.wait()
         app[LIFECYCLE].ready = False
-        print("metastudio-gateway: draining", file=sys.stderr)
+        log_event(
+            _log,
+            f"draining: not ready, accepting for {server.drain_seconds:g} s more",
+            event="draining",
+            drain_seconds=server.drain_seconds,
+            shutdown_grace_seconds=server.shutdown_grace_seconds,
+        )
         await asyncio.sleep(server.drain_seconds)
     finally:
         await runner.cleanup()
+    log_event(_log, "stopped", event="stopped")

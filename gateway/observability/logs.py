@@ -1,5 +1,9 @@
 """Process logs (not the access log): JSON lines on stderr, with nothing secret in them.
 
+``serve`` and ``demo`` both call ``configure_logging`` first, so their start-up and drain lines,
+and anything aiohttp or asyncio logs, come out as one JSON object per line. ``log_event`` adds
+machine-readable fields (``event``, ``port``...) beside the message.
+
 aiohttp's server logs requests it cannot parse (a header line too long, say) with a traceback
 whose message quotes the start of the offending line, which may be an ``Authorization``
 header. ``RedactParseErrors`` turns those records into one line naming the error type only.
@@ -10,24 +14,36 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from typing import Any
 
 import orjson
 from aiohttp.http_exceptions import HttpProcessingError
 
+_FIELDS = "gateway_fields"
+
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record: time, level, logger, message (and the exception type)."""
+    """One JSON object per record: time, level, logger, message, the fields given to
+    ``log_event``, and the exception type (never its text or traceback)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, Any] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
         }
+        fields = getattr(record, _FIELDS, None)
+        if isinstance(fields, dict):
+            entry.update((key, value) for key, value in fields.items() if key not in entry)
         if record.exc_info and record.exc_info[0] is not None:
             entry["error"] = record.exc_info[0].__name__
         return orjson.dumps(entry).decode()
+
+
+def log_event(logger: logging.Logger, message: str, **fields: Any) -> None:
+    """Log ``message`` at INFO with ``fields`` as keys of its JSON line."""
+    logger.info(message, extra={_FIELDS: fields})
 
 
 class RedactParseErrors(logging.Filter):

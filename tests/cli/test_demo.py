@@ -76,7 +76,10 @@ def test_demo_prints_curl_commands_that_work(demo_output: str, tmp_path: Path) -
     assert re.search(r"(?i)x-cache: HIT", hit_headers)
     assert '"job_id"' in one_job
     assert cover.startswith("200 image/png")
-    assert (tmp_path / "cover.png").read_bytes().startswith(b"\x89PNG")
+    cover_file = re.search(r" -o (/\S+) ", commands[3])
+    assert cover_file, commands[3]
+    assert Path(cover_file.group(1)).read_bytes().startswith(b"\x89PNG")
+    assert list(tmp_path.iterdir()) == []  # nothing left in the directory the commands ran in (a clone)
     assert '"acme-web"' not in other_tenant
     assert "metastudio_gateway_cache_requests_total" in results[5].stdout
     assert '"ready"' in results[6].stdout
