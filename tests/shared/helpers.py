@@ -22,15 +22,22 @@ PREFIX = "mgwtest"
 
 @contextmanager
 def replicas(
-    workdir: Path, count: int, redis_url: str, *, extra_config: str = "", cluster: bool = False
+    workdir: Path,
+    count: int,
+    redis_url: str,
+    *,
+    extra_config: str = "",
+    shared_config: str = "",
+    cluster: bool = False,
 ) -> Iterator[tuple[LiveGateway, ...]]:
     """``count`` gateways sharing ``redis_url`` (from ``GATEWAY_REDIS_URL``, as an operator would
-    set it) in front of one simulator; their output is checked for leaks as it comes."""
+    set it) in front of one simulator; ``shared_config`` adds keys to ``[shared]``. Their output is
+    checked for leaks as it comes."""
     register_secrets([REDIS_PASSWORD, LIVE_AK, LIVE_SK, ACME_KEY, GLOBEX_KEY])
     logs = [workdir / ("gateway.log" if index == 0 else f"gateway-{index}.log") for index in range(count)]
     for log in logs:
         watch(log)
-    shared = f'[shared]\nkey_prefix = "{PREFIX}"\ncluster = {"true" if cluster else "false"}\n'
+    shared = f'[shared]\nkey_prefix = "{PREFIX}"\ncluster = {"true" if cluster else "false"}\n{shared_config}'
     try:
         with live_replicas(
             workdir, count, extra_config=shared + extra_config, extra_env={"GATEWAY_REDIS_URL": redis_url}

@@ -1,0 +1,32 @@
+"""The shared tier on a Redis Cluster (what Huawei DCS cluster instances speak): three masters,
+each tenant's keys in one slot by their hash tag, and still one upstream call per key."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.shared.helpers import REDIS_PASSWORD, get, replicas, set_faults, upstream_calls
+from tests.stack import GLOBEX_KEY, redis_cluster
+
+pytestmark = pytest.mark.redis
+
+
+async def test_concurrent_cold_requests_make_one_upstream_call_on_a_cluster(tmp_path: Path) -> None:
+    """300 cold requests for two tenants' lists over 3 replicas on a 3-master cluster: one upstream call per key."""
+    with redis_cluster(tmp_path, REDIS_PASSWORD) as nodes, replicas(tmp_path, 3, nodes[0].url, cluster=True) as gws:
+        simulator = gws[0].simulator_url
+        set_faults(simulator, [{"kind": "latency", "seconds": 0.5}])
+        async with aiohttp.ClientSession() as session:
+            answers = await asyncio.gather(
+                *(
+                    get(session, f"{gws[i % 3].base_url}/v1/training-jobs?limit=9", *([GLOBEX_KEY] if i % 2 else []))
+                    for i in range(300)
+                )
+            )
+        assert Counter(answer.status for answer in answers) == {200: 300}
+        assert upstream_calls(simulator) == 2

@@ -1,0 +1,115 @@
+"""Redis is never a single point of failure: frozen (SIGSTOP), killed, and restarted empty, the
+replicas keep answering on their own, stay ready, and share again once Redis is back."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.shared.helpers import REDIS_PASSWORD, Answer, get, metric, replicas, upstream_calls
+from tests.stack import LiveGateway, RedisServer, redis_server
+
+pytestmark = pytest.mark.redis
+
+OPERATION_TIMEOUT = 0.2
+EXTRA_WAIT_ALLOWED = OPERATION_TIMEOUT + 0.1
+"""The contract: no request waits more than the operation timeout + 100 ms longer because of Redis."""
+UP = "metastudio_gateway_shared_tier_up"
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisServer, tuple[LiveGateway, ...]]]:
+    workdir = tmp_path_factory.mktemp("faults")
+    with (
+        redis_server(workdir, REDIS_PASSWORD) as server,
+        replicas(workdir, 2, server.url, shared_config=f"operation_timeout_seconds = {OPERATION_TIMEOUT}\n") as gws,
+    ):
+        yield server, gws
+
+
+async def _timed(session: aiohttp.ClientSession, url: str) -> tuple[Answer, float]:
+    started = time.monotonic()
+    answer = await get(session, url)
+    return answer, time.monotonic() - started
+
+
+async def _survives(
+    gateways: tuple[LiveGateway, ...], fault: Callable[[], None], recover: Callable[[], None], tag: str
+) -> None:
+    """Warm a key, measure cold requests with Redis well, apply ``fault``: cached keys 200, cold
+    ones 200 within the allowed extra wait, /readyz 200; ``recover``: sharing within 10 s."""
+    async with aiohttp.ClientSession() as session:
+        cached = f"/v1/training-jobs?limit=20&batch_name={tag}"
+        for gateway in gateways:
+            assert (await get(session, gateway.base_url + cached)).status == 200
+        baseline = [
+            (await _timed(session, f"{gateway.base_url}/v1/training-jobs?limit=21&batch_name={tag}-{n}"))[1]
+            for n, gateway in enumerate(gateways * 3)
+        ]
+        fault()
+        during = [
+            await _timed(session, f"{gateway.base_url}{path}")
+            for _ in range(3)
+            for gateway in gateways
+            for path in (cached, f"/v1/training-jobs?limit=22&batch_name={tag}-{time.monotonic_ns()}")
+        ]
+        ready = [(await get(session, gateway.base_url + "/readyz")).status for gateway in gateways]
+        down = [metric(gateway.base_url, UP) for gateway in gateways]
+        recover()
+        deadline = time.monotonic() + 10
+        while any(metric(gateway.base_url, UP) != 1.0 for gateway in gateways):
+            assert time.monotonic() < deadline, "sharing did not resume within 10 s"
+            await asyncio.sleep(0.1)
+        shared = f"/v1/training-jobs?limit=23&batch_name={tag}-after"
+        before = upstream_calls(gateways[0].simulator_url)
+        first = await get(session, gateways[0].base_url + shared)
+        await asyncio.sleep(0.1)  # the fill is written in the background
+        second = await get(session, gateways[1].base_url + shared)
+    assert [answer.status for answer, _ in during] == [200] * len(during)
+    assert max(seconds for _, seconds in during) <= max(baseline) + EXTRA_WAIT_ALLOWED
+    assert ready == [200] * len(gateways)
+    assert down == [0.0] * len(gateways)
+    assert (first.status, second.status, second.headers["X-Cache"]) == (200, 200, "HIT")
+    assert upstream_calls(gateways[0].simulator_url) - before == 1
+
+
+async def test_a_frozen_redis_costs_at_most_one_operation_timeout(
+    deployment: tuple[RedisServer, tuple[LiveGateway, ...]],
+) -> None:
+    """Redis SIGSTOPped (connected, silent): cached keys 200, cold keys 200 without waiting more
+    than the operation timeout + 100 ms, ready; SIGCONT: sharing resumes within 10 s."""
+    server, gateways = deployment
+    await _survives(
+        gateways,
+        lambda: server.process.send_signal(signal.SIGSTOP),
+        lambda: server.process.send_signal(signal.SIGCONT),
+        "frozen",
+    )
+
+
+async def test_a_killed_redis_restarted_empty_is_used_again(
+    deployment: tuple[RedisServer, tuple[LiveGateway, ...]],
+) -> None:
+    """Redis SIGKILLed: the replicas answer on their own; restarted on its port with no data and no
+    scripts (NOSCRIPT), it is shared again within 10 s and no request fails on the way."""
+    server, gateways = deployment
+
+    def kill() -> None:
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(timeout=5)
+
+    await _survives(gateways, kill, server.start, "killed")
+
+
+def test_redis_down_at_start_up_does_not_stop_a_replica(tmp_path: Path) -> None:
+    """A replica whose Redis is not there yet starts, is ready, and says the shared tier is down."""
+    with redis_server(tmp_path, REDIS_PASSWORD) as server:
+        server.stop()
+        with replicas(tmp_path, 1, server.url) as (gateway,):
+            assert metric(gateway.base_url, UP) == 0.0
