@@ -32,7 +32,7 @@ from typing import Protocol
 import aiohttp
 
 from gateway.clock import Clock, rfc3339
-from gateway.credentials.issued import CredentialsUnavailable, FetchFailed, Issued, UpstreamAuth
+from gateway.credentials.issued import CredentialsUnavailable, FetchFailed, Grant, Issued, UpstreamAuth
 from gateway.credentials.providers import Provider
 from gateway.credentials.static import CredentialsError, CredentialSource
 from gateway.observability.metrics import Metrics
@@ -189,12 +189,10 @@ class RefreshingHolder:
         if self._must_answer is None or self._held is not None:
             return
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
-            self._session = session
             try:
-                if not await self._fetch():
-                    raise CredentialsError([*self._must_answer, f"{self.source}: {self._last_failure}"])
-            finally:
-                self._session = None
+                self._accept(await self._provider.fetch(session))
+            except FetchFailed as exc:  # said once, in the refusal: nothing is serving yet
+                raise CredentialsError([*self._must_answer, f"{self.source}: {exc}"]) from exc
 
     @asynccontextmanager
     async def running(self, session: aiohttp.ClientSession, metrics: Metrics) -> AsyncIterator[None]:
@@ -237,21 +235,13 @@ class RefreshingHolder:
     async def _fetch(self) -> bool:
         assert self._session is not None
         try:
-            grant = await self._provider.fetch(self._session)
+            issued = self._accept(await self._provider.fetch(self._session))
         except FetchFailed as exc:
             self._record_failure(str(exc))
             return False
         except Exception as exc:  # a provider bug must not end the renewal loop
             self._record_failure(f"unexpected {type(exc).__name__}")
             return False
-        now = self._clock.now()
-        issued = Issued(grant.auth, grant.expires_at, now)
-        if issued.expires_at <= now:
-            self._record_failure(f"answered credentials that expired at {rfc3339(issued.expires_at)}")
-            return False
-        self._held = issued
-        self._failures = 0
-        self._next_attempt_at = issued.renew_at
         if self._metrics is not None:
             self._metrics.credential_refreshes.labels(source=self.source, result="success").inc()
         logger.info(
@@ -261,6 +251,17 @@ class RefreshingHolder:
             rfc3339(issued.renew_at),
         )
         return True
+
+    def _accept(self, grant: Grant) -> Issued:
+        """Hold ``grant`` from now on (one assignment: AK, SK and token change together)."""
+        now = self._clock.now()
+        issued = Issued(grant.auth, grant.expires_at, now)
+        if issued.expires_at <= now:
+            raise FetchFailed(f"answered credentials that expired at {rfc3339(issued.expires_at)}")
+        self._held = issued
+        self._failures = 0
+        self._next_attempt_at = issued.renew_at
+        return issued
 
     def _record_failure(self, reason: str) -> None:
         self._failures += 1

@@ -1,0 +1,74 @@
+"""gateway.credentials.chain: the contract's order, a forced source, the profile file's section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.clock import ManualClock
+from gateway.credentials.chain import select_credentials
+from gateway.credentials.static import CredentialsError
+from tests.leaks import register_secrets
+
+STATIC = {"HUAWEICLOUD_SDK_AK": "AK-CHAIN-1", "HUAWEICLOUD_SDK_SK": "SK-CHAIN-1"}
+POD = {"HC_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:1/c", "HC_CONTAINER_AUTHORIZATION_TOKEN_FILE": "/t"}
+OIDC = {
+    "HUAWEICLOUD_OIDC_PROVIDER_URN": "p",
+    "HUAWEICLOUD_OIDC_AGENCY_URN": "a",
+    "HUAWEICLOUD_OIDC_TOKEN_FILE": "/t",
+}
+FEDERATION = {"HUAWEICLOUD_SDK_IDP_ID": "idp", "HUAWEICLOUD_SDK_ID_TOKEN_FILE": "/t"}
+register_secrets(["SK-CHAIN-1", "SK-PROFILE-1", "pw-chain-1"])
+
+
+def source(env: dict[str, str]) -> str:
+    return select_credentials({"HOME": "/nonexistent", **env}, clock=ManualClock()).source
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({**OIDC, **FEDERATION, **STATIC, **POD}, "oidc"),
+        ({**FEDERATION, **STATIC, **POD}, "federation"),
+        ({**STATIC, **POD}, "static"),
+        (POD, "pod-identity"),
+        ({}, "metadata"),
+    ],
+)
+def test_the_first_configured_source_in_the_contracts_order_wins(env: dict[str, str], expected: str) -> None:
+    """OIDC, federation, static, profile, pod identity, then metadata as the last resort."""
+    assert source(env) == expected
+
+
+def test_a_forced_source_wins_over_the_order() -> None:
+    """METASTUDIO_CREDENTIALS_SOURCE picks one source even when an earlier one is configured."""
+    assert source({**STATIC, **POD, "METASTUDIO_CREDENTIALS_SOURCE": "pod-identity"}) == "pod-identity"
+    assert source({**STATIC, "METASTUDIO_CREDENTIALS_SOURCE": "metadata"}) == "metadata"
+
+
+def test_token_mode_chooses_the_iam_token() -> None:
+    """METASTUDIO_AUTH_MODE=token ignores the AK/SK chain."""
+    login = {"METASTUDIO_IAM_DOMAIN": "d", "METASTUDIO_IAM_USER": "u", "METASTUDIO_IAM_PASSWORD": "pw-chain-1"}
+    assert source({**STATIC, **login, "METASTUDIO_AUTH_MODE": "token"}) == "iam-token"
+
+
+def test_the_profile_is_read_from_basic_in_home(tmp_path: Path) -> None:
+    """``~/.huaweicloud/credentials`` section ``[basic]`` (not the SDK builder's ``[basiccredentials]``)."""
+    (tmp_path / ".huaweicloud").mkdir()
+    profile = tmp_path / ".huaweicloud" / "credentials"
+    profile.write_text("[basiccredentials]\nak = AK-PROFILE-1\nsk = SK-PROFILE-1\n")
+    env = {"HOME": str(tmp_path)}
+    assert select_credentials(env, clock=ManualClock()).source == "metadata"  # skipped: no [basic]
+    profile.write_text("[basic]\nak = AK-PROFILE-1\nsk = SK-PROFILE-1\n")
+    holder = select_credentials(env, clock=ManualClock())
+    assert holder.source == "profile"
+    assert "SK-PROFILE-1" not in holder.describe()
+
+
+def test_a_bad_mode_or_source_name_is_refused() -> None:
+    """Unknown METASTUDIO_AUTH_MODE or METASTUDIO_CREDENTIALS_SOURCE: a message naming the variable."""
+    with pytest.raises(CredentialsError, match="METASTUDIO_AUTH_MODE"):
+        source({"METASTUDIO_AUTH_MODE": "kerberos"})
+    with pytest.raises(CredentialsError, match="METASTUDIO_CREDENTIALS_SOURCE"):
+        source({"METASTUDIO_CREDENTIALS_SOURCE": "vault"})
