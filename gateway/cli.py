@@ -26,6 +26,7 @@ from gateway.credentials.holder import CredentialsHolder
 from gateway.errors import ConfigError
 from gateway.observability.logs import configure_logging
 from gateway.server import serve_until_signalled
+from gateway.shared.tier import describe as describe_shared_tier
 
 EXIT_CONFIG = 2
 
@@ -64,9 +65,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (default: $GATEWAY_HOST or 0.0.0.0)")
     serve.add_argument("--port", type=_port, help="listen port; 0 picks a free one (default: $GATEWAY_PORT or 8080)")
 
-    demo = commands.add_parser("demo", help="run the simulator and the gateway in front of it, with demo tenants")
+    demo = commands.add_parser(
+        "demo",
+        help="run the simulator, a demo identity provider and the gateway in front of them, with demo tenants"
+        " and a web page",
+    )
     demo.add_argument(
         "--port", type=_port, default=8080, help="gateway port on 127.0.0.1; 0 picks a free one (default 8080)"
+    )
+    demo.add_argument(
+        "--page-port", type=_port, default=8081, help="demo page port on 127.0.0.1; 0 picks a free one (default 8081)"
     )
 
     simulator = commands.add_parser("simulator", help="run the MetaStudio simulator alone")
@@ -132,7 +140,7 @@ def _check_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     print(
         f"ok: {len(settings.tenants)} tenant(s), upstream {settings.upstream.endpoint}, "
         f"project {settings.upstream.project_id}, cache ttl {settings.cache.ttl_seconds:g}s; "
-        f"{credentials.describe()}; {signing}"
+        f"{credentials.describe()}; {signing}; {describe_shared_tier(settings.shared)}"
     )
     return 0
 
@@ -178,7 +186,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
         configure_logging()
         with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=_new_event_loop) as runner:
-            runner.run(run_demo(port=args.port))
+            runner.run(run_demo(port=args.port, page_port=args.page_port))
         return 0
     except ConfigError as exc:
         print(f"metastudio-gateway: configuration error: {'; '.join(exc.problems)}", file=sys.stderr)

@@ -23,6 +23,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
@@ -56,6 +57,17 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return redis.call('ZCARD', KEYS[1])
 """
+
+
+def describe(settings: SharedSettings) -> str:
+    """The shared tier in a few words for ``check-config``: where Redis is, never its password."""
+    if not settings.redis_url:
+        return "shared tier off (this replica on its own)"
+    url = urlsplit(settings.redis_url)
+    where = f"unix socket {url.path}" if url.scheme == "unix" else f"{url.hostname}:{url.port or 6379}"
+    kind = "Redis Cluster" if settings.cluster else "Redis"
+    tls = " over TLS" if url.scheme == "rediss" else ""
+    return f"shared tier on {kind} at {where}{tls}, key prefix '{settings.key_prefix}'"
 
 
 class SharedUnavailable(Exception):
