@@ -23,8 +23,10 @@ from gateway.jobs.shaping import PUBLIC_FIELDS
 from gateway.jobs.states import ALL_STATES, STATE_GROUPS, UNKNOWN_GROUP
 
 Examples = Iterator[tuple[str, dict[str, Any], Any]]
-ADDED_JOB_FIELDS = {"state_group", "cover_expires_at", "cover_url"}
+ADDED_JOB_FIELDS = {"state_group", "cover_expires_at", "cover_url", "cover_image_url"}
 OPERATIONAL_PATHS = ("/healthz", "/readyz", "/metrics", "/openapi.yaml")
+HEADERLESS_PATHS = (*OPERATIONAL_PATHS, "/v1/training-jobs/{job_id}/cover-image")
+"""Paths a caller reaches with no Authorization: the operational ones, and signed cover-image links."""
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +106,10 @@ def test_error_codes_are_exactly_those_the_gateway_raises(spec: dict[str, Any]) 
 
 
 def test_v1_operations_need_the_bearer_key_and_operational_ones_do_not(spec: dict[str, Any]) -> None:
-    """/v1 operations require the bearer scheme; operational endpoints declare security: []."""
+    """/v1 operations require a bearer scheme (an API key or a JWT); operational endpoints and the signed cover-image
+    link (its query is its credential) declare security: []."""
     for path, item in spec["paths"].items():
-        expected = [] if path in OPERATIONAL_PATHS else [{"bearer": []}]
+        expected = [] if path in HEADERLESS_PATHS else [{"bearer": []}, {"bearerJwt": []}]
         assert item["get"]["security"] == expected, path
 
 
