@@ -59,7 +59,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* Whether the chart renders its own Secret. */}}
 {{- define "metastudio-gateway.createSecret" -}}
-{{- if and .Values.credentials.create (not .Values.credentials.existingSecret) }}true{{ end }}
+{{- if and (eq .Values.credentials.source "static") .Values.credentials.create (not .Values.credentials.existingSecret) }}true{{ end }}
 {{- end }}
 
 {{/* Secret key names: accessKey, secretKey, securityToken ("" = no token). */}}
