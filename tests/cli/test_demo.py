@@ -1,4 +1,5 @@
-"""`metastudio-gateway demo` from a user's seat: it starts, and its printed curl commands work as pasted."""
+"""`metastudio-gateway demo` from a user's seat: it starts, and its printed curl commands work as pasted,
+the API-key ones, the JWT one (a token from the demo identity provider) and the header-less cover link."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def demo_output() -> Iterator[str]:
     # No cloud credentials or upstream settings at all: the demo must not need them.
     env = {k: v for k, v in os.environ.items() if not k.startswith(CREDENTIAL_PREFIXES)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "demo", "--port", str(port)],
+        [sys.executable, "-m", "gateway", "demo", "--port", str(port), "--page-port", "0"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -59,10 +60,11 @@ def _curl_commands(output: str) -> list[str]:
 
 
 def test_demo_prints_curl_commands_that_work(demo_output: str, tmp_path: Path) -> None:
-    """Every printed command succeeds; the list shows jobs and the cover command downloads a PNG."""
+    """Every printed command succeeds; the list shows jobs, the cover commands download PNGs, and the
+    JWT one lists acme's jobs."""
     assert shutil.which("curl"), "curl missing: the test command installs it"
     commands = _curl_commands(demo_output)
-    assert len(commands) >= 7, demo_output
+    assert len(commands) >= 10, demo_output
     results = [
         subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False)
         for command in commands
@@ -81,10 +83,20 @@ def test_demo_prints_curl_commands_that_work(demo_output: str, tmp_path: Path) -
     assert Path(cover_file.group(1)).read_bytes().startswith(b"\x89PNG")
     assert list(tmp_path.iterdir()) == []  # nothing left in the directory the commands ran in (a clone)
     assert '"acme-web"' not in other_tenant
-    assert "metastudio_gateway_cache_requests_total" in results[5].stdout
-    assert '"ready"' in results[6].stdout
+    token, with_jwt, cover_image = (r.stdout for r in results[5:8])
+    assert '"access_token"' in token
+    assert "Bearer ey" in commands[6]
+    assert '"app_user_id":"acme-web"' in with_jwt and '"globex-app"' not in with_jwt
+    assert "Authorization" not in commands[7]
+    assert cover_image.startswith("200 image/png")
+    image_file = re.search(r" -o (/\S+) ", commands[7])
+    assert image_file, commands[7]
+    assert Path(image_file.group(1)).read_bytes().startswith(b"\x89PNG")
+    assert "metastudio_gateway_cache_requests_total" in results[-2].stdout
+    assert '"ready"' in results[-1].stdout
 
 
 def test_demo_starts_without_credentials(demo_output: str) -> None:
     """With no cloud credentials or settings in its environment, the demo starts and says where it listens."""
     assert "gateway on http://127.0.0.1:" in demo_output
+    assert re.search(r"Open http://127\.0\.0\.1:\d+/ in a browser", demo_output)

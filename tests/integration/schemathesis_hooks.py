@@ -6,14 +6,21 @@ Each parameter's own rules live in openapi.yaml; this rule relates two parameter
 would; negative cases are left alone (the gateway must reject those anyway).
 
 * ``create_since`` must not be later than ``create_until``.
+* ``/v1/training-jobs/{job_id}/cover-image`` takes a signed link's query: random values can only be
+  refused (403), so a positive case is sent as a genuine link the gateway handed out (read from the
+  job list with the key in ``SCHEMATHESIS_GATEWAY_KEY``), as a browser would.
 
 (``state`` and ``state_group`` together are fine: both filters apply, as the spec's own example shows.)
 """
 
 from __future__ import annotations
 
+import json
+import os
+import urllib.request
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import schemathesis
 from schemathesis import GenerationMode
@@ -51,3 +58,32 @@ def before_add_examples(context: Any, examples: list[Any]) -> None:
 def map_case(context: Any, case: Any) -> Any:
     """Coverage, fuzzing and stateful phases."""
     return obey_cross_parameter_rules(case)
+
+
+COVER_IMAGE_PATH = "/v1/training-jobs/{job_id}/cover-image"
+_LINKS: dict[str, tuple[str, dict[str, str]]] = {}
+
+
+def _genuine_link(base_url: str) -> tuple[str, dict[str, str]]:
+    """A job id and the query of its cover_image_url, as the gateway lists them (fetched once)."""
+    if base_url not in _LINKS:
+        request = urllib.request.Request(
+            f"{base_url}/v1/training-jobs?limit=100",
+            headers={"Authorization": f"Bearer {os.environ['SCHEMATHESIS_GATEWAY_KEY']}"},
+        )
+        with urllib.request.urlopen(request, timeout=20) as response:
+            jobs = json.load(response)["jobs"]
+        job = next(job for job in jobs if "cover_image_url" in job)
+        _LINKS[base_url] = job["job_id"], dict(parse_qsl(urlsplit(job["cover_image_url"]).query))
+    return _LINKS[base_url]
+
+
+@schemathesis.hook
+def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
+    """A positive case of the cover-image route is sent as a genuine link."""
+    meta = case.meta
+    if case.operation.path != COVER_IMAGE_PATH or meta is None or meta.generation.mode != GenerationMode.POSITIVE:
+        return
+    job_id, query = _genuine_link(case.operation.base_url.rstrip("/"))
+    case.path_parameters = {**(case.path_parameters or {}), "job_id": job_id}
+    case.query = {**(case.query or {}), **query}

@@ -76,6 +76,7 @@ def _run_schemathesis(
     env = {k: v for k, v in os.environ.items() if k != "SCHEMATHESIS_HOOKS"}
     if hooks:
         env["SCHEMATHESIS_HOOKS"] = str(HOOKS)
+        env["SCHEMATHESIS_GATEWAY_KEY"] = gateway.acme_key  # the hooks read genuine cover-image links with it
     return subprocess.run(
         command,
         cwd=workdir,
