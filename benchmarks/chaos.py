@@ -6,15 +6,19 @@
 The gateway and the simulator run as real processes (``tests.stack``); faults are
 set through the simulator's control endpoint. Each scenario drives the same mixed traffic
 (two tenants, many list pages, single jobs) and reports what clients saw, how many calls
-reached the upstream, how many answers were stale, and the p99 latency.
+reached the upstream, how many answers were stale, and the p99 latency. The last scenario is
+the shared tier's Redis outage: two replicas on one ``redis-server``, which is frozen (SIGSTOP),
+thawed, then killed and restarted empty while traffic runs (the upstream stays healthy).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
+import signal
 import tempfile
 import time
 from collections import Counter
@@ -25,7 +29,7 @@ from typing import Any
 import aiohttp
 import perf  # noqa: F401 - puts the repository root on the path for tests.stack
 
-from tests.stack import LiveGateway, live_stack
+from tests.stack import LiveGateway, RedisServer, live_replicas, live_stack, redis_server
 
 DOCUMENTED = {200, 304, 400, 401, 404, 405, 429, 500, 502, 503, 504}
 CONFIG = """
@@ -142,6 +146,51 @@ async def _scenario(live: LiveGateway, name: str, faults: list[dict[str, Any]], 
     return Result(name, statuses, calls, stale, _p99_ms(latencies))
 
 
+REDIS_OUTAGE = "Redis frozen, thawed, killed, restarted"
+
+
+async def _counts(gateways: tuple[LiveGateway, ...]) -> tuple[int, float]:
+    """Upstream calls so far, and stale answers so far summed over the replicas."""
+    async with aiohttp.ClientSession() as session:
+        calls = (await _json(session, "GET", f"{gateways[0].simulator_url}/_simulator/stats"))["requests"]
+        stale = sum([await _stale_count(session, gateway.base_url) for gateway in gateways])
+    return int(calls), stale
+
+
+async def _misbehave(redis: RedisServer, seconds: float) -> None:
+    """Healthy, frozen, thawed, killed, restarted empty: a quarter of ``seconds`` each (the last in two)."""
+    step = seconds / 4
+    await asyncio.sleep(step)
+    redis.process.send_signal(signal.SIGSTOP)
+    await asyncio.sleep(step)
+    redis.process.send_signal(signal.SIGCONT)
+    await asyncio.sleep(step)
+    redis.process.kill()
+    await asyncio.to_thread(redis.process.wait, 5)
+    await asyncio.sleep(step / 2)
+    await asyncio.to_thread(redis.start)
+
+
+async def _redis_outage(seconds: float) -> Result:
+    """Two replicas sharing one Redis, with traffic on both while the Redis misbehaves."""
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        redis = stack.enter_context(redis_server(workdir, "chaos-redis-password"))
+        gateways = stack.enter_context(
+            live_replicas(workdir, 2, extra_config=CONFIG, extra_env={"GATEWAY_REDIS_URL": redis.url})
+        )
+        for gateway in gateways:
+            await _traffic(gateway, 0.5)
+        calls_before, stale_before = await _counts(gateways)
+        *traffic, _ = await asyncio.gather(
+            *(_traffic(gateway, seconds) for gateway in gateways), _misbehave(redis, seconds)
+        )
+        calls, stale = await _counts(gateways)
+    statuses: Counter[int] = sum((counts for counts, _ in traffic), Counter())
+    latencies = [latency for _, replica_latencies in traffic for latency in replica_latencies]
+    return Result(REDIS_OUTAGE, statuses, calls - calls_before, int(stale - stale_before), _p99_ms(latencies))
+
+
 def _rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -166,6 +215,7 @@ async def main() -> None:
     for name, faults in SCENARIOS:
         with tempfile.TemporaryDirectory() as workdir, live_stack(Path(workdir), extra_config=CONFIG) as live:
             results.append(await _scenario(live, name, faults, args.scenario_seconds))
+    results.append(await _redis_outage(max(4.0, args.scenario_seconds)))
     _print_scenarios(results)
     if args.soak_seconds <= 0:
         return

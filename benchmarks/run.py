@@ -17,8 +17,12 @@ wrk pinned to the other. Prints one table and writes ``benchmarks/results/latest
 5. memory: RSS with the cache filled to max_bytes with 100-job pages, over the start-up RSS
 6. signing: microseconds per signature, ours vs the official SDK's Signer
 7. concurrency curve: req/s and p99 at 1, 8, 64, 256 connections, gateway and bare app
+8. replicas: 3 gateways with and without a shared Redis (``perf/replicas.py``): upstream calls
+   per key, hit throughput with ``redis_url`` set against not, L2-hit latency, Redis commands
+   per 1,000 hits, rate-limit accuracy. ``--section replicas`` runs only this (about 1.5
+   minutes), prints its table and writes ``results/replicas.json``.
 
-Needs Debian's ``wrk``, ``nginx`` and ``taskset`` (``apt-get install -y wrk nginx``) and the
+Needs Debian's ``wrk``, ``nginx``, ``taskset`` and ``redis-server`` (``apt-get install -y wrk nginx``) and the
 ``bench`` extra (matplotlib, huaweicloudsdkcore). Pieces: ``benchmarks/perf/``.
 """
 
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
 import sys
@@ -37,7 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from perf import measures, report, targets
+from perf import measures, replicas, report, targets
 from perf.measures import Bench, Plan
 from perf.system import Cpus, loop_of, machine_info, wait_until_quiet
 
@@ -118,6 +123,8 @@ def run_all(bench: Bench, wait_quiet_seconds: float) -> dict[str, Any]:
     results["memory"] = measures.memory(bench)
     print("6. signing", flush=True)
     results["signing"] = measures.signing(bench.workdir, bench.plan.signing_iterations)
+    print("8. replicas", flush=True)
+    results["replicas"] = replicas.replicas(bench)
     return results
 
 
@@ -129,6 +136,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--client-cpu", type=int, default=1, help="core for wrk and this script (default 1)")
     parser.add_argument(
         "--wait-quiet", type=float, default=60, metavar="SECONDS", help="wait up to this long for idle cores (60)"
+    )
+    parser.add_argument(
+        "--section", choices=("all", "replicas"), default="all", help="run every measurement (all) or one section"
     )
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results", help="where latest.json and the PNG go")
     return parser.parse_args(argv)
@@ -144,7 +154,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.chdir(BENCH_DIR.parent)  # the servers run this checkout's gateway package
     started_at = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as scratch:
-        results = run_all(Bench(plan=plan, cpus=cpus, workdir=Path(scratch)), args.wait_quiet)
+        bench = Bench(plan=plan, cpus=cpus, workdir=Path(scratch))
+        if args.section == "replicas":
+            wait_until_quiet(cpus, args.wait_quiet)
+            section = replicas.replicas(bench)
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "replicas.json").write_text(json.dumps(section, indent=2) + "\n")
+            print("\n" + replicas.table(section) + f"\n\nwrote {args.out / 'replicas.json'}")
+            return 0
+        results = run_all(bench, args.wait_quiet)
     results["run"] = {
         "command": "python benchmarks/run.py" + (" --quick" if args.quick else ""),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),

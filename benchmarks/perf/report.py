@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from perf import replicas
+
 Row = tuple[str, str, str, str]
 MiB = 1024 * 1024
 
@@ -138,8 +140,9 @@ def render_table(rows: Sequence[Row]) -> str:
 
 
 def table(results: Mapping[str, Any]) -> str:
-    """The one table of a run."""
-    return render_table([*hit_rows(results), *miss_rows(results), *resource_rows(results), *curve_rows(results)])
+    """The one table of a run (and the replicas section's, when it ran)."""
+    text = render_table([*hit_rows(results), *miss_rows(results), *resource_rows(results), *curve_rows(results)])
+    return text + ("\n\n" + replicas.table(results["replicas"]) if "replicas" in results else "")
 
 
 def _wrk_runs(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
