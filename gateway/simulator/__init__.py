@@ -7,7 +7,9 @@ clock) that it also serves. The gateway's tests, demo and benchmarks all run aga
 
 Modules: ``app`` (routes and handlers), ``runner`` (starting it), ``state`` (what tests
 inspect and tune), ``verify`` (signature checks), ``query`` (parameters, filters, paging),
-``dataset`` (the jobs), ``covers`` (pre-signed URLs and the PNG).
+``dataset`` (the jobs), ``covers`` (pre-signed URLs and the PNG), ``cloud`` (the fake IAM, STS,
+ECS metadata and CCE pod identity that issue the temporary credentials and IAM tokens the jobs
+endpoint then accepts).
 """
 
 from gateway.simulator.app import create_simulator_app
