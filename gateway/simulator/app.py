@@ -26,7 +26,7 @@ from aiohttp import web
 from gateway.clock import Clock
 from gateway.simulator.cloud import MAX_FIELD_SIZE, CloudState, FakeCloud
 from gateway.simulator.covers import ObsDenial, ObsUrlSigner, cover_png, error_xml, job_id_of
-from gateway.simulator.dataset import generate_jobs
+from gateway.simulator.dataset import generate_jobs, user_jobs
 from gateway.simulator.faults import Fault, faulty_response, pick_fault
 from gateway.simulator.query import InvalidQuery, parse_query, select_jobs
 from gateway.simulator.state import SIMULATOR_STATE, JobRecord, RecordedRequest, SimulatorState
@@ -36,6 +36,7 @@ from gateway.upstream.signing import parse_authorization
 JOBS_ROUTE = "/v1/{project_id}/digital-human-training-manage/user/jobs"
 COVERS_ROUTE = "/obs/metastudio-covers/{name}"
 DEFAULT_APP_USER_IDS = ("acme-web", "globex-app", "demo-user")
+MAX_APP_USER_IDS = 10_000  # bounds the dataset when callers make up many ids
 OBS_ACCESS_KEY_ID = "SIMULATOROBSACCESSKEY"
 # The bucket's CORS rule: any origin may GET a cover (the pre-signed URL is the authorisation), so a
 # browser that followed the gateway's 302 on a fetch() can read the image and its error answers.
@@ -130,6 +131,22 @@ def _render(job: JobRecord, cover_url: str | None) -> dict[str, Any]:
     return shown
 
 
+def _add_jobs_of(state: SimulatorState, app_user_id: str) -> None:
+    """Give an app user id seen for the first time its own jobs (see ``dataset.user_jobs``)."""
+    if not state.any_app_user_id or app_user_id in state.app_user_ids or len(state.app_user_ids) >= MAX_APP_USER_IDS:
+        return
+    state.app_user_ids.add(app_user_id)
+    state.jobs.extend(
+        user_jobs(
+            seed=state.seed,
+            app_user_id=app_user_id,
+            project_id=state.project_id,
+            now=state.dataset_time,
+            jobs_per_user=state.jobs_per_user,
+        )
+    )
+
+
 def _answer(request: web.Request, query: list[tuple[str, str]]) -> tuple[int, Any, str | None]:
     """Decide the jobs endpoint's status, JSON body and (for refusals) the reason."""
     state = request.app[SIMULATOR_STATE]
@@ -154,6 +171,8 @@ def _answer(request: web.Request, query: list[tuple[str, str]]) -> tuple[int, An
         status = state.fail_next.pop(0)
         return status, _error(status), "injected failure"
 
+    if app_user_id is not None:
+        _add_jobs_of(state, app_user_id)
     count, page = select_jobs(state.jobs, parsed, project_id=state.project_id, app_user_id=app_user_id)
     base_url = f"{request.scheme}://{request.host}"
     issued_at = now - state.cover_issue_lag_seconds
@@ -268,18 +287,24 @@ def create_simulator_app(
 ) -> web.Application:
     """Build the simulator app; its dataset is generated from ``seed`` at the clock's current time.
 
+    ``app_user_ids`` get their jobs at once; any other id gets its own on its first request.
     ``jobs_per_user``: each app user id's job count (default: 25 to 40, see ``dataset``).
     """
     # Header fields up to 32 KB: an IAM token in X-Auth-Token is about 9 KB.
     app = web.Application(handler_args={"max_field_size": MAX_FIELD_SIZE})
+    now = clock.now()
     app[SIMULATOR_STATE] = SimulatorState(
         project_id=project_id,
         access_key=access_key,
         secret_key=secret_key,
         security_token=security_token,
         jobs=generate_jobs(
-            seed=seed, project_id=project_id, app_user_ids=app_user_ids, now=clock.now(), jobs_per_user=jobs_per_user
+            seed=seed, project_id=project_id, app_user_ids=app_user_ids, now=now, jobs_per_user=jobs_per_user
         ),
+        seed=seed,
+        dataset_time=now,
+        jobs_per_user=jobs_per_user,
+        app_user_ids=set(app_user_ids),
     )
     app[_WIRING] = _Wiring(clock=clock, obs=ObsUrlSigner(OBS_ACCESS_KEY_ID, secrets.token_urlsafe(24)))
     cloud = app[CLOUD_STATE] = CloudState(project_id=project_id)

@@ -4,6 +4,9 @@ Same ``seed`` and same clock reading, same jobs. Per app user id there are 25 to
 (or exactly ``jobs_per_user``, for benchmarks that need many full pages), plus a few jobs
 created without an ``X-App-UserId``; every raw state of the upstream's
 documentation appears at least once. Optional fields come and go as in real responses.
+
+Any other app user id gets jobs too, from ``user_jobs``: their seed is derived from the id
+(and ``seed``), so the same id always gets the same jobs.
 """
 
 from __future__ import annotations
@@ -131,6 +134,21 @@ def _job(rng: random.Random, *, number: int, state: str, owner: str | None, proj
     job["_asset_order"] = rng.randint(1, 30)
     job["_has_cover"] = _has_cover(rng, state)
     return job
+
+
+def user_jobs(
+    *, seed: int, app_user_id: str, project_id: str, now: float, jobs_per_user: int | None = None
+) -> list[JobRecord]:
+    """The jobs of an app user id outside the built-in dataset: 25 to 40 (or ``jobs_per_user``),
+    drawn from a generator seeded with ``seed`` and the id, so an id always gets the same jobs."""
+    rng = random.Random(f"{seed}:{app_user_id}")  # noqa: S311 - reproducible test data, not secrets
+    count = rng.randint(25, 40) if jobs_per_user is None else jobs_per_user
+    weights = [_COMMON_STATE_WEIGHTS.get(state, 1) for state in RAW_STATES]
+    states = rng.choices(RAW_STATES, weights, k=count)
+    return [
+        _job(rng, number=number, state=state, owner=app_user_id, project_id=project_id, now=now)
+        for number, state in enumerate(states, start=1)
+    ]
 
 
 def generate_jobs(

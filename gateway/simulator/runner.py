@@ -105,7 +105,9 @@ async def _serve_until_stopped(
             f"MetaStudio simulator listening on {simulator.base_url} -- "
             f"METASTUDIO_ENDPOINT={simulator.base_url} METASTUDIO_PROJECT_ID={project_id} "
             f"HUAWEICLOUD_SDK_AK={access_key} "
-            f"HUAWEICLOUD_SDK_SK={secret_key}",
+            f"HUAWEICLOUD_SDK_SK={secret_key}\n"
+            f"built-in app user ids: {', '.join(DEFAULT_APP_USER_IDS)}; "
+            "any other app_user_id gets its own jobs too (the same id, the same jobs)",
             flush=True,
         )
         await stop.wait()

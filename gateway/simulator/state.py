@@ -65,6 +65,16 @@ class SimulatorState:
     """Richer misbehaviour (see ``faults``): targeted, probabilistic, of any kind."""
     rng: random.Random = field(default_factory=lambda: random.Random(0))  # noqa: S311 - not for secrets
     """Decides which requests a probabilistic fault hits (seeded: runs repeat)."""
+    seed: int = 0
+    """The dataset's seed; other app user ids' jobs are derived from it and the id."""
+    dataset_time: float = 0.0
+    """The clock reading the dataset was generated at (job times are before it)."""
+    jobs_per_user: int | None = None
+    """Each app user id's job count (``None``: 25 to 40)."""
+    app_user_ids: set[str] = field(default_factory=set)
+    """App user ids whose jobs are in ``jobs``: the built-in ones, then each other id on its first request."""
+    any_app_user_id: bool = True
+    """Whether an app user id outside ``app_user_ids`` gets generated jobs (``False``: it sees none)."""
 
 
 SIMULATOR_STATE: web.AppKey[SimulatorState] = web.AppKey("simulator_state", SimulatorState)

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import pytest
 
-from tests.stack import free_port, stop_process
+from tests.stack import free_port, live_stack, stop_process
 
 STRIPPED_PREFIXES = ("HUAWEICLOUD_", "CLOUD_SDK_", "METASTUDIO_", "GATEWAY_")
 KEY_HASH = hashlib.sha256(b"k1").hexdigest()
@@ -217,3 +217,34 @@ def test_piped_hash_key_prints_only_the_hash() -> None:
     assert result.returncode == 0
     assert result.stdout == KEY_HASH + "\n"
     assert result.stderr == ""
+
+
+def _list_as(base_url: str, key: str) -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"{base_url}/v1/training-jobs?limit=100&sort_key=asset_order", headers={"Authorization": f"Bearer {key}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        body: dict[str, Any] = json.loads(response.read())
+    return body
+
+
+def test_simulator_serves_a_made_up_app_user_id_the_same_jobs_every_time(tmp_path: Path) -> None:
+    """`simulator` + `serve` with a tenant whose app_user_id is not built in: jobs (count > 0), the same
+    ones from a second, separate simulator process; the simulator's start-up names the built-in ids."""
+    tenants = (("mine", "my-own-app-user-42", "made-up-tenant-key"),)
+    seen = []
+    for run in ("first", "second"):
+        workdir = tmp_path / run
+        workdir.mkdir()
+        with live_stack(workdir, tenants=tenants) as live:
+            seen.append(_list_as(live.base_url, "made-up-tenant-key"))
+        assert "built-in app user ids: acme-web, globex-app, demo-user" in (workdir / "simulator.log").read_text()
+    first, second = seen
+    assert first["count"] > 0
+    assert {job["app_user_id"] for job in first["jobs"]} == {"my-own-app-user-42"}
+    assert second["count"] == first["count"]
+
+    def identity(body: dict[str, Any]) -> list[tuple[str, str, str]]:
+        return [(job["job_id"], job["name"], job["state"]) for job in body["jobs"]]
+
+    assert identity(second) == identity(first)

@@ -301,15 +301,29 @@ async def test_state_filter_accepts_several_states(
 async def test_app_user_id_header_limits_jobs_to_that_user(
     session: aiohttp.ClientSession, sim: RunningSimulator, clock: ManualClock
 ) -> None:
-    """With X-App-UserId only that user's jobs come back; an unknown user sees none."""
+    """With X-App-UserId only that user's jobs come back; a user whose jobs were all removed sees none."""
     acme = await all_jobs(session, sim, clock, headers={"X-App-UserId": "acme-web"})
-    nobody = await list_jobs(session, sim, clock, headers={"X-App-UserId": "nobody"})
+    sim.state.jobs[:] = [job for job in sim.state.jobs if job.get("app_user_id") != "globex-app"]
+    nobody = await list_jobs(session, sim, clock, headers={"X-App-UserId": "globex-app"})
     everyone = await all_jobs(session, sim, clock)
     assert 25 <= len(acme) <= 40
     assert {j.get("app_user_id") for j in acme} == {"acme-web"}
     assert nobody == (200, {"count": 0, "jobs": []})
     assert len(everyone) == len(sim.state.jobs)
     assert any("app_user_id" not in j for j in everyone)
+
+
+async def test_any_other_app_user_id_gets_its_own_jobs_the_same_every_time(
+    session: aiohttp.ClientSession, sim: RunningSimulator, clock: ManualClock
+) -> None:
+    """An app user id outside the built-in ones gets 25 to 40 jobs of its own, the same ones on every request."""
+    first = await all_jobs(session, sim, clock, headers={"X-App-UserId": "made-up-user-7"})
+    again = await all_jobs(session, sim, clock, headers={"X-App-UserId": "made-up-user-7"})
+    other = await all_jobs(session, sim, clock, headers={"X-App-UserId": "made-up-user-8"})
+    assert 25 <= len(first) <= 40
+    assert {j["app_user_id"] for j in first} == {"made-up-user-7"}
+    assert again == first
+    assert {j["job_id"] for j in other}.isdisjoint(j["job_id"] for j in first)
 
 
 async def test_job_id_filter_returns_that_job(
