@@ -63,7 +63,7 @@ from gateway.web.tail import ResponseTail
 
 # aiohttp's own parser limits: a backstop above the middleware's limits, which answer in JSON.
 MAX_LINE_SIZE = 8190
-MAX_FIELD_SIZE = 16384
+MAX_FIELD_SIZE = 32768
 # Upstream and credential-endpoint answers: an IAM token in X-Subject-Token is about 9 KB.
 UPSTREAM_MAX_FIELD_SIZE = 32768
 _log = logging.getLogger("gateway.app")

@@ -2,8 +2,11 @@
 oversized request gets the JSON error envelope saying what was too big.
 
 aiohttp's own parser comes first and is larger: a request line over 8190 bytes
-(``MAX_LINE_SIZE``) or a single header line over 16384 bytes (``MAX_FIELD_SIZE``) never reaches
+(``MAX_LINE_SIZE``) or a single header value over 32768 bytes (``MAX_FIELD_SIZE``) never reaches
 these checks and gets aiohttp's plain-text 400.
+
+``Authorization`` is not counted in the header total: the credential has its own bound in the
+admission room, where an oversized token is a 401 saying so (an invalid token, not a bad request).
 """
 
 from __future__ import annotations
@@ -19,13 +22,18 @@ MAX_HEADER_BYTES = 16384
 RawHeaders = tuple[tuple[bytes, bytes], ...]
 
 
+def _bytes_without_authorization(raw_headers: RawHeaders) -> int:
+    return sum(len(name) + len(value) for name, value in raw_headers if name.lower() != b"authorization")
+
+
 def check_size(target: str, raw_headers: RawHeaders) -> None:
-    """Refuse an oversized request target or header set."""
+    """Refuse an oversized request target or header set (``Authorization`` not counted)."""
     if len(target) > MAX_TARGET_BYTES:
         raise InvalidRequest(f"the request target is longer than {MAX_TARGET_BYTES} bytes")
-    if (
-        len(raw_headers) > MAX_HEADER_COUNT
-        or sum(map(len, itertools.chain.from_iterable(raw_headers))) > MAX_HEADER_BYTES
+    if len(raw_headers) > MAX_HEADER_COUNT or (
+        # the cheap total first: only a large header set pays for the finer count
+        sum(map(len, itertools.chain.from_iterable(raw_headers))) > MAX_HEADER_BYTES
+        and _bytes_without_authorization(raw_headers) > MAX_HEADER_BYTES
     ):
         raise InvalidRequest(
             f"the request has more than {MAX_HEADER_COUNT} headers or more than {MAX_HEADER_BYTES} bytes of them"

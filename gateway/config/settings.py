@@ -132,7 +132,11 @@ class ServerSettings:
     host: Annotated[str, Field(min_length=1, description="Listen address."), Env("GATEWAY_HOST", file=False)] = (
         DEFAULT_HOST
     )
-    port: Annotated[int, Field(ge=1, le=65535, description="Listen port."), Env("GATEWAY_PORT", file=False)] = 8080
+    port: Annotated[
+        int,
+        Field(ge=0, le=65535, description="Listen port; 0 picks a free one (the start-up log line names it)."),
+        Env("GATEWAY_PORT", file=False),
+    ] = 8080
     shutdown_grace_seconds: Annotated[
         float, Field(ge=0, description="On SIGTERM, after the drain, in-flight requests get this long.")
     ] = 10.0
@@ -348,11 +352,13 @@ class TenantTable:
     api_key_sha256: Annotated[
         tuple[KeyHash, ...],
         Field(
-            min_length=1,
-            description="SHA-256 (hex) of each accepted API key (see hash-key), two during a rotation.",
+            description=(
+                "SHA-256 (hex) of each accepted API key (see hash-key), two during a rotation;"
+                " may be empty for a tenant that only end-user JWTs (oidc) name."
+            ),
         ),
         BeforeValidator(_one_or_more),
-    ]
+    ] = ()
     requests_per_second: Annotated[
         float | None, Field(ge=0, description="This tenant's rate limit (0: unlimited); absent: [rate_limit]'s.")
     ] = None
@@ -374,11 +380,13 @@ class TenantTable:
 
 
 def _distinct(tenants: tuple[TenantTable, ...]) -> tuple[TenantTable, ...]:
-    """No two tenants share an id or a key hash (a key must name one tenant)."""
+    """Each tenant has a way in, and no two share an id or a key hash (a key must name one tenant)."""
     problems: list[str] = []
     first_id: dict[str, int] = {}
     first_key: dict[str, int] = {}
     for index, tenant in enumerate(tenants):
+        if not tenant.api_key_sha256 and not tenant.oidc:
+            problems.append(f"tenants[{index}] has neither api_key_sha256 nor oidc: nothing could authenticate as it")
         if tenant.id in first_id:
             problems.append(f"id '{tenant.id}' appears twice (tenants[{first_id[tenant.id]}], tenants[{index}])")
         first_id.setdefault(tenant.id, index)

@@ -142,7 +142,7 @@ def attacks(idp: RunningIdP, clock: ManualClock) -> dict[str, str]:
         "iss with a suffix": control.issue(ALICE, claims={"iss": idp.issuer + "/"}),
         "disallowed alg (PS256)": control.sign(claims, signed_as="PS256"),
         "unknown crit": control.issue(ALICE, headers={"crit": ["exp-ext"], "exp-ext": True}),
-        "11 KB token": control.issue(ALICE, claims={"pad": "p" * 8 * 1024}),
+        "20 KB token": control.issue(ALICE, claims={"pad": "p" * 15 * 1024}),
         "malformed": f"{head}.{payload}",
         "malformed parts": "eyJub3QiOiJqc29uIn0.@@@.###",
     }
@@ -159,7 +159,9 @@ async def test_every_attack_gets_401_invalid_token_saying_why(
     assert status == 200
     calls = gateway.upstream_calls
     reasons = {}
-    for name, token in attacks(idp, clock).items():
+    tokens = attacks(idp, clock)
+    assert len(tokens["20 KB token"]) >= 20_000
+    for name, token in tokens.items():
         status, headers, body = await answer(gateway, bearer(token))
         assert (status, body["error"]["code"]) == (401, "unauthenticated"), name
         challenge = headers["WWW-Authenticate"]
@@ -169,7 +171,7 @@ async def test_every_attack_gets_401_invalid_token_saying_why(
     assert gateway.upstream_calls == calls
     assert reasons["expired"] == "the token has expired"
     assert reasons["forged signature"] == reasons["tampered payload"] == "the token's signature does not verify"
-    assert reasons["11 KB token"] == "the token is longer than 8192 bytes"
+    assert reasons["20 KB token"] == "the token is longer than 8192 bytes"
     assert reasons["unknown crit"].startswith("the token has critical header parameters")
     assert reasons["alg none"] == reasons["disallowed alg (PS256)"] == "the token's signature algorithm is not allowed"
     assert idp.control.jwks_fetches == before + 1  # the start-up fetch: a bad signature fetches nothing

@@ -75,16 +75,21 @@ def serve_config(tmp_path: Path) -> Path:
     return path
 
 
-def test_serve_port_zero_listens_on_a_free_port_and_logs_it(serve_config: Path) -> None:
-    """`serve --port 0`: the JSON start-up line names the port really bound, and the gateway answers there."""
+@pytest.mark.parametrize("how", ["--port 0", "GATEWAY_PORT=0"])
+def test_serve_port_zero_listens_on_a_free_port_and_logs_it(serve_config: Path, how: str) -> None:
+    """`serve --port 0` (or GATEWAY_PORT=0): the JSON start-up line names the port really bound,
+    and the gateway answers there."""
     env = _env(
         HUAWEICLOUD_SDK_AK="ak-port-zero",
         HUAWEICLOUD_SDK_SK="sk-port-zero",
         METASTUDIO_PROJECT_ID="p1",
         METASTUDIO_ENDPOINT=f"http://127.0.0.1:{free_port()}",  # never called: only /healthz is asked
     )
+    port_flag = ["--port", "0"] if how == "--port 0" else []
+    if how == "GATEWAY_PORT=0":
+        env["GATEWAY_PORT"] = "0"
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--config", str(serve_config), "--host", "127.0.0.1", "--port", "0"],
+        [sys.executable, "-m", "gateway", "serve", "--config", str(serve_config), "--host", "127.0.0.1", *port_flag],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -88,11 +88,13 @@ def test_optional_tenant_and_section_keys_are_rendered(tmp_path: Path) -> None:
     [
         ([TENANTS[0], {**TENANTS[1], "id": "acme"}], "appears twice"),
         ([TENANTS[0], {**TENANTS[1], "api_key_sha256": [HASH_A]}], "used twice"),
+        ([TENANTS[0], {**TENANTS[1], "api_key_sha256": []}], "neither api_key_sha256 nor oidc"),
     ],
-    ids=["duplicate-id", "shared-key-hash"],
+    ids=["duplicate-id", "shared-key-hash", "no-way-in"],
 )
 def test_ambiguous_tenants_fail_the_render(tenants: list[dict[str, Any]], message: str) -> None:
-    """Two tenants with one id, or one key hash, fail at render time instead of at the gateway's start."""
+    """Two tenants with one id, one key hash, or a tenant nothing can authenticate as, fail at render
+    time instead of at the gateway's start."""
     helm = require_module("helm_python")
     with pytest.raises(helm.HelmError, match=message):
         render({"tenants": tenants})

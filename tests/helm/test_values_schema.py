@@ -30,7 +30,6 @@ BAD_VALUES: dict[str, dict[str, Any]] = {
     "hash-too-short": {"tenants": [{**TENANT, "api_key_sha256": ["abc123"]}]},
     "hash-not-hex": {"tenants": [{**TENANT, "api_key_sha256": ["g" * 64]}]},
     "hash-as-string": {"tenants": [{**TENANT, "api_key_sha256": HASH_A}]},
-    "no-hash": {"tenants": [{**TENANT, "api_key_sha256": []}]},
     "chinese-app-user-id": {"tenants": [{**TENANT, "app_user_id": "中文用户"}]},
     "blank-app-user-id": {"tenants": [{**TENANT, "app_user_id": "  "}]},
     "tenant-without-id": {"tenants": [{"app_user_id": "acme-web", "api_key_sha256": [HASH_A]}]},

@@ -103,7 +103,7 @@ def test_every_bad_key_is_reported_at_once(tmp_path: Path) -> None:
 
 def test_environment_problems_are_reported_when_the_file_is_missing(tmp_path: Path) -> None:
     """A missing file is one problem among the environment's, not the only one."""
-    env = {"GATEWAY_CACHE_TTL_SECONDS": "soon", "GATEWAY_PORT": "0"}
+    env = {"GATEWAY_CACHE_TTL_SECONDS": "soon", "GATEWAY_PORT": "-1"}
     with pytest.raises(ConfigError) as caught:
         load_settings(env, str(tmp_path / "nope.toml"))
     problems = caught.value.problems

@@ -117,3 +117,18 @@ def test_a_document_with_no_usable_key_is_refused(body: bytes) -> None:
     """Garbage, an empty key set, or one with no usable key raises (the keys held stay)."""
     with pytest.raises(ValueError, match=r"."):
         parse_jwks(body, ("RS256",))
+
+
+def test_a_tenant_named_only_by_end_user_tokens_needs_no_api_key(tmp_path: Path) -> None:
+    """A tenant with oidc and no api_key_sha256 loads (a browser-only tenant holds no API key)."""
+    path = tmp_path / "gateway.toml"
+    path.write_text(ISSUER.format(extra="") + _tenant("acme").replace(f'api_key_sha256 = "{"0" * 64}"\n', ""))
+    settings = load_settings({"METASTUDIO_PROJECT_ID": "p"}, str(path))
+    assert settings.tenants[0].api_key_sha256 == ()
+    assert settings.tenants[0].oidc == (("corp", ("acme",)),)
+
+
+def test_a_tenant_with_neither_api_keys_nor_oidc_is_refused(tmp_path: Path) -> None:
+    """A tenant nothing could authenticate as is a configuration error naming it."""
+    problems = _problems(tmp_path, '[[tenants]]\nid = "ghost"\napp_user_id = "ghost-web"\n')
+    assert any("tenants[0] has neither api_key_sha256 nor oidc" in problem for problem in problems), problems
