@@ -274,13 +274,27 @@ def redis_server(workdir: Path, password: str) -> Iterator[RedisServer]:
         server.stop()
 
 
+def _cluster_node_port() -> int:
+    """A free port whose cluster bus port (the port + 10000) is a port, and free too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
 @contextmanager
 def redis_cluster(workdir: Path, password: str, masters: int = 3) -> Iterator[tuple[RedisServer, ...]]:
     """A local Redis Cluster of ``masters`` nodes (no replicas), all slots assigned, stopped by PID."""
     nodes: list[RedisServer] = []
     try:
         for _ in range(masters):
-            port = free_port()
+            port = _cluster_node_port()
             nodes.append(
                 RedisServer(port, password, workdir, _redis_process(port, password, workdir, cluster=True), True)
             )

@@ -89,6 +89,12 @@ class TenantRateLimiter:
         return max(1, math.ceil((1 - bucket.tokens) / limit.per_second))
 
 
+def credit_allowed(limit: RateLimit, replicas: int) -> int:
+    """Requests a replica may admit ahead of its lease while the bucket has plenty: its share of
+    the burst (from a full bucket, every replica's credit together is the burst)."""
+    return max(1, math.floor(limit.burst / max(1, replicas)))
+
+
 def lease_size(limit: RateLimit, replicas: int) -> int:
     """Tokens one replica leases at a time: about ``LEASE_RATE_SECONDS`` of the rate, at most a
     tenth of the burst's share per replica (tokens held by replicas idle are lost to the busy
@@ -107,10 +113,10 @@ class Allowance:
     Once the shared bucket says no, ``denied_until`` holds when its next token is due, and until
     then this replica neither admits the tenant nor asks Redis. While the bucket has plenty (the
     last lease was granted in full, or there was none for ``COLD_AFTER_SECONDS``), an allowance
-    that runs dry admits up to one lease's worth on credit while its lease is under way, and the
-    lease pays that debt first: a burst within the limit is not refused for want of a round trip.
-    Near the limit (a lease granted in part or not at all) there is no credit, so replicas admit
-    no more than the bucket grants."""
+    that runs dry admits up to ``credit`` requests (the replica's share of the burst) while its
+    lease is under way, and the lease pays that debt first: a burst within the limit is not
+    refused for want of a round trip. Near the limit (a lease granted in part or not at all) there
+    is no credit, so replicas admit no more than the bucket grants."""
 
     tokens: int = 0
     debt: int = 0
@@ -120,15 +126,16 @@ class Allowance:
     plenty: bool = True
     leasing: bool = False
 
-    def take(self, now: float, size: int) -> int:
-        """Take a token: 0 to pass, else whole seconds to wait."""
+    def take(self, now: float, credit: int) -> int:
+        """Take a token (or, with plenty in the bucket, up to ``credit`` on credit): 0 to pass,
+        else whole seconds to wait."""
         if self.tokens > 0 and now < self.expires_at:
             self.tokens -= 1
             return 0
         self.tokens = 0
         if now < self.denied_until:
             return max(1, math.ceil(self.denied_until - now))
-        if (self.plenty or now - self.last_lease_at >= COLD_AFTER_SECONDS) and self.debt < size:
+        if (self.plenty or now - self.last_lease_at >= COLD_AFTER_SECONDS) and self.debt < credit:
             self.debt += 1
             return 0
         return 1

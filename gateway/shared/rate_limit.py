@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from gateway.admission.rate_limit import Allowance, RateLimit, TenantRateLimiter, lease_size
+from gateway.admission.rate_limit import Allowance, RateLimit, TenantRateLimiter, credit_allowed, lease_size
 from gateway.clock import Clock
 from gateway.shared.tier import RedisTier
 
@@ -62,8 +62,9 @@ class SharedRateLimiter:
         if allowance is None:
             allowance = self._allowances[tenant_id] = Allowance()
         now = self._clock.now()
-        size = lease_size(limit, self._tier.replicas_seen)
-        decision = allowance.take(now, size)
+        replicas = self._tier.replicas_seen
+        size = lease_size(limit, replicas)
+        decision = allowance.take(now, credit_allowed(limit, replicas))
         asked = allowance.want(now, size)
         if asked:
             allowance.leasing = True

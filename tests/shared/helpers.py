@@ -18,6 +18,10 @@ from tests.stack import ACME_KEY, GLOBEX_KEY, LIVE_AK, LIVE_SK, LiveGateway, liv
 
 REDIS_PASSWORD = "redis-pass-never-logged-7f3a"
 PREFIX = "mgwtest"
+LOADED_MACHINE = "operation_timeout_seconds = 0.5\n"
+"""Three gateways, a simulator, Redis and 300 client connections on two cores: a Redis call can
+wait on a busy event loop for longer than the default 100 ms, which (rightly) sends a replica
+off on its own. These tests are about sharing, so they give Redis calls more time."""
 
 
 @contextmanager

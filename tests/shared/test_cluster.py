@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.shared.helpers import REDIS_PASSWORD, get, replicas, set_faults, upstream_calls
+from tests.shared.helpers import LOADED_MACHINE, REDIS_PASSWORD, get, replicas, set_faults, upstream_calls
 from tests.stack import GLOBEX_KEY, redis_cluster
 
 pytestmark = pytest.mark.redis
@@ -18,7 +18,10 @@ pytestmark = pytest.mark.redis
 
 async def test_concurrent_cold_requests_make_one_upstream_call_on_a_cluster(tmp_path: Path) -> None:
     """300 cold requests for two tenants' lists over 3 replicas on a 3-master cluster: one upstream call per key."""
-    with redis_cluster(tmp_path, REDIS_PASSWORD) as nodes, replicas(tmp_path, 3, nodes[0].url, cluster=True) as gws:
+    with (
+        redis_cluster(tmp_path, REDIS_PASSWORD) as nodes,
+        replicas(tmp_path, 3, nodes[0].url, cluster=True, shared_config=LOADED_MACHINE) as gws,
+    ):
         simulator = gws[0].simulator_url
         set_faults(simulator, [{"kind": "latency", "seconds": 0.5}])
         async with aiohttp.ClientSession() as session:

@@ -13,6 +13,7 @@ from gateway.admission.rate_limit import (
     TOKEN_LIFETIME_SECONDS,
     Allowance,
     RateLimit,
+    credit_allowed,
     lease_size,
 )
 from gateway.cache.entry import CacheEntry, CoverLink
@@ -130,6 +131,12 @@ def test_bad_shared_settings_name_the_key(tmp_path: Path, env: dict[str, str], s
     assert named in str(raised.value)
 
 
+def test_credit_is_each_replicas_share_of_the_burst() -> None:
+    """From a full bucket, all replicas' credit together is the burst (at least one request each)."""
+    assert credit_allowed(RateLimit(per_second=20, burst=100), replicas=3) == 33
+    assert credit_allowed(RateLimit(per_second=20, burst=2), replicas=3) == 1
+
+
 def test_a_lease_is_small_and_never_zero() -> None:
     """About 50 ms of the rate, at most a tenth of each replica's share of the burst, at least one."""
     assert lease_size(RateLimit(per_second=1000, burst=1000), replicas=2) == 50
@@ -140,12 +147,12 @@ def test_a_lease_is_small_and_never_zero() -> None:
 def test_a_cold_allowance_admits_on_credit_and_the_lease_pays_first() -> None:
     """The first requests on a replica pass while the first lease is under way; its grant pays them back."""
     allowance = Allowance()
-    assert [allowance.take(0.0, size=2) for _ in range(3)] == [0, 0, 1]
+    assert [allowance.take(0.0, credit=2) for _ in range(3)] == [0, 0, 1]
     asked = allowance.want(0.0, size=2)
     assert asked == 4
     allowance.leased(0.01, asked, granted=3, next_token_in=0.5)
     assert allowance.tokens == 1 and allowance.debt == 0
-    assert allowance.take(0.02, size=2) == 0
+    assert allowance.take(0.02, credit=2) == 0
 
 
 def test_a_refused_lease_stops_asking_until_the_next_token_is_due() -> None:
@@ -153,9 +160,9 @@ def test_a_refused_lease_stops_asking_until_the_next_token_is_due() -> None:
     and near the limit nothing passes on credit."""
     allowance = Allowance(last_lease_at=0.0)
     allowance.leased(1.0, asked=2, granted=0, next_token_in=1.5)
-    assert allowance.take(1.1, size=2) == 2
+    assert allowance.take(1.1, credit=2) == 2
     assert allowance.want(1.1, size=2) == 0
-    assert allowance.take(2.6, size=2) == 1
+    assert allowance.take(2.6, credit=2) == 1
     assert allowance.want(2.6, size=2) == 2
 
 
@@ -164,9 +171,9 @@ def test_leased_tokens_are_dropped_when_old_and_topped_up_when_low() -> None:
     allowance = Allowance(last_lease_at=0.0)
     allowance.leased(0.0, asked=4, granted=3, next_token_in=0.1)
     assert allowance.want(0.1, size=4) == 0
-    assert [allowance.take(0.1, size=4) for _ in range(2)] == [0, 0]
+    assert [allowance.take(0.1, credit=4) for _ in range(2)] == [0, 0]
     assert allowance.want(0.1, size=4) == 4
-    assert allowance.take(TOKEN_LIFETIME_SECONDS + 0.5, size=4) == 1
+    assert allowance.take(TOKEN_LIFETIME_SECONDS + 0.5, credit=4) == 1
     assert COLD_AFTER_SECONDS > TOKEN_LIFETIME_SECONDS + 0.5
 
 
@@ -174,5 +181,5 @@ def test_with_plenty_in_the_bucket_a_dry_allowance_admits_on_credit() -> None:
     """After a lease granted in full, a burst that empties the allowance passes while the next lease runs."""
     allowance = Allowance(last_lease_at=0.0)
     allowance.leased(0.0, asked=2, granted=2, next_token_in=0.0)
-    assert [allowance.take(0.1, size=2) for _ in range(5)] == [0, 0, 0, 0, 1]
+    assert [allowance.take(0.1, credit=2) for _ in range(5)] == [0, 0, 0, 0, 1]
     assert allowance.want(0.1, size=2) == 4

@@ -15,7 +15,16 @@ import aiohttp
 import pytest
 import redis
 
-from tests.shared.helpers import PREFIX, REDIS_PASSWORD, get, metric, replicas, set_faults, upstream_calls
+from tests.shared.helpers import (
+    LOADED_MACHINE,
+    PREFIX,
+    REDIS_PASSWORD,
+    get,
+    metric,
+    replicas,
+    set_faults,
+    upstream_calls,
+)
 from tests.stack import ACME_KEY, GLOBEX_KEY, LIVE_AK, LIVE_SK, LiveGateway, RedisServer, redis_server
 
 pytestmark = pytest.mark.redis
@@ -36,7 +45,10 @@ burst = 1000
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisServer, tuple[LiveGateway, ...]]]:
     workdir = tmp_path_factory.mktemp("replicas")
-    with redis_server(workdir, REDIS_PASSWORD) as server, replicas(workdir, 3, server.url, extra_config=CONFIG) as gws:
+    with (
+        redis_server(workdir, REDIS_PASSWORD) as server,
+        replicas(workdir, 3, server.url, extra_config=CONFIG, shared_config=LOADED_MACHINE) as gws,
+    ):
         yield server, gws
 
 
@@ -178,7 +190,10 @@ def urllib_get(url: str, key: str) -> int:
 async def test_a_replica_killed_mid_fetch_costs_at_most_one_more_upstream_call(tmp_path: Path) -> None:
     """The replica holding the fill lease is SIGKILLed while the upstream answers slowly: the
     others' waiting requests still get 200, after at most 2 upstream calls in all."""
-    with redis_server(tmp_path, REDIS_PASSWORD) as server, replicas(tmp_path, 3, server.url) as gateways:
+    with (
+        redis_server(tmp_path, REDIS_PASSWORD) as server,
+        replicas(tmp_path, 3, server.url, shared_config=LOADED_MACHINE) as gateways,
+    ):
         simulator = gateways[0].simulator_url
         set_faults(simulator, [{"kind": "latency", "seconds": 1.5}])
         async with aiohttp.ClientSession() as session:
