@@ -128,7 +128,7 @@ class HitTargets:
         return [self.bare, self.gateway, self.chain, *gzip_pair, self.nginx]
 
 
-def _median_run(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def median_run(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The run with the median req/s (the lower middle for an even count), with every round's req/s."""
     chosen = sorted(runs, key=lambda run: run["rps"])[(len(runs) - 1) // 2]
     return {**chosen, "rounds_rps": [run["rps"] for run in runs]}
@@ -146,7 +146,7 @@ def hit_measurements(bench: Bench, hit: HitTargets, base_url: str) -> dict[str, 
         for target in hit.in_turn():
             warmup = bench.plan.warmup_seconds if round_index == 0 else 0
             runs[target.name].append(bench.measure(target, HIT_CONNECTIONS, bench.plan.hit_seconds, warmup))
-    median = {name: _median_run(target_runs) for name, target_runs in runs.items()}
+    median = {name: median_run(target_runs) for name, target_runs in runs.items()}
     gateway, bare, nginx = median[hit.gateway.name], median[hit.bare.name], median[hit.nginx.name]
     results: dict[str, Any] = {
         "hit": {
