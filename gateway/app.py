@@ -141,17 +141,21 @@ def create_app(
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         # One session per app; DummyCookieJar: a shared jar would leak cookies across tenants.
-        async with aiohttp.ClientSession(
-            cookie_jar=aiohttp.DummyCookieJar(),
-            timeout=aiohttp.ClientTimeout(
-                total=None,
-                connect=settings.upstream.connect_timeout_seconds,
-                sock_read=settings.upstream.read_timeout_seconds,
-            ),
-            headers={"User-Agent": f"metastudio-gateway/{__version__}"},
-            auto_decompress=True,
-            max_field_size=UPSTREAM_MAX_FIELD_SIZE,
-        ) as session, holder.running(session, metrics), jwks_keepers.running(session):
+        async with (
+            aiohttp.ClientSession(
+                cookie_jar=aiohttp.DummyCookieJar(),
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    connect=settings.upstream.connect_timeout_seconds,
+                    sock_read=settings.upstream.read_timeout_seconds,
+                ),
+                headers={"User-Agent": f"metastudio-gateway/{__version__}"},
+                auto_decompress=True,
+                max_field_size=UPSTREAM_MAX_FIELD_SIZE,
+            ) as session,
+            holder.running(session, metrics),
+            jwks_keepers.running(session),
+        ):
             client = MetaStudioClient(
                 session=session,
                 settings=settings.upstream,
