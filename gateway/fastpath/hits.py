@@ -22,6 +22,7 @@ import time
 from email.utils import formatdate
 
 from aiohttp.http import SERVER_SOFTWARE, HttpVersion11, RawRequestMessage
+from multidict import CIMultiDictProxy
 
 from gateway.admission.gate import Admission
 from gateway.admission.request_limits import check_size
@@ -41,6 +42,13 @@ _STATUS_LINES = {200: "HTTP/1.1 200 OK\r\n", 304: "HTTP/1.1 304 Not Modified\r\n
 
 Wire = tuple[bytes, bytes | None]
 """The response head (status line and headers) and the body to send after it, if any."""
+
+_Head = tuple[CacheEntry, int, bytes, bytes | None]
+"""A built head: the entry it was built for, the status, the head bytes and the body."""
+
+HEADS_KEPT = 1024
+"""Heads kept for reuse (then all forgotten at once): a client cannot grow the memo past this
+by varying Accept-Encoding or Origin."""
 
 
 class _HttpDate:
@@ -77,7 +85,8 @@ class HitResponder:
         self._access_log = access_log
         self._clock = clock
         self._date = _HttpDate()
-        self._trailer = f"Server: {SERVER_SOFTWARE}\r\n\r\n"
+        self._trailer = f"Server: {SERVER_SOFTWARE}\r\n\r\n".encode("latin-1")
+        self._heads: dict[tuple[int, int, int, str | None, str | None], _Head] = {}
 
     def answer(self, message: RawRequestMessage) -> Wire | None:
         """The response to ``message`` if it is a plain cache hit, else ``None``. A failure here
@@ -111,26 +120,42 @@ class HitResponder:
             return None
         # From here on the request is answered here.
         self._service.count_hit(entry, now)
-        answer = represent(entry, "hit", now, headers.get("Accept-Encoding"), headers.get("If-None-Match"))
-        response_headers = answer.headers
-        self._tail.finish(
-            response_headers,
-            request_id=self._tail.request_id(headers.get("X-Request-Id")),
-            origin=headers.get("Origin"),
-            route=route,
-            method=method,
-            status=answer.status,
-            tenant=tenant.id,
-            cache="hit",
-            seconds=time.perf_counter() - started,
+        status, head, body = self._head(entry, now, headers)
+        request_id = self._tail.request_id(headers.get("X-Request-Id"))
+        wire = b"%sX-Request-Id: %s\r\nDate: %s\r\n%s" % (
+            head,
+            request_id.encode(),
+            self._date.now().encode(),
+            self._trailer,
         )
+        self._tail.account(request_id, route, method, status, tenant.id, "hit", time.perf_counter() - started)
+        return wire, None if method == "HEAD" else body
+
+    def _head(self, entry: CacheEntry, now: float, headers: CIMultiDictProxy[str]) -> tuple[int, bytes, bytes | None]:
+        """The status, the head (status line and every header but the request id and Date) and
+        the body of a hit on ``entry`` for this request. Built by ``represent`` and the tail's
+        ``decorate``, as the chain builds its answer, and kept for the next hits that would get
+        the same bytes: same entry, same Age and max-age, same Accept-Encoding and Origin."""
+        accept_encoding = headers.get("Accept-Encoding")
+        origin = headers.get("Origin")
+        if_none_match = headers.get("If-None-Match")
+        key = (id(entry), int(entry.fresh_until - now), int(now - entry.fetched_at), accept_encoding, origin)
+        known = self._heads.get(key) if if_none_match is None else None
+        if known is not None and known[0] is entry:
+            return known[1], known[2], known[3]
+        answer = represent(entry, "hit", now, accept_encoding, if_none_match)
+        response_headers = answer.headers
+        self._tail.decorate(response_headers, origin, answer.status)
         lines = [_STATUS_LINES[answer.status]]
         lines.extend(f"{name}: {value}\r\n" for name, value in response_headers.items())
         if answer.body is not None:
             lines.append(f"Content-Length: {len(answer.body)}\r\n")
-        lines.append(f"Date: {self._date.now()}\r\n")
-        lines.append(self._trailer)
-        return "".join(lines).encode("latin-1"), None if method == "HEAD" else answer.body
+        head = "".join(lines).encode("latin-1")
+        if if_none_match is None:
+            if len(self._heads) >= HEADS_KEPT:
+                self._heads.clear()
+            self._heads[key] = (entry, answer.status, head, answer.body)
+        return answer.status, head, answer.body
 
     def _plain_hit(self, tenant: Tenant, path: str, raw_query: str, now: float) -> tuple[str, CacheEntry | None]:
         """The route template and the plain hit for this path and query, if there is one."""

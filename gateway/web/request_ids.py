@@ -6,7 +6,7 @@ import itertools
 import re
 import secrets
 
-_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+_CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 
 
 class RequestIds:
@@ -19,6 +19,6 @@ class RequestIds:
 
     def of(self, given: str | None) -> str:
         """The id for a request that sent ``given`` as its X-Request-Id (``None`` if none)."""
-        if given is not None and _CLIENT_REQUEST_ID.match(given):
+        if given is not None and _CLIENT_REQUEST_ID.fullmatch(given):
             return given
         return f"{self._prefix}{next(self._counter):08x}"

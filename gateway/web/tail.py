@@ -48,17 +48,39 @@ class ResponseTail:
         attempts: Sequence[tuple[str, float]] = (),
     ) -> None:
         """Add the request id, browser-safety and CORS headers to ``headers``; count and log the
-        answer. ``attempts`` are the upstream calls made for it: (status or outcome, seconds).
-        Only the route template is logged, never the path or query (a signed link's signature)."""
+        answer (``decorate``, then ``account``)."""
         headers["X-Request-Id"] = request_id
+        self.decorate(headers, origin, status)
+        self.account(request_id, route, method, status, tenant, cache, seconds, attempts)
+
+    def decorate(self, headers: MutableMapping[str, str], origin: str | None, status: int) -> None:
+        """The headers every answer with this status gets for this ``Origin``: browser safety
+        and CORS (everything ``finish`` adds but the request id)."""
         headers["X-Content-Type-Options"] = NOSNIFF
         if status >= 400:
             headers["Cache-Control"] = NO_STORE
         self._cors.decorate(origin, headers)
+
+    def account(
+        self,
+        request_id: str,
+        route: str,
+        method: str,
+        status: int,
+        tenant: str,
+        cache: str | None,
+        seconds: float,
+        attempts: Sequence[tuple[str, float]] = (),
+    ) -> None:
+        """Count and log one answer. ``attempts`` are the upstream calls made for it: (status or
+        outcome, seconds). Only the route template is logged, never the path or query (a signed
+        link's signature)."""
         self._stats.request(route, method, str(status), tenant, seconds)
+        if not attempts:
+            self._access_log.write_access(request_id, tenant, method, route, status, cache, seconds)
+            return
         record = access_record(request_id, tenant, method, route, status, cache, seconds)
-        if attempts:
-            record["upstream_status"] = attempts[-1][0]
-            record["upstream_duration_ms"] = round(sum(s for _, s in attempts) * 1000, 3)
-            record["upstream_attempts"] = len(attempts)
+        record["upstream_status"] = attempts[-1][0]
+        record["upstream_duration_ms"] = round(sum(s for _, s in attempts) * 1000, 3)
+        record["upstream_attempts"] = len(attempts)
         self._access_log.write(record)
