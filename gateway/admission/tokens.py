@@ -216,7 +216,8 @@ class TokenAuthenticator:
             raise _invalid(UNKNOWN_ISSUER, "malformed") from None
         if "crit" in header:
             raise _invalid(UNKNOWN_ISSUER, "crit")
-        keys = self._issuers.get(claims.get("iss"))  # type: ignore[arg-type]
+        claimed_issuer = claims.get("iss")  # any JSON value: a list or object is unhashable
+        keys = self._issuers.get(claimed_issuer) if isinstance(claimed_issuer, str) else None
         if keys is None:
             raise _invalid(UNKNOWN_ISSUER, "bad_issuer")
         issuer = keys.settings

@@ -160,6 +160,18 @@ async def test_an_expired_link_is_gone(gateway: Gateway) -> None:
     await assert_refused(gateway, url, 410, "link_expired")
 
 
+async def test_expiry_cannot_be_probed_with_a_forged_link(gateway: Gateway) -> None:
+    """Past a link's expiry, a forged signature or a changed exp is still 403 forbidden, never 410:
+    only a genuine link learns that it has expired (the signature is checked first)."""
+    url = (await jobs_with_covers(gateway))[0]["cover_image_url"]
+    exp = int(link_params(url)["exp"])
+    gateway.clock.set(exp + 5)
+    await assert_refused(gateway, with_params(url, sig="A" * 43), 403, "forbidden")
+    await assert_refused(gateway, with_params(url, exp=str(exp - 1)), 403, "forbidden")
+    await assert_refused(gateway, with_params(url, tenant="globex"), 403, "forbidden")
+    await assert_refused(gateway, url, 410, "link_expired")
+
+
 async def test_a_link_lives_at_least_the_ttl_and_at_most_one_step_longer(
     make_gateway: GatewayFactory, clock: ManualClock
 ) -> None:

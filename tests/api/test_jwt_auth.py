@@ -140,6 +140,11 @@ def attacks(idp: RunningIdP, clock: ManualClock) -> dict[str, str]:
         "missing exp": control.issue(ALICE, claims={"exp": None}),
         "iss with a prefix": control.issue(ALICE, claims={"iss": "x" + idp.issuer}),
         "iss with a suffix": control.issue(ALICE, claims={"iss": idp.issuer + "/"}),
+        # Unverified claims are any JSON: an unhashable iss once raised TypeError (a 500), not a 401.
+        "iss as a list": hand_made({"alg": "RS256", "kid": kid}, {**claims, "iss": [idp.issuer]}, lambda _: b"x" * 256),
+        "iss as an object": hand_made(
+            {"alg": "RS256", "kid": kid}, {**claims, "iss": {"iss": idp.issuer}}, lambda _: b"x" * 256
+        ),
         "disallowed alg (PS256)": control.sign(claims, signed_as="PS256"),
         "unknown crit": control.issue(ALICE, headers={"crit": ["exp-ext"], "exp-ext": True}),
         "20 KB token": control.issue(ALICE, claims={"pad": "p" * 15 * 1024}),
@@ -174,6 +179,7 @@ async def test_every_attack_gets_401_invalid_token_saying_why(
     assert reasons["20 KB token"] == "the token is longer than 8192 bytes"
     assert reasons["unknown crit"].startswith("the token has critical header parameters")
     assert reasons["alg none"] == reasons["disallowed alg (PS256)"] == "the token's signature algorithm is not allowed"
+    assert reasons["iss as a list"] == reasons["iss as an object"] == "the token's issuer is not accepted"
     assert idp.control.jwks_fetches == before + 1  # the start-up fetch: a bad signature fetches nothing
 
 
