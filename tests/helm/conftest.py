@@ -30,6 +30,14 @@ HASH_B2 = hashlib.sha256(b"beta-key-next").hexdigest()
 ACCESS_KEY = "AKIAHELMTESTACCESS0001"
 SECRET_KEY = "sk-helm-test-secret-value-0002"
 SECURITY_TOKEN = "token-helm-test-value-0003"
+# Two cover-link signing keys (kid:secret, the first signs); the secrets must stay in their Secret too.
+SIGNING_KEYS = "k2:helm-test-signing-secret-0004-abcdefghijkl,k1:helm-test-signing-secret-0005-abcdefghijkl"
+ISSUER = {
+    "name": "corp",
+    "issuer": "https://idp.example.com/realms/corp",
+    "jwks_uri": "https://idp.example.com/realms/corp/protocol/openid-connect/certs",
+    "audiences": ["metastudio-gateway"],
+}
 
 TENANTS = [
     {"id": "acme", "app_user_id": "acme-web", "api_key_sha256": [HASH_A]},
@@ -43,12 +51,14 @@ FULL_VALUES: dict[str, Any] = {
     "imagePullSecrets": [{"name": "registry-creds"}],
     "metastudio": {"projectId": "proj_0123", "region": "cn-east-3", "endpoint": "https://proxy.example.com:8443"},
     "credentials": {"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY, "securityToken": SECURITY_TOKEN},
+    "urlSigning": {"keys": SIGNING_KEYS},
     "config": {
         "cache": {"ttl_seconds": 30, "max_bytes": 134217728, "stale_if_error_seconds": 1800.5},
-        "covers": {"refresh_margin_seconds": 7200},
+        "covers": {"refresh_margin_seconds": 7200, "image_url_ttl_seconds": 600},
         "upstream": {"timeout_seconds": 7.5, "max_attempts": 2},
-        "server": {"shutdown_grace_seconds": 15},
+        "server": {"shutdown_grace_seconds": 15, "public_base_url": "https://api.example.com/metastudio"},
         "cors": {"allowed_origins": ["https://app.example.com", "http://localhost:3000"], "max_age_seconds": 120},
+        "oidc": {"issuers": [ISSUER]},
     },
     "tenants": TENANTS,
     "service": {"annotations": {"example.com/owner": "avatars"}},

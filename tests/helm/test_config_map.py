@@ -9,7 +9,17 @@ from typing import Any
 import pytest
 
 from gateway.config.settings import load_settings
-from tests.helm.conftest import FULL_VALUES, HASH_A, TENANTS, find, manifests, render, require_module
+from tests.helm.conftest import (
+    FULL_VALUES,
+    HASH_A,
+    ISSUER,
+    KUBE_VERSION,
+    TENANTS,
+    find,
+    manifests,
+    render,
+    require_module,
+)
 
 
 def _toml(values: dict[str, Any]) -> str:
@@ -59,6 +69,11 @@ def test_real_gateway_loader_accepts_every_option(tmp_path: Path) -> None:
     assert settings.server.shutdown_grace_seconds == 15
     assert settings.cors.allowed_origins == ("https://app.example.com", "http://localhost:3000")
     assert settings.cors.max_age_seconds == 120
+    assert settings.covers.image_url_ttl_seconds == 600
+    assert settings.server.public_base_url == "https://api.example.com/metastudio"
+    assert [(i.name, i.issuer, i.jwks_uri, i.audiences) for i in settings.oidc.issuers] == [
+        (ISSUER["name"], ISSUER["issuer"], ISSUER["jwks_uri"], tuple(ISSUER["audiences"]))
+    ]
     assert [(t.id, t.app_user_id, t.api_key_sha256) for t in settings.tenants] == [
         (t["id"], t["app_user_id"], tuple(t["api_key_sha256"])) for t in TENANTS
     ]
@@ -81,6 +96,59 @@ def test_optional_tenant_and_section_keys_are_rendered(tmp_path: Path) -> None:
     data = tomllib.loads(_toml(values))
     assert data["tenants"][0]["requests_per_second"] == 5 and data["tenants"][0]["burst"] == 10
     assert data["rate_limit"] == {"requests_per_second": 50, "burst": 100}
+
+
+def test_oidc_issuer_and_jwt_only_tenant_reach_the_gateway(tmp_path: Path) -> None:
+    """An [[oidc.issuers]] table with every option, a tenant only JWTs name (no api_key_sha256) and
+    one with both render into a file the real loader accepts, each value as given; the manifests
+    validate strictly."""
+    issuer = {
+        **ISSUER,
+        "algorithms": ["RS256", "ES256"],
+        "tenant_claim": "org",
+        "leeway_seconds": 10,
+        "jwks_refresh_seconds": 120,
+        "jwks_refetch_cooldown_seconds": 15,
+        "jwks_stale_if_error_seconds": 3600,
+    }
+    values = {
+        "config": {
+            "oidc": {"issuers": [issuer]},
+            "covers": {"image_url_ttl_seconds": 300},
+            "server": {"public_base_url": "https://gw.example.com/"},
+        },
+        "tenants": [
+            {
+                "id": "acme",
+                "app_user_id": "acme-web",
+                "oidc": [{"issuer": "corp", "claim_values": ["acme", "acme-eu"]}],
+            },
+            {**TENANTS[1], "oidc": [{"issuer": "corp", "claim_values": ["beta"]}]},
+        ],
+    }
+    docs = manifests(render(values))
+    validator = require_module("kubernetes_validate")
+    for doc in docs:
+        validator.validate(doc, KUBE_VERSION, strict=True)
+    text = str(find(docs, "ConfigMap", "-config")["data"]["gateway.toml"])
+    assert "api_key_sha256" not in text.split('id = "acme"', 1)[1].split("[[tenants]]", 1)[0]
+    settings = load_settings({"METASTUDIO_PROJECT_ID": "p"}, _write(tmp_path, text))
+    (loaded,) = settings.oidc.issuers
+    assert (loaded.name, loaded.issuer, loaded.jwks_uri) == (issuer["name"], issuer["issuer"], issuer["jwks_uri"])
+    assert (loaded.audiences, loaded.algorithms, loaded.tenant_claim) == (
+        ("metastudio-gateway",),
+        ("RS256", "ES256"),
+        "org",
+    )
+    assert (loaded.leeway_seconds, loaded.jwks_refresh_seconds) == (10, 120)
+    assert (loaded.jwks_refetch_cooldown_seconds, loaded.jwks_stale_if_error_seconds) == (15, 3600)
+    acme, beta = settings.tenants
+    assert acme.id == "acme" and acme.api_key_sha256 == ()
+    assert acme.oidc == (("corp", ("acme", "acme-eu")),)
+    assert beta.api_key_sha256 == tuple(TENANTS[1]["api_key_sha256"])
+    assert beta.oidc == (("corp", ("beta",)),)
+    assert settings.covers.image_url_ttl_seconds == 300
+    assert settings.server.public_base_url == "https://gw.example.com"
 
 
 @pytest.mark.parametrize(

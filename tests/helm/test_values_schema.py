@@ -51,6 +51,11 @@ BAD_VALUES: dict[str, dict[str, Any]] = {
     "enabled-as-string": {"monitoring": {"serviceMonitor": {"enabled": "yes"}}},
     "bad-scrape-interval": {"monitoring": {"serviceMonitor": {"enabled": True, "interval": "30 seconds"}}},
     "bad-cidr": {"networkPolicy": {"egress": {"httpsCIDRs": ["metastudio.cn-north-4.myhuaweicloud.com"]}}},
+    "signing-existing-secret-and-keys": {"urlSigning": {"existingSecret": "url-keys", "keys": "k1:" + "s" * 40}},
+    "signing-secret-too-short": {"urlSigning": {"keys": "k1:short-secret"}},
+    "signing-key-without-kid": {"urlSigning": {"keys": "s" * 40}},
+    "signing-keys-in-extra-env": {"extraEnv": [{"name": "GATEWAY_URL_SIGNING_KEYS", "value": "k1:" + "s" * 40}]},
+    "tenant-oidc-without-claim-values": {"tenants": [{**TENANT, "oidc": [{"issuer": "corp"}]}]},
 }
 
 GOOD_VALUES: dict[str, dict[str, Any]] = {
@@ -61,6 +66,11 @@ GOOD_VALUES: dict[str, dict[str, Any]] = {
     "pdb-min-available-percent": {"podDisruptionBudget": {"minAvailable": "50%"}},
     "existing-secret-without-create": {"credentials": {"create": False, "existingSecret": "cloud-creds"}},
     "uppercase-hash": {"tenants": [{**TENANT, "api_key_sha256": [HASH_A.upper()]}]},
+    "jwt-only-tenant": {
+        "tenants": [{"id": "acme", "app_user_id": "acme-web", "oidc": [{"issuer": "corp", "claim_values": ["acme"]}]}]
+    },
+    "two-signing-keys": {"urlSigning": {"keys": "k2:" + "s" * 40 + ", k1:" + "t" * 32}},
+    "signing-existing-secret": {"urlSigning": {"existingSecret": "url-keys", "secretKey": "signing.keys"}},
 }
 
 

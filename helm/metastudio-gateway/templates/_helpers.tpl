@@ -94,8 +94,19 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- else if kindIs "bool" . }}{{ ternary "true" "false" . }}
 {{- else if or (kindIs "int64" .) (kindIs "int" .) }}{{ . }}
 {{- else if kindIs "float64" . }}{{ if eq . (floor .) }}{{ int64 . }}{{ else }}{{ . }}{{ end }}
+{{- else if kindIs "map" . }}
+{{- /* An inline table ({ issuer = "corp", claim_values = ["acme"] }); null entries are left out. */}}
+{{- $map := . }}
+{{- $keys := list }}
+{{- range $k := keys $map | sortAlpha }}{{ if not (kindIs "invalid" (index $map $k)) }}{{ $keys = append $keys $k }}{{ end }}{{ end -}}
+{ {{- range $i, $k := $keys }}{{ if $i }},{{ end }} {{ include "metastudio-gateway.tomlKey" $k }} = {{ include "metastudio-gateway.tomlValue" (index $map $k) }}{{ end }} }
 {{- else }}{{ fail (printf "cannot render %v (%s) as TOML" . (kindOf .)) }}
 {{- end }}
+{{- end }}
+
+{{/* A TOML key: bare when it may be, else a quoted string. */}}
+{{- define "metastudio-gateway.tomlKey" -}}
+{{- if regexMatch "^[A-Za-z0-9_-]+$" . }}{{ . }}{{ else }}{{ toJson . }}{{ end }}
 {{- end }}
 
 {{/* The gateway's TOML config file: every section of .Values.config, then the tenants. */}}
@@ -118,9 +129,30 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 [[tenants]]
 id = {{ toJson $tenant.id }}
 app_user_id = {{ toJson $tenant.app_user_id }}
-api_key_sha256 = {{ include "metastudio-gateway.tomlValue" $tenant.api_key_sha256 }}
-{{- range $key := omit $tenant "id" "app_user_id" "api_key_sha256" | keys | sortAlpha }}
+{{- /* api_key_sha256 may be absent for a tenant only end-user JWTs (oidc) name */}}
+{{- range $key := omit $tenant "id" "app_user_id" | keys | sortAlpha }}
+{{- if not (kindIs "invalid" (index $tenant $key)) }}
 {{ $key }} = {{ include "metastudio-gateway.tomlValue" (index $tenant $key) }}
 {{- end }}
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding the cover_image_url signing keys: the existing one, or the chart's. */}}
+{{- define "metastudio-gateway.urlSigningSecretName" -}}
+{{- if .Values.urlSigning.existingSecret }}
+{{- .Values.urlSigning.existingSecret }}
+{{- else }}
+{{- printf "%s-url-signing" (include "metastudio-gateway.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/* Whether the chart renders the signing keys' Secret (urlSigning.keys, discouraged). */}}
+{{- define "metastudio-gateway.createUrlSigningSecret" -}}
+{{- if and .Values.urlSigning.keys (not .Values.urlSigning.existingSecret) }}true{{ end }}
+{{- end }}
+
+{{/* Whether the pods share configured signing keys; empty = each pod makes a random one. */}}
+{{- define "metastudio-gateway.urlSigningKeysSet" -}}
+{{- if or .Values.urlSigning.existingSecret .Values.urlSigning.keys }}true{{ end }}
 {{- end }}
