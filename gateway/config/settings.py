@@ -455,19 +455,21 @@ class Settings:
     oidc: OidcSettings = OidcSettings()
 
 
-def _with_secret_files(env: Mapping[str, str]) -> Mapping[str, str]:
-    """``GATEWAY_REDIS_URL_FILE`` (a mounted Secret) read into ``GATEWAY_REDIS_URL``; both set is an error."""
+def _with_secret_files(env: Mapping[str, str]) -> tuple[Mapping[str, str], list[str]]:
+    """``GATEWAY_REDIS_URL_FILE`` (a mounted Secret) read into ``GATEWAY_REDIS_URL``: the
+    environment to validate, and the problems met (both set; the file missing or unreadable),
+    which ``load_settings`` reports together with every other bad key."""
     file_variable = REDIS_URL_VARIABLE + "_FILE"
     path = env.get(file_variable)
     if not path:
-        return env
+        return env, []
     if env.get(REDIS_URL_VARIABLE):
-        raise ConfigError([f"{REDIS_URL_VARIABLE} and {file_variable} are both set: set one"])
+        return env, [f"{REDIS_URL_VARIABLE} and {file_variable} are both set: set one"]
     try:
         value = Path(path).read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError):
-        raise ConfigError([f"{file_variable}: cannot read the file it names"]) from None
-    return {**env, REDIS_URL_VARIABLE: value}
+        return env, [f"{file_variable}: cannot read the file it names"]
+    return {**env, REDIS_URL_VARIABLE: value}, []
 
 
 def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Settings:
@@ -477,13 +479,15 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
     is missing or not TOML.
     """
     path = config_path or env.get("GATEWAY_CONFIG")
-    env = _with_secret_files(env)
+    env, problems = _with_secret_files(env)
     try:
         file = load(ConfigFile, env, path)
     except ConfigError as exc:
-        if not path:  # the likely cause of the missing tenants: say so first
-            raise ConfigError(["no config file given (--config or GATEWAY_CONFIG)", *exc.problems]) from None
-        raise
+        # no config file is the likely cause of the missing tenants: say so first
+        first = [] if path else ["no config file given (--config or GATEWAY_CONFIG)"]
+        raise ConfigError([*first, *problems, *exc.problems]) from None
+    if problems:
+        raise ConfigError(problems)
     tables = {field.name: getattr(file, field.name) for field in dataclasses.fields(file)}
     return Settings(**{**tables, "tenants": tuple(table.tenant() for table in file.tenants)})
 

@@ -131,6 +131,38 @@ def test_bad_shared_settings_name_the_key(tmp_path: Path, env: dict[str, str], s
     assert named in str(raised.value)
 
 
+@pytest.mark.parametrize("secret_file", ["missing", "a directory", "not UTF-8"])
+def test_an_unreadable_redis_url_file_is_reported_with_every_other_problem(tmp_path: Path, secret_file: str) -> None:
+    """GATEWAY_REDIS_URL_FILE that cannot be read is one problem among the others (a bad key in
+    the file, a bad environment value), all in the one error, not a first error on its own."""
+    config, secret = tmp_path / "c.toml", tmp_path / "redis-url"
+    config.write_text(TENANT + '[shared]\nkey_prefix = "a{b}"\n')
+    if secret_file == "a directory":
+        secret.mkdir()
+    elif secret_file == "not UTF-8":
+        secret.write_bytes(b"redis://\xff\xfe")
+    env = {**ENV, "GATEWAY_REDIS_URL_FILE": str(secret), "GATEWAY_CACHE_TTL_SECONDS": "-1"}
+    with pytest.raises(ConfigError) as raised:
+        load_settings(env, str(config))
+    problems = raised.value.problems
+    assert "GATEWAY_REDIS_URL_FILE: cannot read the file it names" in problems
+    assert any(problem.startswith("shared.key_prefix") for problem in problems)
+    assert any(problem.startswith("GATEWAY_CACHE_TTL_SECONDS") for problem in problems)
+
+
+def test_both_redis_url_variables_and_no_config_file_are_reported_together() -> None:
+    """Without a config file, both URL variables set is reported after the missing file, with the rest."""
+    env = {**ENV, "GATEWAY_REDIS_URL": "redis://a", "GATEWAY_REDIS_URL_FILE": "/x"}
+    with pytest.raises(ConfigError) as raised:
+        load_settings(env)
+    problems = raised.value.problems
+    assert problems[:2] == [
+        "no config file given (--config or GATEWAY_CONFIG)",
+        "GATEWAY_REDIS_URL and GATEWAY_REDIS_URL_FILE are both set: set one",
+    ]
+    assert len(problems) > 2  # the missing tenants too
+
+
 def test_credit_is_each_replicas_share_of_the_burst() -> None:
     """From a full bucket, all replicas' credit together is the burst (at least one request each)."""
     assert credit_allowed(RateLimit(per_second=20, burst=100), replicas=3) == 33

@@ -1,0 +1,112 @@
+"""While Redis is down, rate limits fall back to a local share: each replica admits the tenant's
+limit divided by the replicas it last saw, so together they stay near the one limit (not one limit
+each). Admitted requests are 200, the rest 429 with Retry-After. Once Redis is back, the limit is
+shared again: one replica alone can use all of it."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable, Iterator
+
+import aiohttp
+import pytest
+
+from gateway.shared.keys import KeySpace
+from tests.shared.helpers import LOADED_MACHINE, PREFIX, REDIS_PASSWORD, Answer, get, metric, replicas
+from tests.stack import ACME_KEY, GLOBEX_KEY, LiveGateway, RedisServer, redis_server
+
+pytestmark = pytest.mark.redis
+
+RATE, BURST = 20, 10
+DEMAND_SECONDS = 2.0
+CONFIG = f"[rate_limit]\nrequests_per_second = {RATE}\nburst = {BURST}\n"
+UP = "metastudio_gateway_shared_tier_up"
+HEARTBEATS = 'metastudio_gateway_shared_tier_operations_total{operation="heartbeat",result="ok"}'
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisServer, tuple[LiveGateway, ...]]]:
+    workdir = tmp_path_factory.mktemp("rate-outage")
+    with (
+        redis_server(workdir, REDIS_PASSWORD) as server,
+        replicas(workdir, 2, server.url, extra_config=CONFIG, shared_config=LOADED_MACHINE) as gateways,
+    ):
+        yield server, gateways
+
+
+async def _until(condition: Callable[[], bool], what: str, seconds: float = 10.0) -> None:
+    """Poll ``condition()`` (bounded) until it is true."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
+        await asyncio.sleep(0.1)
+
+
+async def _both_replicas_seen(server: RedisServer, gateways: tuple[LiveGateway, ...]) -> None:
+    """Both replicas are in the heartbeat set, and each has since had two heartbeats answered, so
+    each counts two replicas."""
+    replicas_key = KeySpace(PREFIX).replicas
+    await _until(lambda: server.cli("zcard", replicas_key).strip() == "2", "both replicas heartbeat")
+    seen = [metric(gateway.base_url, HEARTBEATS) or 0.0 for gateway in gateways]
+    await _until(
+        lambda: all((metric(g.base_url, HEARTBEATS) or 0.0) >= n + 2 for g, n in zip(gateways, seen, strict=True)),
+        "two more heartbeats on each replica",
+    )
+
+
+async def _offer(targets: list[LiveGateway], key: str) -> tuple[list[list[Answer]], float, float]:
+    """Send 3× the rate for DEMAND_SECONDS, round-robin over ``targets``, each request at its
+    planned moment; returns the answers per target, and the seconds from the first send to the
+    last send and to the last answer."""
+    count = int(3 * RATE * DEMAND_SECONDS)
+    async with aiohttp.ClientSession() as session:
+        started = time.monotonic()
+
+        async def one(index: int) -> Answer:
+            await asyncio.sleep(max(0.0, started + index / (3 * RATE) - time.monotonic()))
+            target = targets[index % len(targets)]
+            return await get(session, f"{target.base_url}/v1/training-jobs?limit=5", key)
+
+        answers = await asyncio.gather(*(one(index) for index in range(count)))
+        finished = time.monotonic()
+    per_target = [answers[start :: len(targets)] for start in range(len(targets))]
+    return per_target, (count - 1) / (3 * RATE), finished - started
+
+
+def _refusals_say_when(answers: list[Answer]) -> None:
+    """Every answer is 200 (admitted) or 429 with a whole-seconds Retry-After of at least 1."""
+    assert {answer.status for answer in answers} <= {200, 429}
+    for answer in answers:
+        if answer.status == 429:
+            assert int(answer.headers["Retry-After"]) >= 1
+
+
+async def test_with_redis_down_each_replica_admits_its_share_and_sharing_resumes_after(
+    deployment: tuple[RedisServer, tuple[LiveGateway, ...]],
+) -> None:
+    """Redis frozen: 3× the limit spread over two replicas; each admits about half the limit
+    (rate/2 × T + burst/2), not the whole of it. Redis thawed: 3× the limit on one replica, which
+    again admits about the whole limit (rate × T + burst)."""
+    server, gateways = deployment
+    await _both_replicas_seen(server, gateways)
+    server.process.send_signal(signal.SIGSTOP)
+    try:
+        await _until(lambda: all(metric(g.base_url, UP) == 0.0 for g in gateways), "both replicas see Redis down")
+        during, sending, whole = await _offer(list(gateways), ACME_KEY)
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+    for answers in during:
+        _refusals_say_when(answers)
+        admitted = sum(answer.status == 200 for answer in answers)
+        assert admitted <= RATE / 2 * whole + BURST / 2  # a local bucket at half the limit: exact
+        assert admitted >= 0.8 * (RATE / 2 * sending + BURST / 2)
+    assert any(answer.status == 429 for answers in during for answer in answers)
+
+    await _until(lambda: all(metric(g.base_url, UP) == 1.0 for g in gateways), "sharing resumes")
+    (after,), sending, whole = await _offer([gateways[0]], GLOBEX_KEY)
+    _refusals_say_when(after)
+    admitted = sum(answer.status == 200 for answer in after)
+    assert admitted <= RATE * whole + BURST
+    assert admitted >= 0.75 * (RATE * sending + BURST)  # more than a local half could admit

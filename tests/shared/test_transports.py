@@ -1,0 +1,167 @@
+"""The ways to reach Redis besides plain TCP, against a real ``redis-server``: TLS (``rediss://``)
+with a private CA named in the URL (``?ssl_cert_reqs=required&ssl_ca_certs=/path``, redis-py's
+own query parameters), and a unix socket (``unix://``). Replicas share an entry over each, and a
+TLS server whose certificate the gateway cannot verify is not used at all."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import aiohttp
+import pytest
+import redis
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.shared.helpers import PREFIX, REDIS_PASSWORD, get, metric, replicas, upstream_calls
+from tests.stack import LiveGateway, free_port, stop_process
+
+pytestmark = pytest.mark.redis
+
+UP = "metastudio_gateway_shared_tier_up"
+
+
+def _certificate(
+    subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Certificate | None, signer: ec.EllipticCurvePrivateKey
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer.subject if issuer else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
+    )
+    if issuer is None:
+        builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    else:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    return builder.sign(signer, hashes.SHA256())
+
+
+def _private_ca(directory: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate it signed for 127.0.0.1: (CA, cert, key) PEM files."""
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = _certificate("gateway test CA", ca_key, None, ca_key)
+    server = _certificate("127.0.0.1", server_key, ca, ca_key)
+    paths = directory / "ca.pem", directory / "server.pem", directory / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return paths
+
+
+@contextmanager
+def _redis(workdir: Path, url: str, *listen: str) -> Iterator[str]:
+    """A ``redis-server`` listening as ``listen`` says, with the test password, until it answers
+    PING at ``url`` (bounded); yields ``url``; stopped by PID."""
+    args = ["--save", "", "--appendonly", "no", "--requirepass", REDIS_PASSWORD, "--dir", str(workdir), *listen]
+    with (workdir / "redis.log").open("ab") as log:
+        process = subprocess.Popen(["redis-server", *args], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+        deadline = time.monotonic() + 10
+        while True:
+            assert process.poll() is None, f"redis-server exited with {process.returncode}"
+            try:
+                if client.ping():
+                    break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not answer within 10 s"
+                time.sleep(0.05)
+        client.close()
+        yield url
+    finally:
+        stop_process(process)
+
+
+def _entries_in_redis(url: str) -> int:
+    """Cache entries (not leases, backoffs or buckets) the replicas wrote for the acme tenant."""
+    with redis.Redis.from_url(url, socket_timeout=2) as client:
+        keys = [key.decode() for key in client.scan_iter(match=f"{PREFIX}:*{{acme}}:*", count=1000)]
+    return sum(1 for key in keys if not key.endswith((":lease", ":backoff", ":rate")))
+
+
+async def _shared_entry(gateways: tuple[LiveGateway, ...], url: str) -> None:
+    """A list loaded through the first replica is, once in Redis, a HIT on the second with no
+    upstream call; both replicas say the shared tier is up."""
+    assert [metric(gateway.base_url, UP) for gateway in gateways] == [1.0, 1.0]
+    path = "/v1/training-jobs?limit=7&batch_name=transport"
+    async with aiohttp.ClientSession() as session:
+        first = await get(session, gateways[0].base_url + path)
+        deadline = time.monotonic() + 5
+        while not _entries_in_redis(url):  # the holder writes the entry just after it answers
+            assert time.monotonic() < deadline, "the first replica wrote no entry to Redis"
+            await asyncio.sleep(0.05)
+        before = upstream_calls(gateways[0].simulator_url)
+        second = await get(session, gateways[1].base_url + path)
+    assert (first.status, first.headers["X-Cache"]) == (200, "MISS")
+    assert (second.status, second.headers["X-Cache"], second.body) == (200, "HIT", first.body)
+    assert upstream_calls(gateways[0].simulator_url) == before
+    assert [metric(gateway.base_url, UP) for gateway in gateways] == [1.0, 1.0]
+
+
+@pytest.fixture(scope="module")
+def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int]]:
+    """A TLS-only ``redis-server`` (no plain port) whose certificate a private CA signed: (workdir, port)."""
+    workdir = tmp_path_factory.mktemp("tls")
+    ca, cert, key = _private_ca(workdir)
+    port = free_port()
+    url = f"rediss://:{REDIS_PASSWORD}@127.0.0.1:{port}/0?ssl_ca_certs={ca}"
+    listen = ["--bind", "127.0.0.1", "--port", "0", "--tls-port", str(port), "--tls-auth-clients", "no"]
+    tls_files = ["--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca)]
+    with _redis(workdir, url, *listen, *tls_files):
+        yield workdir, port
+
+
+async def test_replicas_share_an_entry_over_tls_with_a_private_ca(tls_redis: tuple[Path, int], tmp_path: Path) -> None:
+    """``rediss://...?ssl_cert_reqs=required&ssl_ca_certs=<CA file>``: the server's certificate is
+    verified against the private CA, and replicas share through it."""
+    workdir, port = tls_redis
+    ca = workdir / "ca.pem"
+    url = f"rediss://:{REDIS_PASSWORD}@127.0.0.1:{port}/0?ssl_cert_reqs=required&ssl_ca_certs={ca}"
+    with replicas(tmp_path, 2, url) as gateways:
+        await _shared_entry(gateways, url)
+
+
+async def test_a_tls_redis_whose_certificate_cannot_be_verified_is_not_used(
+    tls_redis: tuple[Path, int], tmp_path: Path
+) -> None:
+    """``rediss://`` without the private CA: the system CAs do not trust the server, so the replica
+    stays on its own (shared tier down), and still answers."""
+    _, port = tls_redis
+    with replicas(tmp_path, 1, f"rediss://:{REDIS_PASSWORD}@127.0.0.1:{port}/0") as (gateway,):
+        async with aiohttp.ClientSession() as session:
+            answer = await get(session, gateway.base_url + "/v1/training-jobs?limit=3")
+        assert metric(gateway.base_url, UP) == 0.0
+    assert answer.status == 200
+
+
+async def test_replicas_share_an_entry_over_a_unix_socket(tmp_path: Path) -> None:
+    """``unix://:<password>@/path/redis.sock`` to a Redis with no TCP port: replicas share through it."""
+    with tempfile.TemporaryDirectory(prefix="mgw-", dir="/tmp") as short:  # a socket path has ~100 bytes at most
+        socket_path = Path(short) / "redis.sock"
+        url = f"unix://:{REDIS_PASSWORD}@{socket_path}"
+        listen = ["--port", "0", "--unixsocket", str(socket_path), "--unixsocketperm", "700"]
+        with _redis(tmp_path, url, *listen), replicas(tmp_path, 2, url) as gateways:
+            await _shared_entry(gateways, url)
