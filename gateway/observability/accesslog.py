@@ -73,15 +73,6 @@ def exception_record(exc: BaseException, **fields: str) -> dict[str, Any]:
 
 FLUSH_EVERY_RECORDS = 64
 
-AccessFields = tuple[str, str, str, str, int, str | None, float]
-"""``access_record``'s fields, kept as a tuple until the line is written (see ``write_access``)."""
-
-_ACCESS_LINE = (
-    '{"request_id":"%s","tenant":"%s","method":"%s","route":"%s","status":%d,"cache":%s,"duration_ms":%r,"time":"%s"}'
-)
-"""The line ``orjson.dumps(access_record(...) | {"time": ...})`` gives, for fields that need no
-JSON escaping (see ``write_access``)."""
-
 
 class AccessLog:
     """One JSON line per record. ``write`` only notes the record and the time; ``flush`` (every
@@ -94,25 +85,11 @@ class AccessLog:
     def __init__(self, stream: IO[bytes], *, flush_interval: float = 0.5) -> None:
         self._stream = stream
         self.flush_interval = flush_interval
-        self._pending: list[tuple[float, dict[str, Any] | AccessFields]] = []
+        self._pending: list[tuple[float, dict[str, Any]]] = []
         self._second = -1
         self._second_text = ""
 
     def write(self, record: dict[str, Any]) -> None:
-        """Note a record (any JSON object) for the next flush."""
-        self._note(record)
-
-    def write_access(
-        self, request_id: str, tenant: str, method: str, route: str, status: int, cache: str | None, seconds: float
-    ) -> None:
-        """Note the line ``write(access_record(...))`` would, without building the dict: the
-        fields are kept as a tuple and formatted by a template at flush (a dict per request was
-        a measurable share of a cache hit). Only for values that need no JSON escaping, as the
-        access line's are: request ids are ``[A-Za-z0-9._:/+=-]`` (``RequestIds``), tenant ids
-        ``[a-z0-9-]``, methods and routes come from bounded sets, and cache results are fixed words."""
-        self._note((request_id, tenant, method, route, status, cache, seconds))
-
-    def _note(self, record: dict[str, Any] | AccessFields) -> None:
         pending = self._pending
         pending.append((time.time(), record))
         if len(pending) >= FLUSH_EVERY_RECORDS or self.flush_interval <= 0:
@@ -133,16 +110,8 @@ class AccessLog:
             pending, self._pending = self._pending, []
             lines = []
             for at, record in pending:
-                if type(record) is tuple:
-                    request_id, tenant, method, route, status, cache, seconds = record
-                    cache_json = "null" if cache is None else f'"{cache}"'
-                    duration = round(seconds * 1000, 3)
-                    fields = (request_id, tenant, method, route, status, cache_json, duration, self._utc(at))
-                    lines.append((_ACCESS_LINE % fields).encode())
-                else:
-                    assert isinstance(record, dict)
-                    record["time"] = self._utc(at)
-                    lines.append(orjson.dumps(record))
+                record["time"] = self._utc(at)
+                lines.append(orjson.dumps(record))
             self._stream.write(b"\n".join(lines) + b"\n")
             self._stream.flush()
 

@@ -76,11 +76,9 @@ class ResponseTail:
         outcome, seconds). Only the route template is logged, never the path or query (a signed
         link's signature)."""
         self._stats.request(route, method, str(status), tenant, seconds)
-        if not attempts:
-            self._access_log.write_access(request_id, tenant, method, route, status, cache, seconds)
-            return
         record = access_record(request_id, tenant, method, route, status, cache, seconds)
-        record["upstream_status"] = attempts[-1][0]
-        record["upstream_duration_ms"] = round(sum(s for _, s in attempts) * 1000, 3)
-        record["upstream_attempts"] = len(attempts)
+        if attempts:
+            record["upstream_status"] = attempts[-1][0]
+            record["upstream_duration_ms"] = round(sum(s for _, s in attempts) * 1000, 3)
+            record["upstream_attempts"] = len(attempts)
         self._access_log.write(record)
