@@ -53,4 +53,3 @@ def test_request_counts_are_complete_at_every_scrape() -> None:
         answered += more
         assert registry.get_sample_value("metastudio_gateway_http_requests_total", labels) == answered
         assert registry.get_sample_value("metastudio_gateway_http_request_duration_seconds_bucket", bucket) == answered
-
