@@ -142,7 +142,6 @@ class RefreshingHolder:
         self._held: Issued | None = None
         self._next_attempt_at = clock.now()
         self._failures = 0
-        self._last_failure = "not tried"
         self._flight: asyncio.Task[bool] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._metrics: Metrics | None = None
@@ -267,7 +266,6 @@ class RefreshingHolder:
         self._failures += 1
         delay = min(BACKOFF_FIRST_SECONDS * 2 ** (self._failures - 1), BACKOFF_MAX_SECONDS)
         self._next_attempt_at = self._clock.now() + delay
-        self._last_failure = reason
         if self._metrics is not None:
             self._metrics.credential_refreshes.labels(source=self.source, result="failure").inc()
         held = self._held

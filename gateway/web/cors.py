@@ -29,10 +29,6 @@ class CorsPolicy:
         self._origins = frozenset(allowed_origins)
         self._max_age = str(max_age_seconds)
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self._origins)
-
     def decorate(self, origin: str | None, headers: MutableMapping[str, str]) -> None:
         """Add the CORS response headers for an allowed ``origin``; nothing otherwise."""
         if not self._origins:
