@@ -43,8 +43,9 @@ _STATUS_LINES = {200: "HTTP/1.1 200 OK\r\n", 304: "HTTP/1.1 304 Not Modified\r\n
 Wire = tuple[bytes, bytes | None]
 """The response head (status line and headers) and the body to send after it, if any."""
 
-_Head = tuple[CacheEntry, int, bytes, bytes | None]
-"""A built head: the entry it was built for, the status, the head bytes and the body."""
+_Head = tuple[str, float, int, bytes, bool]
+"""A built head: the entry's etag and fetch time (which entry it was built for, without keeping
+the entry alive past its eviction), the status, the head bytes, and whether the body is gzip."""
 
 HEADS_KEPT = 1024
 """Heads kept for reuse (then all forgotten at once): a client cannot grow the memo past this
@@ -141,8 +142,8 @@ class HitResponder:
         if_none_match = headers.get("If-None-Match")
         key = (id(entry), int(entry.fresh_until - now), int(now - entry.fetched_at), accept_encoding, origin)
         known = self._heads.get(key) if if_none_match is None else None
-        if known is not None and known[0] is entry:
-            return known[1], known[2], known[3]
+        if known is not None and known[0] == entry.etag and known[1] == entry.fetched_at:
+            return known[2], known[3], entry.gzip_body if known[4] else entry.body  # kept: never a 304
         answer = represent(entry, "hit", now, accept_encoding, if_none_match)
         response_headers = answer.headers
         self._tail.decorate(response_headers, origin, answer.status)
@@ -154,7 +155,8 @@ class HitResponder:
         if if_none_match is None:
             if len(self._heads) >= HEADS_KEPT:
                 self._heads.clear()
-            self._heads[key] = (entry, answer.status, head, answer.body)
+            gzipped = answer.body is not None and answer.body is entry.gzip_body
+            self._heads[key] = (entry.etag, entry.fetched_at, answer.status, head, gzipped)
         return answer.status, head, answer.body
 
     def _plain_hit(self, tenant: Tenant, path: str, raw_query: str, now: float) -> tuple[str, CacheEntry | None]:
