@@ -1,10 +1,11 @@
-"""Cache hits answered straight from the parsed request, below aiohttp's web layer.
+"""Cache hits answered straight from the request head, below aiohttp's parser and web layer.
 
 A hit is the gateway's most frequent answer and the cheapest one: bytes already in memory.
-Through aiohttp's web layer it costs a task, a ``Request``, routing, a ``Response`` and header
-preparation, several times what deciding the answer costs. ``HitResponder.answer`` takes the
-request line and headers as aiohttp's HTTP parser emits them (``gateway.fastpath.protocol`` offers each
-one) and returns the response bytes, or ``None`` to send the request through the handler chain.
+Through aiohttp it costs a parsed message (a multidict, a URL), a task, a ``Request``, routing,
+a ``Response`` and header preparation, several times what deciding the answer costs.
+``HitResponder.answer`` takes one whole request head as received (``gateway.fastpath.protocol``
+offers each one), reads it (``gateway.fastpath.heads``) and returns the response bytes, or
+``None`` to send the request through aiohttp and the handler chain.
 
 It answers only a plain hit: GET or HEAD over keep-alive HTTP/1.1 within the size limits; the
 list route with a query string the chain has already validated, or one job with no query; a
@@ -21,14 +22,14 @@ from __future__ import annotations
 import time
 from email.utils import formatdate
 
-from aiohttp.http import SERVER_SOFTWARE, HttpVersion11, RawRequestMessage
-from multidict import CIMultiDictProxy
+from aiohttp.http import SERVER_SOFTWARE
 
 from gateway.admission.gate import Admission
-from gateway.admission.request_limits import check_size
+from gateway.admission.request_limits import check_limits
 from gateway.cache.entry import CacheEntry
 from gateway.clock import Clock
 from gateway.errors import GatewayError
+from gateway.fastpath.heads import PlainHead, PlainHeads
 from gateway.jobs.query import ParsedQueries, is_job_id
 from gateway.jobs.service import TrainingJobService
 from gateway.observability.accesslog import AccessLog, exception_record
@@ -37,7 +38,6 @@ from gateway.web.representation import represent
 from gateway.web.routes import JOB_PREFIX, JOB_ROUTE, LIST_ROUTE
 from gateway.web.tail import ResponseTail
 
-_METHODS = frozenset({"GET", "HEAD"})
 _STATUS_LINES = {200: "HTTP/1.1 200 OK\r\n", 304: "HTTP/1.1 304 Not Modified\r\n"}
 
 Wire = tuple[bytes, bytes | None]
@@ -87,44 +87,45 @@ class HitResponder:
         self._clock = clock
         self._date = _HttpDate()
         self._trailer = f"Server: {SERVER_SOFTWARE}\r\n\r\n".encode("latin-1")
-        self._heads: dict[tuple[int, int, int, str | None, str | None], _Head] = {}
+        self._heads = PlainHeads()
+        self._built: dict[tuple[int, int, int, str | None, str | None], _Head] = {}
 
-    def answer(self, message: RawRequestMessage) -> Wire | None:
-        """The response to ``message`` if it is a plain cache hit, else ``None``. A failure here
-        is logged (type and place only) and the request is handed on, never dropped."""
+    def answer(self, head: bytes) -> Wire | None:
+        """The response to the request with this ``head`` (request line to blank line) if it
+        is a plain cache hit, else ``None``. A failure here is logged (type and place only) and
+        the request is handed on, never dropped."""
         try:
-            return self._answer(message)
+            return self._answer(head)
         except Exception as exc:
             self._access_log.write(exception_record(exc))
             return None
 
-    def _answer(self, message: RawRequestMessage) -> Wire | None:
+    def _answer(self, raw_head: bytes) -> Wire | None:
         started = time.perf_counter()
-        method = message.method
-        if method not in _METHODS or message.version != HttpVersion11 or message.should_close or message.upgrade:
+        head = self._heads.read(raw_head)
+        if head is None:
             return None
-        headers = message.headers
-        tenant = self._admission.caller(headers.get("Authorization"))
+        method, target = head.method, head.target
+        tenant = self._admission.caller(head.header(b"authorization"))
         if tenant is None:
             return None
-        target = message.path
         path, _, raw_query = target.partition("?")
         now = self._clock.now()
         route, entry = self._plain_hit(tenant, path, raw_query, now)
         if entry is None:
             return None
         try:
-            check_size(target, message.raw_headers)
+            check_limits(target, head.header_count, head.header_bytes)
         except GatewayError:
             return None
         if self._admission.retry_after(tenant):
             return None
         # From here on the request is answered here.
         self._service.count_hit(entry, now)
-        status, head, body = self._head(entry, now, headers)
-        request_id = self._tail.request_id(headers.get("X-Request-Id"))
+        status, response_head, body = self._head(entry, now, head)
+        request_id = self._tail.request_id(head.header(b"x-request-id"))
         wire = b"%sX-Request-Id: %s\r\nDate: %s\r\n%s" % (
-            head,
+            response_head,
             request_id.encode(),
             self._date.now().encode(),
             self._trailer,
@@ -132,16 +133,16 @@ class HitResponder:
         self._tail.account(request_id, route, method, status, tenant.id, "hit", time.perf_counter() - started)
         return wire, None if method == "HEAD" else body
 
-    def _head(self, entry: CacheEntry, now: float, headers: CIMultiDictProxy[str]) -> tuple[int, bytes, bytes | None]:
+    def _head(self, entry: CacheEntry, now: float, request: PlainHead) -> tuple[int, bytes, bytes | None]:
         """The status, the head (status line and every header but the request id and Date) and
         the body of a hit on ``entry`` for this request. Built by ``represent`` and the tail's
         ``decorate``, as the chain builds its answer, and kept for the next hits that would get
         the same bytes: same entry, same Age and max-age, same Accept-Encoding and Origin."""
-        accept_encoding = headers.get("Accept-Encoding")
-        origin = headers.get("Origin")
-        if_none_match = headers.get("If-None-Match")
+        accept_encoding = request.header(b"accept-encoding")
+        origin = request.header(b"origin")
+        if_none_match = request.header(b"if-none-match")
         key = (id(entry), int(entry.fresh_until - now), int(now - entry.fetched_at), accept_encoding, origin)
-        known = self._heads.get(key) if if_none_match is None else None
+        known = self._built.get(key) if if_none_match is None else None
         if known is not None and known[0] == entry.etag and known[1] == entry.fetched_at:
             return known[2], known[3], entry.gzip_body if known[4] else entry.body  # kept: never a 304
         answer = represent(entry, "hit", now, accept_encoding, if_none_match)
@@ -153,10 +154,10 @@ class HitResponder:
             lines.append(f"Content-Length: {len(answer.body)}\r\n")
         head = "".join(lines).encode("latin-1")
         if if_none_match is None:
-            if len(self._heads) >= HEADS_KEPT:
-                self._heads.clear()
+            if len(self._built) >= HEADS_KEPT:
+                self._built.clear()
             gzipped = answer.body is not None and answer.body is entry.gzip_body
-            self._heads[key] = (entry.etag, entry.fetched_at, answer.status, head, gzipped)
+            self._built[key] = (entry.etag, entry.fetched_at, answer.status, head, gzipped)
         return answer.status, head, answer.body
 
     def _plain_hit(self, tenant: Tenant, path: str, raw_query: str, now: float) -> tuple[str, CacheEntry | None]:

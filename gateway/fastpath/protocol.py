@@ -1,29 +1,38 @@
-"""aiohttp's server connection, with plain cache hits answered as soon as they are parsed.
+"""aiohttp's server connection, with plain cache hits answered as soon as their head is whole.
 
 ``GatewayRunner`` is ``web.AppRunner`` whose connections are ``HitServingRequestHandler``:
 aiohttp's own ``RequestHandler`` (its C HTTP parser, keep-alive, flow control, graceful
-shutdown, the whole web layer) plus one step. Each request the parser emits is offered in
-order to ``HitResponder``; the leading requests it answers are written to the transport at
-once, and the first one it declines, with everything after it, goes to aiohttp's queue as
-usual. Responses stay in request order on a pipelined connection: nothing is answered early
-while a request handed to aiohttp is still unanswered. Requests with a body, and any request
-while the peer is not reading (the transport's write buffer is over its limit), are handed on.
+shutdown, the whole web layer) plus one step in front of its parser. The bytes received are cut
+into request heads (at each blank line) and each whole head is offered in order to
+``HitResponder``, which reads it with llhttp (``gateway.fastpath.heads``, a strict subset of
+HTTP/1.1) and answers it if it is a plain hit; the answers are written to the transport at
+once. The first head it declines, with everything after it, goes to aiohttp's parser and queue
+as usual, so aiohttp never sees the answered requests and never builds a message for them. An
+incomplete head is kept for the next read (up to ``MAX_PLAIN_HEAD_BYTES``; a longer one goes to
+aiohttp's parser, which judges it). Requests with a body, and any request while the peer is not
+reading (the transport's write buffer is over its limit), are handed on.
 
-Pipelined bytes are fed to the parser one request head at a time (cut after each blank line),
-so a malformed request costs only itself and what follows it: the requests before it are
+Responses stay in request order on a pipelined connection: nothing is answered here while a
+request handed to aiohttp is still unanswered. Once aiohttp has answered everything it was
+given, heads are read here again, unless aiohttp's parser may hold bytes (it was given an
+incomplete head, a body, an upgrade, or kept a head back because its queue was full): then
+the connection stays with aiohttp.
+
+What aiohttp is given is fed to its parser one request head at a time (cut after each blank
+line), so a malformed request costs only itself and what follows it: the requests before it are
 answered (here, or by aiohttp when handed on), then aiohttp answers 400 and closes the
 connection; nothing after the malformed request is answered. (Fed in one piece, aiohttp's
 parser raises for the whole batch and the requests before the bad one are lost.)
 
 This uses aiohttp 3.14 internals: on ``RequestHandler``, ``_parser`` (wrapped; its
-``feed_data`` returning ``(messages, upgraded, tail)`` and ``message_consumed``), ``_loop``,
-``_max_msg_queue_size`` (the parser pauses after emitting that many requests),
-``_keepalive_timeout`` and ``_next_keepalive_close_time`` (so an answered request keeps an idle
-connection alive as aiohttp would), ``log_access`` being called once per answered request,
-``data_received`` calling ``_parser.feed_data``; on ``web.Server``, ``_kwargs`` (the handler
-arguments) and ``_loop``; ``web.AppRunner._make_server``; and ``web_protocol._ErrInfo`` (the
-queue entry aiohttp answers with a 400). ``writing_paused``, ``transport``, ``request_handler``,
-``request_factory`` and ``handler_cancellation`` are public but checked too.
+``feed_data`` returning ``(messages, upgraded, tail)``), ``_loop``, ``_force_close`` and
+``_close`` (``data_received`` ignores bytes once they are set), ``_keepalive_timeout`` and
+``_next_keepalive_close_time`` (so an answered request keeps an idle connection alive as aiohttp
+would), ``log_access`` being called once per answered request, ``data_received`` calling
+``_parser.feed_data``; on ``web.Server``, ``_kwargs`` (the handler arguments) and ``_loop``;
+``web.AppRunner._make_server``; and ``web_protocol._ErrInfo`` (the queue entry aiohttp answers
+with a 400). ``writing_paused``, ``transport``, ``request_handler``, ``request_factory`` and
+``handler_cancellation`` are public but checked too.
 
 The fast path fails closed. ``GatewayRunner.setup`` first runs ``missing_internals`` (attribute
 presence and shape, plus a probe: a ``RequestHandler`` built for a dummy ``web.Server``, no
@@ -52,6 +61,7 @@ from aiohttp.http import HttpProcessingError, RawRequestMessage
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from prometheus_client import Gauge
 
+from gateway.fastpath.heads import MAX_PLAIN_HEAD_BYTES
 from gateway.fastpath.hits import HitResponder
 
 logger = logging.getLogger(__name__)
@@ -154,14 +164,13 @@ def missing_internals(
         connection,
         {
             "_loop": lambda value: value is loop,
-            "_max_msg_queue_size": lambda value: isinstance(value, int) and value > 0,
+            "_force_close": lambda value: value is False,
+            "_close": lambda value: value is False,
             "_keepalive_timeout": lambda value: isinstance(value, int | float),
             "_next_keepalive_close_time": lambda value: isinstance(value, int | float),
             "transport": lambda value: value is None,
             "writing_paused": lambda value: value is False,
-            "_parser": lambda value: (
-                callable(getattr(value, "feed_data", None)) and callable(getattr(value, "message_consumed", None))
-            ),
+            "_parser": lambda value: callable(getattr(value, "feed_data", None)),
         },
     )
     if missing:
@@ -207,12 +216,11 @@ def _missing_from_probe(connection: web.RequestHandler, spare: web.RequestHandle
     ):
         return ["parser.feed_data -> (messages, upgraded, tail)"]
     try:
-        recorder.parser.message_consumed()
         cast(Any, spare)._parser.feed_data(_PROBE_MALFORMED)
     except HttpProcessingError:
         return []
     except Exception:
-        return ["parser.message_consumed / feed_data (probe failed)"]
+        return ["parser.feed_data (probe failed)"]
     return ["parser.feed_data raising HttpProcessingError for a malformed request"]
 
 
@@ -238,6 +246,11 @@ class HitServingRequestHandler(web.RequestHandler):
         self._responder = responder
         self._handed_on = 0
         """Requests given to aiohttp's queue and not yet answered."""
+        self._reads_heads = True
+        """aiohttp's parser holds no bytes (everything it was fed was whole bodyless request
+        heads, each emitted), so the next request head may be read here."""
+        self._partial_head = b""
+        """The start of a request head not yet complete, kept while heads are read here."""
         self._rejected = False
         """The parser met a malformed request: aiohttp answers it with 400 and closes; nothing
         after it is parsed."""
@@ -246,12 +259,49 @@ class HitServingRequestHandler(web.RequestHandler):
         self._real_parser = parser
         self._parser = cast(Any, _AnsweringParser(parser, self))
 
-    def parse(self, data: bytes) -> tuple[Parsed, bool, bytes]:
-        """Parse ``data``; answer the leading plain hits; return the rest for aiohttp's queue.
+    def data_received(self, data: bytes) -> None:
+        if self._reads_heads and not self._handed_on and not (self._force_close or self._close):
+            data = self._answer_heads(self._partial_head + data if self._partial_head else data)
+            if not data:
+                return
+        super().data_received(data)
 
-        ``data`` is fed one request head at a time, so that when the parser raises for a
-        malformed request, the requests before it are already parsed: they are answered or
-        handed on, followed by aiohttp's 400 entry, and the bytes after it are dropped.
+    def _answer_heads(self, data: bytes) -> bytes:
+        """Answer the leading plain hits in ``data`` and keep a trailing incomplete head; return
+        the bytes from the first request not answered here on, for aiohttp's parser."""
+        position = 0
+        answered = False
+        while True:
+            cut = data.find(_END_OF_HEAD, position)
+            if cut < 0:
+                rest = data[position:]
+                if len(rest) > MAX_PLAIN_HEAD_BYTES:
+                    self._partial_head = b""
+                    return rest  # no plain hit is this long: aiohttp's parser judges it
+                self._partial_head = rest
+                break
+            end = cut + len(_END_OF_HEAD)
+            transport = self.transport
+            wire = None if transport is None or self.writing_paused else self._responder.answer(data[position:end])
+            if wire is None:
+                self._partial_head = b""
+                return data[position:]
+            head, body = wire
+            transport.write(head if body is None else head + body)  # type: ignore[union-attr]
+            answered = True
+            position = end
+        if answered:
+            self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
+        return b""
+
+    def parse(self, data: bytes) -> tuple[Parsed, bool, bytes]:
+        """Parse ``data`` for aiohttp's queue, one request head at a time.
+
+        When the parser raises for a malformed request, the requests before it are already
+        parsed: they are handed on, followed by aiohttp's 400 entry, and the bytes after it
+        are dropped. Heads are read here again once aiohttp has answered what it was given,
+        unless the parser may hold bytes (an incomplete head, a body, an upgrade, or a head
+        it kept back because its queue is full).
         """
         if self._rejected:
             return [], False, b""
@@ -260,55 +310,23 @@ class HitServingRequestHandler(web.RequestHandler):
         while True:
             cut = data.find(_END_OF_HEAD, position)
             end = len(data) if cut < 0 else cut + len(_END_OF_HEAD)
+            segment = data[position:end]
             try:
-                messages, upgraded, tail = self._feed(data[position:end])
+                messages, upgraded, tail = self._real_parser.feed_data(segment)
             except HttpProcessingError as exc:
                 self._rejected = True
                 if not handed_on:
                     raise  # aiohttp queues its 400 entry itself
                 return [*handed_on, (_ERROR_ENTRY(status=400, exc=exc, message=exc.message), EMPTY_PAYLOAD)], False, b""
+            if segment and (cut < 0 or len(messages) != 1 or messages[0][1] is not EMPTY_PAYLOAD or upgraded):
+                self._reads_heads = False
+            self._handed_on += len(messages)
             handed_on += messages
             position = end
             if upgraded:
                 return handed_on, True, tail + data[position:]
             if position >= len(data):
                 return handed_on, False, tail
-
-    def _feed(self, data: bytes) -> tuple[Parsed, bool, bytes]:
-        """Feed ``data`` to the parser; answer the leading plain hits; return the rest.
-
-        The parser stops after emitting its queue limit of requests and keeps the rest of the
-        bytes; aiohttp resumes it when its queue drains, but requests answered here never enter
-        that queue. So while the parser may be holding more, parse on: once one request is
-        handed on, all later ones are, and aiohttp's queue fills and pauses reading as usual.
-        """
-        messages, upgraded, tail = self._real_parser.feed_data(data)
-        handed_on = self._answer_leading(messages)
-        while len(messages) >= self._max_msg_queue_size and not upgraded:
-            messages, upgraded, tail = self._real_parser.feed_data(b"")
-            handed_on += self._answer_leading(messages)
-        return handed_on, upgraded, tail
-
-    def _answer_leading(self, messages: Parsed) -> Parsed:
-        """Answer the leading plain hits in ``messages``; the rest are handed on to aiohttp."""
-        answered = 0
-        if not self._handed_on:
-            for message, payload in messages:
-                transport = self.transport
-                if payload is not EMPTY_PAYLOAD or transport is None or self.writing_paused:
-                    break
-                wire = self._responder.answer(message)
-                if wire is None:
-                    break
-                head, body = wire
-                transport.write(head if body is None else head + body)
-                self._real_parser.message_consumed()
-                answered += 1
-        if answered:
-            self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
-            messages = messages[answered:]
-        self._handed_on += len(messages)
-        return messages
 
     def log_access(self, request: web.BaseRequest, response: web.StreamResponse, time: float | None) -> None:
         # aiohttp calls this once per request it answered, after writing the response.

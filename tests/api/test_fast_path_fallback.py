@@ -29,12 +29,12 @@ WAIT = 5.0
 """Seconds any one read may take: nothing here may hang."""
 
 
-class HandlerWithoutQueueLimit(web.RequestHandler):
-    """aiohttp's connection as a later version might have it: no ``_max_msg_queue_size``."""
+class HandlerWithoutForceClose(web.RequestHandler):
+    """aiohttp's connection as a later version might have it: no ``_force_close`` flag."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        del self._max_msg_queue_size
+        del self._force_close
 
 
 class HandlerWithAnotherLogAccess(web.RequestHandler):
@@ -130,12 +130,12 @@ async def test_with_every_internal_in_place_the_check_finds_nothing_missing() ->
 @pytest.mark.parametrize(
     ("classes", "named"),
     [
-        ({"handler_class": HandlerWithoutQueueLimit}, "RequestHandler._max_msg_queue_size"),
+        ({"handler_class": HandlerWithoutForceClose}, "RequestHandler._force_close"),
         ({"handler_class": HandlerWithAnotherLogAccess}, "RequestHandler.log_access(request, response, time)"),
         ({"handler_class": HandlerParsingElsewhere}, "RequestHandler.data_received -> _parser.feed_data"),
         ({"server_class": ServerWithoutKwargs}, "Server._kwargs"),
     ],
-    ids=["queue-limit", "log-access", "data-received", "server-kwargs"],
+    ids=["force-close", "log-access", "data-received", "server-kwargs"],
 )
 async def test_the_check_names_each_missing_internal(classes: dict[str, Any], named: str) -> None:
     """A class lacking an internal the connection relies on is reported by name."""
@@ -145,12 +145,12 @@ async def test_the_check_names_each_missing_internal(classes: dict[str, Any], na
 async def test_a_missing_internal_leaves_hits_to_the_chain_with_one_warning_and_the_metric_at_0(
     make_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """With a stand-in aiohttp lacking ``_max_msg_queue_size``: hits are still served (by the
+    """With a stand-in aiohttp lacking ``_force_close``: hits are still served (by the
     chain), one warning names the missing internal, and the gauge reads 0."""
     caplog.set_level(logging.WARNING, logger="gateway.fastpath.protocol")
 
     def check(loop: asyncio.AbstractEventLoop) -> list[str]:
-        return missing_internals(loop, handler_class=HandlerWithoutQueueLimit)
+        return missing_internals(loop, handler_class=HandlerWithoutForceClose)
 
     gateway = await make_gateway(runner_options={"internals_check": check})
     await gateway.client.get(HIT, headers=ACME)
@@ -160,7 +160,7 @@ async def test_a_missing_internal_leaves_hits_to_the_chain_with_one_warning_and_
     assert prepared == [200, 200]
     warnings = [r for r in caplog.records if r.name == "gateway.fastpath.protocol"]
     assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
-    assert "RequestHandler._max_msg_queue_size" in warnings[0].getMessage()
+    assert "RequestHandler._force_close" in warnings[0].getMessage()
     assert gateway.metric(ENABLED) == 0
 
 

@@ -197,6 +197,74 @@ async def test_many_pipelined_hits_to_a_client_that_reads_late_all_arrive_in_ord
     assert ids == [f"r{number}" for number in range(count)]
 
 
+async def test_a_head_arriving_in_pieces_is_answered_once_it_is_whole(gateway: Gateway) -> None:
+    """A request head split over three writes (mid-line, mid-header) is held until its blank
+    line arrives, then answered by the connection; a second head in the same pieces too."""
+    await gateway.client.get("/v1/training-jobs?limit=5", headers=ACME)
+    prepared = chain_responses(gateway)
+    reader, writer = await connect(gateway)
+    try:
+        for number in range(2):
+            request = http_request("/v1/training-jobs?limit=5", X_Request_Id=f"piece-{number}")
+            for piece in (request[:7], request[7:40], request[40:]):
+                writer.write(piece)
+                await writer.drain()
+                await asyncio.sleep(0.05)
+            response = await asyncio.wait_for(read_response(reader), timeout=5)
+            assert (response.status, response.headers["x-request-id"]) == (200, f"piece-{number}")
+    finally:
+        writer.close()
+    assert prepared == []
+
+
+async def test_after_a_request_the_chain_answers_the_connection_answers_hits_again(gateway: Gateway) -> None:
+    """Miss (chain), then hits on the same keep-alive connection: the hits skip the chain."""
+    await gateway.client.get("/v1/training-jobs?limit=5", headers=ACME)
+    prepared = chain_responses(gateway)
+    reader, writer = await connect(gateway)
+    try:
+        statuses = []
+        for target in ("/v1/training-jobs?limit=7", "/v1/training-jobs?limit=5", "/v1/training-jobs?limit=7"):
+            writer.write(http_request(target))
+            response = await asyncio.wait_for(read_response(reader), timeout=5)
+            statuses.append((response.status, response.headers["x-cache"]))
+    finally:
+        writer.close()
+    assert statuses == [(200, "MISS"), (200, "HIT"), (200, "HIT")]
+    assert prepared == [200]
+
+
+async def test_a_request_with_a_body_then_hits_on_one_connection_all_get_their_answers(gateway: Gateway) -> None:
+    """After a GET with a body (the chain's 400), aiohttp's parser may hold bytes, so the
+    connection leaves later requests to it: they are answered, in order, by the chain."""
+    await gateway.client.get("/v1/training-jobs?limit=5", headers=ACME)
+    prepared = chain_responses(gateway)
+    requests = [
+        http_request("/v1/training-jobs?limit=5", Content_Length="2") + b"{}",
+        http_request("/v1/training-jobs?limit=5", X_Request_Id="after-body"),
+    ]
+    responses = await asyncio.wait_for(exchange(gateway, requests), timeout=5)
+    assert [r.status for r in responses] == [400, 200]
+    assert responses[1].headers["x-request-id"] == "after-body"
+    assert prepared == [400, 200]
+
+
+async def test_an_endless_head_is_not_kept_but_judged_by_aiohttp(gateway: Gateway) -> None:
+    """A head that never ends is held only up to the longest head read here; past that,
+    aiohttp's parser takes the bytes and answers 400 (a header over its field limit)."""
+    reader, writer = await connect(gateway)
+    try:
+        writer.write(b"GET /v1/training-jobs HTTP/1.1\r\nHost: gateway.test\r\nX-Long: ")
+        for _ in range(10):
+            writer.write(b"a" * 4096)
+            await writer.drain()
+        response = await asyncio.wait_for(read_response(reader), timeout=5)
+        assert response.status == 400
+        assert await asyncio.wait_for(reader.read(), timeout=5) == b""
+    finally:
+        writer.close()
+
+
 @pytest.mark.parametrize(
     ("request_bytes", "status"),
     [

@@ -1,0 +1,167 @@
+"""Request heads read on the hit path (``gateway.fastpath.heads``): a strict subset of what
+aiohttp's own parser reads, read the same way.
+
+Whatever ``PlainHeads.read`` accepts, the server's aiohttp parser (built exactly as the gateway's
+connections build it) accepts too, as a bodyless keep-alive HTTP/1.1 GET or HEAD with the same
+target and header values. Anything else is left to aiohttp, which judges it as it judges every
+request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.http import HttpProcessingError, HttpVersion11
+from aiohttp.streams import EMPTY_PAYLOAD
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.admission.request_limits import MAX_HEADER_BYTES
+from gateway.app import MAX_FIELD_SIZE, MAX_LINE_SIZE
+from gateway.fastpath.heads import MAX_PLAIN_HEAD_BYTES, PlainHeads
+
+HEAD = (
+    b"GET /v1/training-jobs?limit=10 HTTP/1.1\r\n"
+    b"Host: gateway.internal\r\n"
+    b"authorization:  Bearer key-1 \t\r\n"
+    b"Accept-Encoding: gzip\r\n"
+    b"X-Request-Id: abc\r\n"
+    b"\r\n"
+)
+READ = (b"authorization", b"accept-encoding", b"origin", b"if-none-match", b"x-request-id", b"host")
+
+
+def test_a_plain_head_is_read_as_aiohttp_reads_it() -> None:
+    head = PlainHeads().read(HEAD)
+    assert head is not None
+    assert (head.method, head.target, head.header_count) == ("GET", "/v1/training-jobs?limit=10", 4)
+    assert head.header(b"authorization") == "Bearer key-1"  # whitespace around the value dropped
+    assert head.header(b"accept-encoding") == "gzip"  # names are case-insensitive
+    assert head.header(b"origin") is None
+    assert head.header_bytes <= MAX_HEADER_BYTES
+
+
+def test_a_large_head_counts_header_bytes_without_authorization_as_the_chain_does() -> None:
+    token = "t" * 20_000
+    raw = f"HEAD /v1/training-jobs HTTP/1.1\r\nAuthorization: Bearer {token}\r\nHost: h\r\n\r\n"
+    head = PlainHeads().read(raw.encode())
+    assert head is not None
+    assert (head.method, head.header_bytes) == ("HEAD", len("host") + len("h"))
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        HEAD.replace(b"HTTP/1.1", b"HTTP/1.0"),
+        HEAD.replace(b"GET", b"POST"),
+        HEAD.replace(b"GET", b"get"),
+        HEAD.replace(b"GET ", b"GET  "),
+        HEAD.replace(b"/v1/training-jobs", b"http://elsewhere/v1/training-jobs"),
+        HEAD.replace(b"limit=10", b"limit=10#top"),
+        HEAD.replace(b"Host: gateway.internal\r\n", b""),
+        HEAD.replace(b"Host: gateway.internal\r\n", b"Connection: close\r\n"),
+        HEAD.replace(b"Host: gateway.internal\r\n", b"Connection: upgrade\r\nUpgrade: websocket\r\n"),
+        HEAD.replace(b"Host: gateway.internal\r\n", b"Content-Length: 0\r\n"),
+        HEAD.replace(b"Host: gateway.internal\r\n", b"Transfer-Encoding: chunked\r\n"),
+        HEAD.replace(b"Host: gateway.internal\r\n", b"Expect: 100-continue\r\n"),
+        HEAD.replace(b"X-Request-Id: abc\r\n", b"x-request-id: abc\r\nX-Request-Id: def\r\n"),
+        HEAD.replace(b"X-Request-Id: abc\r\n", b"X-Request-Id: abc\r\n def\r\n"),
+        HEAD.replace(b"X-Request-Id:", b"X-Request-Id :"),
+        HEAD.replace(b"abc", "caf\u00e9".encode()),
+        HEAD.replace(b"\r\n", b"\n"),
+        HEAD[:-2],
+        HEAD.replace(b"abc", b"a" * MAX_PLAIN_HEAD_BYTES),
+    ],
+    ids=[
+        "http-1.0",
+        "post",
+        "lower-case-method",
+        "two-spaces",
+        "absolute-form",
+        "fragment",
+        "no-host",
+        "connection-close",
+        "upgrade",
+        "content-length",
+        "chunked",
+        "expect",
+        "duplicate-header",
+        "obs-fold",
+        "space-before-colon",
+        "non-ascii",
+        "bare-lf",
+        "cut-short",
+        "too-long",
+    ],
+)
+def test_anything_outside_the_subset_is_left_to_aiohttp(head: bytes) -> None:
+    heads = PlainHeads()
+    assert heads.read(head) is None
+    assert heads.read(HEAD) is not None  # and the next head is read as usual
+
+
+@pytest.fixture(scope="module")
+def aiohttp_parser() -> Iterator[Any]:
+    """A parser as the gateway's connections make it (the server's handler arguments)."""
+    loop = asyncio.new_event_loop()
+
+    async def never(_request: web.BaseRequest) -> web.StreamResponse:  # pragma: no cover - no transport
+        raise AssertionError
+
+    server = web.Server(never, loop=loop, max_line_size=MAX_LINE_SIZE, max_field_size=MAX_FIELD_SIZE)
+    connection: Any = web.RequestHandler(server, loop=loop)
+    yield lambda: type(connection._parser)(
+        connection,
+        loop,
+        2**16,
+        max_line_size=MAX_LINE_SIZE,
+        max_field_size=MAX_FIELD_SIZE,
+    )
+    loop.close()
+
+
+TRICKY = [b" ", b"\t", b"\r", b"\n", b"\r\n", b":", b"#", b"\x00", b"\x7f", b"\xe9", b"A", b"/", b"?", b"1", b","]
+TRICKY += [b"Connection: close\r\n", b"Content-Length: 1\r\n", b"Upgrade: h2c\r\n", b"Host: x\r\n", b"HTTP/1.0"]
+
+
+@st.composite
+def mutated_heads(draw: st.DrawFn) -> bytes:
+    """``HEAD`` with a few bytes inserted, replaced or deleted, cut after its first blank line
+    (as the connection cuts heads)."""
+    head = HEAD
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(head) - 1))
+        piece = draw(st.sampled_from(TRICKY))
+        kind = draw(st.sampled_from(["insert", "replace", "delete"]))
+        if kind == "insert":
+            head = head[:at] + piece + head[at:]
+        elif kind == "replace":
+            head = head[:at] + piece + head[at + len(piece) :]
+        else:
+            head = head[:at] + head[at + 1 :]
+    end = head.find(b"\r\n\r\n")
+    return head if end < 0 else head[: end + 4]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(head=mutated_heads())
+def test_whatever_is_read_here_aiohttp_reads_the_same_way(aiohttp_parser: Any, head: bytes) -> None:
+    plain = PlainHeads().read(head)
+    if plain is None:
+        return
+    try:
+        messages, upgraded, _ = aiohttp_parser().feed_data(head)
+    except HttpProcessingError as exc:
+        raise AssertionError(f"read here, refused by aiohttp: {head!r}") from exc
+    assert len(messages) == 1 and not upgraded
+    message, payload = messages[0]
+    assert payload is EMPTY_PAYLOAD
+    assert (message.method, message.path, message.version) == (plain.method, plain.target, HttpVersion11)
+    assert not message.should_close and not message.upgrade
+    assert len(message.raw_headers) == plain.header_count
+    for name in READ:
+        assert message.headers.get(name.decode()) == plain.header(name), name
