@@ -14,6 +14,7 @@ wrk pinned to the other. Prints one table and writes ``benchmarks/results/latest
 2. vs nginx proxy_cache answering the same query
 3. miss path: the gateway's added latency over signing and calling the simulator directly
 4. coalescing: 1000 concurrent cold requests for one key: upstream calls, time to serve all
+   (vs the bare app serving the same page, gzip as the client accepts it)
 5. memory: RSS with the cache filled to max_bytes with 100-job pages, over the start-up RSS
 6. signing: microseconds per signature, ours vs the official SDK's Signer
 7. concurrency curve: req/s and p99 at 1, 8, 64, 256 connections, gateway and bare app
@@ -112,7 +113,7 @@ def wrk_measurements(bench: Bench, results: dict[str, Any]) -> None:
         print("3. miss path", flush=True)
         results["miss"] = measures.miss_path(live, bench.plan.miss_requests)
         print("4. coalescing", flush=True)
-        results["coalescing"] = measures.coalescing(live, bare, bench.plan.coalesce_requests)
+        results["coalescing"] = measures.coalescing(bench, live, loop)
 
 
 def run_all(bench: Bench, wait_quiet_seconds: float) -> dict[str, Any]:

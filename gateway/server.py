@@ -11,6 +11,7 @@ ephemeral port; the start-up line gives the port actually bound.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 
@@ -42,6 +43,9 @@ async def serve_until_signalled(app: web.Application, server: ServerSettings) ->
     try:
         # A deep accept queue: bursts of new connections wait instead of needing SYN retransmits.
         await web.TCPSite(runner, server.host, server.port, backlog=LISTEN_BACKLOG).start()
+        # Everything made at start-up (modules, config, the app) lives as long as the process:
+        # kept out of the collector, a full collection no longer walks it while serving.
+        gc.freeze()
         port = bound_port(runner)
         log_event(
             _log,

@@ -28,6 +28,8 @@ from perf.targets import (
     JOBS_PER_USER,
     LIST_PATH,
     PROJECT_ID,
+    bare_app,
+    capture_payload,
     gateway_stack,
     signed_upstream_request,
 )
@@ -276,18 +278,27 @@ async def _burst(url: str, headers: Mapping[str, str], count: int, warm_url: str
         return time.perf_counter() - started_at, list(statuses)
 
 
-def coalescing(live: LiveGateway, bare: Target, count: int) -> dict[str, Any]:
-    """4. ``count`` concurrent cold requests for one key: upstream calls made, time to serve all.
+def coalescing(bench: Bench, live: LiveGateway, loop: str) -> dict[str, Any]:
+    """4. ``plan.coalesce_requests`` concurrent cold requests for one key: upstream calls made,
+    time to serve all.
 
-    Each request has its own connection, opened beforehand; the same burst against the bare app
-    (already-open connections too) is the baseline for the time.
+    Each request has its own connection, opened beforehand. The baseline is the same burst
+    against the bare app serving the bytes the gateway served (the burst's 100-job page, gzip
+    as the client accepts it), on already-open connections too: the ratio is the gateway's
+    cost, not the page's size.
     """
-    url = f"{live.base_url}{LIST_PATH}?offset=0&limit=100"
+    count = bench.plan.coalesce_requests
+    path = f"{LIST_PATH}?offset=0&limit=100"
     upstream_before, cache_before = simulator_requests(live.simulator_url), cache_counts(live.base_url)
-    seconds, statuses = asyncio.run(_burst(url, AUTH, count, warm_url=live.base_url + "/healthz"))
+    seconds, statuses = asyncio.run(_burst(live.base_url + path, AUTH, count, warm_url=live.base_url + "/healthz"))
     upstream_calls = simulator_requests(live.simulator_url) - upstream_before
     cache_results = _delta(cache_counts(live.base_url), cache_before)
-    bare_seconds, bare_statuses = asyncio.run(_burst(bare.url, {}, count, warm_url=bare.url))
+    workdir = bench.workdir / "burst-page"
+    workdir.mkdir()
+    payload = capture_payload(live, workdir, path)
+    with bare_app(workdir, bench.cpus, payload, loop) as (plain, gzipped):
+        bare = gzipped or plain
+        bare_seconds, bare_statuses = asyncio.run(_burst(bare.url, {}, count, warm_url=bare.url))
     print(f"  coalescing: {upstream_calls} upstream call(s); all served in {seconds:.3f} s (bare {bare_seconds:.3f} s)")
     return {
         "requests": len(statuses),
@@ -296,6 +307,7 @@ def coalescing(live: LiveGateway, bare: Target, count: int) -> dict[str, Any]:
         "seconds_to_serve_all": seconds,
         "bare_seconds_to_serve_all": bare_seconds,
         "bare_ok": bare_statuses.count(200),
+        "bare_payload": payload.describe() | {"query": "GET /v1/training-jobs (offset 0, limit 100)"},
         "cache_results": cache_results,
         "connections": "one per request, opened before the burst",
     }

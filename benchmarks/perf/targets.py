@@ -83,9 +83,10 @@ def gateway_target(live: LiveGateway, gzip_accepted: bool = False, name: str = "
     return Target(name, live.base_url + LIST_PATH, live.process.pid, AUTH)
 
 
-def warm_hit(live: LiveGateway) -> tuple[dict[str, str], bytes]:
-    """Fill the benchmark key and check the next answer is a hit; its headers and body."""
-    url = live.base_url + LIST_PATH
+def warm_hit(live: LiveGateway, path: str = LIST_PATH) -> tuple[dict[str, str], bytes]:
+    """Fill the key of ``path`` (the benchmark query by default) and check the next answer is a
+    hit; its headers and body."""
+    url = live.base_url + path
     http_get(url, AUTH)  # the miss that fills the cache
     status, headers, body = http_get(url, AUTH)
     if status != 200 or headers.get("X-Cache") != "HIT":
@@ -93,10 +94,11 @@ def warm_hit(live: LiveGateway) -> tuple[dict[str, str], bytes]:
     return headers, body
 
 
-def capture_payload(live: LiveGateway, workdir: Path) -> Payload:
-    """Warm the benchmark key and keep the hit's exact bytes (and gzip's)."""
-    url = live.base_url + LIST_PATH
-    headers, body = warm_hit(live)
+def capture_payload(live: LiveGateway, workdir: Path, path: str = LIST_PATH) -> Payload:
+    """Warm the key of ``path`` (the benchmark query by default) and keep the hit's exact bytes
+    (and gzip's) in ``workdir``."""
+    url = live.base_url + path
+    headers, body = warm_hit(live, path)
     (workdir / "body").write_bytes(body)
     _, gz_headers, gz_body = http_get(url, {**AUTH, "Accept-Encoding": "gzip"})
     if gz_headers.get("Content-Encoding") != "gzip":
