@@ -11,7 +11,8 @@ wrk pinned to the other. Prints one table and writes ``benchmarks/results/latest
 
 1. hit path: gateway cache hits vs the bare app (req/s, p50, p99; gzip too if the gateway serves it),
    and a second gateway with ``fast_hit_path = false`` (hits through aiohttp's handler chain)
-2. vs nginx proxy_cache answering the same query
+2. vs nginx proxy_cache answering the same query, and each one's µs per hit above the floor: a
+   bare uvloop protocol answering the same bytes (``floor_app.py``: the loop, the syscalls, loopback)
 3. miss path: the gateway's added latency over signing and calling the simulator directly
 4. coalescing: 1000 concurrent cold requests for one key: upstream calls, time to serve all
    (vs the bare app serving the same page, gzip as the client accepts it)
@@ -100,12 +101,13 @@ def wrk_measurements(bench: Bench, results: dict[str, Any]) -> None:
         targets.warm_hit(chain_live)
         bare, bare_gzip = stack.enter_context(targets.bare_app(bench.workdir, bench.cpus, payload, loop))
         nginx, nginx_bytes = stack.enter_context(targets.nginx(bench.workdir, bench.cpus, live.simulator_url))
+        floor = stack.enter_context(targets.floor_app(bench.workdir, bench.cpus, payload, loop))
         results["machine"] = machine_info(loop, results.pop("background"))
         results["payload"] = {**payload.describe(), "nginx_bytes": nginx_bytes}
         gateway = targets.gateway_target(live)
         gateway_gzip = targets.gateway_target(live, gzip_accepted=True) if bare_gzip else None
         chain = targets.gateway_target(chain_live, name="gateway, fast_hit_path off")
-        hit = measures.HitTargets(gateway, chain, bare, nginx, gateway_gzip, bare_gzip)
+        hit = measures.HitTargets(gateway, chain, bare, nginx, floor, gateway_gzip, bare_gzip)
         print(f"1, 2. hit path vs bare aiohttp and nginx ({bench.plan.hit_rounds} round(s), median kept)", flush=True)
         results.update(measures.hit_measurements(bench, hit, live.base_url))
         print("7. concurrency curve", flush=True)

@@ -121,13 +121,15 @@ class HitTargets:
     """A second gateway with ``fast_hit_path = false``: hits through aiohttp's handler chain."""
     bare: Target
     nginx: Target
+    floor: Target
+    """The least a Python server on the gateway's loop does per request (``benchmarks/floor_app.py``)."""
     gateway_gzip: Target | None
     bare_gzip: Target | None
 
     def in_turn(self) -> list[Target]:
         """The order they take turns in, each baseline just before its gateway run."""
         gzip_pair = [self.bare_gzip, self.gateway_gzip] if self.bare_gzip and self.gateway_gzip else []
-        return [self.bare, self.gateway, self.chain, *gzip_pair, self.nginx]
+        return [self.bare, self.gateway, self.chain, *gzip_pair, self.nginx, self.floor]
 
 
 def median_run(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -159,12 +161,20 @@ def hit_measurements(bench: Bench, hit: HitTargets, base_url: str) -> dict[str, 
         },
         "chain": {"gateway": median[hit.chain.name], **_ratios(median[hit.chain.name], bare)},
         "nginx": {"nginx": nginx, **_ratios(gateway, nginx)},
+        "floor": _above_floor(median[hit.floor.name], gateway=gateway, nginx=nginx),
         "gzip": None,
     }
     if hit.gateway_gzip and hit.bare_gzip:
         gateway_gzip, bare_gzip = median[hit.gateway_gzip.name], median[hit.bare_gzip.name]
         results["gzip"] = {"gateway": gateway_gzip, "bare": bare_gzip, **_ratios(gateway_gzip, bare_gzip)}
     return results
+
+
+def _above_floor(floor: Mapping[str, Any], **servers: Mapping[str, Any]) -> dict[str, Any]:
+    """Microseconds per hit each server spends above the floor's (1e6 / req/s, each pinned to
+    one core): what its own code costs per hit, with the loop, the syscalls and loopback taken out."""
+    floor_us = 1e6 / floor["rps"]
+    return {"floor": floor, **{f"{name}_us_above_floor": 1e6 / run["rps"] - floor_us for name, run in servers.items()}}
 
 
 def concurrency_curve(bench: Bench, gateway: Target, bare: Target) -> list[dict[str, Any]]:

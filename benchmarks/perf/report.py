@@ -59,6 +59,18 @@ def hit_rows(results: Mapping[str, Any]) -> list[Row]:
         ("2 hit req/s (vs nginx proxy_cache)", _n(g["rps"], 0), _n(n["rps"], 0), _x(ngx["rps_ratio"])),
         ("2 hit p50 ms (vs nginx)", _n(g["p50_ms"]), _n(n["p50_ms"]), _x(ngx["p50_ratio"])),
         ("2 hit p99 ms (vs nginx)", _n(g["p99_ms"]), _n(n["p99_ms"]), _x(ngx["p99_ratio"])),
+        *_floor_rows(results.get("floor")),
+    ]
+
+
+def _floor_rows(floor: Mapping[str, Any] | None) -> list[Row]:
+    """Row 2's floor: what the loop and the kernel cost per hit, and each server's own µs above it."""
+    if floor is None:
+        return []
+    gateway_us, nginx_us = floor["gateway_us_above_floor"], floor["nginx_us_above_floor"]
+    return [
+        ("2 floor req/s (bare protocol, same loop and bytes)", _n(floor["floor"]["rps"], 0), "-", "-"),
+        ("2 us per hit above the floor (vs nginx)", _n(gateway_us, 1), _n(nginx_us, 1), _x(gateway_us / nginx_us)),
     ]
 
 

@@ -126,6 +126,19 @@ def bare_app(workdir: Path, cpus: Cpus, payload: Payload, loop: str) -> Iterator
         yield plain, gz if payload.gzip_body is not None else None
 
 
+@contextlib.contextmanager
+def floor_app(workdir: Path, cpus: Cpus, payload: Payload, loop: str) -> Iterator[Target]:
+    """The floor app (``benchmarks/floor_app.py``) answering the captured hit bytes on ``loop``."""
+    port = free_port()
+    command = [*cpus.server_wrap(), sys.executable, str(BENCH_DIR / "floor_app.py"), "--port", str(port)]
+    command += ["--body", str(payload.body), "--content-type", payload.content_type, "--loop", loop]
+    url = f"http://127.0.0.1:{port}"
+    with started(command, workdir / "floor.log", url + "/") as process:
+        if http_get(url + "/")[2] != payload.body.read_bytes():
+            raise RuntimeError("the floor app does not serve the gateway's bytes")
+        yield Target(f"floor ({loop} protocol)", url + "/", process.pid)
+
+
 def signed_upstream_request(simulator_url: str, query: Sequence[tuple[str, str]]) -> SignedRequest:
     """A jobs request signed now, with exactly the header set the gateway's client sends."""
     return sign(

@@ -47,6 +47,7 @@ class SharedRateLimiter:
         self._tier = tier
         self._clock = clock
         self._allowances: dict[str, Allowance] = {}
+        self._terms_by_tenant: dict[str, tuple[int, int, int]] = {}
         self._take = tier.script(_TAKE)
         self._local_replicas = 0
         self._local = TenantRateLimiter({}, clock)
@@ -62,14 +63,26 @@ class SharedRateLimiter:
         if allowance is None:
             allowance = self._allowances[tenant_id] = Allowance()
         now = self._clock.now()
-        replicas = self._tier.replicas_seen
-        size = lease_size(limit, replicas)
-        decision = allowance.take(now, credit_allowed(limit, replicas))
+        size, credit = self._terms(tenant_id, limit)
+        decision = allowance.take(now, credit)
         asked = allowance.want(now, size)
         if asked:
             allowance.leasing = True
             self._tier.spawn(self._lease(tenant_id, limit, allowance, asked))
         return decision
+
+    def _terms(self, tenant_id: str, limit: RateLimit) -> tuple[int, int]:
+        """The tenant's lease size and credit for the replicas last seen (worked out again only
+        when that count changes: this runs on every request)."""
+        replicas = self._tier.replicas_seen
+        known = self._terms_by_tenant.get(tenant_id)
+        if known is None or known[0] != replicas:
+            known = self._terms_by_tenant[tenant_id] = (
+                replicas,
+                lease_size(limit, replicas),
+                credit_allowed(limit, replicas),
+            )
+        return known[1], known[2]
 
     def _local_share(self) -> TenantRateLimiter:
         """Local buckets at each limit divided by the replicas last seen (rebuilt when that changes)."""

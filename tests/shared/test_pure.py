@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -18,10 +19,12 @@ from gateway.admission.rate_limit import (
 )
 from gateway.cache.entry import CacheEntry, CoverLink
 from gateway.cache.keys import job_key, list_key
+from gateway.clock import ManualClock
 from gateway.config.settings import load_settings
 from gateway.errors import ConfigError
 from gateway.shared.codec import decode_covers, decode_entry, encode_covers, encode_entry
 from gateway.shared.keys import FORMAT, KeySpace
+from gateway.shared.rate_limit import SharedRateLimiter
 
 TENANT = (
     f'[[tenants]]\nid = "acme"\napp_user_id = "acme-web"\napi_key_sha256 = ["{hashlib.sha256(b"k").hexdigest()}"]\n'
@@ -215,3 +218,30 @@ def test_with_plenty_in_the_bucket_a_dry_allowance_admits_on_credit() -> None:
     allowance.leased(0.0, asked=2, granted=2, next_token_in=0.0)
     assert [allowance.take(0.1, credit=2) for _ in range(5)] == [0, 0, 0, 0, 1]
     assert allowance.want(0.1, size=2) == 4
+
+
+class _SilentTier:
+    """A tier that is up, sees ``replicas_seen`` replicas and never answers a lease."""
+
+    up = True
+
+    def __init__(self, replicas: int) -> None:
+        self.replicas_seen = replicas
+
+    def script(self, _source: str) -> None:
+        return None
+
+    def spawn(self, coroutine: Any) -> None:
+        coroutine.close()
+
+
+def test_the_shared_limiter_follows_the_replica_count_for_its_credit() -> None:
+    """With no lease answered, a replica admits its share of the burst on credit: all of it
+    alone, a quarter once it sees four replicas (the share is worked out again when the count
+    changes, not kept from the first request)."""
+    tier = _SilentTier(replicas=1)
+    limiter = SharedRateLimiter({"acme": RateLimit(per_second=20, burst=100)}, cast(Any, tier), ManualClock())
+    assert [limiter.retry_after("acme") for _ in range(10)] == [0] * 10
+    tier.replicas_seen = 4
+    decisions = [limiter.retry_after("acme") for _ in range(20)]
+    assert decisions == [0] * 15 + [1] * 5  # 25 on credit in all, 10 of them taken already

@@ -1,0 +1,78 @@
+"""The floor: the least a Python server on this event loop can do per request.
+
+    python benchmarks/floor_app.py --port 8098 --body body.json --content-type application/json [--loop uvloop]
+
+An ``asyncio.Protocol`` that answers every request head it receives (everything up to a blank
+line) with the same fixed response: no parsing, no routing, no headers computed, no log. What is
+left is the event loop, one read and one write per request and the kernel's loopback: the part of
+a hit's cost no Python code can remove. ``benchmarks/run.py`` starts it with the gateway's exact
+hit bytes; the µs a server spends per hit above this floor is what its own code costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from bare_app import loop_factory
+
+END_OF_HEAD = b"\r\n\r\n"
+
+
+class FixedAnswers(asyncio.Protocol):
+    """Answers each request head with ``response``."""
+
+    def __init__(self, response: bytes) -> None:
+        self._response = response
+        self._transport: asyncio.Transport | None = None
+        self._pending = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        data = self._pending + data
+        heads = data.count(END_OF_HEAD)
+        self._pending = data[data.rfind(END_OF_HEAD) + len(END_OF_HEAD) :] if heads else data
+        if heads and self._transport is not None:
+            self._transport.write(self._response * heads)
+
+
+def http_response(body: bytes, content_type: str) -> bytes:
+    """A keep-alive HTTP/1.1 200 carrying ``body``."""
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+    return head.encode("latin-1") + body
+
+
+async def serve(response: bytes, host: str, port: int) -> None:
+    """Serve until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server = await loop.create_server(lambda: FixedAnswers(response), host, port)
+    print(f"floor app listening on http://{host}:{port}", file=sys.stderr, flush=True)
+    async with server:
+        await stop.wait()
+
+
+def main() -> None:
+    """Read the body and serve it until signalled."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--body", type=Path, required=True, help="file with the bytes to answer")
+    parser.add_argument("--content-type", required=True)
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    args = parser.parse_args()
+    response = http_response(args.body.read_bytes(), args.content_type)
+    with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
+        runner.run(serve(response, args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()
