@@ -16,6 +16,7 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
+from typing import cast
 
 from bare_app import loop_factory
 
@@ -31,8 +32,7 @@ class FixedAnswers(asyncio.Protocol):
         self._pending = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
         data = self._pending + data
