@@ -90,7 +90,7 @@ def miss_rows(results: Mapping[str, Any]) -> list[Row]:
         ("3 miss p99 ms", _n(gateway["p99_ms"]), _n(direct["p99_ms"]), f"{miss['added_p99_ms']:+.2f} ms"),
         (
             f"4 upstream calls for {co['requests']} concurrent cold requests",
-            str(co["upstream_calls"]),
+            f"{co['upstream_calls']:g}",
             "1",
             "ok" if coalesced_ok else "FAIL",
         ),
