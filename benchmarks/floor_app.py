@@ -1,12 +1,16 @@
 """The floor: the least a Python server on this event loop can do per request.
 
-    python benchmarks/floor_app.py --port 8098 --body body.json --content-type application/json [--loop uvloop]
+    python benchmarks/floor_app.py --port 8098 --body body.json --content-type application/json \
+        [--loop uvloop] [--busy-us 12]
 
 An ``asyncio.Protocol`` that answers every request head it receives (everything up to a blank
 line) with the same fixed response: no parsing, no routing, no headers computed, no log. What is
 left is the event loop, one read and one write per request and the kernel's loopback: the part of
 a hit's cost no Python code can remove. ``benchmarks/run.py`` starts it with the gateway's exact
 hit bytes; the µs a server spends per hit above this floor is what its own code costs.
+
+``--busy-us N`` spins N µs per request before answering: a server whose own code costs exactly
+that much and never stalls, to see what throughput and latency percentiles that alone gives.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import argparse
 import asyncio
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import cast
 
@@ -26,8 +31,9 @@ END_OF_HEAD = b"\r\n\r\n"
 class FixedAnswers(asyncio.Protocol):
     """Answers each request head with ``response``."""
 
-    def __init__(self, response: bytes) -> None:
+    def __init__(self, response: bytes, busy_seconds: float) -> None:
         self._response = response
+        self._busy_seconds = busy_seconds
         self._transport: asyncio.Transport | None = None
         self._pending = b""
 
@@ -39,6 +45,10 @@ class FixedAnswers(asyncio.Protocol):
         heads = data.count(END_OF_HEAD)
         self._pending = data[data.rfind(END_OF_HEAD) + len(END_OF_HEAD) :] if heads else data
         if heads and self._transport is not None:
+            if self._busy_seconds:
+                spin_until = time.perf_counter() + self._busy_seconds * heads
+                while time.perf_counter() < spin_until:
+                    pass
             self._transport.write(self._response * heads)
 
 
@@ -48,13 +58,13 @@ def http_response(body: bytes, content_type: str) -> bytes:
     return head.encode("latin-1") + body
 
 
-async def serve(response: bytes, host: str, port: int) -> None:
+async def serve(response: bytes, host: str, port: int, busy_seconds: float) -> None:
     """Serve until SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    server = await loop.create_server(lambda: FixedAnswers(response), host, port)
+    server = await loop.create_server(lambda: FixedAnswers(response, busy_seconds), host, port)
     print(f"floor app listening on http://{host}:{port}", file=sys.stderr, flush=True)
     async with server:
         await stop.wait()
@@ -68,10 +78,11 @@ def main() -> None:
     parser.add_argument("--body", type=Path, required=True, help="file with the bytes to answer")
     parser.add_argument("--content-type", required=True)
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    parser.add_argument("--busy-us", type=float, default=0.0, help="µs to spin per request before answering")
     args = parser.parse_args()
     response = http_response(args.body.read_bytes(), args.content_type)
     with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
-        runner.run(serve(response, args.host, args.port))
+        runner.run(serve(response, args.host, args.port, args.busy_us / 1e6))
 
 
 if __name__ == "__main__":

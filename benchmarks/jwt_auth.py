@@ -6,7 +6,8 @@
 One process serves the simulator, the fake IdP and the gateway (fast hit path on, served as
 ``serve`` serves it) on loopback, pinned to core 0; Debian's ``wrk`` (pinned to core 1) asks for
 the same cached list with an API key and with a JWT whose verification is cached, alternating,
-so both figures come from the same run. Then it times ``Admission.caller`` on tokens never seen
+so both figures come from the same run; then the Python cost of one hit with each, timed in a loop
+(steadier than wrk on a noisy machine). Then it times ``Admission.caller`` on tokens never seen
 before (RS256 and ES256): the cost of verifying a token the first time, in microseconds.
 Prints figures; asserts nothing.
 """
@@ -22,6 +23,7 @@ import re
 import statistics
 import sys
 import time
+import timeit
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,7 +35,7 @@ from gateway.app import create_app
 from gateway.clock import SystemClock
 from gateway.config.settings import OidcIssuer, OidcSettings, ServerSettings, Settings, UpstreamSettings
 from gateway.credentials.static import CredentialSource
-from gateway.fastpath.protocol import GatewayRunner
+from gateway.fastpath.protocol import HIT_RESPONDER, GatewayRunner
 from gateway.simulator import running_simulator
 from gateway.simulator.idp import running_idp
 from gateway.tenant import Tenant
@@ -78,6 +80,19 @@ def first_verification_micros(app: web.Application, tokens: list[str]) -> float:
     return statistics.median(timings)
 
 
+ANSWER_CALLS = 100_000
+
+
+def answer_micros(app: web.Application, authorization: str) -> float:
+    """Microseconds ``HitResponder.answer`` takes on a cache hit with this ``Authorization``, in a
+    loop (the wrk figures move with the machine; this one barely does)."""
+    responder = app[HIT_RESPONDER]
+    head = f"GET {TARGET} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {authorization}\r\n\r\n".encode()
+    if responder.answer(head) is None:
+        raise RuntimeError("not answered as a plain hit")
+    return min(timeit.repeat(lambda: responder.answer(head), number=ANSWER_CALLS, repeat=3)) / ANSWER_CALLS * 1e6
+
+
 async def main(seconds: float, rounds: int) -> None:
     with contextlib.suppress(AttributeError, OSError):
         os.sched_setaffinity(0, {0})
@@ -107,6 +122,7 @@ async def main(seconds: float, rounds: int) -> None:
         headers = {"API key": f"Bearer {API_KEY}", "JWT": f"Bearer {token}"}
         for authorization in headers.values():  # fills the cache, then the verified-token cache
             await wrk(url, authorization, 1)
+        loop_figures = {name: answer_micros(app, authorization) for name, authorization in headers.items()}
         figures: dict[str, list[float]] = {name: [] for name in headers}
         for _ in range(rounds):
             for name, authorization in headers.items():
@@ -116,6 +132,10 @@ async def main(seconds: float, rounds: int) -> None:
         print(f"  API key  {api:10.0f}   {figures['API key']}")
         print(f"  JWT      {jwt_hits:10.0f}   {figures['JWT']}")
         print(f"  JWT / API key = {jwt_hits / api:.3f}")
+        print(f"one hit's Python (HitResponder.answer, best of 3 x {ANSWER_CALLS:,} calls, same process):")
+        for name, micros in loop_figures.items():
+            print(f"  {name:8s} {micros:6.2f} µs")
+        print(f"  JWT - API key = {loop_figures['JWT'] - loop_figures['API key']:+.2f} µs")
         for algorithm in ("RS256", "ES256"):
             fresh = [idp.control.issue("alice", algorithm=algorithm, claims={"jti": str(n)}) for n in range(2000)]
             print(f"first verification ({algorithm}): {first_verification_micros(app, fresh):.1f} µs median")

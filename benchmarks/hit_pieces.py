@@ -1,0 +1,115 @@
+"""Where one cache hit's Python time goes: each piece of ``HitResponder.answer`` timed in a loop.
+
+    python benchmarks/hit_pieces.py            # about 20 seconds
+
+Starts the simulator (a real process on loopback), builds the gateway app in this process with
+the benchmark's tenant and config, fills the benchmark key through the handler chain, then times
+``HitResponder.answer`` on the benchmark request's head and each call it makes, 100,000 times
+each with ``timeit`` (best of 3). A diagnostic: it reaches into the responder's collaborators to
+time them one by one. The figures are warm-cache lower bounds; in the server the same work costs
+more (compare ``benchmarks/run.py``'s "us per hit above the floor").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import timeit
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+from perf.targets import AUTH, JOBS_PER_USER, LIST_PATH, TENANTS, gateway_config
+
+from gateway.app import create_app
+from gateway.clock import SystemClock
+from gateway.config.settings import load_settings
+from gateway.config.url_signing import random_url_signing_keys
+from gateway.credentials.chain import select_credentials
+from gateway.fastpath.protocol import HIT_RESPONDER
+from gateway.observability.accesslog import access_record
+from tests.stack import LIVE_AK, LIVE_SK, _tenants_toml, free_port, stop_process, wait_until_answering
+
+CALLS = 100_000
+
+
+def best_microseconds(call: Callable[[], object]) -> float:
+    """The best of 3 runs of ``CALLS`` calls, in µs per call."""
+    return min(timeit.repeat(call, number=CALLS, repeat=3)) / CALLS * 1e6
+
+
+async def pieces(simulator_url: str, workdir: Path) -> dict[str, float]:
+    """Each piece of a hit on the benchmark key, in µs."""
+    config = workdir / "gateway.toml"
+    config.write_text(gateway_config(max_bytes=1 << 30) + _tenants_toml(TENANTS))
+    env = {
+        "METASTUDIO_PROJECT_ID": "sim-project",
+        "METASTUDIO_ENDPOINT": simulator_url,
+        "HUAWEICLOUD_SDK_AK": LIVE_AK,
+        "HUAWEICLOUD_SDK_SK": LIVE_SK,
+    }
+    settings = load_settings(env, str(config))
+    credentials = select_credentials(env, clock=SystemClock())
+    with (workdir / "access.log").open("wb") as log:
+        app = create_app(settings, credentials=credentials, log_stream=log, url_signing_keys=random_url_signing_keys())
+        async with TestClient(TestServer(app)) as client:
+            for _ in range(2):  # the miss that fills the key, then a hit
+                await (await client.get(LIST_PATH, headers=AUTH)).read()
+            responder: Any = app[HIT_RESPONDER]
+            head = f"GET {LIST_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {AUTH['Authorization']}\r\n\r\n"
+            raw = head.encode()
+            if responder.answer(raw) is None:
+                raise RuntimeError("the benchmark request is not answered as a plain hit")
+            request = responder._heads.read(raw)
+            tenant = responder._admission.caller(request.header(b"authorization"))
+            now = responder._clock.now()
+            route, entry = responder._plain_hit(tenant, LIST_PATH, "", now)
+            status, response_head, _ = responder._head(entry, now, request)
+            request_id = responder._tail.request_id(None)
+            stats, access_log = responder._tail._stats, responder._tail._access_log
+            return {
+                "reading the head": best_microseconds(lambda: responder._heads.read(raw)),
+                "caller": best_microseconds(lambda: responder._admission.caller(request.header(b"authorization"))),
+                "clock": best_microseconds(responder._clock.now),
+                "query, cache look-up, freshness": best_microseconds(
+                    lambda: responder._plain_hit(tenant, LIST_PATH, "", now)
+                ),
+                "rate limit": best_microseconds(lambda: responder._admission.retry_after(tenant)),
+                "counting the cache result": best_microseconds(lambda: responder._service.count_hit(entry, now)),
+                "response head (memo)": best_microseconds(lambda: responder._head(entry, now, request)),
+                "request id": best_microseconds(lambda: responder._tail.request_id(None)),
+                "request counters": best_microseconds(lambda: stats.request(route, "GET", "200", tenant.id, 1e-4)),
+                "access-log line": best_microseconds(
+                    lambda: access_log.write(access_record(request_id, tenant.id, "GET", route, status, "hit", 1e-4))
+                ),
+                "in all (HitResponder.answer)": best_microseconds(lambda: responder.answer(raw)),
+                "  of which the head join": best_microseconds(lambda: b"%s%s" % (response_head, request_id.encode())),
+            }
+
+
+def main() -> None:
+    """Run the simulator, time the pieces, print them."""
+    port = free_port()
+    simulator_url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "gateway", "simulator", "--port", str(port), "--ak", LIVE_AK, "--sk", LIVE_SK]
+    command += ["--jobs-per-user", str(JOBS_PER_USER)]
+    with tempfile.TemporaryDirectory(prefix="hit-pieces-") as scratch:
+        workdir = Path(scratch)
+        with (workdir / "simulator.log").open("wb") as log:
+            simulator = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+            try:
+                wait_until_answering(simulator_url + "/", simulator)
+                figures = asyncio.run(pieces(simulator_url, workdir))
+            finally:
+                stop_process(simulator)
+    width = max(map(len, figures))
+    for name, microseconds in figures.items():
+        print(f"{name:<{width}}  {microseconds:6.2f} us")
+
+
+if __name__ == "__main__":
+    main()
