@@ -125,7 +125,9 @@ def aiohttp_parser() -> Iterator[Any]:
 
 
 TRICKY = [b" ", b"\t", b"\r", b"\n", b"\r\n", b":", b"#", b"\x00", b"\x7f", b"\xe9", b"A", b"/", b"?", b"1", b","]
-TRICKY += [b"Connection: close\r\n", b"Content-Length: 1\r\n", b"Upgrade: h2c\r\n", b"Host: x\r\n", b"HTTP/1.0"]
+TRICKY += [b"Connection: close\r\n", b"Connection: upgrade\r\n", b"Connection: keep-alive, TE\r\n", b"HTTP/1.0"]
+TRICKY += [b"Content-Length: 1\r\n", b"Transfer-Encoding: chunked\r\n", b"Expect: 100-continue\r\n"]
+TRICKY += [b"Upgrade: h2c\r\n", b"Host: x\r\n", b"X-Request-Id: y\r\n", b"Authorization: Bearer z\r\n"]
 
 
 @st.composite
