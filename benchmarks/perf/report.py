@@ -165,7 +165,18 @@ def _wrk_runs(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
         runs += [results["gzip"]["gateway"], results["gzip"]["bare"]]
     if results.get("chain") is not None:
         runs.append(results["chain"]["gateway"])
+    if results.get("floor") is not None:
+        runs.append(results["floor"]["floor"])
     return runs
+
+
+def round_lines(results: Mapping[str, Any]) -> list[str]:
+    """Each hit target's rounds (req/s, in the order run): how far one round moves on this machine."""
+    runs = [results["hit"]["bare"], results["hit"]["gateway"], results["nginx"]["nginx"]]
+    if results.get("floor") is not None:
+        runs.append(results["floor"]["floor"])
+    spreads = [f"{run['target']} {', '.join(f'{rps:,.0f}' for rps in run['rounds_rps'])}" for run in runs]
+    return ["hit rounds, req/s (the median is kept): " + "; ".join(spreads)]
 
 
 def warnings(results: Mapping[str, Any]) -> list[str]:
@@ -261,4 +272,5 @@ def write(results: dict[str, Any], out: Path) -> str:
     results["warnings"] = warnings(results)
     (out / "latest.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     chart(results, out / "concurrency.png")
-    return "\n".join([*header_lines(results), "", text, *(f"WARNING: {w}" for w in results["warnings"])])
+    lines = [*header_lines(results), "", text, "", *round_lines(results)]
+    return "\n".join([*lines, *(f"WARNING: {w}" for w in results["warnings"])])
