@@ -170,11 +170,18 @@ def hit_measurements(bench: Bench, hit: HitTargets, base_url: str) -> dict[str, 
     return results
 
 
+def _cpu_us_per_hit(run: Mapping[str, Any]) -> float:
+    """Microseconds of the server process's CPU per request in a wrk run (its CPU share of the
+    core over req/s: right even when wrk, not the server, was the limit, as it can be for the floor)."""
+    return float(run["cpu"]["server_process_cpu"]) * 1e6 / float(run["rps"])
+
+
 def _above_floor(floor: Mapping[str, Any], **servers: Mapping[str, Any]) -> dict[str, Any]:
-    """Microseconds per hit each server spends above the floor's (1e6 / req/s, each pinned to
-    one core): what its own code costs per hit, with the loop, the syscalls and loopback taken out."""
-    floor_us = 1e6 / floor["rps"]
-    return {"floor": floor, **{f"{name}_us_above_floor": 1e6 / run["rps"] - floor_us for name, run in servers.items()}}
+    """Microseconds of CPU per hit each server spends above the floor's: what its own code costs
+    per hit, with the loop, the syscalls and loopback taken out."""
+    floor_us = _cpu_us_per_hit(floor)
+    above = {f"{name}_us_above_floor": _cpu_us_per_hit(run) - floor_us for name, run in servers.items()}
+    return {"floor": floor, "floor_us_per_hit": floor_us, **above}
 
 
 def concurrency_curve(bench: Bench, gateway: Target, bare: Target) -> list[dict[str, Any]]:
