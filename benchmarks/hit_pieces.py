@@ -68,7 +68,7 @@ async def pieces(simulator_url: str, workdir: Path) -> dict[str, float]:
             tenant = responder._admission.caller(request.header(b"authorization"))
             now = responder._clock.now()
             route, entry = responder._plain_hit(tenant, LIST_PATH, "", now)
-            status, response_head, _ = responder._head(entry, now, request)
+            status, response_head, _ = responder._response_head(entry, now, request)
             request_id = responder._tail.request_id(None)
             stats, access_log = responder._tail._stats, responder._tail._access_log
             return {
@@ -80,7 +80,7 @@ async def pieces(simulator_url: str, workdir: Path) -> dict[str, float]:
                 ),
                 "rate limit": best_microseconds(lambda: responder._admission.retry_after(tenant)),
                 "counting the cache result": best_microseconds(lambda: responder._service.count_hit(entry, now)),
-                "response head (memo)": best_microseconds(lambda: responder._head(entry, now, request)),
+                "response head (memo)": best_microseconds(lambda: responder._response_head(entry, now, request)),
                 "request id": best_microseconds(lambda: responder._tail.request_id(None)),
                 "request counters": best_microseconds(lambda: stats.request(route, "GET", "200", tenant.id, 1e-4)),
                 "access-log line": best_microseconds(

@@ -158,9 +158,10 @@ class IssuerKeys:
         next_fetch = max(self.refresh_due_at, self._last_fetch_started + self.settings.jwks_refetch_cooldown_seconds)
         return max(1, math.ceil(next_fetch - now))
 
-    def nudge(self, now: float) -> None:
-        """Wake the keeper if a refresh is overdue by the clock (it sleeps on the same clock)."""
-        if now >= self.refresh_due_at and self._wake is not None:
+    def nudge(self) -> None:
+        """Wake the keeper: a reader found its refresh overdue by the clock (it sleeps on the
+        same clock, so a test clock that jumps would otherwise not wake it)."""
+        if self._wake is not None:
             self._wake.set()
 
     def refetch(self) -> asyncio.Future[None] | None:

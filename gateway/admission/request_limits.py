@@ -11,6 +11,8 @@ admission room, where an oversized token is a 401 saying so (an invalid token, n
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from gateway.errors import InvalidRequest
 
 MAX_TARGET_BYTES = 4096
@@ -20,13 +22,15 @@ MAX_HEADER_BYTES = 16384
 RawHeaders = tuple[tuple[bytes, bytes], ...]
 
 
-def _bytes_without_authorization(raw_headers: RawHeaders) -> int:
-    return sum(len(name) + len(value) for name, value in raw_headers if name.lower() != b"authorization")
+def header_bytes(headers: Iterable[tuple[bytes, bytes]]) -> int:
+    """The bytes of the headers' names and values (values without the whitespace around them),
+    ``Authorization`` not counted: what ``check_limits`` limits."""
+    return sum(len(name) + len(value) for name, value in headers if name.lower() != b"authorization")
 
 
 def check_size(target: str, raw_headers: RawHeaders) -> None:
     """Refuse an oversized request target or header set (``Authorization`` not counted)."""
-    check_limits(target, len(raw_headers), _bytes_without_authorization(raw_headers))
+    check_limits(target, len(raw_headers), header_bytes(raw_headers))
 
 
 def check_limits(target: str, header_count: int, header_bytes: int) -> None:

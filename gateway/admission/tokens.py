@@ -160,7 +160,7 @@ class TokenAuthenticator:
         keys = entry.keys
         if now < entry.expires_at and now < keys.usable_until and keys.keys.get(entry.key.kid) is entry.key:
             if now >= keys.refresh_due_at:
-                keys.nudge(now)
+                keys.nudge()
             return entry.tenant
         del self._verified[authorization]
         return None

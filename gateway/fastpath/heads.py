@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import httptools
 
-from gateway.admission.request_limits import MAX_HEADER_BYTES
+from gateway.admission.request_limits import MAX_HEADER_BYTES, header_bytes
 
 MAX_PLAIN_HEAD_BYTES = 32768
 
@@ -39,20 +39,26 @@ _REQUEST_LINE_FRAME = len(b"  HTTP/1.1")
 class PlainHead:
     """A request head as the hit path reads it."""
 
-    __slots__ = ("_headers", "header_bytes", "header_count", "method", "target")
+    __slots__ = ("fields", "header_bytes", "method", "target")
 
-    def __init__(self, method: str, target: str, headers: dict[bytes, bytes], header_bytes: int) -> None:
+    def __init__(self, method: str, target: str, fields: dict[bytes, bytes], header_bytes: int) -> None:
         self.method = method
         self.target = target
-        self._headers = headers
-        self.header_count = len(headers)
+        self.fields = fields
+        """Each header by lower-case name, its value as received (``header`` gives it as aiohttp
+        does); one entry per header, as none appears twice."""
         self.header_bytes = header_bytes
         """Names and values, ``Authorization`` not counted, as ``check_size`` counts them (for
         a head shorter than that limit, the head's length: within the limit either way)."""
 
+    @property
+    def header_count(self) -> int:
+        """How many headers the request has."""
+        return len(self.fields)
+
     def header(self, name: bytes) -> str | None:
         """The value of the header with this lower-case ``name``, as aiohttp gives it."""
-        value = self._headers.get(name)
+        value = self.fields.get(name)
         return None if value is None else value.strip(_WHITESPACE).decode()
 
 
@@ -92,7 +98,7 @@ class PlainHeads:
             or not _REFUSED.isdisjoint(headers)
         ):
             return None
-        return PlainHead(method.decode(), target.decode(), headers, _header_bytes(head, headers))
+        return PlainHead(method.decode(), target.decode(), headers, _counted_bytes(head, headers))
 
     # llhttp's callbacks
     def on_url(self, url: bytes) -> None:
@@ -106,7 +112,7 @@ class PlainHeads:
         self._kept_alive = self._parser.should_keep_alive()
 
 
-def _header_bytes(head: bytes, headers: dict[bytes, bytes]) -> int:
+def _counted_bytes(head: bytes, headers: dict[bytes, bytes]) -> int:
     if len(head) <= MAX_HEADER_BYTES:
         return len(head)
-    return sum(len(name) + len(value.strip(_WHITESPACE)) for name, value in headers.items() if name != b"authorization")
+    return header_bytes((name, value.strip(_WHITESPACE)) for name, value in headers.items())

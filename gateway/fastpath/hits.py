@@ -43,31 +43,34 @@ _STATUS_LINES = {200: "HTTP/1.1 200 OK\r\n", 304: "HTTP/1.1 304 Not Modified\r\n
 Wire = tuple[bytes, bytes | None]
 """The response head (status line and headers) and the body to send after it, if any."""
 
-_Head = tuple[str, float, int, bytes, bool]
-"""A built head: the entry's etag and fetch time (which entry it was built for, without keeping
-the entry alive past its eviction), the status, the head bytes, and whether the body is gzip."""
+_Head = tuple[str, float, bytes, bool]
+"""A kept head (always a 200's: a request that could get a 304 is never answered from the
+memo): the entry's etag and fetch time (which entry it was built for, without keeping the entry
+alive past its eviction), the head bytes, and whether the body is gzip."""
 
 HEADS_KEPT = 1024
 """Heads kept for reuse (then all forgotten at once): a client cannot grow the memo past this
 by varying Accept-Encoding or Origin."""
 
 
-class _HttpDate:
-    """The ``Date`` header value, formatted once a second."""
+class _HeadEnd:
+    """The last lines of every hit's head, ``Date`` (formatted once a second), ``Server`` and
+    the blank line, as bytes."""
 
     def __init__(self) -> None:
         self._second = -1
-        self._text = ""
+        self._bytes = b""
 
-    def now(self) -> str:
+    def now(self) -> bytes:
         second = int(time.time())
         if second != self._second:
-            self._second, self._text = second, formatdate(second, usegmt=True)
-        return self._text
+            date = formatdate(second, usegmt=True)
+            self._second, self._bytes = second, f"Date: {date}\r\nServer: {SERVER_SOFTWARE}\r\n\r\n".encode("latin-1")
+        return self._bytes
 
 
 class HitResponder:
-    """Turns a parsed request into a cache hit's bytes, or declines it."""
+    """Turns one request head's bytes into a cache hit's bytes, or declines it."""
 
     def __init__(
         self,
@@ -85,10 +88,9 @@ class HitResponder:
         self._tail = tail
         self._access_log = access_log
         self._clock = clock
-        self._date = _HttpDate()
-        self._trailer = f"Server: {SERVER_SOFTWARE}\r\n\r\n".encode("latin-1")
+        self._head_end = _HeadEnd()
         self._heads = PlainHeads()
-        self._built: dict[tuple[int, int, int, str | None, str | None], _Head] = {}
+        self._built: dict[tuple[int, int, int, bytes | None, bytes | None], _Head] = {}
 
     def answer(self, head: bytes) -> Wire | None:
         """The response to the request with this ``head`` (request line to blank line) if it
@@ -100,13 +102,13 @@ class HitResponder:
             self._access_log.write(exception_record(exc))
             return None
 
-    def _answer(self, raw_head: bytes) -> Wire | None:
+    def _answer(self, head: bytes) -> Wire | None:
         started = time.perf_counter()
-        head = self._heads.read(raw_head)
-        if head is None:
+        request = self._heads.read(head)
+        if request is None:
             return None
-        method, target = head.method, head.target
-        tenant = self._admission.caller(head.header(b"authorization"))
+        method, target = request.method, request.target
+        tenant = self._admission.caller(request.header(b"authorization"))
         if tenant is None:
             return None
         path, _, raw_query = target.partition("?")
@@ -115,50 +117,52 @@ class HitResponder:
         if entry is None:
             return None
         try:
-            check_limits(target, head.header_count, head.header_bytes)
+            check_limits(target, request.header_count, request.header_bytes)
         except GatewayError:
             return None
         if self._admission.retry_after(tenant):
             return None
         # From here on the request is answered here.
         self._service.count_hit(entry, now)
-        status, response_head, body = self._head(entry, now, head)
-        request_id = self._tail.request_id(head.header(b"x-request-id"))
-        wire = b"%sX-Request-Id: %s\r\nDate: %s\r\n%s" % (
-            response_head,
-            request_id.encode(),
-            self._date.now().encode(),
-            self._trailer,
-        )
+        status, response_head, body = self._response_head(entry, now, request)
+        request_id = self._tail.request_id(request.header(b"x-request-id"))
+        wire = b"%sX-Request-Id: %s\r\n%s" % (response_head, request_id.encode(), self._head_end.now())
         self._tail.account(request_id, route, method, status, tenant.id, "hit", time.perf_counter() - started)
         return wire, None if method == "HEAD" else body
 
-    def _head(self, entry: CacheEntry, now: float, request: PlainHead) -> tuple[int, bytes, bytes | None]:
-        """The status, the head (status line and every header but the request id and Date) and
-        the body of a hit on ``entry`` for this request. Built by ``represent`` and the tail's
-        ``decorate``, as the chain builds its answer, and kept for the next hits that would get
-        the same bytes: same entry, same Age and max-age, same Accept-Encoding and Origin."""
-        accept_encoding = request.header(b"accept-encoding")
-        origin = request.header(b"origin")
-        if_none_match = request.header(b"if-none-match")
-        key = (id(entry), int(entry.fresh_until - now), int(now - entry.fetched_at), accept_encoding, origin)
-        known = self._built.get(key) if if_none_match is None else None
+    def _response_head(self, entry: CacheEntry, now: float, request: PlainHead) -> tuple[int, bytes, bytes | None]:
+        """The status, the head (status line and every header but the request id, ``Date`` and
+        ``Server``) and the body of a hit on ``entry`` for this request. Built by ``represent``
+        and the tail's ``decorate``, as the chain builds its answer, and kept for the next hits
+        that would get the same bytes: same entry, same Age and max-age, same Accept-Encoding and
+        Origin (as received: only a miss of the memo decodes them)."""
+        fields = request.fields
+        key = (
+            id(entry),
+            int(entry.fresh_until - now),
+            int(now - entry.fetched_at),
+            fields.get(b"accept-encoding"),
+            fields.get(b"origin"),
+        )
+        could_be_304 = b"if-none-match" in fields
+        known = None if could_be_304 else self._built.get(key)
         if known is not None and known[0] == entry.etag and known[1] == entry.fetched_at:
-            return known[2], known[3], entry.gzip_body if known[4] else entry.body  # kept: never a 304
-        answer = represent(entry, "hit", now, accept_encoding, if_none_match)
+            return 200, known[2], entry.gzip_body if known[3] else entry.body
+        origin = request.header(b"origin")
+        answer = represent(entry, "hit", now, request.header(b"accept-encoding"), request.header(b"if-none-match"))
         response_headers = answer.headers
         self._tail.decorate(response_headers, origin, answer.status)
         lines = [_STATUS_LINES[answer.status]]
         lines.extend(f"{name}: {value}\r\n" for name, value in response_headers.items())
         if answer.body is not None:
             lines.append(f"Content-Length: {len(answer.body)}\r\n")
-        head = "".join(lines).encode("latin-1")
-        if if_none_match is None:
+        wire_head = "".join(lines).encode("latin-1")
+        if not could_be_304:
             if len(self._built) >= HEADS_KEPT:
                 self._built.clear()
             gzipped = answer.body is not None and answer.body is entry.gzip_body
-            self._built[key] = (entry.etag, entry.fetched_at, answer.status, head, gzipped)
-        return answer.status, head, answer.body
+            self._built[key] = (entry.etag, entry.fetched_at, wire_head, gzipped)
+        return answer.status, wire_head, answer.body
 
     def _plain_hit(self, tenant: Tenant, path: str, raw_query: str, now: float) -> tuple[str, CacheEntry | None]:
         """The route template and the plain hit for this path and query, if there is one."""

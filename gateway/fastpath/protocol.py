@@ -269,8 +269,8 @@ class HitServingRequestHandler(web.RequestHandler):
     def _answer_heads(self, data: bytes) -> bytes:
         """Answer the leading plain hits in ``data`` and keep a trailing incomplete head; return
         the bytes from the first request not answered here on, for aiohttp's parser."""
+        transport = self.transport
         position = 0
-        answered = False
         while True:
             cut = data.find(_END_OF_HEAD, position)
             if cut < 0:
@@ -281,16 +281,14 @@ class HitServingRequestHandler(web.RequestHandler):
                 self._partial_head = rest
                 break
             end = cut + len(_END_OF_HEAD)
-            transport = self.transport
             wire = None if transport is None or self.writing_paused else self._responder.answer(data[position:end])
             if wire is None:
                 self._partial_head = b""
                 return data[position:]
             head, body = wire
             transport.write(head if body is None else head + body)  # type: ignore[union-attr]
-            answered = True
             position = end
-        if answered:
+        if position:  # something was answered
             self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
         return b""
 

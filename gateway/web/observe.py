@@ -93,17 +93,18 @@ def make_observer(tail: ResponseTail, access_log: AccessLog) -> Callable[[str, H
             except Exception as exc:
                 access_log.write(exception_record(exc, request_id=request_id))
                 response = error_response(GatewayError(), request_id)
-            tail.finish(
-                response.headers,
-                request_id=request_id,
-                origin=request.headers.get("Origin"),
-                route=route,
-                method=method_label(request.method),
-                status=response.status,
-                tenant=context.tenant,
-                cache=context.cache,
-                seconds=time.perf_counter() - started,
-                attempts=context.attempts,
+            seconds = time.perf_counter() - started
+            response.headers["X-Request-Id"] = request_id
+            tail.decorate(response.headers, request.headers.get("Origin"), response.status)
+            tail.account(
+                request_id,
+                route,
+                method_label(request.method),
+                response.status,
+                context.tenant,
+                context.cache,
+                seconds,
+                context.attempts,
             )
             return response
 

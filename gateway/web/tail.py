@@ -3,8 +3,9 @@
 The request id (echoed or made), the browser-safety headers (``X-Content-Type-Options: nosniff``
 on every answer, ``Cache-Control: no-store`` on every error), the CORS headers, the request
 counters and the access-log line. The handler chain (``gateway.web.observe``) and the fast path
-(``gateway.fastpath.hits``) both finish through ``ResponseTail.finish``, so both send and record
-the same.
+(``gateway.fastpath.hits``) both take the request id from ``request_id``, their headers from
+``decorate`` and are counted and logged by ``account``, so both send and record the same (the
+fast path calls ``decorate`` once per head it builds and keeps, ``account`` on every hit).
 """
 
 from __future__ import annotations
@@ -33,29 +34,9 @@ class ResponseTail:
         """The id of a request that sent ``given`` as its X-Request-Id (``None`` if none)."""
         return self._ids.of(given)
 
-    def finish(
-        self,
-        headers: MutableMapping[str, str],
-        *,
-        request_id: str,
-        origin: str | None,
-        route: str,
-        method: str,
-        status: int,
-        tenant: str,
-        cache: str | None,
-        seconds: float,
-        attempts: Sequence[tuple[str, float]] = (),
-    ) -> None:
-        """Add the request id, browser-safety and CORS headers to ``headers``; count and log the
-        answer (``decorate``, then ``account``)."""
-        headers["X-Request-Id"] = request_id
-        self.decorate(headers, origin, status)
-        self.account(request_id, route, method, status, tenant, cache, seconds, attempts)
-
     def decorate(self, headers: MutableMapping[str, str], origin: str | None, status: int) -> None:
         """The headers every answer with this status gets for this ``Origin``: browser safety
-        and CORS (everything ``finish`` adds but the request id)."""
+        and CORS (every header the tail adds but the request id)."""
         headers["X-Content-Type-Options"] = NOSNIFF
         if status >= 400:
             headers["Cache-Control"] = NO_STORE
