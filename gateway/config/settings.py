@@ -11,14 +11,14 @@ Credentials are not here: see ``gateway.credentials``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, with_config
 
 from gateway.config.schema import TABLE, Env, json_schema, load
+from gateway.config.secret_files import UnusableValue, read_secret_file
 from gateway.errors import ConfigError
 from gateway.tenant import Tenant
 
@@ -269,17 +269,33 @@ class OidcIssuer:
     ] = 86400.0
 
 
+class _FirstSeen:
+    """Where each value was first met, to name both places when another one repeats it."""
+
+    def __init__(self) -> None:
+        self._first: dict[Hashable, int] = {}
+
+    def earlier(self, value: Hashable, index: int) -> int | None:
+        """The index that had ``value`` before ``index`` (``None`` the first time, or again at ``index``)."""
+        first = self._first.setdefault(value, index)
+        return None if first == index else first
+
+
+def _refuse(problems: list[str]) -> None:
+    """A validator's refusal: every problem found, in one ``ValueError``."""
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
 def _distinct_issuers(issuers: tuple[OidcIssuer, ...]) -> tuple[OidcIssuer, ...]:
     """No two issuers share a name or an iss (a token must name one issuer)."""
     problems: list[str] = []
     for attribute in ("name", "issuer"):
-        first: dict[str, int] = {}
+        seen = _FirstSeen()
         for index, issuer in enumerate(issuers):
-            value = getattr(issuer, attribute)
-            if first.setdefault(value, index) != index:
-                problems.append(f"{attribute} appears twice (issuers[{first[value]}], issuers[{index}])")
-    if problems:
-        raise ValueError("; ".join(problems))
+            if (first := seen.earlier(getattr(issuer, attribute), index)) is not None:
+                problems.append(f"{attribute} appears twice (issuers[{first}], issuers[{index}])")
+    _refuse(problems)
     return issuers
 
 
@@ -382,19 +398,16 @@ class TenantTable:
 def _distinct(tenants: tuple[TenantTable, ...]) -> tuple[TenantTable, ...]:
     """Each tenant has a way in, and no two share an id or a key hash (a key must name one tenant)."""
     problems: list[str] = []
-    first_id: dict[str, int] = {}
-    first_key: dict[str, int] = {}
+    ids, keys = _FirstSeen(), _FirstSeen()
     for index, tenant in enumerate(tenants):
         if not tenant.api_key_sha256 and not tenant.oidc:
             problems.append(f"tenants[{index}] has neither api_key_sha256 nor oidc: nothing could authenticate as it")
-        if tenant.id in first_id:
-            problems.append(f"id '{tenant.id}' appears twice (tenants[{first_id[tenant.id]}], tenants[{index}])")
-        first_id.setdefault(tenant.id, index)
+        if (first := ids.earlier(tenant.id, index)) is not None:
+            problems.append(f"id '{tenant.id}' appears twice (tenants[{first}], tenants[{index}])")
         for digest in tenant.api_key_sha256:
-            if first_key.setdefault(digest, index) != index:
-                problems.append(f"a key hash is used by two tenants (tenants[{first_key[digest]}], tenants[{index}])")
-    if problems:
-        raise ValueError("; ".join(problems))
+            if (first := keys.earlier(digest, index)) is not None:
+                problems.append(f"a key hash is used by two tenants (tenants[{first}], tenants[{index}])")
+    _refuse(problems)
     return tenants
 
 
@@ -402,19 +415,18 @@ def _tenants_name_known_issuers(oidc: OidcSettings, info: ValidationInfo) -> Oid
     """Each tenant's oidc names a configured issuer, and an (issuer, claim value) pair names one tenant."""
     problems: list[str] = []
     names = {issuer.name for issuer in oidc.issuers}
-    owner: dict[tuple[str, str], int] = {}
+    owners = _FirstSeen()
     for index, tenant in enumerate(info.data.get("tenants", ())):
         for item_index, item in enumerate(tenant.oidc):
             if item.issuer not in names:
                 problems.append(f"tenants[{index}].oidc[{item_index}].issuer names no [[oidc.issuers]] table")
             for value in item.claim_values:
-                if owner.setdefault((item.issuer, value), index) != index:
+                if (owner := owners.earlier((item.issuer, value), index)) is not None:
                     problems.append(
                         f"tenants[{index}].oidc[{item_index}]: a claim value of issuer '{item.issuer}' already"
-                        f" names tenants[{owner[(item.issuer, value)]}]"
+                        f" names tenants[{owner}]"
                     )
-    if problems:
-        raise ValueError("; ".join(problems))
+    _refuse(problems)
     return oidc
 
 
@@ -466,8 +478,8 @@ def _with_secret_files(env: Mapping[str, str]) -> tuple[Mapping[str, str], list[
     if env.get(REDIS_URL_VARIABLE):
         return env, [f"{REDIS_URL_VARIABLE} and {file_variable} are both set: set one"]
     try:
-        value = Path(path).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
+        value = read_secret_file(file_variable, path)
+    except UnusableValue:
         return env, [f"{file_variable}: cannot read the file it names"]
     return {**env, REDIS_URL_VARIABLE: value}, []
 

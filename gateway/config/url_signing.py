@@ -17,12 +17,12 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from gateway.config.secret_files import UnusableValue, read_secret_file
 from gateway.errors import ConfigError
 
 VARIABLE = "GATEWAY_URL_SIGNING_KEYS"
 FILE_VARIABLE = f"{VARIABLE}_FILE"
 MIN_SECRET_BYTES = 32
-MAX_FILE_BYTES = 64 * 1024
 _KID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
@@ -63,20 +63,6 @@ def parse_url_signing_keys(text: str, variable: str = VARIABLE) -> tuple[UrlSign
     return tuple(keys)
 
 
-def _read_file(path: str) -> str:
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError([f"{FILE_VARIABLE}: cannot read {path}: {exc.strerror or type(exc).__name__}"]) from None
-    if len(data) > MAX_FILE_BYTES:
-        raise ConfigError([f"{FILE_VARIABLE}: {path} is larger than {MAX_FILE_BYTES} bytes"])
-    try:
-        return data.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise ConfigError([f"{FILE_VARIABLE}: {path} is not UTF-8 text"]) from None
-
-
 def url_signing_keys(env: Mapping[str, str]) -> tuple[UrlSigningKey, ...]:
     """The keys ``env`` configures (empty when neither variable is set); ``ConfigError`` naming the
     variable when they are unusable."""
@@ -84,7 +70,10 @@ def url_signing_keys(env: Mapping[str, str]) -> tuple[UrlSigningKey, ...]:
     if given and path:
         raise ConfigError([f"{VARIABLE} and {FILE_VARIABLE} are both set; set one"])
     if path:
-        text = _read_file(path)
+        try:
+            text = read_secret_file(FILE_VARIABLE, path)
+        except UnusableValue as exc:
+            raise ConfigError([str(exc)]) from None
         if not text:
             raise ConfigError([f"{FILE_VARIABLE}: {path} is empty"])
         return parse_url_signing_keys(text, FILE_VARIABLE)

@@ -23,10 +23,13 @@ import configparser
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import aiohttp
+
 from gateway.clock import Clock
 from gateway.credentials.holder import CredentialsHolder, RefreshingHolder, StaticHolder
 from gateway.credentials.providers import (
     METADATA_PROBE_TIMEOUT,
+    METADATA_TIMEOUT,
     EcsMetadata,
     Federation,
     IamPassword,
@@ -34,18 +37,11 @@ from gateway.credentials.providers import (
     OidcSts,
     PodIdentity,
 )
-from gateway.credentials.static import CredentialsError, CredentialSource
+from gateway.credentials.static import KEY_PAIR_VARIABLES, CredentialsError, CredentialSource
 
-SOURCES = ("oidc", "federation", "static", "profile", "pod-identity", "metadata")
 DEFAULT_IAM_ENDPOINT = "https://iam.myhuaweicloud.com"
 DEFAULT_METADATA_ENDPOINT = "http://169.254.169.254"
 PROFILE_SECTION = "basic"  # what the docs say; the SDK's builder looks for [basiccredentials] (its bug)
-
-_STATIC_VARIABLES = tuple(
-    name + suffix
-    for name in ("HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK", "CLOUD_SDK_AK", "CLOUD_SDK_SK")
-    for suffix in ("", "_FILE")
-)
 
 
 class _Skipped(Exception):
@@ -111,7 +107,7 @@ def _federation(env: Mapping[str, str], clock: Clock) -> CredentialsHolder:
 
 
 def _static(env: Mapping[str, str], clock: Clock) -> CredentialsHolder:
-    configured = any(_get(env, name) for name in _STATIC_VARIABLES)
+    configured = any(_get(env, name) for name in KEY_PAIR_VARIABLES)
     try:
         return StaticHolder(CredentialSource(env, clock=clock))
     except CredentialsError as exc:
@@ -169,9 +165,13 @@ def _pod_identity(env: Mapping[str, str], clock: Clock) -> CredentialsHolder:
     return RefreshingHolder(provider, clock=clock)
 
 
-def _metadata(env: Mapping[str, str], clock: Clock) -> CredentialsHolder:
+def _metadata_provider(env: Mapping[str, str], timeout: aiohttp.ClientTimeout) -> EcsMetadata:
     endpoint = _get(env, "METASTUDIO_METADATA_ENDPOINT") or DEFAULT_METADATA_ENDPOINT
-    return RefreshingHolder(EcsMetadata(endpoint=endpoint), clock=clock)
+    return EcsMetadata(endpoint=endpoint, timeout=timeout)
+
+
+def _metadata(env: Mapping[str, str], clock: Clock) -> CredentialsHolder:
+    return RefreshingHolder(_metadata_provider(env, METADATA_TIMEOUT), clock=clock)
 
 
 _CHAIN: dict[str, Callable[[Mapping[str, str], Clock], CredentialsHolder]] = {
@@ -182,6 +182,7 @@ _CHAIN: dict[str, Callable[[Mapping[str, str], Clock], CredentialsHolder]] = {
     "pod-identity": _pod_identity,
     "metadata": _metadata,
 }
+SOURCES = tuple(_CHAIN)
 
 
 def _token_mode(env: Mapping[str, str], clock: Clock) -> CredentialsHolder:
@@ -239,6 +240,5 @@ def select_credentials(env: Mapping[str, str], *, clock: Clock) -> CredentialsHo
             return build(env, clock)
         except _Skipped as exc:
             skipped.append(f"{name}: {exc}")
-    endpoint = _get(env, "METASTUDIO_METADATA_ENDPOINT") or DEFAULT_METADATA_ENDPOINT
-    provider = EcsMetadata(endpoint=endpoint, timeout=METADATA_PROBE_TIMEOUT)
+    provider = _metadata_provider(env, METADATA_PROBE_TIMEOUT)
     return RefreshingHolder(provider, clock=clock, must_answer=[f"no cloud credentials: {skipped[0]}", *skipped[1:]])

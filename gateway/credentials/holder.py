@@ -6,7 +6,7 @@ valid credentials are held.
 object) from a ``Provider``:
 
 * renewal is due when less than min(40 min, half the lifetime) remains (``Issued.renew_at``);
-  a background task notices it (re-reading the clock at least every ``tick_seconds``), and so
+  a background task notices it (re-reading the clock at least every ``TICK_SECONDS``), and so
   does the first request to look after that moment;
 * one fetch at a time: whoever finds renewal due joins the fetch in flight, if any;
 * the old credentials serve until they expire; a failed fetch is retried after 1 s, doubling to
@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 60.0
+TICK_SECONDS = 1.0  # the background renewal re-reads the clock at least this often
 
 
 class CredentialsHolder(Protocol):
@@ -130,14 +131,12 @@ class RefreshingHolder:
         provider: Provider,
         *,
         clock: Clock,
-        tick_seconds: float = 1.0,
         must_answer: Sequence[str] | None = None,
     ) -> None:
         """``must_answer``: the source is a last resort (auto mode's ECS metadata); ``confirm``
         fetches once and, if that fails, refuses with these reasons plus its own."""
         self._provider = provider
         self._clock = clock
-        self._tick_seconds = tick_seconds
         self._must_answer = None if must_answer is None else list(must_answer)
         self._held: Issued | None = None
         self._next_attempt_at = clock.now()
@@ -221,7 +220,7 @@ class RefreshingHolder:
                 await asyncio.shield(flight)
                 continue
             # Real sleep, bounded by the tick: an injected clock moved meanwhile is noticed soon.
-            await asyncio.sleep(min(self._tick_seconds, max(self._next_attempt_at - now, 0.01)))
+            await asyncio.sleep(min(TICK_SECONDS, max(self._next_attempt_at - now, 0.01)))
 
     def _start_fetch(self) -> asyncio.Task[bool] | None:
         """The fetch in flight, starting one if none is (and the app is running)."""
@@ -265,13 +264,14 @@ class RefreshingHolder:
     def _record_failure(self, reason: str) -> None:
         self._failures += 1
         delay = min(BACKOFF_FIRST_SECONDS * 2 ** (self._failures - 1), BACKOFF_MAX_SECONDS)
-        self._next_attempt_at = self._clock.now() + delay
+        now = self._clock.now()
+        self._next_attempt_at = now + delay
         if self._metrics is not None:
             self._metrics.credential_refreshes.labels(source=self.source, result="failure").inc()
         held = self._held
         still = (
             f"; the held ones stay valid until {rfc3339(held.expires_at)}"
-            if held is not None and self._clock.now() < held.expires_at
+            if held is not None and now < held.expires_at
             else "; no valid credentials held"
         )
         logger.warning("credentials from %s not renewed: %s; next try in %g s%s", self.source, reason, delay, still)

@@ -6,8 +6,10 @@ through IAM, CCE pod identity, ECS instance metadata (IMDS v2 with v1 fallback) 
 token of token mode (password, or an agency assumed with ``assume_role``).
 
 Providers hold their settings (names and paths, never read from ``os.environ``: the chain hands
-them in) and take the app's ``ClientSession`` per fetch. They do not retry, cache or read the
-clock: the refreshing holder decides when to fetch. Token files are read on every fetch, so a
+them in) and take the app's ``ClientSession`` per fetch. They do not read the clock, cache a
+grant or retry a failed fetch: the refreshing holder decides when to fetch. The one exception is
+``EcsMetadata``, which keeps its IMDS v2 session token between fetches and, when the service
+refuses it (401), takes a new one and asks once more. Token files are read on every fetch, so a
 rotated projected token is always the one sent. Failures are ``FetchFailed`` whose message
 names the endpoint and status, never a secret or the service's own error text (only its
 error code, when it has a plain one).
@@ -23,8 +25,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
+from gateway.config.secret_files import UnusableValue, read_secret_file
 from gateway.credentials.issued import FetchFailed, Grant, IamToken, credential_fields, parse_expiry
-from gateway.credentials.static import UnusableValue, read_secret_file
 
 IAM_TOKEN_HEADER = "X-Subject-Token"  # noqa: S105 - a header name
 JSON_UTF8 = "application/json;charset=UTF-8"
@@ -82,6 +84,21 @@ class _Answer:
             if isinstance(raw, str | int) and _ERROR_CODE.fullmatch(str(raw)):
                 code = f" ({raw})"
         return FetchFailed(f"{what} answered {self.status}{code}")
+
+    def grant(self, what: str) -> Grant:
+        """The temporary credentials in the body, or the refusal of a status of 400 or more."""
+        if self.status >= 400:
+            raise self.refusal(what)
+        return credential_fields(self.json(what), what=what)
+
+    def subject_token(self, what: str) -> str:
+        """The IAM token in ``X-Subject-Token``, or the refusal of a status of 400 or more."""
+        if self.status >= 400:
+            raise self.refusal(what)
+        token: str = self.headers.get(IAM_TOKEN_HEADER, "")
+        if not token:
+            raise FetchFailed(f"{what} answered {self.status} without {IAM_TOKEN_HEADER}")
+        return token
 
 
 async def _call(
@@ -162,9 +179,7 @@ class OidcSts:
             headers={"Content-Type": JSON_UTF8},
             body=body,
         )
-        if answer.status >= 400:
-            raise answer.refusal(what)
-        return credential_fields(answer.json(what), what=what)
+        return answer.grant(what)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,11 +207,7 @@ class Federation:
             headers={"X-Idp-Id": self.idp_id, "Content-Type": JSON_UTF8},
             body={"auth": {"id_token": {"id": id_token}}},
         )
-        if answer.status >= 400:
-            raise answer.refusal(what)
-        unscoped = answer.headers.get(IAM_TOKEN_HEADER, "")
-        if not unscoped:
-            raise FetchFailed(f"{what} answered {answer.status} without {IAM_TOKEN_HEADER}")
+        unscoped = answer.subject_token(what)
         what = "IAM securitytokens"
         answer = await _call(
             session,
@@ -214,9 +225,7 @@ class Federation:
                 }
             },
         )
-        if answer.status >= 400:
-            raise answer.refusal(what)
-        return credential_fields(answer.json(what), what=what)
+        return answer.grant(what)
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,11 +389,7 @@ class IamTokens:
             headers=headers,
             body={"auth": {"identity": identity, "scope": scope}},
         )
-        if answer.status >= 400:
-            raise answer.refusal(what)
-        token = answer.headers.get(IAM_TOKEN_HEADER, "")
-        if not token:
-            raise FetchFailed(f"{what} answered {answer.status} without {IAM_TOKEN_HEADER}")
+        token = answer.subject_token(what)
         body = answer.json(what)
         record = body.get("token") if isinstance(body, dict) else None
         expires_at = record.get("expires_at") if isinstance(record, dict) else None

@@ -27,12 +27,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gateway.clock import Clock
+from gateway.config.secret_files import UnusableValue, read_secret_file
 from gateway.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
 FILE_SUFFIX = "_FILE"
-MAX_FILE_BYTES = 64 * 1024
 
 _Fingerprint = tuple[int, int, int, int] | None
 
@@ -72,6 +72,9 @@ _ACCESS_KEY = _Item("access key", ("HUAWEICLOUD_SDK_AK", "CLOUD_SDK_AK"), requir
 _SECRET_KEY = _Item("secret key", ("HUAWEICLOUD_SDK_SK", "CLOUD_SDK_SK"), required=True)
 _SECURITY_TOKEN = _Item("security token", ("HUAWEICLOUD_SDK_SECURITY_TOKEN",), required=False)
 _ITEMS = (_ACCESS_KEY, _SECRET_KEY, _SECURITY_TOKEN)
+KEY_PAIR_VARIABLES = (*_ACCESS_KEY.candidates(), *_SECRET_KEY.candidates())
+"""Every variable that may give the access key or the secret key: setting any one of them means
+static keys are configured."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +84,6 @@ class _Source:
     variable: str
     value: str = ""
     path: str | None = None
-
-
-class UnusableValue(Exception):
-    """A value could not be used; the message names the variable (or file), never the value."""
 
 
 def _is_set(env: Mapping[str, str], variable: str) -> bool:
@@ -97,24 +96,6 @@ def _check_value(variable: str, value: str) -> str:
     if not all("!" <= char <= "~" for char in value):
         raise UnusableValue(f"{variable}: the value contains white space, control or non-ASCII characters")
     return value
-
-
-def read_secret_file(variable: str, path: str) -> str:
-    """The stripped contents of a file named by ``variable``; empty when the file is empty.
-    Raises ``UnusableValue`` naming the variable and path when it cannot be read."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise UnusableValue(f"{variable}: cannot read {path}: {reason}") from exc
-    if len(data) > MAX_FILE_BYTES:
-        raise UnusableValue(f"{variable}: {path} is larger than {MAX_FILE_BYTES} bytes")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UnusableValue(f"{variable}: {path} is not UTF-8 text") from exc
-    return text.strip()
 
 
 def _fingerprint(path: str) -> _Fingerprint:
