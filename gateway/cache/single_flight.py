@@ -5,10 +5,53 @@ others; what it loads goes into the entry store."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any, Generic, TypeVar
 
 from gateway.cache.entry import CacheEntry
 from gateway.cache.keys import CacheKey
 from gateway.cache.protocols import EntryStore, Loader
+
+_T = TypeVar("_T")
+
+
+class KeyedTasks(Generic[_T]):
+    """At most one task per key, known while it runs and cancelled at ``close``: the task
+    bookkeeping of a single-flight (this one, and the shared tier's)."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[CacheKey, asyncio.Task[_T]] = {}
+
+    def __contains__(self, key: CacheKey) -> bool:
+        return key in self._tasks
+
+    def get(self, key: CacheKey) -> asyncio.Task[_T] | None:
+        """The task running for ``key``, if any."""
+        return self._tasks.get(key)
+
+    def start(self, key: CacheKey, work: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
+        """Run ``work`` as ``key``'s task until it ends (the caller checked none is running)."""
+        task = asyncio.ensure_future(self._tracked(key, work))
+        self._tasks[key] = task
+        return task
+
+    def start_unwatched(self, key: CacheKey, work: Coroutine[Any, Any, _T]) -> None:
+        """Like ``start``, for work nobody waits for: a failure leaves the current entry in place,
+        and its exception is retrieved so it is not reported as never retrieved."""
+        self.start(key, work).add_done_callback(lambda done: done.cancelled() or done.exception())
+
+    async def _tracked(self, key: CacheKey, work: Coroutine[Any, Any, _T]) -> _T:
+        try:
+            return await work
+        finally:
+            del self._tasks[key]
+
+    async def close(self) -> None:
+        """Cancel the tasks still running (at shutdown)."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class LocalSingleFlight:
@@ -16,7 +59,7 @@ class LocalSingleFlight:
 
     def __init__(self, store: EntryStore) -> None:
         self._store = store
-        self._in_flight: dict[CacheKey, asyncio.Task[CacheEntry]] = {}
+        self._in_flight: KeyedTasks[CacheEntry] = KeyedTasks()
 
     def is_loading(self, key: CacheKey) -> bool:
         """Whether a load of ``key`` is under way."""
@@ -28,32 +71,19 @@ class LocalSingleFlight:
         task = self._in_flight.get(key)
         result = "miss" if task is None else "coalesced"
         if task is None:
-            task = self._start(key, loader)
+            task = self._in_flight.start(key, self._load_and_store(key, loader))
         return await asyncio.shield(task), result
 
     def refresh_in_background(self, key: CacheKey, loader: Loader) -> None:
         """Start a load of ``key`` unless one is running; nobody waits for it."""
         if key not in self._in_flight:
-            # A failed background refresh leaves the current entry in place; retrieve the
-            # exception so it is not reported as never retrieved.
-            self._start(key, loader).add_done_callback(lambda done: done.cancelled() or done.exception())
-
-    def _start(self, key: CacheKey, loader: Loader) -> asyncio.Task[CacheEntry]:
-        task = asyncio.ensure_future(self._load_and_store(key, loader))
-        self._in_flight[key] = task
-        return task
+            self._in_flight.start_unwatched(key, self._load_and_store(key, loader))
 
     async def _load_and_store(self, key: CacheKey, loader: Loader) -> CacheEntry:
-        try:
-            entry = await loader()
-            self._store.put(key, entry)
-            return entry
-        finally:
-            del self._in_flight[key]
+        entry = await loader()
+        self._store.put(key, entry)
+        return entry
 
     async def close(self) -> None:
         """Cancel loads still under way (at shutdown)."""
-        tasks = list(self._in_flight.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._in_flight.close()

@@ -1,8 +1,9 @@
 """The local entry store: ready-to-send entries in this process, bounded in bytes.
 
 Each entry carries its own ``keep_until`` (never served after it: the TTL plus the stale
-windows, cut short by the earliest cover URL inside it). cachetools' ``TLRUCache`` evicts by
-that per-entry time and by total size, sized by the bytes each entry really holds.
+windows, cut short by the earliest cover URL inside it and, for a body holding signed
+cover-image links, by their ``serve_until``). cachetools' ``TLRUCache`` evicts by that per-entry
+time and by total size, sized by the bytes each entry really holds.
 """
 
 from __future__ import annotations

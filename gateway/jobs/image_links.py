@@ -25,10 +25,10 @@ import hashlib
 import hmac
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from urllib.parse import quote
 
 from gateway.config.url_signing import UrlSigningKey
 from gateway.errors import Forbidden, LinkExpired
+from gateway.jobs.shaping import job_path
 from gateway.tenant import Tenant
 
 LINK_PARAMETERS = ("tenant", "exp", "kid", "sig")
@@ -39,7 +39,7 @@ NOT_GENUINE = "this cover link is not valid (altered, another tenant's, or signe
 
 def cover_image_path(job_id: str) -> str:
     """The path of a job's cover-image link (before its query)."""
-    return f"/v1/training-jobs/{quote(job_id, safe='')}/cover-image"
+    return f"{job_path(job_id)}/cover-image"
 
 
 def quantisation_step(ttl_seconds: int) -> int:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.cache.entry import CacheEntry, CoverLink
-from gateway.cache.freshness import Freshness, freshness
+from gateway.cache.freshness import FRESH, MISS, STALE_IF_ERROR, STALE_WHILE_REVALIDATE, freshness
 from gateway.cache.keys import CacheKey, job_key, list_key
 from gateway.cache.protocols import Backoff, CoverLinks, EntryStore, Loader, SingleFlight
 from gateway.clock import Clock
@@ -37,7 +37,7 @@ GZIP_MIN_BYTES = 1024
 
 @dataclass(frozen=True, slots=True)
 class Served:
-    """An entry to send and how it was obtained: hit, miss or coalesced."""
+    """An entry to send and how it was obtained: hit, miss, coalesced or stale."""
 
     entry: CacheEntry
     result: str
@@ -123,18 +123,18 @@ class TrainingJobService:
 
     def _plain_hit(self, key: CacheKey, now: float) -> CacheEntry | None:
         entry = self._store.get(key)
-        return entry if freshness(entry, now, self._stale_while_revalidate) is Freshness.FRESH else None
+        return entry if freshness(entry, now, self._stale_while_revalidate) is FRESH else None
 
     async def _serve(self, key: CacheKey, loader: Loader) -> Served:
         entry = self._store.get(key)
         now = self._clock.now()
         state = freshness(entry, now, self._stale_while_revalidate)
-        if state is Freshness.MISS:
+        if state is MISS:
             entry = None
-        elif entry is not None and state is not Freshness.STALE_IF_ERROR:
-            if state is not Freshness.FRESH:  # refresh-ahead or stale-while-revalidate
+        elif entry is not None and state is not STALE_IF_ERROR:
+            if state is not FRESH:  # refresh-ahead or stale-while-revalidate
                 self._refresh_in_background(key, entry, loader)
-            return self._served(entry, "stale" if state is Freshness.STALE_WHILE_REVALIDATE else "hit", now)
+            return self._served(entry, "stale" if state is STALE_WHILE_REVALIDATE else "hit", now)
         blocked = self._backoff.blocked(key)
         if blocked is not None:
             if entry is not None:
@@ -187,16 +187,7 @@ class TrainingJobService:
     async def _load_list(self, tenant: Tenant, query: UpstreamQuery) -> CacheEntry:
         raw, fetched_at = await self._client.list_jobs(tenant.app_user_id, query)
         page = self._shape(tenant, raw, fetched_at)
-        params = dict(query)
-        body = self._encode(
-            {
-                "count": page.count,
-                "offset": int(params["offset"]),
-                "limit": int(params["limit"]),
-                "jobs": page.jobs,
-            }
-        )
-        return self._entry(tenant, body, fetched_at, page.covers)
+        return self._entry(tenant, self._page_body(query, page.count, page.jobs), fetched_at, page.covers)
 
     async def _load_job(self, tenant: Tenant, job_id: str) -> CacheEntry:
         raw, fetched_at = await self._client.list_jobs(tenant.app_user_id, parse_list_query([("job_id", job_id)]))
@@ -237,6 +228,12 @@ class TrainingJobService:
 
     def _empty_page(self, tenant: Tenant, query: UpstreamQuery) -> Served:
         """The answer to a query no job can match, made here: the upstream is not asked."""
-        params, now = dict(query), self._clock.now()
-        body = self._encode({"count": 0, "offset": int(params["offset"]), "limit": int(params["limit"]), "jobs": []})
-        return self._served(self._entry(tenant, body, now, {}), "hit", now)
+        now = self._clock.now()
+        return self._served(self._entry(tenant, self._page_body(query, 0, []), now, {}), "hit", now)
+
+    def _page_body(self, query: UpstreamQuery, count: int, jobs: list[dict[str, Any]]) -> bytes:
+        """A list page's body: the count, the query's offset and limit, and the jobs."""
+        params = dict(query)
+        return self._encode(
+            {"count": count, "offset": int(params["offset"]), "limit": int(params["limit"]), "jobs": jobs}
+        )

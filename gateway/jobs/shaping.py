@@ -53,9 +53,14 @@ class ShapedPage:
     covers: dict[str, CoverLink]
 
 
+def job_path(job_id: str) -> str:
+    """The gateway's path of a job (the job id percent-encoded as one segment)."""
+    return f"/v1/training-jobs/{quote(job_id, safe='')}"
+
+
 def cover_path(job_id: str) -> str:
     """The gateway's stable cover path for a job."""
-    return f"/v1/training-jobs/{quote(job_id, safe='')}/cover"
+    return f"{job_path(job_id)}/cover"
 
 
 def _shape_job(

@@ -9,12 +9,24 @@ so a replica that reads an entry serves it without JSON work. Anything malformed
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
 from gateway.cache.entry import CacheEntry, CoverLink
 
 _LENGTH = struct.Struct(">I")
+
+
+def _links_out(covers: Mapping[str, CoverLink]) -> dict[str, list[str | float]]:
+    """Cover links by job id as JSON: ``{job id: [url, expires_at]}``."""
+    return {job_id: [link.url, link.expires_at] for job_id, link in covers.items()}
+
+
+def _links_in(raw: Any) -> dict[str, CoverLink]:
+    """The links ``_links_out`` wrote; a wrong shape raises ``ValueError``, ``TypeError`` or the like."""
+    return {str(job_id): CoverLink(str(url), float(expires)) for job_id, (url, expires) in raw.items()}
 
 
 def encode_entry(entry: CacheEntry) -> bytes:
@@ -26,7 +38,7 @@ def encode_entry(entry: CacheEntry) -> bytes:
             "fresh_until": entry.fresh_until,
             "keep_until": entry.keep_until,
             "earliest_cover_expiry": entry.earliest_cover_expiry,
-            "covers": {job_id: [link.url, link.expires_at] for job_id, link in entry.covers.items()},
+            "covers": _links_out(entry.covers),
             "body": len(entry.body),
             "gzip": None if entry.gzip_body is None else len(entry.gzip_body),
         }
@@ -51,7 +63,7 @@ def decode_entry(data: bytes) -> CacheEntry:
             fetched_at=float(header["fetched_at"]),
             fresh_until=float(header["fresh_until"]),
             keep_until=float(header["keep_until"]),
-            covers={str(job): CoverLink(str(url), float(expires)) for job, (url, expires) in header["covers"].items()},
+            covers=_links_in(header["covers"]),
             earliest_cover_expiry=(
                 None if header["earliest_cover_expiry"] is None else float(header["earliest_cover_expiry"])
             ),
@@ -63,16 +75,13 @@ def decode_entry(data: bytes) -> CacheEntry:
 
 def encode_covers(tenant_id: str, covers: dict[str, CoverLink]) -> bytes:
     """A covers message: a tenant's cover links by job id."""
-    return orjson.dumps(
-        {"tenant": tenant_id, "covers": {job: [link.url, link.expires_at] for job, link in covers.items()}}
-    )
+    return orjson.dumps({"tenant": tenant_id, "covers": _links_out(covers)})
 
 
 def decode_covers(data: bytes) -> tuple[str, dict[str, CoverLink]]:
     """The tenant id and links of a covers message; ``ValueError`` if it is not one."""
     try:
         message = orjson.loads(data)
-        links = {str(job): CoverLink(str(url), float(expires)) for job, (url, expires) in message["covers"].items()}
-        return str(message["tenant"]), links
+        return str(message["tenant"]), _links_in(message["covers"])
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError("not a covers message") from exc

@@ -22,13 +22,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import Coroutine
 from functools import partial
-from typing import Any
 
 from gateway.cache.entry import CacheEntry
 from gateway.cache.keys import CacheKey
 from gateway.cache.protocols import EntryStore, Loader
+from gateway.cache.single_flight import KeyedTasks
 from gateway.clock import Clock
 from gateway.errors import UpstreamError, UpstreamTimeout
 from gateway.shared.backoff import SharedBackoff
@@ -94,7 +93,7 @@ class LeasedSingleFlight:
         self._backoff = backoff
         self._clock = clock
         self._wait_seconds = wait_seconds
-        self._in_flight: dict[CacheKey, asyncio.Task[Fetched]] = {}
+        self._in_flight: KeyedTasks[Fetched] = KeyedTasks()
         self._hints: dict[str, asyncio.Event] = {}
         self._fill_or_lease = tier.script(_FILL_OR_LEASE)
         self._fill = tier.script(_FILL)
@@ -110,7 +109,7 @@ class LeasedSingleFlight:
         """The entry for ``key`` from Redis, another replica's load, or this replica's own."""
         task = self._in_flight.get(key)
         if task is None:
-            return await asyncio.shield(self._start(key, self._fetch(key, loader, better_than=None)))
+            return await asyncio.shield(self._in_flight.start(key, self._fetch(key, loader, better_than=None)))
         entry, result = await asyncio.shield(task)
         return entry, "hit" if result == "hit" else "coalesced"
 
@@ -121,28 +120,11 @@ class LeasedSingleFlight:
             return
         current = self._store.get(key)
         better_than = current.fresh_until if current is not None else None
-        task = self._start(key, self._fetch(key, loader, better_than=better_than))
-        # A failed background refresh leaves the current entry in place; retrieve the exception
-        # so it is not reported as never retrieved.
-        task.add_done_callback(lambda done: done.cancelled() or done.exception())
+        self._in_flight.start_unwatched(key, self._fetch(key, loader, better_than=better_than))
 
     async def close(self) -> None:
         """Cancel loads still under way (at shutdown)."""
-        tasks = list(self._in_flight.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    def _start(self, key: CacheKey, work: Coroutine[Any, Any, Fetched]) -> asyncio.Task[Fetched]:
-        task = asyncio.ensure_future(self._tracked(key, work))
-        self._in_flight[key] = task
-        return task
-
-    async def _tracked(self, key: CacheKey, work: Coroutine[Any, Any, Fetched]) -> Fetched:
-        try:
-            return await work
-        finally:
-            del self._in_flight[key]
+        await self._in_flight.close()
 
     async def _fetch(self, key: CacheKey, loader: Loader, *, better_than: float | None) -> Fetched:
         name = self._keys.entry(key)

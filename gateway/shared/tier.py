@@ -86,7 +86,7 @@ def _client(settings: SharedSettings) -> Redis | RedisCluster:
     pool = BlockingConnectionPool.from_url(
         settings.redis_url, max_connections=MAX_CONNECTIONS, timeout=timeout, **options
     )
-    return Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
+    return Redis(connection_pool=pool)  # connections take their retry (none) from the pool's options
 
 
 class RedisTier:
@@ -159,10 +159,11 @@ class RedisTier:
 
     def _forget(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and isinstance(task.exception(), SharedUnavailable | None):
+        if task.cancelled():
             return
-        if not task.cancelled():
-            logger.error("shared tier task failed", exc_info=task.exception())
+        error = task.exception()
+        if not isinstance(error, SharedUnavailable | None):
+            logger.error("shared tier task failed", exc_info=error)
 
     async def start(self) -> None:
         """One heartbeat (bounded: Redis being down does not delay start-up), then the heartbeat

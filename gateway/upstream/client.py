@@ -47,7 +47,7 @@ from gateway.observability.metrics import Metrics
 from gateway.upstream.breaker import CircuitBreaker
 from gateway.upstream.query import UpstreamQuery
 from gateway.upstream.retry_budget import RetryBudget
-from gateway.upstream.signing import canonical_query_string, sign
+from gateway.upstream.signing import path_and_query, sign
 
 USER_AGENT = f"metastudio-gateway/{__version__}"
 _BACKOFF = wait_random_exponential(multiplier=0.05, max=1.0)
@@ -59,6 +59,11 @@ class _CredentialsRefused(Exception):
     def __init__(self, refused: UpstreamAuth) -> None:
         super().__init__("the upstream refused the credentials")
         self.refused = refused
+
+
+def _refused_credentials() -> UpstreamRejected:
+    """What a caller gets when the upstream refused the credentials even after a renewal."""
+    return UpstreamRejected("the upstream refused the gateway's credentials", outcome="auth")
 
 
 def _retry_after_seconds(response: aiohttp.ClientResponse) -> float | None:
@@ -119,15 +124,11 @@ class MetaStudioClient:
                     # Perhaps the credentials were rotated or revoked: renew them and try once more.
                     self._metrics.credential_reloads.labels(trigger="upstream_auth_failure").inc()
                     if not await self._credentials.renew_refused(refusal.refused):
-                        raise UpstreamRejected(
-                            "the upstream refused the gateway's credentials", outcome="auth"
-                        ) from refusal
+                        raise _refused_credentials() from refusal
                     try:
                         return await self._with_retries(app_user_id, query)
                     except _CredentialsRefused as exc:
-                        raise UpstreamRejected(
-                            "the upstream refused the gateway's credentials", outcome="auth"
-                        ) from exc
+                        raise _refused_credentials() from exc
         except CredentialsUnavailable as exc:
             self._metrics.upstream_requests.labels(outcome="no_credentials").inc()
             raise UpstreamUnavailable(
@@ -188,9 +189,7 @@ class MetaStudioClient:
         if isinstance(auth, IamToken):
             # Token mode: the token alone authenticates; no Authorization, X-Sdk-Date, X-Project-Id.
             headers["X-Auth-Token"] = auth.value
-            query_string = canonical_query_string(query)
-            path_and_query = self._path + (f"?{query_string}" if query_string else "")
-            return URL(self._settings.endpoint + path_and_query, encoded=True), headers
+            return URL(self._settings.endpoint + path_and_query(self._path, query), encoded=True), headers
         credentials = auth
         headers["X-Project-Id"] = self._settings.project_id
         if credentials.security_token:

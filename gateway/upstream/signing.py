@@ -59,6 +59,12 @@ def canonical_query_string(params: QueryParams) -> str:
     return "&".join(pairs)
 
 
+def path_and_query(path: str, query: QueryParams) -> str:
+    """``path`` with the canonical query string after it (none when it is empty): what goes on the wire."""
+    query_string = canonical_query_string(query)
+    return f"{path}?{query_string}" if query_string else path
+
+
 def canonical_uri(path: str) -> str:
     """Re-encode each path segment and make sure the URI ends with a slash."""
     uri = "/".join(_encode(segment) for segment in unquote(path).split("/"))
@@ -142,9 +148,7 @@ def sign(
     sig = signature(secret_key, string_to_sign(canonical, stamp))
     wire_headers = {name: str(value).strip() for name, value in to_sign.items()}
     wire_headers["Authorization"] = authorization_header(access_key, signed, sig)
-    query_string = canonical_query_string(query)
-    path_and_query = f"{path}?{query_string}" if query_string else path
-    return SignedRequest(path_and_query=path_and_query, headers=wire_headers, canonical_request=canonical)
+    return SignedRequest(path_and_query=path_and_query(path, query), headers=wire_headers, canonical_request=canonical)
 
 
 @dataclass(frozen=True, slots=True)
