@@ -172,7 +172,10 @@ class TrainingJobService:
     def _refresh_in_background(self, key: CacheKey, entry: CacheEntry, loader: Loader) -> None:
         if self._flights.is_loading(key) or self._backoff.blocked(key) is not None:
             return
-        if entry.earliest_cover_expiry is not None and entry.fresh_until < entry.fetched_at + self._ttl:
+        # Labelled by what bounded the entry's life: its earliest cover link (less the margin), as
+        # ``_entry`` set it. Not ``fresh_until`` itself, which signed image links may bound too.
+        cover = entry.earliest_cover_expiry
+        if cover is not None and cover - self._margin < entry.fetched_at + self._ttl:
             self._metrics.cover_refreshes.labels(reason="cover_expiring").inc()
         self._flights.refresh_in_background(key, self._remembering_failures(key, loader))
 
