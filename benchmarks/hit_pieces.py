@@ -13,9 +13,7 @@ more (compare ``benchmarks/run.py``'s "us per hit above the floor").
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 import tempfile
 import timeit
 from collections.abc import Callable
@@ -32,7 +30,16 @@ from gateway.config.url_signing import random_url_signing_keys
 from gateway.credentials.chain import select_credentials
 from gateway.fastpath.protocol import HIT_RESPONDER
 from gateway.observability.accesslog import access_record
-from tests.stack import LIVE_AK, LIVE_SK, _tenants_toml, free_port, stop_process, wait_until_answering
+from tests.stack import (
+    LIVE_AK,
+    LIVE_SK,
+    _tenants_toml,
+    clean_env,
+    free_port,
+    simulator_command,
+    stop_process,
+    wait_until_answering,
+)
 
 CALLS = 100_000
 
@@ -95,12 +102,11 @@ def main() -> None:
     """Run the simulator, time the pieces, print them."""
     port = free_port()
     simulator_url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "gateway", "simulator", "--port", str(port), "--ak", LIVE_AK, "--sk", LIVE_SK]
-    command += ["--jobs-per-user", str(JOBS_PER_USER)]
+    command = simulator_command(port, "--jobs-per-user", str(JOBS_PER_USER))
     with tempfile.TemporaryDirectory(prefix="hit-pieces-") as scratch:
         workdir = Path(scratch)
         with (workdir / "simulator.log").open("wb") as log:
-            simulator = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+            simulator = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=clean_env())
             try:
                 wait_until_answering(simulator_url + "/", simulator)
                 figures = asyncio.run(pieces(simulator_url, workdir))

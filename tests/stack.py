@@ -4,6 +4,7 @@ an operator would (TOML file + environment), stopped by PID afterwards."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -22,7 +23,9 @@ LIVE_AK = "live-test-ak"
 LIVE_SK = "live-test-sk-never-logged"
 ACME_KEY = "live-acme-key-1"
 GLOBEX_KEY = "live-globex-key-2"
-_STRIPPED_PREFIXES = ("HUAWEICLOUD_", "CLOUD_SDK_", "METASTUDIO_", "GATEWAY_")
+GATEWAY_ENV_PREFIXES = ("HUAWEICLOUD_", "CLOUD_SDK_", "HC_", "METASTUDIO_", "GATEWAY_")
+"""The prefixes of every environment variable the gateway reads: its settings and every source of
+the credential chain (static keys, OIDC, federation, profile, IAM, metadata, CCE pod identity)."""
 DEFAULT_TENANTS: tuple[tuple[str, str, str], ...] = (
     ("acme", "acme-web", ACME_KEY),
     ("globex", "globex-app", GLOBEX_KEY),
@@ -39,6 +42,50 @@ class LiveGateway:
     process: subprocess.Popen[bytes]
     acme_key: str = ACME_KEY
     globex_key: str = GLOBEX_KEY
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any variable the gateway reads, plus ``extra``: a
+    command sees only the settings and credentials its test gives it."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(GATEWAY_ENV_PREFIXES)}, **extra}
+
+
+def simulator_command(port: int, *args: str, wrap: Sequence[str] = ()) -> list[str]:
+    """``metastudio-gateway simulator`` on loopback ``port``, accepting the live keys, with ``args``
+    (``--jobs-per-user N``); ``wrap`` prefixes it (see ``live_stack``)."""
+    simulator = [sys.executable, "-m", "gateway", "simulator", "--port", str(port), "--ak", LIVE_AK, "--sk", LIVE_SK]
+    return [*wrap, *simulator, *args]
+
+
+def serve_command(config: Path, port: int, wrap: Sequence[str] = ()) -> list[str]:
+    """``metastudio-gateway serve`` with the TOML file ``config`` on loopback ``port``; ``wrap`` prefixes it."""
+    return [
+        *wrap,
+        sys.executable,
+        "-m",
+        "gateway",
+        "serve",
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+
+def upstream_calls(simulator_url: str) -> int:
+    """Jobs requests the simulator has received so far (``/_simulator/stats``)."""
+    with urllib.request.urlopen(simulator_url + "/_simulator/stats", timeout=5) as response:
+        return int(json.loads(response.read())["requests"])
+
+
+def set_faults(simulator_url: str, faults: list[dict[str, object]]) -> None:
+    """Replace the simulator's faults (``[]`` clears them)."""
+    request = urllib.request.Request(
+        simulator_url + "/_simulator/faults", data=json.dumps(faults).encode(), method="PUT"
+    )
+    urllib.request.urlopen(request, timeout=5).close()
 
 
 def free_port() -> int:
@@ -129,24 +176,10 @@ def live_replicas(
     The first gateway writes ``gateway.log``, the others ``gateway-<n>.log``; arguments as for
     ``live_stack``."""
     sim_port = free_port()
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith(_STRIPPED_PREFIXES)}
     sim_log = (workdir / "simulator.log").open("wb")
     simulator = subprocess.Popen(
-        [
-            *wrap,
-            sys.executable,
-            "-m",
-            "gateway",
-            "simulator",
-            "--port",
-            str(sim_port),
-            "--ak",
-            LIVE_AK,
-            "--sk",
-            LIVE_SK,
-            *simulator_args,
-        ],
-        env=base_env,
+        simulator_command(sim_port, *simulator_args, wrap=wrap),
+        env=clean_env(),
         stdout=sim_log,
         stderr=subprocess.STDOUT,
     )
@@ -158,7 +191,7 @@ def live_replicas(
         config = workdir / "gateway.toml"
         config.write_text(extra_config + _tenants_toml(tenants))
         env = {
-            **base_env,
+            **clean_env(),
             **(extra_env or {}),
             "HUAWEICLOUD_SDK_AK": LIVE_AK,
             "HUAWEICLOUD_SDK_SK": LIVE_SK,
@@ -169,24 +202,7 @@ def live_replicas(
         for index, port in enumerate(ports):
             logs.append((workdir / ("gateway.log" if index == 0 else f"gateway-{index}.log")).open("wb"))
             gateways.append(
-                subprocess.Popen(
-                    [
-                        *wrap,
-                        sys.executable,
-                        "-m",
-                        "gateway",
-                        "serve",
-                        "--config",
-                        str(config),
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(port),
-                    ],
-                    env=env,
-                    stdout=logs[-1],
-                    stderr=subprocess.STDOUT,
-                )
+                subprocess.Popen(serve_command(config, port, wrap), env=env, stdout=logs[-1], stderr=subprocess.STDOUT)
             )
         for port, gateway in zip(ports, gateways, strict=True):
             wait_until_answering(f"http://127.0.0.1:{port}/readyz", gateway)

@@ -51,4 +51,5 @@ def test_a_test_that_outputs_a_registered_secret_fails_and_a_clean_one_passes(py
 def test_the_report_never_quotes_the_secret(pytester: pytest.Pytester) -> None:
     """The failure names where a secret appeared and its first characters, not the secret."""
     result = run_inner(pytester)
+    result.assert_outcomes(passed=3, errors=2)  # the check did report both leaks
     assert "inner-secret" not in result.stdout.str() + result.stderr.str()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import statistics
 import time
@@ -34,7 +33,7 @@ from perf.targets import (
     signed_upstream_request,
 )
 from perf.wrk import Target
-from tests.stack import LIVE_AK, LIVE_SK, LiveGateway
+from tests.stack import LIVE_AK, LIVE_SK, LiveGateway, upstream_calls
 
 HIT_CONNECTIONS = 50
 CURVE_CONNECTIONS = (1, 8, 64, 256)
@@ -102,11 +101,6 @@ def cache_counts(base_url: str) -> dict[str, float]:
 def _delta(after: Mapping[str, float], before: Mapping[str, float]) -> dict[str, float]:
     """Per-key difference of two counter readings."""
     return {key: after[key] - before[key] for key in after}
-
-
-def simulator_requests(simulator_url: str) -> int:
-    """Jobs requests the simulator has received so far (``/_simulator/stats``)."""
-    return int(json.loads(http_get(simulator_url + "/_simulator/stats")[2])["requests"])
 
 
 # ---------------------------------------------------------------- 1, 2, 7: wrk
@@ -309,10 +303,10 @@ def coalescing(bench: Bench, live: LiveGateway, loop: str) -> dict[str, Any]:
     """
     count = bench.plan.coalesce_requests
     paths = [f"{LIST_PATH}?offset={100 * index}&limit=100" for index in range(COALESCE_ROUNDS)]
-    upstream_before, cache_before = simulator_requests(live.simulator_url), cache_counts(live.base_url)
+    upstream_before, cache_before = upstream_calls(live.simulator_url), cache_counts(live.base_url)
     warm_url = live.base_url + "/healthz"
     rounds = [asyncio.run(_burst(live.base_url + path, AUTH, count, warm_url=warm_url)) for path in paths]
-    upstream_calls = simulator_requests(live.simulator_url) - upstream_before
+    calls = upstream_calls(live.simulator_url) - upstream_before
     cache_results = _delta(cache_counts(live.base_url), cache_before)
     workdir = bench.workdir / "burst-page"
     workdir.mkdir()
@@ -323,14 +317,14 @@ def coalescing(bench: Bench, live: LiveGateway, loop: str) -> dict[str, Any]:
     seconds = statistics.median(elapsed for elapsed, _ in rounds)
     bare_seconds = statistics.median(elapsed for elapsed, _ in bare_rounds)
     print(
-        f"  coalescing: {upstream_calls} upstream call(s) for {len(paths)} keys;"
+        f"  coalescing: {calls} upstream call(s) for {len(paths)} keys;"
         f" all served in {seconds:.3f} s (bare {bare_seconds:.3f} s), median of {len(paths)}"
     )
     return {
         "requests": count,
         "keys": len(paths),
         "ok": min(statuses.count(200) for _, statuses in rounds),
-        "upstream_calls": upstream_calls / len(paths),
+        "upstream_calls": calls / len(paths),
         "seconds_to_serve_all": seconds,
         "bare_seconds_to_serve_all": bare_seconds,
         "rounds_seconds": [elapsed for elapsed, _ in rounds],

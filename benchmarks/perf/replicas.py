@@ -25,11 +25,11 @@ from typing import Any
 
 import aiohttp
 
-from perf.measures import Bench, median_run, metric_sum, percentile, simulator_requests
+from perf.measures import Bench, median_run, metric_sum, percentile
 from perf.system import http_get
 from perf.targets import AUTH, LIST_PATH, TENANTS
 from perf.wrk import Target
-from tests.stack import GLOBEX_KEY, LiveGateway, live_replicas, live_stack, redis_server
+from tests.stack import GLOBEX_KEY, LiveGateway, live_replicas, live_stack, redis_server, set_faults, upstream_calls
 
 REDIS_PASSWORD = "bench-redis-password"
 REPLICAS = 3
@@ -59,18 +59,11 @@ def _deployment(
         yield gateways
 
 
-def _put_faults(simulator_url: str, body: bytes) -> None:
-    import urllib.request
-
-    request = urllib.request.Request(simulator_url + "/_simulator/faults", data=body, method="PUT")
-    urllib.request.urlopen(request, timeout=5).close()
-
-
 def upstream_calls_per_key(gateways: Sequence[LiveGateway]) -> float:
     """R1: COLD_KEYS keys x REQUESTS_PER_KEY concurrent cold requests over the replicas (upstream 0.3 s)."""
     simulator = gateways[0].simulator_url
-    _put_faults(simulator, b'[{"kind": "latency", "seconds": 0.3}]')
-    before = simulator_requests(simulator)
+    set_faults(simulator, [{"kind": "latency", "seconds": 0.3}])
+    before = upstream_calls(simulator)
 
     async def burst() -> None:
         async with aiohttp.ClientSession() as session:
@@ -84,8 +77,8 @@ def upstream_calls_per_key(gateways: Sequence[LiveGateway]) -> float:
             await asyncio.gather(*(one(index) for index in range(COLD_KEYS * REQUESTS_PER_KEY)))
 
     asyncio.run(burst())
-    _put_faults(simulator, b"[]")
-    return (simulator_requests(simulator) - before) / COLD_KEYS
+    set_faults(simulator, [])
+    return (upstream_calls(simulator) - before) / COLD_KEYS
 
 
 def _timed_gets(urls: Sequence[str]) -> list[float]:

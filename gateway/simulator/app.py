@@ -133,7 +133,7 @@ def _render(job: JobRecord, cover_url: str | None) -> dict[str, Any]:
 
 def _add_jobs_of(state: SimulatorState, app_user_id: str) -> None:
     """Give an app user id seen for the first time its own jobs (see ``dataset.user_jobs``)."""
-    if not state.any_app_user_id or app_user_id in state.app_user_ids or len(state.app_user_ids) >= MAX_APP_USER_IDS:
+    if app_user_id in state.app_user_ids or len(state.app_user_ids) >= MAX_APP_USER_IDS:
         return
     state.app_user_ids.add(app_user_id)
     state.jobs.extend(

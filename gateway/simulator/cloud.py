@@ -7,11 +7,11 @@ accept only credentials this cloud issued (unexpired, with their own security to
 own unexpired IAM tokens scoped to the project. Validity runs on the simulator's clock.
 
 Per route, tests turn the knobs of an ``EndpointControl``: lifetime, expiry format (``6-digit``,
-``3-digit``, ``no-fraction``, ``offset``), statuses to answer next ("fail N times"), latency,
-and a missing ``X-Subject-Token``; ``CloudState`` also says which id token, pod token, IAM user
-and agency are genuine, whether the instance has an agency and IMDS v2. Every request is
-logged (route and status), so tests count fetches. Over HTTP: ``GET /_simulator/cloud`` (counts
-and controls), ``PUT`` (a JSON object of per-route control changes), ``DELETE`` (reset).
+``3-digit``, ``no-fraction``, ``offset``), statuses to answer next ("fail N times") and latency;
+``CloudState`` also says which id token, pod token, IAM user and agency are genuine, whether the
+instance has an agency and IMDS v2. Every request is logged (route and status), so tests count
+fetches. Over HTTP: ``GET /_simulator/cloud`` (counts and controls), ``PUT`` (a JSON object of
+per-route control changes), ``DELETE`` (reset).
 """
 
 from __future__ import annotations
@@ -52,8 +52,6 @@ class EndpointControl:
     """Statuses to answer, one per request, before answering normally again."""
     latency_seconds: float = 0.0
     """Real seconds each answer waits (to hold a fetch in flight)."""
-    omit_subject_token: bool = False
-    """Answer a token route without its ``X-Subject-Token`` header."""
 
     def update(self, changes: dict[str, Any]) -> None:
         """Apply a JSON object of changes; raises ``ValueError`` on an unknown name or bad value."""
@@ -121,7 +119,6 @@ class CloudState:
     """(domain name, agency name) pairs that may be assumed."""
     instance_has_agency: bool = True
     imds_v2: bool = True
-    imds_require_v2: bool = False
     keys: dict[str, IssuedKeys] = field(default_factory=dict, repr=False)
     tokens: dict[str, IssuedToken] = field(default_factory=dict, repr=False)
     metadata_sessions: set[str] = field(default_factory=set, repr=False)
@@ -149,6 +146,11 @@ class CloudState:
         if now >= keys.expires_at:
             return "temporary credentials expired"
         return keys
+
+    def live_token(self, token: str, now: float) -> IssuedToken | None:
+        """The issued IAM token ``token`` if known and unexpired, else ``None``."""
+        issued = self.tokens.get(token)
+        return issued if issued is not None and now < issued.expires_at else None
 
     def check_token(self, token: str, project_id: str, now: float) -> str | None:
         """``None`` when ``token`` is a known unexpired token scoped to ``project_id``, else why not."""
@@ -263,9 +265,15 @@ class FakeCloud:
         }
         return token, body
 
-    def _token_response(self, route: str, token: str, body: dict[str, Any]) -> web.Response:
-        headers = {} if self.state.controls[route].omit_subject_token else {"X-Subject-Token": token}
-        return web.json_response({"token": body}, status=201, headers=headers)
+    @staticmethod
+    def _token_response(token: str, body: dict[str, Any]) -> web.Response:
+        return web.json_response({"token": body}, status=201, headers={"X-Subject-Token": token})
+
+    def _iam_credential(self, route: str, status: int = 200) -> web.Response:
+        """New temporary credentials for ``route`` in IAM's ``credential`` body (securitytokens, metadata)."""
+        access_key, secret_key, token, expiry = self._issue_keys(route)
+        credential = {"access": access_key, "secret": secret_key, "securitytoken": token, "expires_at": expiry}
+        return web.json_response({"credential": credential}, status=status)
 
     # -- routes -------------------------------------------------------------------------------
 
@@ -308,31 +316,19 @@ class FakeCloud:
             return _error(401, "IAM.0003", "invalid id token")
         token, fields_ = self._issue_token("id-token", None)
         fields_.update(methods=["mapped"], user={"name": "federated-user", "domain": {"name": "sim-domain"}})
-        return self._token_response("id-token", token, fields_)
+        return self._token_response(token, fields_)
 
     async def _security_tokens(self, request: web.Request) -> web.Response:
         body = await _json(request)
         token = request.headers.get("X-Auth-Token") or _dig(body, "auth", "identity", "token", "id")
         if _dig(body, "auth", "identity", "methods") != ["token"] or not isinstance(token, str):
             return _error(400, "IAM.0004", "auth.identity must use the token method")
-        issued = self.state.tokens.get(token)
-        if issued is None or self._clock.now() >= issued.expires_at:
+        if self.state.live_token(token, self._clock.now()) is None:
             return _keystone_error(401, "The token must be updated.")
         duration = _dig(body, "auth", "identity", "token", "duration_seconds") or 900
         if not isinstance(duration, int) or not 900 <= duration <= 86400:
             return _error(400, "IAM.0005", "duration_seconds out of range")
-        access_key, secret_key, security_token, expiry = self._issue_keys("securitytokens")
-        return web.json_response(
-            {
-                "credential": {
-                    "access": access_key,
-                    "secret": secret_key,
-                    "securitytoken": security_token,
-                    "expires_at": expiry,
-                }
-            },
-            status=201,
-        )
+        return self._iam_credential("securitytokens", status=201)
 
     def _scope_project(self, body: Any) -> str | None:
         project = _dig(body, "auth", "scope", "project")
@@ -353,8 +349,7 @@ class FakeCloud:
             if password is None or _dig(user, "password") != password:
                 return _keystone_error(401, "The username or password is wrong.")
         elif methods == ["assume_role"]:
-            caller = self.state.tokens.get(request.headers.get("X-Auth-Token", ""))
-            if caller is None or now >= caller.expires_at:
+            if self.state.live_token(request.headers.get("X-Auth-Token", ""), now) is None:
                 return _keystone_error(401, "The token must be updated.")
             role = _dig(body, "auth", "identity", "assume_role") or {}
             if (role.get("domain_name"), role.get("agency_name")) not in self.state.agencies:
@@ -369,7 +364,7 @@ class FakeCloud:
         fields_["methods"] = methods
         if project_id is not None:
             fields_["project"] = {"id": project_id, "name": self.state.region, "domain": {"name": "sim-domain"}}
-        return self._token_response("iam-token", token, fields_)
+        return self._token_response(token, fields_)
 
     async def _metadata_token(self, request: web.Request) -> web.Response:
         if not self.state.imds_v2:
@@ -387,14 +382,9 @@ class FakeCloud:
         session = request.headers.get("X-Metadata-Token")
         if session is not None and session not in self.state.metadata_sessions:
             return web.Response(status=401, text="Unauthorized")
-        if session is None and self.state.imds_require_v2:
-            return web.Response(status=401, text="Unauthorized")
         if not self.state.instance_has_agency:
             return _error(404, "ECS.0001", AGENCY_MISSING_TEXT)
-        access_key, secret_key, token, expiry = self._issue_keys("metadata")
-        return web.json_response(
-            {"credential": {"access": access_key, "secret": secret_key, "securitytoken": token, "expires_at": expiry}}
-        )
+        return self._iam_credential("metadata")
 
     async def _pod_identity(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != self.state.pod_identity_token:

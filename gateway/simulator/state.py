@@ -73,8 +73,6 @@ class SimulatorState:
     """Each app user id's job count (``None``: 25 to 40)."""
     app_user_ids: set[str] = field(default_factory=set)
     """App user ids whose jobs are in ``jobs``: the built-in ones, then each other id on its first request."""
-    any_app_user_id: bool = True
-    """Whether an app user id outside ``app_user_ids`` gets generated jobs (``False``: it sees none)."""
 
 
 SIMULATOR_STATE: web.AppKey[SimulatorState] = web.AppKey("simulator_state", SimulatorState)

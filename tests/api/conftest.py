@@ -50,6 +50,10 @@ URL_SIGNING_KEYS = (UrlSigningKey("test-k1", URL_SIGNING_SECRET.encode()),)
 register_secrets([SIM_AK, SIM_SK, ACME_KEY, GLOBEX_KEY, URL_SIGNING_SECRET])
 LONG_IMAGE_LINKS = {"image_url_ttl_seconds": 7 * 86400}
 """``covers=`` for tests of entries living many hours: cover-image links that outlive them."""
+APP = "http://app.example.test:3000"
+"""The browser origin ``cors_gateway`` allows."""
+EVIL = "http://evil.example.test"
+"""An origin no gateway here allows."""
 
 
 @dataclass
@@ -261,3 +265,9 @@ async def make_gateway(clock: ManualClock) -> AsyncIterator[GatewayFactory]:
 async def gateway(make_gateway: GatewayFactory) -> Gateway:
     """A gateway with default settings."""
     return await make_gateway()
+
+
+@pytest.fixture
+async def cors_gateway(make_gateway: GatewayFactory) -> Gateway:
+    """A gateway whose CORS allows the origin ``APP``."""
+    return await make_gateway(cors_origins=(APP,))

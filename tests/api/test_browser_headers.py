@@ -8,16 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import ACME, Gateway, GatewayFactory
+from tests.api.conftest import ACME, APP, EVIL, Gateway
 
 pytestmark = pytest.mark.asyncio
-APP = "http://app.example.test:3000"
-EVIL = "http://evil.example.test"
-
-
-@pytest.fixture
-async def cors_gateway(make_gateway: GatewayFactory) -> Gateway:
-    return await make_gateway(cors_origins=(APP,))
 
 
 async def a_job_with_a_cover(gateway: Gateway) -> dict[str, Any]:

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.conftest import ACME, Gateway, GatewayFactory
+from tests.api.conftest import ACME, APP, EVIL, Gateway
 
 pytestmark = pytest.mark.asyncio
-APP = "http://app.example.test:3000"
-EVIL = "http://evil.example.test"
-
-
-@pytest.fixture
-async def cors_gateway(make_gateway: GatewayFactory) -> Gateway:
-    return await make_gateway(cors_origins=(APP,))
 
 
 async def test_allowed_origin_gets_cors_headers_on_success_and_errors(cors_gateway: Gateway) -> None:

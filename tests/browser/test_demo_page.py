@@ -10,12 +10,11 @@ playwright, never a downloaded browser) against real processes.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,15 +22,14 @@ from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
-from tests.browser.test_frontend import CHROMIUM, CHROMIUM_FLAGS, TIMEOUT_MS, TIMEOUT_S
+from tests.browser.conftest import TIMEOUT_MS, TIMEOUT_S
 from tests.live import LiveGateway, live_gateway
-from tests.stack import stop_process
+from tests.stack import clean_env, stop_process
 
 pytestmark = pytest.mark.browser
 SCREENSHOT = "demo-page.png"
-_STRIPPED = ("HUAWEICLOUD_", "CLOUD_SDK_", "METASTUDIO_", "GATEWAY_")
 
 
 @dataclass(frozen=True)
@@ -45,10 +43,9 @@ class Demo:
 @pytest.fixture(scope="module")
 def demo() -> Iterator[Demo]:
     """``metastudio-gateway demo`` on free ports, until its instructions are printed (bounded)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_STRIPPED)}
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway", "demo", "--port", "0", "--page-port", "0"],
-        env=env,
+        env=clean_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -77,19 +74,6 @@ def short_links(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGatewa
     config = "[covers]\nimage_url_ttl_seconds = 2\n"
     with live_gateway(tmp_path_factory.mktemp("short-links"), extra_config=config) as live:
         yield live
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    assert CHROMIUM.is_file(), f"{CHROMIUM} is missing: install Debian's chromium (scripts/test does)"
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True, timeout=TIMEOUT_MS
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 async def fresh_page(browser: Browser, width: int = 1280) -> Page:

@@ -21,26 +21,14 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 import yarl
-from playwright.async_api import Browser, Page, Request, async_playwright
+from playwright.async_api import Browser, Page, Request
 
+from tests.browser.conftest import TIMEOUT_MS, TIMEOUT_S
 from tests.live import LiveGateway, live_gateway
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PAGE_DIR = Path(__file__).parent / "page"
-TIMEOUT_MS = 15_000
-TIMEOUT_S = TIMEOUT_MS / 1000
 
 
 class _QuietFiles(SimpleHTTPRequestHandler):
@@ -79,24 +67,6 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         cors = f'[cors]\nallowed_origins = ["{allowed_origin}"]\n'
         with live_gateway(tmp_path_factory.mktemp("live"), extra_config=cors) as live:
             yield Deployment(live=live, allowed_origin=allowed_origin, other_origin=other_origin)
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Path:
-    assert CHROMIUM.is_file(), f"{CHROMIUM} is missing: install Debian's chromium (scripts/test does)"
-    return CHROMIUM
-
-
-@pytest.fixture
-async def browser(chromium: Path) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=chromium, args=CHROMIUM_FLAGS, headless=True, timeout=TIMEOUT_MS
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 @pytest.fixture

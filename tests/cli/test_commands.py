@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.stack import clean_env
 
 KEY_HASH = hashlib.sha256(b"k1").hexdigest()
 GOOD_CONFIG = f"""
@@ -28,14 +29,9 @@ CREDENTIALS = {
 
 
 def run(*args: str, env: dict[str, str] | None = None, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("HUAWEICLOUD_", "CLOUD_SDK_", "METASTUDIO_", "GATEWAY_"))
-    }
     return subprocess.run(
         [sys.executable, "-m", "gateway", *args],
-        env={**base, **(env or {})},
+        env=clean_env(**(env or {})),
         input=stdin,
         capture_output=True,
         text=True,

@@ -4,20 +4,25 @@ load: the credentials are renewed several times behind the requests and no reque
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from gateway.simulator.cloud import POD_IDENTITY_PATH
 from tests.leaks import register_secrets, unwatch, watch
-from tests.stack import ACME_KEY, _tenants_toml, free_port, stop_process, wait_until_answering
+from tests.stack import (
+    ACME_KEY,
+    _tenants_toml,
+    clean_env,
+    free_port,
+    serve_command,
+    simulator_command,
+    stop_process,
+    wait_until_answering,
+)
 
 POD_TOKEN = "sim-pod-identity-token"  # the simulator's well-known pod identity token
 LIFETIME_SECONDS = 4
@@ -48,9 +53,6 @@ async def _steady_load(base_url: str, seconds: float) -> Counter[int]:
 
 def test_serve_renews_short_lived_credentials_under_load_without_a_failed_request(tmp_path: Path) -> None:
     """Pod identity credentials living 4 s: at least two renewals during 10 s of load, every request 200."""
-    base_env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("HUAWEICLOUD_", "CLOUD_SDK_", "METASTUDIO_", "HC_"))
-    }
     sim_port, port = free_port(), free_port()
     simulator_url, base_url = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{port}"
     token_file = tmp_path / "pod-token"
@@ -61,10 +63,7 @@ def test_serve_renews_short_lived_credentials_under_load_without_a_failed_reques
     watch(log)
     with (tmp_path / "simulator.log").open("wb") as sim_log, log.open("wb") as gateway_log:
         simulator = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "simulator", "--port", str(sim_port)],
-            env=base_env,
-            stdout=sim_log,
-            stderr=subprocess.STDOUT,
+            simulator_command(sim_port), env=clean_env(), stdout=sim_log, stderr=subprocess.STDOUT
         )
         gateway = None
         try:
@@ -73,29 +72,17 @@ def test_serve_renews_short_lived_credentials_under_load_without_a_failed_reques
                 _put(simulator_url + "/_simulator/cloud", {"pod-identity": {"lifetime_seconds": LIFETIME_SECONDS}})
             )
             gateway = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gateway",
-                    "serve",
-                    "--config",
-                    str(config),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                ],
-                env={
-                    **base_env,
-                    "HC_CONTAINER_CREDENTIALS_FULL_URI": simulator_url + POD_IDENTITY_PATH,
-                    "HC_CONTAINER_AUTHORIZATION_TOKEN_FILE": str(token_file),
-                    "METASTUDIO_PROJECT_ID": "sim-project",
-                    "METASTUDIO_ENDPOINT": simulator_url,
-                },
+                serve_command(config, port),
+                env=clean_env(
+                    HC_CONTAINER_CREDENTIALS_FULL_URI=simulator_url + POD_IDENTITY_PATH,
+                    HC_CONTAINER_AUTHORIZATION_TOKEN_FILE=str(token_file),
+                    METASTUDIO_PROJECT_ID="sim-project",
+                    METASTUDIO_ENDPOINT=simulator_url,
+                ),
                 stdout=gateway_log,
                 stderr=subprocess.STDOUT,
             )
-            _wait_ready(base_url, gateway)
+            wait_until_answering(base_url + "/readyz", gateway)  # 200 once the first credentials came
             statuses = asyncio.run(_steady_load(base_url, LOAD_SECONDS))
             cloud = asyncio.run(_get(simulator_url + "/_simulator/cloud"))
         finally:
@@ -117,17 +104,3 @@ async def _get(url: str) -> dict[str, dict[str, int]]:
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         result: dict[str, dict[str, int]] = await response.json()
         return result
-
-
-def _wait_ready(base_url: str, process: subprocess.Popen[bytes]) -> None:
-    """``/readyz`` 200: the first credentials arrived (bounded)."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"serve exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(base_url + "/readyz", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    pytest.fail("serve never became ready")

@@ -3,10 +3,8 @@ the API-key ones, the JWT one (a token from the demo identity provider) and the 
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,24 +13,17 @@ from pathlib import Path
 
 import pytest
 
-CREDENTIAL_PREFIXES = ("HUAWEICLOUD_", "CLOUD_SDK_", "METASTUDIO_", "GATEWAY_")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.stack import clean_env, free_port
 
 
 @pytest.fixture
 def demo_output() -> Iterator[str]:
     """Start the demo, wait (bounded) for its instructions, stop it afterwards."""
-    port = _free_port()
+    port = free_port()
     # No cloud credentials or upstream settings at all: the demo must not need them.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(CREDENTIAL_PREFIXES)}
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway", "demo", "--port", str(port), "--page-port", "0"],
-        env=env,
+        env=clean_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

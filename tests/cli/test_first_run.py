@@ -18,14 +18,9 @@ from typing import IO, Any
 
 import pytest
 
-from tests.stack import free_port, live_stack, stop_process
+from tests.stack import clean_env, free_port, live_stack, stop_process
 
-STRIPPED_PREFIXES = ("HUAWEICLOUD_", "CLOUD_SDK_", "METASTUDIO_", "GATEWAY_")
 KEY_HASH = hashlib.sha256(b"k1").hexdigest()
-
-
-def _env(**extra: str) -> dict[str, str]:
-    return {**{k: v for k, v in os.environ.items() if not k.startswith(STRIPPED_PREFIXES)}, **extra}
 
 
 def _json_lines(text: str) -> list[dict[str, Any]]:
@@ -79,7 +74,7 @@ def serve_config(tmp_path: Path) -> Path:
 def test_serve_port_zero_listens_on_a_free_port_and_logs_it(serve_config: Path, how: str) -> None:
     """`serve --port 0` (or GATEWAY_PORT=0): the JSON start-up line names the port really bound,
     and the gateway answers there."""
-    env = _env(
+    env = clean_env(
         HUAWEICLOUD_SDK_AK="ak-port-zero",
         HUAWEICLOUD_SDK_SK="sk-port-zero",
         METASTUDIO_PROJECT_ID="p1",
@@ -120,7 +115,7 @@ def demo() -> Iterator[tuple[subprocess.Popen[str], int, Lines, Lines]]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway", "demo", "--port", str(port)],
-        env=_env(),
+        env=clean_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -186,7 +181,7 @@ def test_hash_key_prompts_on_a_terminal_without_echoing_the_key() -> None:
     controller, terminal = os.openpty()
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway", "hash-key"],
-        env=_env(),
+        env=clean_env(),
         stdin=terminal,
         stdout=subprocess.PIPE,
         stderr=terminal,
@@ -212,7 +207,7 @@ def test_piped_hash_key_prints_only_the_hash() -> None:
     """With the key on a pipe there is no prompt: stdout is the hash alone, stderr empty."""
     result = subprocess.run(
         [sys.executable, "-m", "gateway", "hash-key"],
-        env=_env(),
+        env=clean_env(),
         input="k1\n",
         capture_output=True,
         text=True,

@@ -197,6 +197,25 @@ def metric_names() -> set[str]:
     return names
 
 
+def validate_strictly(docs: list[dict[str, Any]]) -> None:
+    """Every object validates strictly against the Kubernetes schemas of ``KUBE_VERSION`` (the
+    Prometheus-operator CRDs, which have none there, are checked in test_monitoring)."""
+    kv = require_module("kubernetes_validate")
+    for doc in docs:
+        ident = (doc["apiVersion"], doc["kind"])
+        try:
+            kv.validate(doc, KUBE_VERSION, strict=True)
+        except kv.SchemaNotFoundError:
+            assert ident in CRD_KINDS, f"no schema for {ident}"
+        except kv.ValidationError as exc:
+            pytest.fail(f"{doc['kind']}/{doc['metadata']['name']}: {exc}")
+
+
+def volumes(deployment: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A Deployment's pod volumes by name."""
+    return {volume["name"]: volume for volume in deployment["spec"]["template"]["spec"]["volumes"]}
+
+
 def container(deployment: dict[str, Any]) -> dict[str, Any]:
     """The gateway container of a Deployment."""
     containers = deployment["spec"]["template"]["spec"]["containers"]

@@ -8,7 +8,6 @@ import pytest
 
 from tests.helm.conftest import (
     CHART,
-    CRD_KINDS,
     FULL_VALUES,
     KUBE_VERSION,
     NAMESPACE,
@@ -18,6 +17,7 @@ from tests.helm.conftest import (
     manifests,
     render,
     require_module,
+    validate_strictly,
 )
 
 VARIANTS = {
@@ -48,16 +48,7 @@ def test_helm_lint_strict_passes(values: dict[str, Any]) -> None:
 @pytest.mark.parametrize("values", VARIANTS.values(), ids=VARIANTS.keys())
 def test_every_manifest_is_valid_kubernetes(values: dict[str, Any]) -> None:
     """Every rendered object validates strictly against the Kubernetes 1.30 schemas (CRDs: known kinds only)."""
-    kv = require_module("kubernetes_validate")
-    for doc in manifests(render(values)):
-        ident = (doc["apiVersion"], doc["kind"])
-        try:
-            kv.validate(doc, KUBE_VERSION, strict=True)
-        except kv.SchemaNotFoundError:
-            # kubernetes-validate ships no Prometheus-operator schemas; those CRDs get checked in test_monitoring.
-            assert ident in CRD_KINDS, f"no schema for {ident}"
-        except kv.ValidationError as exc:
-            pytest.fail(f"{doc['kind']}/{doc['metadata']['name']}: {exc}")
+    validate_strictly(manifests(render(values)))
 
 
 @pytest.mark.parametrize("values", VARIANTS.values(), ids=VARIANTS.keys())

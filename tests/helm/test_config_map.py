@@ -13,12 +13,12 @@ from tests.helm.conftest import (
     FULL_VALUES,
     HASH_A,
     ISSUER,
-    KUBE_VERSION,
     TENANTS,
     find,
     manifests,
     render,
     require_module,
+    validate_strictly,
 )
 
 
@@ -127,9 +127,7 @@ def test_oidc_issuer_and_jwt_only_tenant_reach_the_gateway(tmp_path: Path) -> No
         ],
     }
     docs = manifests(render(values))
-    validator = require_module("kubernetes_validate")
-    for doc in docs:
-        validator.validate(doc, KUBE_VERSION, strict=True)
+    validate_strictly(docs)
     text = str(find(docs, "ConfigMap", "-config")["data"]["gateway.toml"])
     assert "api_key_sha256" not in text.split('id = "acme"', 1)[1].split("[[tenants]]", 1)[0]
     settings = load_settings({"METASTUDIO_PROJECT_ID": "p"}, _write(tmp_path, text))

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.helm.conftest import KUBE_VERSION, TENANTS, container, env_of, find, kinds, manifests, render, require_module
+from tests.helm.conftest import TENANTS, container, env_of, find, kinds, manifests, render, validate_strictly, volumes
 
 MOUNT = "/var/run/secrets/metastudio-gateway"
 BASE = {"metastudio": {"projectId": "proj_0123"}, "tenants": TENANTS}
@@ -19,11 +19,6 @@ def _docs(credentials: dict[str, Any]) -> list[dict[str, Any]]:
     return manifests(render({**BASE, "credentials": credentials}))
 
 
-def _volume(deployment: dict[str, Any], name: str) -> dict[str, Any] | None:
-    volumes = deployment["spec"]["template"]["spec"]["volumes"]
-    return next((v for v in volumes if v["name"] == name), None)
-
-
 @pytest.mark.parametrize("credentials", [POD_IDENTITY, OIDC, {"source": "metadata"}])
 def test_temporary_sources_render_no_secret_and_valid_manifests(credentials: dict[str, Any]) -> None:
     """Pod identity, OIDC and metadata need no Secret; the manifests validate strictly."""
@@ -33,9 +28,7 @@ def test_temporary_sources_render_no_secret_and_valid_manifests(credentials: dic
     env = env_of(deployment)
     assert env["METASTUDIO_CREDENTIALS_SOURCE"] == credentials["source"]
     assert not {"HUAWEICLOUD_SDK_AK_FILE", "HUAWEICLOUD_SDK_SK_FILE"} & set(env)
-    validator = require_module("kubernetes_validate")
-    for doc in docs:
-        validator.validate(doc, KUBE_VERSION, strict=True)
+    validate_strictly(docs)
 
 
 @pytest.mark.parametrize(
@@ -50,7 +43,7 @@ def test_pod_identity_and_oidc_read_a_projected_service_account_token(
     deployment = find(_docs(credentials), "Deployment")
     env = env_of(deployment)
     assert env[token_variable] == f"{MOUNT}/identity-token"
-    (source,) = _volume(deployment, "credentials")["projected"]["sources"]  # type: ignore[index]
+    (source,) = volumes(deployment)["credentials"]["projected"]["sources"]
     assert source["serviceAccountToken"]["path"] == "identity-token"
     assert source["serviceAccountToken"]["audience"] == "sts.myhuaweicloud.com"
     assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
@@ -65,7 +58,7 @@ def test_pod_identity_and_oidc_read_a_projected_service_account_token(
 def test_metadata_mounts_nothing_and_may_override_the_host() -> None:
     """ECS metadata: no credentials volume; METASTUDIO_METADATA_ENDPOINT only when overridden."""
     deployment = find(_docs({"source": "metadata", "metadata": {"endpoint": "http://169.254.169.254"}}), "Deployment")
-    assert _volume(deployment, "credentials") is None
+    assert volumes(deployment).get("credentials") is None
     assert env_of(deployment)["METASTUDIO_METADATA_ENDPOINT"] == "http://169.254.169.254"
 
 

@@ -20,6 +20,7 @@ from tests.helm.conftest import (
     manifests,
     render,
     require_module,
+    volumes,
 )
 
 MOUNT = "/var/run/secrets/metastudio-gateway"
@@ -35,10 +36,6 @@ def _pod(deployment: dict[str, Any]) -> dict[str, Any]:
 
 def _mount_of(deployment: dict[str, Any], volume: str) -> str:
     return str(next(m["mountPath"] for m in container(deployment)["volumeMounts"] if m["name"] == volume))
-
-
-def _volume(deployment: dict[str, Any], name: str) -> dict[str, Any]:
-    return dict(next(v for v in _pod(deployment)["volumes"] if v["name"] == name))
 
 
 def test_probes_check_healthz_and_readyz(default_docs: list[dict[str, Any]]) -> None:
@@ -75,7 +72,7 @@ def test_tmp_is_a_writable_empty_dir(default_docs: list[dict[str, Any]]) -> None
     """/tmp is an emptyDir, the one writable place on a read-only root file system."""
     deployment = find(default_docs, "Deployment")
     assert _mount_of(deployment, "tmp") == "/tmp"
-    assert "emptyDir" in _volume(deployment, "tmp")
+    assert "emptyDir" in volumes(deployment)["tmp"]
 
 
 def test_pre_stop_pauses_with_python_by_default(default_docs: list[dict[str, Any]]) -> None:
@@ -139,7 +136,7 @@ def test_config_file_is_mounted_where_gateway_config_points(default_docs: list[d
     config_map = find(default_docs, "ConfigMap", "-config")
     directory, _, key = env_of(deployment)["GATEWAY_CONFIG"].rpartition("/")
     assert _mount_of(deployment, "config") == directory
-    assert _volume(deployment, "config")["configMap"]["name"] == config_map["metadata"]["name"]
+    assert volumes(deployment)["config"]["configMap"]["name"] == config_map["metadata"]["name"]
     assert key in config_map["data"]
 
 
@@ -148,7 +145,7 @@ def test_credentials_are_files_from_the_chart_secret(full_docs: list[dict[str, A
     deployment = find(full_docs, "Deployment")
     secret = find(full_docs, "Secret", "-credentials")
     env = env_of(deployment)
-    volume = _volume(deployment, "credentials")["secret"]
+    volume = volumes(deployment)["credentials"]["secret"]
     assert volume["secretName"] == secret["metadata"]["name"]
     files = {item["path"]: item["key"] for item in volume["items"]}
     mount = _mount_of(deployment, "credentials")
@@ -167,7 +164,7 @@ def test_no_token_file_without_a_token(default_docs: list[dict[str, Any]]) -> No
     """Without a security token neither the token file nor HUAWEICLOUD_SDK_SECURITY_TOKEN_FILE exists."""
     deployment = find(default_docs, "Deployment")
     assert "HUAWEICLOUD_SDK_SECURITY_TOKEN_FILE" not in env_of(deployment)
-    assert [i["path"] for i in _volume(deployment, "credentials")["secret"]["items"]] == ["access-key", "secret-key"]
+    assert [i["path"] for i in volumes(deployment)["credentials"]["secret"]["items"]] == ["access-key", "secret-key"]
     assert "security-token" not in find(default_docs, "Secret")["data"]
 
 
@@ -200,7 +197,7 @@ def test_existing_secret_replaces_the_chart_secret() -> None:
     )
     assert "Secret" not in {d["kind"] for d in docs}
     deployment = find(docs, "Deployment")
-    volume = _volume(deployment, "credentials")["secret"]
+    volume = volumes(deployment)["credentials"]["secret"]
     assert volume["secretName"] == "cloud-creds"
     assert {i["key"]: i["path"] for i in volume["items"]} == {
         "ak": "access-key",
@@ -215,7 +212,7 @@ def test_existing_secret_without_token_key_wires_no_token() -> None:
     """An existingSecret whose token key is unset gets no token file or variable."""
     deployment = _deployment({"credentials": {"existingSecret": "cloud-creds"}})
     assert "HUAWEICLOUD_SDK_SECURITY_TOKEN_FILE" not in env_of(deployment)
-    assert [i["key"] for i in _volume(deployment, "credentials")["secret"]["items"]] == ["access-key", "secret-key"]
+    assert [i["key"] for i in volumes(deployment)["credentials"]["secret"]["items"]] == ["access-key", "secret-key"]
 
 
 def test_autoscaling_leaves_replicas_to_the_hpa(default_docs: list[dict[str, Any]]) -> None:

@@ -14,7 +14,6 @@ from gateway.config.url_signing import FILE_VARIABLE, VARIABLE, url_signing_keys
 from tests.helm.conftest import (
     FULL_VALUES,
     ISSUER,
-    KUBE_VERSION,
     NAMESPACE,
     SIGNING_KEYS,
     TENANTS,
@@ -23,7 +22,8 @@ from tests.helm.conftest import (
     find,
     manifests,
     render,
-    require_module,
+    validate_strictly,
+    volumes,
 )
 
 MOUNT = "/var/run/secrets/metastudio-gateway-url-signing"
@@ -32,32 +32,21 @@ BASE = {"metastudio": {"projectId": "proj_0123"}, "credentials": {"existingSecre
 WARNING = "WARNING: no URL-signing keys"
 
 
-def _volume(deployment: dict[str, Any], name: str) -> dict[str, Any] | None:
-    volumes = deployment["spec"]["template"]["spec"]["volumes"]
-    return next((v for v in volumes if v["name"] == name), None)
-
-
 def _annotations(docs: list[dict[str, Any]]) -> dict[str, str]:
     return dict(find(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"])
-
-
-def _validate(docs: list[dict[str, Any]]) -> None:
-    validator = require_module("kubernetes_validate")
-    for doc in docs:
-        validator.validate(doc, KUBE_VERSION, strict=True)
 
 
 def test_keys_from_an_existing_secret_are_a_mounted_file() -> None:
     """urlSigning.existingSecret: its key is mounted read-only and named by GATEWAY_URL_SIGNING_KEYS_FILE;
     the keys are never an env value and the chart makes no Secret of its own for them."""
     docs = manifests(render({**BASE, "urlSigning": {"existingSecret": "gateway-url-signing", "secretKey": "k"}}))
-    _validate(docs)
+    validate_strictly(docs)
     assert "Secret" not in {d["kind"] for d in docs}
     deployment = find(docs, "Deployment")
     env = env_of(deployment)
     assert env[FILE_VARIABLE] == f"{MOUNT}/url-signing-keys"
     assert VARIABLE not in env
-    volume = _volume(deployment, "url-signing-keys")
+    volume = volumes(deployment).get("url-signing-keys")
     assert volume is not None
     assert volume["secret"]["secretName"] == "gateway-url-signing"
     assert volume["secret"]["items"] == [{"key": "k", "path": "url-signing-keys"}]
@@ -71,7 +60,7 @@ def test_chart_made_keys_are_the_file_the_gateway_reads(full_docs: list[dict[str
     """urlSigning.keys becomes a chart Secret whose mounted file the gateway's own reader accepts: both
     key ids, the first one signing."""
     secret = find(full_docs, "Secret", "-url-signing")
-    volume = _volume(find(full_docs, "Deployment"), "url-signing-keys")
+    volume = volumes(find(full_docs, "Deployment")).get("url-signing-keys")
     assert volume is not None and volume["secret"]["secretName"] == secret["metadata"]["name"]
     (item,) = volume["secret"]["items"]
     path = tmp_path / item["path"]
@@ -106,7 +95,7 @@ def test_without_keys_nothing_is_mounted() -> None:
     """The default: no signing-keys variable, volume or Secret (each pod makes a random key)."""
     deployment = find(manifests(render(BASE)), "Deployment")
     assert not {VARIABLE, FILE_VARIABLE} & set(env_of(deployment))
-    assert _volume(deployment, "url-signing-keys") is None
+    assert volumes(deployment).get("url-signing-keys") is None
 
 
 @pytest.mark.parametrize(
@@ -137,7 +126,7 @@ def test_egress_reaches_each_issuers_jwks_port() -> None:
     ]
     values = {**BASE, "config": {"oidc": {"issuers": issuers}}, "networkPolicy": {"enabled": True}}
     docs = manifests(render(values))
-    _validate(docs)
+    validate_strictly(docs)
     egress = find(docs, "NetworkPolicy")["spec"]["egress"]
     https = next(rule for rule in egress if {"ipBlock": {"cidr": "0.0.0.0/0"}} in rule["to"])
     assert {p["port"] for p in https["ports"]} == {443, 9443}

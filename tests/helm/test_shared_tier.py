@@ -3,7 +3,7 @@ without one have no Redis at all."""
 
 from __future__ import annotations
 
-from tests.helm.conftest import container, env_of, find, manifests, render
+from tests.helm.conftest import container, env_of, find, manifests, render, volumes
 
 
 def test_the_redis_url_comes_from_a_secret_file() -> None:
@@ -13,7 +13,7 @@ def test_the_redis_url_comes_from_a_secret_file() -> None:
     env = env_of(deployment)
     assert env["GATEWAY_REDIS_URL_FILE"] == "/var/run/secrets/metastudio-gateway-redis/redis-url"
     assert "GATEWAY_REDIS_URL" not in env
-    volume = next(v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "redis-url")
+    volume = volumes(deployment)["redis-url"]
     assert volume["secret"]["secretName"] == "gateway-redis"
     assert volume["secret"]["items"] == [{"key": "url", "path": "redis-url"}]
     mount = next(m for m in container(deployment)["volumeMounts"] if m["name"] == "redis-url")

@@ -1,10 +1,12 @@
 """What the shared tier's live tests share: replicas of one deployment on one Redis (their
 output watched by the leak check, the Redis password registered as a secret), and small clients
-for the gateways, the simulator's request counter and fault controls, and metrics."""
+for the gateways (and a steady load at three times a rate limit) and for metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +20,8 @@ from tests.stack import ACME_KEY, GLOBEX_KEY, LIVE_AK, LIVE_SK, LiveGateway, liv
 
 REDIS_PASSWORD = "redis-pass-never-logged-7f3a"
 PREFIX = "mgwtest"
+UP = "metastudio_gateway_shared_tier_up"
+"""The gauge that is 1 while a replica shares through Redis, 0 while it runs on its own."""
 LOADED_MACHINE = "operation_timeout_seconds = 0.5\n"
 """Three gateways, a simulator, Redis and 300 client connections on two cores: a Redis call can
 wait on a busy event loop for longer than the default 100 ms, which (rightly) sends a replica
@@ -71,20 +75,6 @@ async def get(session: aiohttp.ClientSession, url: str, key: str = ACME_KEY) -> 
     return Answer(response.status, headers, body)
 
 
-def upstream_calls(simulator_url: str) -> int:
-    """Jobs requests the simulator has received so far."""
-    with urllib.request.urlopen(simulator_url + "/_simulator/stats", timeout=5) as response:
-        return int(json.loads(response.read())["requests"])
-
-
-def set_faults(simulator_url: str, faults: list[dict[str, object]]) -> None:
-    """Replace the simulator's faults (``[]`` clears them)."""
-    request = urllib.request.Request(
-        simulator_url + "/_simulator/faults", data=json.dumps(faults).encode(), method="PUT"
-    )
-    urllib.request.urlopen(request, timeout=5).close()
-
-
 def metric(base_url: str, sample: str) -> float | None:
     """The value of one sample line (name with labels, exactly as exported) on ``/metrics``."""
     with urllib.request.urlopen(base_url + "/metrics", timeout=5) as response:
@@ -94,3 +84,23 @@ def metric(base_url: str, sample: str) -> float | None:
         if name == sample:
             return float(value)
     return None
+
+
+async def offer_three_times(
+    targets: list[LiveGateway], key: str, rate: float, seconds: float
+) -> tuple[list[Answer], float, float]:
+    """Send 3× ``rate`` for ``seconds``, round-robin over ``targets`` as the tenant with API key
+    ``key``, each request at its planned moment; returns the answers in sending order, and the
+    seconds from the first send to the last send and to the last answer."""
+    count = int(3 * rate * seconds)
+    async with aiohttp.ClientSession() as session:
+        started = time.monotonic()
+
+        async def one(index: int) -> Answer:
+            await asyncio.sleep(max(0.0, started + index / (3 * rate) - time.monotonic()))
+            target = targets[index % len(targets)]
+            return await get(session, f"{target.base_url}/v1/training-jobs?limit=5", key)
+
+        answers = await asyncio.gather(*(one(index) for index in range(count)))
+        finished = time.monotonic()
+    return answers, (count - 1) / (3 * rate), finished - started

@@ -10,8 +10,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.shared.helpers import LOADED_MACHINE, REDIS_PASSWORD, get, replicas, set_faults, upstream_calls
-from tests.stack import GLOBEX_KEY, redis_cluster
+from tests.shared.helpers import LOADED_MACHINE, REDIS_PASSWORD, get, replicas
+from tests.stack import GLOBEX_KEY, redis_cluster, set_faults, upstream_calls
 
 pytestmark = pytest.mark.redis
 

@@ -4,14 +4,11 @@ of it."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Iterator
 
-import aiohttp
 import pytest
 
-from tests.shared.helpers import REDIS_PASSWORD, get, replicas
+from tests.shared.helpers import REDIS_PASSWORD, offer_three_times, replicas
 from tests.stack import ACME_KEY, GLOBEX_KEY, LiveGateway, redis_server
 
 pytestmark = pytest.mark.redis
@@ -29,21 +26,12 @@ def gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveGat
 
 
 async def _offer(targets: list[LiveGateway], key: str) -> tuple[int, float, float]:
-    """Send 3× the rate for DEMAND_SECONDS, round-robin over ``targets``, each request at its
-    planned moment; returns (admitted, seconds from first send to last send, to last answer)."""
-    count = int(3 * RATE * DEMAND_SECONDS)
-    async with aiohttp.ClientSession() as session:
-        started = time.monotonic()
-
-        async def one(index: int) -> int:
-            await asyncio.sleep(max(0.0, started + index / (3 * RATE) - time.monotonic()))
-            target = targets[index % len(targets)]
-            return (await get(session, f"{target.base_url}/v1/training-jobs?limit=5", key)).status
-
-        statuses = await asyncio.gather(*(one(index) for index in range(count)))
-        finished = time.monotonic()
+    """3× the rate for DEMAND_SECONDS over ``targets``; returns (admitted, seconds from first send
+    to last send, to last answer)."""
+    answers, sending, whole = await offer_three_times(targets, key, RATE, DEMAND_SECONDS)
+    statuses = [answer.status for answer in answers]
     assert set(statuses) <= {200, 429}
-    return statuses.count(200), (count - 1) / (3 * RATE), finished - started
+    return statuses.count(200), sending, whole
 
 
 @pytest.mark.parametrize(("spread", "key"), [("evenly", ACME_KEY), ("one replica", GLOBEX_KEY)])

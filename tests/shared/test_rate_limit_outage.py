@@ -10,11 +10,10 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 
-import aiohttp
 import pytest
 
 from gateway.shared.keys import KeySpace
-from tests.shared.helpers import LOADED_MACHINE, PREFIX, REDIS_PASSWORD, Answer, get, metric, replicas
+from tests.shared.helpers import LOADED_MACHINE, PREFIX, REDIS_PASSWORD, UP, Answer, metric, offer_three_times, replicas
 from tests.stack import ACME_KEY, GLOBEX_KEY, LiveGateway, RedisServer, redis_server
 
 pytestmark = pytest.mark.redis
@@ -22,7 +21,6 @@ pytestmark = pytest.mark.redis
 RATE, BURST = 20, 10
 DEMAND_SECONDS = 2.0
 CONFIG = f"[rate_limit]\nrequests_per_second = {RATE}\nburst = {BURST}\n"
-UP = "metastudio_gateway_shared_tier_up"
 HEARTBEATS = 'metastudio_gateway_shared_tier_operations_total{operation="heartbeat",result="ok"}'
 
 
@@ -57,22 +55,10 @@ async def _both_replicas_seen(server: RedisServer, gateways: tuple[LiveGateway, 
 
 
 async def _offer(targets: list[LiveGateway], key: str) -> tuple[list[list[Answer]], float, float]:
-    """Send 3× the rate for DEMAND_SECONDS, round-robin over ``targets``, each request at its
-    planned moment; returns the answers per target, and the seconds from the first send to the
-    last send and to the last answer."""
-    count = int(3 * RATE * DEMAND_SECONDS)
-    async with aiohttp.ClientSession() as session:
-        started = time.monotonic()
-
-        async def one(index: int) -> Answer:
-            await asyncio.sleep(max(0.0, started + index / (3 * RATE) - time.monotonic()))
-            target = targets[index % len(targets)]
-            return await get(session, f"{target.base_url}/v1/training-jobs?limit=5", key)
-
-        answers = await asyncio.gather(*(one(index) for index in range(count)))
-        finished = time.monotonic()
-    per_target = [answers[start :: len(targets)] for start in range(len(targets))]
-    return per_target, (count - 1) / (3 * RATE), finished - started
+    """3× the rate for DEMAND_SECONDS over ``targets``; returns the answers per target, and the
+    seconds from the first send to the last send and to the last answer."""
+    answers, sending, whole = await offer_three_times(targets, key, RATE, DEMAND_SECONDS)
+    return [answers[start :: len(targets)] for start in range(len(targets))], sending, whole
 
 
 def _refusals_say_when(answers: list[Answer]) -> None:

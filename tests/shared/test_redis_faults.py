@@ -12,15 +12,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.shared.helpers import REDIS_PASSWORD, Answer, get, metric, replicas, upstream_calls
-from tests.stack import LiveGateway, RedisServer, redis_server
+from tests.shared.helpers import REDIS_PASSWORD, UP, Answer, get, metric, replicas
+from tests.stack import LiveGateway, RedisServer, redis_server, upstream_calls
 
 pytestmark = pytest.mark.redis
 
 OPERATION_TIMEOUT = 0.2
 EXTRA_WAIT_ALLOWED = OPERATION_TIMEOUT + 0.1
 """The contract: no request waits more than the operation timeout + 100 ms longer because of Redis."""
-UP = "metastudio_gateway_shared_tier_up"
 
 
 @pytest.fixture(scope="module")

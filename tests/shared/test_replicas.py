@@ -22,10 +22,18 @@ from tests.shared.helpers import (
     get,
     metric,
     replicas,
+)
+from tests.stack import (
+    ACME_KEY,
+    GLOBEX_KEY,
+    LIVE_AK,
+    LIVE_SK,
+    LiveGateway,
+    RedisServer,
+    redis_server,
     set_faults,
     upstream_calls,
 )
-from tests.stack import ACME_KEY, GLOBEX_KEY, LIVE_AK, LIVE_SK, LiveGateway, RedisServer, redis_server
 
 pytestmark = pytest.mark.redis
 

@@ -23,12 +23,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.shared.helpers import PREFIX, REDIS_PASSWORD, get, metric, replicas, upstream_calls
-from tests.stack import LiveGateway, free_port, stop_process
+from tests.shared.helpers import PREFIX, REDIS_PASSWORD, UP, get, metric, replicas
+from tests.stack import LiveGateway, free_port, stop_process, upstream_calls
 
 pytestmark = pytest.mark.redis
-
-UP = "metastudio_gateway_shared_tier_up"
 
 
 def _certificate(
