@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from gateway.clock import rfc3339
 from gateway.simulator.state import JobRecord
 
+# The upstream's documented states, copied here from its API page on purpose rather than imported
+# from gateway.jobs.states: the double must not reuse the code it checks.
 RAW_STATES: tuple[str, ...] = (
     "WAIT_FILE_UPLOAD",
     "AUTO_VERIFYING",
