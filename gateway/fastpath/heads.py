@@ -14,20 +14,33 @@ which judges it as it judges every request:
 - the message ends with the head (no body) and keeps the connection open (no ``Connection:
   close``, no upgrade);
 - ``Host`` is there (aiohttp refuses an HTTP/1.1 request without it), no header appears twice,
-  and none of ``Content-Length``, ``Transfer-Encoding``, ``Upgrade`` and ``Expect`` appears.
+  and none of ``Content-Length``, ``Transfer-Encoding``, ``Upgrade`` and ``Expect`` appears;
+- within the request limits (``check_limits``: the chain answers a request over them with the
+  error saying which).
 
 Headers are read as aiohttp reads them: name case-insensitive, value without the whitespace
 around it (decoded only when asked for). One parser serves every connection: each call feeds one whole head, so it is
 between messages after every call, and it is replaced after any head it did not finish.
+
+What a head reads as depends on its bytes alone, so the last ``HEADS_REMEMBERED`` heads up to
+``MAX_REMEMBERED_HEAD_BYTES`` are remembered with what they read as (then all forgotten at once):
+a client repeating a request sends the same bytes each time, and a head read before costs one
+dictionary look-up instead of a parse (2.3 µs, a quarter of a hit's Python). A head that differs
+on every request (a per-request ``X-Request-Id`` or ``traceparent``) is parsed each time.
+Authentication is not remembered: the caller is decided afresh on every request.
 """
 
 from __future__ import annotations
 
 import httptools
 
-from gateway.admission.request_limits import MAX_HEADER_BYTES, header_bytes
+from gateway.admission.request_limits import MAX_HEADER_BYTES, check_limits, header_bytes
+from gateway.errors import InvalidRequest
 
 MAX_PLAIN_HEAD_BYTES = 32768
+HEADS_REMEMBERED = 512
+MAX_REMEMBERED_HEAD_BYTES = 2048
+"""At most 1 MiB of remembered heads, however a client varies them."""
 
 _METHODS = frozenset({b"GET", b"HEAD"})
 _REFUSED = frozenset({b"content-length", b"transfer-encoding", b"upgrade", b"expect"})
@@ -37,24 +50,21 @@ _REQUEST_LINE_FRAME = len(b"  HTTP/1.1")
 
 
 class PlainHead:
-    """A request head as the hit path reads it."""
+    """A request head as the hit path reads it (shared by every request that sends the same
+    bytes: read-only)."""
 
-    __slots__ = ("fields", "header_bytes", "method", "target")
+    __slots__ = ("authorization", "fields", "method", "path", "query", "request_id", "target")
 
-    def __init__(self, method: str, target: str, fields: dict[bytes, bytes], header_bytes: int) -> None:
+    def __init__(self, method: str, target: str, fields: dict[bytes, bytes]) -> None:
         self.method = method
         self.target = target
+        self.path, _, self.query = target.partition("?")
         self.fields = fields
         """Each header by lower-case name, its value as received (``header`` gives it as aiohttp
         does); one entry per header, as none appears twice."""
-        self.header_bytes = header_bytes
-        """Names and values, ``Authorization`` not counted, as ``check_size`` counts them (for
-        a head shorter than that limit, the head's length: within the limit either way)."""
-
-    @property
-    def header_count(self) -> int:
-        """How many headers the request has."""
-        return len(self.fields)
+        self.authorization = self.header(b"authorization")
+        self.request_id = self.header(b"x-request-id")
+        """The ``X-Request-Id`` the caller sent, if any."""
 
     def header(self, name: bytes) -> str | None:
         """The value of the header with this lower-case ``name``, as aiohttp gives it."""
@@ -71,10 +81,26 @@ class PlainHeads:
         self._headers: dict[bytes, bytes] = {}
         self._fields = 0
         self._kept_alive = False
+        self._remembered: dict[bytes, PlainHead | None] = {}
 
     def read(self, head: bytes) -> PlainHead | None:
         """``head`` (request line to blank line, inclusive) read as above, or ``None``."""
-        if len(head) > MAX_PLAIN_HEAD_BYTES or not head.isascii():
+        if len(head) > MAX_PLAIN_HEAD_BYTES:
+            return None
+        remembered = self._remembered
+        try:
+            return remembered[head]
+        except KeyError:
+            pass
+        plain = self._parse(head)
+        if len(head) <= MAX_REMEMBERED_HEAD_BYTES:
+            if len(remembered) >= HEADS_REMEMBERED:
+                remembered.clear()
+            remembered[head] = plain
+        return plain
+
+    def _parse(self, head: bytes) -> PlainHead | None:
+        if not head.isascii():
             return None
         self._target, self._headers, self._fields, self._kept_alive = b"", {}, 0, False
         parser = self._parser
@@ -98,7 +124,12 @@ class PlainHeads:
             or not _REFUSED.isdisjoint(headers)
         ):
             return None
-        return PlainHead(method.decode(), target.decode(), headers, _counted_bytes(head, headers))
+        decoded_target = target.decode()
+        try:
+            check_limits(decoded_target, len(headers), _counted_bytes(head, headers))
+        except InvalidRequest:
+            return None
+        return PlainHead(method.decode(), decoded_target, headers)
 
     # llhttp's callbacks
     def on_url(self, url: bytes) -> None:
@@ -113,6 +144,8 @@ class PlainHeads:
 
 
 def _counted_bytes(head: bytes, headers: dict[bytes, bytes]) -> int:
+    """The header bytes ``check_limits`` limits (names and values, ``Authorization`` not
+    counted); for a head shorter than that limit, the head's length: within it either way."""
     if len(head) <= MAX_HEADER_BYTES:
         return len(head)
     return header_bytes((name, value.strip(_WHITESPACE)) for name, value in headers.items())

@@ -7,14 +7,15 @@ a ``Response`` and header preparation, several times what deciding the answer co
 offers each one), reads it (``gateway.fastpath.heads``) and returns the response bytes, or
 ``None`` to send the request through aiohttp and the handler chain.
 
-It answers only a plain hit: GET or HEAD over keep-alive HTTP/1.1 within the size limits; the
-list route with a query string the chain has already validated, or one job with no query; a
-caller the admission seam knows; a fresh entry with no re-fetch due; the tenant within its
-rate limit. Anything else (errors, misses, stale answers, the refresh-ahead window, CORS
-preflight) takes the chain, which decides afresh. Nothing is counted or consumed before the
-answer is certain, so a request handed on is not counted twice. What is sent matches the
-chain's answer because both paths call the same code: ``Admission`` (who, and may they pass),
-``represent`` (status, headers, body) and ``ResponseTail`` (request id, CORS, counters, log).
+It answers only a plain hit: GET or HEAD over keep-alive HTTP/1.1 within the size limits (the
+subset ``gateway.fastpath.heads`` reads); the list route with a query string the chain has
+already validated, or one job with no query; a caller the admission seam knows; a fresh entry
+with no re-fetch due; the tenant within its rate limit. Anything else (errors, misses, stale
+answers, the refresh-ahead window, CORS preflight) takes the chain, which decides afresh.
+Nothing is counted or consumed before the answer is certain, so a request handed on is not
+counted twice. What is sent matches the chain's answer because both paths call the same code:
+``Admission`` (who, and may they pass), ``represent`` (status, headers, body) and
+``ResponseTail`` (request id, CORS, counters, log).
 """
 
 from __future__ import annotations
@@ -25,10 +26,8 @@ from email.utils import formatdate
 from aiohttp.http import SERVER_SOFTWARE
 
 from gateway.admission.gate import Admission
-from gateway.admission.request_limits import check_limits
 from gateway.cache.entry import CacheEntry
 from gateway.clock import Clock
-from gateway.errors import GatewayError
 from gateway.fastpath.heads import PlainHead, PlainHeads
 from gateway.jobs.query import ParsedQueries, is_job_id
 from gateway.jobs.service import TrainingJobService
@@ -107,26 +106,19 @@ class HitResponder:
         request = self._heads.read(head)
         if request is None:
             return None
-        method, target = request.method, request.target
-        tenant = self._admission.caller(request.header(b"authorization"))
+        tenant = self._admission.caller(request.authorization)
         if tenant is None:
             return None
-        path, _, raw_query = target.partition("?")
         now = self._clock.now()
-        route, entry = self._plain_hit(tenant, path, raw_query, now)
-        if entry is None:
-            return None
-        try:
-            check_limits(target, request.header_count, request.header_bytes)
-        except GatewayError:
-            return None
-        if self._admission.retry_after(tenant):
+        route, entry = self._plain_hit(tenant, request.path, request.query, now)
+        if entry is None or self._admission.retry_after(tenant):
             return None
         # From here on the request is answered here.
         self._service.count_hit(entry, now)
         status, response_head, body = self._response_head(entry, now, request)
-        request_id = self._tail.request_id(request.header(b"x-request-id"))
+        request_id = self._tail.request_id(request.request_id)
         wire = b"%sX-Request-Id: %s\r\n%s" % (response_head, request_id.encode(), self._head_end.now())
+        method = request.method
         self._tail.account(request_id, route, method, status, tenant.id, "hit", time.perf_counter() - started)
         return wire, None if method == "HEAD" else body
 
