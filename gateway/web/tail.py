@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping, Sequence
 
-from gateway.observability.accesslog import AccessLog, access_record
+from gateway.observability.accesslog import AccessLog
 from gateway.observability.request_stats import RequestStats
 from gateway.web.cors import CorsPolicy
 from gateway.web.request_ids import RequestIds
@@ -57,9 +57,11 @@ class ResponseTail:
         outcome, seconds). Only the route template is logged, never the path or query (a signed
         link's signature)."""
         self._stats.request(route, method, str(status), tenant, seconds)
-        record = access_record(request_id, tenant, method, route, status, cache, seconds)
+        upstream = None
         if attempts:
-            record["upstream_status"] = attempts[-1][0]
-            record["upstream_duration_ms"] = round(sum(s for _, s in attempts) * 1000, 3)
-            record["upstream_attempts"] = len(attempts)
-        self._access_log.write(record)
+            upstream = {
+                "upstream_status": attempts[-1][0],
+                "upstream_duration_ms": round(sum(s for _, s in attempts) * 1000, 3),
+                "upstream_attempts": len(attempts),
+            }
+        self._access_log.request(request_id, tenant, method, route, status, cache, seconds, upstream)
