@@ -10,10 +10,27 @@ from __future__ import annotations
 from calendar import timegm
 from collections.abc import Iterable
 from time import strptime
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 COVER_LIFETIME_SECONDS = 24 * 3600
 _V4_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
+_EXPIRY_PARAMETERS = frozenset({"expires", "x-amz-date", "x-amz-expires", "x-obs-date", "x-obs-expires"})
+
+
+def expiry_parameters(query: str) -> dict[str, str]:
+    """The parameters of a URL query that say when it expires, by lower-case name, decoded as
+    ``urllib.parse.parse_qsl`` decodes them (the last of a repeated name wins, empty values are
+    left out). Only these names are decoded: ``parse_qsl`` decodes every parameter of a signed
+    link (its signature and token too), most of the time it took to shape a job."""
+    found = {}
+    for pair in query.split("&"):
+        name, _, value = pair.partition("=")
+        if not value:
+            continue
+        name = unquote_plus(name).lower() if "%" in name or "+" in name else name.lower()
+        if name in _EXPIRY_PARAMETERS:
+            found[name] = unquote_plus(value)
+    return found
 
 
 def _parse_v4(params: dict[str, str], prefix: str) -> float | None:
@@ -29,7 +46,7 @@ def _parse_v4(params: dict[str, str], prefix: str) -> float | None:
 
 def cover_expiry(url: str, fetched_at: float) -> float:
     """Unix time at which ``url`` stops working; ``fetched_at`` + 24 h when it does not say."""
-    params = {name.lower(): value for name, value in parse_qsl(urlsplit(url).query)}
+    params = expiry_parameters(urlsplit(url).query)
     expires = params.get("expires")
     if expires is not None and expires.isdigit():
         return float(expires)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from calendar import timegm
+from urllib.parse import parse_qsl
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from gateway.jobs.covers import COVER_LIFETIME_SECONDS, cover_expiry, earliest, is_servable
+from gateway.jobs.covers import COVER_LIFETIME_SECONDS, cover_expiry, earliest, expiry_parameters, is_servable
 
 FETCHED = 1_700_000_000.0
 
@@ -55,3 +58,18 @@ def test_earliest_of_none_is_none() -> None:
     """No links: no earliest expiry."""
     assert earliest([]) is None
     assert earliest([5.0, 3.0, 4.0]) == 3.0
+
+
+NAMES = ["Expires", "expires", "X-Amz-Date", "x-obs-expires", "X%2DAmz%2DExpires", "X-Obs-Dat%65", "Ex+pires"]
+NAMES += ["Signature", "", "%", "%2", "x-amz-date;"]
+VALUES = ["1700003600", "20231114T221320Z", "", "%3D", "a+b", "%2", "\u00e9", ";", "x=y", "&"]
+PAIRS = st.tuples(st.sampled_from(NAMES), st.sampled_from(["=", "", "=="]), st.sampled_from(VALUES))
+QUERIES = st.lists(PAIRS, max_size=6)
+
+
+@given(QUERIES.map(lambda pairs: "&".join("".join(pair) for pair in pairs)))
+def test_expiry_parameters_are_read_as_parse_qsl_reads_them(query: str) -> None:
+    """Only the expiry parameters are decoded, and exactly as the standard library decodes them."""
+    wanted = ("expires", "x-amz-date", "x-amz-expires", "x-obs-date", "x-obs-expires")
+    standard = {name.lower(): value for name, value in parse_qsl(query)}
+    assert expiry_parameters(query) == {name: standard[name] for name in wanted if name in standard}
