@@ -7,7 +7,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from itertools import product
 from pathlib import Path
@@ -123,7 +123,14 @@ class HitTargets:
     def in_turn(self) -> list[Target]:
         """The order they take turns in, each baseline just before its gateway run."""
         gzip_pair = [self.bare_gzip, self.gateway_gzip] if self.bare_gzip and self.gateway_gzip else []
-        return [self.bare, self.gateway, self.chain, *gzip_pair, self.nginx, self.floor]
+        new_ids = [new_request_ids(self.nginx), new_request_ids(self.gateway)]
+        return [self.bare, self.gateway, self.chain, *gzip_pair, self.nginx, *new_ids, self.floor]
+
+
+def new_request_ids(target: Target) -> Target:
+    """``target`` with a new ``X-Request-Id`` on every request: every head differs, so none is
+    read from the gateway's remembered heads."""
+    return replace(target, name=f"{target.name}, new X-Request-Id each", new_request_ids=True)
 
 
 def median_run(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -156,12 +163,25 @@ def hit_measurements(bench: Bench, hit: HitTargets, base_url: str) -> dict[str, 
         "chain": {"gateway": median[hit.chain.name], **_ratios(median[hit.chain.name], bare)},
         "nginx": {"nginx": nginx, **_ratios(gateway, nginx)},
         "floor": _above_floor(median[hit.floor.name], gateway=gateway, nginx=nginx),
+        "new_request_ids": _new_request_ids(median, hit),
         "gzip": None,
     }
     if hit.gateway_gzip and hit.bare_gzip:
         gateway_gzip, bare_gzip = median[hit.gateway_gzip.name], median[hit.bare_gzip.name]
         results["gzip"] = {"gateway": gateway_gzip, "bare": bare_gzip, **_ratios(gateway_gzip, bare_gzip)}
     return results
+
+
+def _new_request_ids(median: Mapping[str, dict[str, Any]], hit: HitTargets) -> dict[str, Any]:
+    """Gateway and nginx hits with a new ``X-Request-Id`` on every request (so every head is
+    new to the gateway), and each one's CPU per hit above the floor."""
+    gateway, nginx = median[new_request_ids(hit.gateway).name], median[new_request_ids(hit.nginx).name]
+    return {
+        "gateway": gateway,
+        "nginx": nginx,
+        **_ratios(gateway, nginx),
+        **_above_floor(median[hit.floor.name], gateway=gateway, nginx=nginx),
+    }
 
 
 def _cpu_us_per_hit(run: Mapping[str, Any]) -> float:

@@ -60,6 +60,7 @@ def hit_rows(results: Mapping[str, Any]) -> list[Row]:
         ("2 hit p50 ms (vs nginx)", _n(g["p50_ms"]), _n(n["p50_ms"]), _x(ngx["p50_ratio"])),
         ("2 hit p99 ms (vs nginx)", _n(g["p99_ms"]), _n(n["p99_ms"]), _x(ngx["p99_ratio"])),
         *_floor_rows(results.get("floor")),
+        *_new_request_id_rows(results.get("new_request_ids")),
     ]
 
 
@@ -72,6 +73,29 @@ def _floor_rows(floor: Mapping[str, Any] | None) -> list[Row]:
         ("2 floor req/s (bare protocol, same loop and bytes)", _n(floor["floor"]["rps"], 0), "-", "-"),
         ("2 floor CPU us per request", _n(floor["floor_us_per_hit"], 1), "-", "-"),
         ("2 CPU us per hit above the floor (vs nginx)", _n(gateway_us, 1), _n(nginx_us, 1), _x(gateway_us / nginx_us)),
+    ]
+
+
+def _new_request_id_rows(new_ids: Mapping[str, Any] | None) -> list[Row]:
+    """Row 2 again with a new ``X-Request-Id`` on every request: no head is read from memory."""
+    if new_ids is None:
+        return []
+    g, n = new_ids["gateway"], new_ids["nginx"]
+    gateway_us, nginx_us = new_ids["gateway_us_above_floor"], new_ids["nginx_us_above_floor"]
+    return [
+        (
+            "2 hit req/s, new X-Request-Id each (vs nginx, same)",
+            _n(g["rps"], 0),
+            _n(n["rps"], 0),
+            _x(new_ids["rps_ratio"]),
+        ),
+        ("2 hit p99 ms, new X-Request-Id each (vs nginx)", _n(g["p99_ms"]), _n(n["p99_ms"]), _x(new_ids["p99_ratio"])),
+        (
+            "2 CPU us above the floor, new X-Request-Id each",
+            _n(gateway_us, 1),
+            _n(nginx_us, 1),
+            _x(gateway_us / nginx_us),
+        ),
     ]
 
 
@@ -168,12 +192,16 @@ def _wrk_runs(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
         runs.append(results["chain"]["gateway"])
     if results.get("floor") is not None:
         runs.append(results["floor"]["floor"])
+    if results.get("new_request_ids") is not None:
+        runs += [results["new_request_ids"]["gateway"], results["new_request_ids"]["nginx"]]
     return runs
 
 
 def round_lines(results: Mapping[str, Any]) -> list[str]:
     """Each hit target's rounds (req/s, in the order run): how far one round moves on this machine."""
     runs = [results["hit"]["bare"], results["hit"]["gateway"], results["nginx"]["nginx"]]
+    if results.get("new_request_ids") is not None:
+        runs += [results["new_request_ids"]["nginx"], results["new_request_ids"]["gateway"]]
     if results.get("floor") is not None:
         runs.append(results["floor"]["floor"])
     spreads = [f"{run['target']} {', '.join(f'{rps:,.0f}' for rps in run['rounds_rps'])}" for run in runs]

@@ -23,6 +23,8 @@ class Target:
     url: str
     pid: int
     headers: Mapping[str, str] = field(default_factory=dict)
+    new_request_ids: bool = False
+    """Send a new ``X-Request-Id`` on every request (as a traced client would): no two heads alike."""
 
 
 @dataclass(frozen=True)
@@ -42,9 +44,20 @@ class WrkResult:
     listen_overflows: int = 0
 
 
-def script(workdir: Path, headers: Mapping[str, str]) -> Path:
-    """A wrk Lua script that sets ``headers`` on every request (one file per header set)."""
+_NEW_REQUEST_IDS = """local sent = 0
+request = function()
+  sent = sent + 1
+  wrk.headers["X-Request-Id"] = string.format("wrk-%012d", sent)
+  return wrk.format()
+end"""
+
+
+def script(workdir: Path, headers: Mapping[str, str], new_request_ids: bool = False) -> Path:
+    """A wrk Lua script that sets ``headers`` on every request, and a new ``X-Request-Id`` on
+    each when ``new_request_ids`` (one file per header set)."""
     lines = [f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}" for name, value in sorted(headers.items())]
+    if new_request_ids:
+        lines.append(_NEW_REQUEST_IDS)
     path = workdir / f"wrk-{hashlib.sha256(repr(lines).encode()).hexdigest()[:12]}.lua"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -92,7 +105,7 @@ def run(cpus: Cpus, workdir: Path, target: Target, *, connections: int, seconds:
         f"-d{seconds}s",
         "--latency",
         "-s",
-        str(script(workdir, target.headers)),
+        str(script(workdir, target.headers, target.new_request_ids)),
         target.url,
     ]
     before, wrk_before, overflows_before = CpuSample.take(target.pid, cpus), children_cpu_seconds(), listen_overflows()
