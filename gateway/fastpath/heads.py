@@ -88,10 +88,8 @@ class PlainHeads:
         if len(head) > MAX_PLAIN_HEAD_BYTES:
             return None
         remembered = self._remembered
-        try:
+        if head in remembered:  # a second look-up, but no KeyError raised for every new head
             return remembered[head]
-        except KeyError:
-            pass
         plain = self._parse(head)
         if len(head) <= MAX_REMEMBERED_HEAD_BYTES:
             if len(remembered) >= HEADS_REMEMBERED:
