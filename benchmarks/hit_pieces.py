@@ -77,6 +77,7 @@ async def pieces(simulator_url: str, workdir: Path) -> dict[str, float]:
             status, response_head, _ = responder._response_head(entry, now, request)
             request_id = responder._tail.request_id(None)
             stats, access_log = responder._tail._stats, responder._tail._access_log
+            new_heads = iter([raw[:-2] + b"X-Request-Id: wrk-%012d\r\n\r\n" % n for n in range(CALLS * 3)])
             return {
                 "reading the head (read before)": best_microseconds(lambda: responder._heads.read(raw)),
                 "  parsing it (a head not seen before)": best_microseconds(lambda: responder._heads._parse(raw)),
@@ -94,6 +95,9 @@ async def pieces(simulator_url: str, workdir: Path) -> dict[str, float]:
                     lambda: access_log.request(request_id, tenant.id, "GET", route, status, "hit", 1e-4)
                 ),
                 "in all (HitResponder.answer)": best_microseconds(lambda: responder.answer(raw)),
+                "in all, a new X-Request-Id each (no head read before)": best_microseconds(
+                    lambda: responder.answer(next(new_heads))
+                ),
                 "  of which the head join": best_microseconds(lambda: b"%s%s" % (response_head, request_id.encode())),
             }
 
