@@ -23,11 +23,12 @@ around it (decoded only when asked for). One parser serves every connection: eac
 between messages after every call, and it is replaced after any head it did not finish.
 
 What a head reads as depends on its bytes alone, so the last ``HEADS_REMEMBERED`` heads up to
-``MAX_REMEMBERED_HEAD_BYTES`` are remembered with what they read as (then all forgotten at once):
-a client repeating a request sends the same bytes each time, and a head read before costs one
-dictionary look-up instead of a parse (2.3 µs, a quarter of a hit's Python). A head that differs
-on every request (a per-request ``X-Request-Id`` or ``traceparent``) is parsed each time.
-Authentication is not remembered: the caller is decided afresh on every request.
+``MAX_REMEMBERED_HEAD_BYTES`` are remembered with what they read as (then all forgotten at
+once): a client repeating a request sends the same bytes each time, and a head read before costs
+one dictionary look-up instead of a parse (0.1 µs against 2.7 for a parse, where the rest of a
+hit's Python takes about 5.5). A head that differs on every request (a per-request
+``X-Request-Id`` or ``traceparent``) is parsed each time. Authentication is not remembered: the
+caller is decided afresh on every request.
 """
 
 from __future__ import annotations
