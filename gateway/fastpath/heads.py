@@ -27,26 +27,37 @@ What a head reads as depends on its bytes alone, so the last ``HEADS_REMEMBERED`
 once): a client repeating a request sends the same bytes each time, and a head read before costs
 one dictionary look-up instead of a parse (0.1 µs against 2.7 for a parse, where the rest of a
 hit's Python takes about 5.5). A head that differs on every request (a per-request
-``X-Request-Id`` or ``traceparent``) is parsed each time. Authentication is not remembered: the
-caller is decided afresh on every request.
+``X-Request-Id`` or ``traceparent``: ``PER_REQUEST_HEADERS``) is remembered without those
+lines, as a skeleton: the next head that differs only in their values is read from it (about
+1.5 µs: finding and checking those lines) instead of parsed. Authentication is not remembered:
+the caller is decided afresh on every request.
 """
 
 from __future__ import annotations
 
+import re
+from typing import TypeVar
+
 import httptools
 
-from gateway.admission.request_limits import MAX_HEADER_BYTES, check_limits, header_bytes
+from gateway.admission.request_limits import MAX_HEADER_BYTES, MAX_HEADER_COUNT, check_limits, header_bytes
 from gateway.errors import InvalidRequest
 
 MAX_PLAIN_HEAD_BYTES = 32768
 HEADS_REMEMBERED = 512
 MAX_REMEMBERED_HEAD_BYTES = 2048
-"""At most 1 MiB of remembered heads, however a client varies them."""
+"""At most 1 MiB of remembered heads (and as much of skeletons), however a client varies them."""
+PER_REQUEST_HEADERS = (b"x-request-id", b"traceparent")
+"""Headers a client may send with a new value on every request: a head is remembered without them."""
 
 _METHODS = frozenset({b"GET", b"HEAD"})
 _REFUSED = frozenset({b"content-length", b"transfer-encoding", b"upgrade", b"expect"})
 _WHITESPACE = b" \t"
 _REQUEST_LINE_FRAME = len(b"  HTTP/1.1")
+_PER_REQUEST_LINES = tuple((name, b"\r\n" + name + b":") for name in PER_REQUEST_HEADERS)
+_PER_REQUEST_VALUE = re.compile(rb"[ \t]*([!-~]+)")
+"""A per-request header's value taken out of a head: visible ASCII (what llhttp passes on as it
+is), no whitespace inside or after."""
 """A request line's length beyond its method and target: two single spaces and the version."""
 
 
@@ -72,6 +83,15 @@ class PlainHead:
         value = self.fields.get(name)
         return None if value is None else value.strip(_WHITESPACE).decode()
 
+    def with_fields(self, fields: dict[bytes, bytes]) -> PlainHead:
+        """This head with ``fields`` instead (only per-request headers added or taken away)."""
+        head = object.__new__(PlainHead)
+        head.method, head.target, head.path, head.query = self.method, self.target, self.path, self.query
+        head.authorization, head.fields = self.authorization, fields
+        value = fields.get(b"x-request-id")
+        head.request_id = None if value is None else value.decode()
+        return head
+
 
 class PlainHeads:
     """Reads whole request heads (see the module docstring)."""
@@ -83,6 +103,8 @@ class PlainHeads:
         self._fields = 0
         self._kept_alive = False
         self._remembered: dict[bytes, PlainHead | None] = {}
+        self._skeletons: dict[bytes, PlainHead] = {}
+        """Heads read before, without their per-request lines (see ``_per_request_lines``)."""
 
     def read(self, head: bytes) -> PlainHead | None:
         """``head`` (request line to blank line, inclusive) read as above, or ``None``."""
@@ -91,11 +113,21 @@ class PlainHeads:
         remembered = self._remembered
         if head in remembered:  # a second look-up, but no KeyError raised for every new head
             return remembered[head]
+        if len(head) > MAX_REMEMBERED_HEAD_BYTES:
+            return self._parse(head)
+        split = _per_request_lines(head)
+        if split is None:
+            plain = self._parse(head)
+            _remember(remembered, head, plain)
+            return plain
+        skeleton, values = split
+        known = self._skeletons.get(skeleton)
+        if known is not None and len(known.fields) + len(values) <= MAX_HEADER_COUNT:
+            return known.with_fields({**known.fields, **values})
         plain = self._parse(head)
-        if len(head) <= MAX_REMEMBERED_HEAD_BYTES:
-            if len(remembered) >= HEADS_REMEMBERED:
-                remembered.clear()
-            remembered[head] = plain
+        if plain is not None:  # the head without its per-request lines reads the same, less them
+            fields = {name: value for name, value in plain.fields.items() if name not in values}
+            _remember(self._skeletons, skeleton, plain.with_fields(fields))
         return plain
 
     def _parse(self, head: bytes) -> PlainHead | None:
@@ -140,6 +172,46 @@ class PlainHeads:
 
     def on_message_complete(self) -> None:
         self._kept_alive = self._parser.should_keep_alive()
+
+
+_Kept = TypeVar("_Kept")
+
+
+def _remember(memo: dict[bytes, _Kept], head: bytes, plain: _Kept) -> None:
+    if len(memo) >= HEADS_REMEMBERED:
+        memo.clear()
+    memo[head] = plain
+
+
+def _per_request_lines(head: bytes) -> tuple[bytes, dict[bytes, bytes]] | None:
+    """``head`` without the first line of each of its ``PER_REQUEST_HEADERS``, and their values as
+    llhttp gives them; ``None`` if it has none, or one whose value is not
+    ``_PER_REQUEST_VALUE`` (then the whole head is parsed). A skeleton is remembered only
+    from a head read as plain, which has no header twice and no folded line, so a remembered
+    skeleton holds no per-request line and no fold: a head sending one twice, or folding
+    one, finds no skeleton."""
+    lowered = head.lower()
+    cuts: list[tuple[int, int]] = []
+    values: dict[bytes, bytes] = {}
+    for name, line in _PER_REQUEST_LINES:
+        start = lowered.find(line)
+        if start < 0:
+            continue
+        end = lowered.find(b"\r\n", start + len(line))
+        value = _PER_REQUEST_VALUE.fullmatch(head, start + len(line), end) if end >= 0 else None
+        if value is None:
+            return None
+        values[name] = value[1]
+        cuts.append((start, end))
+    if not cuts:
+        return None
+    cuts.sort()
+    pieces, kept_from = [], 0
+    for start, end in cuts:
+        pieces.append(head[kept_from:start])
+        kept_from = end
+    pieces.append(head[kept_from:])
+    return b"".join(pieces), values
 
 
 def _counted_bytes(head: bytes, headers: dict[bytes, bytes]) -> int:

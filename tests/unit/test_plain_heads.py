@@ -61,17 +61,43 @@ def test_the_request_limits_count_header_bytes_without_authorization_as_the_chai
 
 def test_a_head_sent_again_reads_the_same_and_the_remembered_heads_stay_bounded() -> None:
     heads = PlainHeads()
-    first, again = heads.read(HEAD), heads.read(bytes(HEAD))
+    untraced = HEAD.replace(b"X-Request-Id: abc\r\n", b"")
+    first, again = heads.read(untraced), heads.read(bytes(untraced))
     assert first is not None and again is first
-    refused = HEAD.replace(b"GET", b"POST")
+    refused = untraced.replace(b"GET", b"POST")
     assert heads.read(refused) is None and heads.read(bytes(refused)) is None
     for number in range(HEADS_REMEMBERED * 3):
-        read = heads.read(HEAD.replace(b"abc", b"id-%d" % number))
-        assert read is not None and read.request_id == f"id-{number}"
+        read = heads.read(untraced.replace(b"gzip", b"gzip-%d" % number))
+        assert read is not None and read.header(b"accept-encoding") == f"gzip-{number}"
         assert len(heads._remembered) <= HEADS_REMEMBERED
-    oversized = HEAD.replace(b"abc", b"a" * MAX_REMEMBERED_HEAD_BYTES)
+    oversized = untraced.replace(b"gzip", b"a" * MAX_REMEMBERED_HEAD_BYTES)
     heads._remembered.clear()
     assert heads.read(oversized) is not None and not heads._remembered
+
+
+def test_a_traced_client_that_sends_new_ids_on_each_request_has_its_head_parsed_once() -> None:
+    """A new X-Request-Id and traceparent on every request: the head is parsed once, and every
+    later one is read from it, with its own ids."""
+    heads = PlainHeads()
+    parsed: list[bytes] = []
+    parse = heads._parse
+    heads._parse = lambda head: parsed.append(head) or parse(head)  # type: ignore[method-assign]
+    for number in range(200):
+        parent = f"00-{number:032x}-{number:016x}-01"
+        traced = f"Host: gateway.internal\r\ntraceparent: {parent}\r\n".encode()  # before the request id
+        raw = HEAD.replace(b"abc", b"req-%d" % number).replace(b"Host: gateway.internal\r\n", traced)
+        read = heads.read(raw)
+        assert read is not None and (read.request_id, read.header(b"traceparent")) == (f"req-{number}", parent)
+        assert (read.authorization, read.header(b"host"), len(read.fields)) == ("Bearer key-1", "gateway.internal", 5)
+    assert len(parsed) == 1
+    many = b"".join(b"X-%d: v\r\n" % n for n in range(MAX_HEADER_COUNT - 3))
+    full = HEAD.replace(b"Accept-Encoding: gzip\r\n", many)  # the limit, with its X-Request-Id
+    assert heads.read(full) is not None
+    over = full.replace(b"\r\n\r\n", b"\r\ntraceparent: 00-1-2-01\r\n\r\n")
+    assert heads.read(over) is None  # one header more than the limit, though its skeleton is known
+    for number in range(HEADS_REMEMBERED * 3):  # skeletons are bounded like heads
+        assert heads.read(HEAD.replace(b"gzip", b"gzip-%d" % number)) is not None
+        assert len(heads._skeletons) <= HEADS_REMEMBERED
 
 
 @pytest.mark.parametrize(
@@ -199,3 +225,33 @@ def test_whatever_is_read_here_aiohttp_reads_the_same_way(aiohttp_parser: Any, h
     assert len(message.raw_headers) == len(plain.fields)
     for name in READ:
         assert message.headers.get(name.decode()) == plain.header(name), name
+
+
+ID_VALUES = [b"abc", b" spaced", b"\tt", b"a b", b"trailing ", b"", b"caf\xc3\xa9", b"x" * 300, b"a,b", b"a\x00"]
+ID_VALUES += [b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", b"a:b/c+d=e.f_g-h", b"\x7f"]
+ID_NAMES = [b"X-Request-Id", b"x-request-id", b"TRACEPARENT", b"traceparent"]
+ID_LINES = st.tuples(st.sampled_from(ID_NAMES), st.sampled_from(ID_VALUES))
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    head=mutated_heads(),
+    variants=st.lists(st.lists(st.tuples(ID_LINES, st.integers(0, 8)), max_size=3), min_size=2, max_size=4),
+)
+def test_heads_read_from_a_skeleton_read_as_a_fresh_parse_reads_them(head: bytes, variants: Any) -> None:
+    """The same head sent with per-request headers of any value (well-formed or not, once or
+    twice, anywhere among the headers) reads through one remembering reader exactly as a fresh
+    reader reads it."""
+    reader = PlainHeads()
+    base = head.replace(b"X-Request-Id: abc\r\n", b"")
+    line_ends = [at + 2 for at in range(len(base)) if base.startswith(b"\r\n", at)][:-1] or [len(base)]
+    for lines in variants:
+        variant = base
+        for (name, value), where in lines:
+            at = line_ends[where % len(line_ends)]
+            variant = variant[:at] + b"%s: %s\r\n" % (name, value) + variant[at:]
+        fresh, read = PlainHeads().read(variant), reader.read(variant)
+        assert (fresh is None) == (read is None), variant
+        if fresh is not None and read is not None:
+            assert (read.method, read.target, read.fields) == (fresh.method, fresh.target, fresh.fields), variant
+            assert (read.request_id, read.authorization) == (fresh.request_id, fresh.authorization), variant
