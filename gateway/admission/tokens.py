@@ -48,6 +48,11 @@ from gateway.tenant import Tenant
 
 MAX_TOKEN_BYTES = 8192
 VERIFIED_TOKENS_KEPT = 10_000
+REFUSALS_KEPT = 256
+REFUSAL_KEPT_SECONDS = 1.0
+"""How long an invalid token's verdict is kept: long enough that a token the fast path refused
+reaches the chain without a second verification (a forged RS256 token costs ~110 µs to check),
+short enough that one refused as not yet valid is checked again soon."""
 REQUIRED_CLAIMS = ["exp", "iss", "aud"]
 UNKNOWN_ISSUER = "unknown"
 
@@ -150,6 +155,8 @@ class TokenAuthenticator:
         self._clock = clock
         self._metrics = metrics
         self._verified: dict[str | None, _Verified] = {}
+        self._refused: dict[str, tuple[float, str, str]] = {}
+        """Invalid tokens seen in the last ``REFUSAL_KEPT_SECONDS``: when, the issuer, the result."""
 
     def cached(self, authorization: str | None) -> Tenant | None:
         """The tenant of an already verified token that is still good, else ``None``."""
@@ -168,14 +175,22 @@ class TokenAuthenticator:
     def find(self, authorization: str) -> Tenant | None:
         """The tenant of a token checked with the keys held, else ``None`` (why is not said, and
         nothing is waited for: the fast path asks this, and hands anything else to the chain)."""
+        if self._refusal(authorization) is not None:
+            return None
         try:
             return self._admit(authorization)
-        except (_Refused, _KeysPending):
+        except _KeysPending:
+            return None
+        except _Refused as refusal:
+            self._remember_refusal(authorization, refusal)
             return None
 
     async def authenticate(self, authorization: str) -> Tenant:
         """The tenant of a token; a failure raises the error the caller sees. An unknown kid, or an
         issuer with no usable keys, waits (bounded) for the issuer's one shared key fetch first."""
+        refused = self._refusal(authorization)
+        if refused is not None:
+            raise self._count(refused)
         try:
             return self.cached(authorization) or self._admit(authorization)
         except _KeysPending as pending:
@@ -185,13 +200,33 @@ class TokenAuthenticator:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(fetch), FETCH_TIMEOUT_SECONDS)
         except _Refused as refusal:
+            self._remember_refusal(authorization, refusal)
             raise self._count(refusal) from None
         try:
             return self._admit(authorization)
         except _KeysPending as pending:
             raise self._count(pending.refusal) from None
         except _Refused as refusal:
+            self._remember_refusal(authorization, refusal)
             raise self._count(refusal) from None
+
+    def _refusal(self, authorization: str) -> _Refused | None:
+        """The refusal of an invalid token seen within ``REFUSAL_KEPT_SECONDS``, made afresh."""
+        kept = self._refused.get(authorization)
+        if kept is None:
+            return None
+        refused_at, issuer, result = kept
+        if self._clock.now() - refused_at < REFUSAL_KEPT_SECONDS:
+            return _invalid(issuer, result)
+        del self._refused[authorization]
+        return None
+
+    def _remember_refusal(self, authorization: str, refusal: _Refused) -> None:
+        if not isinstance(refusal.error, InvalidToken):  # a valid token with no tenant: not kept
+            return
+        if len(self._refused) >= REFUSALS_KEPT:
+            del self._refused[next(iter(self._refused))]
+        self._refused[authorization] = (self._clock.now(), refusal.issuer, refusal.result)
 
     def _count(self, refusal: _Refused) -> GatewayError:
         self._metrics.jwt_validations.labels(issuer=refusal.issuer, result=refusal.result).inc()

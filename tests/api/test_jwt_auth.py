@@ -20,6 +20,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.admission.api_keys import hash_key
+from gateway.admission.tokens import REFUSAL_KEPT_SECONDS, TokenAuthenticator
 from gateway.clock import ManualClock
 from gateway.config.settings import OidcIssuer, OidcSettings, Tenant
 from gateway.simulator.idp import RunningIdP, running_idp
@@ -351,3 +352,31 @@ async def test_a_cached_token_hit_is_answered_by_the_connection_like_the_chain(
     fast_log, reference_log = gateway.log_records()[before:]
     assert without_timing(fast_log) == without_timing(reference_log)
     assert fast_log["tenant"] == "acme" and fast_log["cache"] == "hit"
+
+
+async def test_a_forged_token_is_verified_once_not_by_both_paths(
+    gateway: Gateway, idp: RunningIdP, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection's check refuses a forged token and hands it to the chain, which answers the
+    401 from that verdict instead of verifying the signature again (a forged RS256 token costs
+    ~110 µs to check). The verdict is kept for ``REFUSAL_KEPT_SECONDS``, then checked afresh; each
+    request's refusal is counted once."""
+    verified: list[str] = []
+    verify = TokenAuthenticator._verify
+
+    def counting(self: TokenAuthenticator, token: str) -> Any:
+        verified.append(token)
+        return verify(self, token)
+
+    monkeypatch.setattr(TokenAuthenticator, "_verify", counting)
+    forged = bearer(attacks(idp, clock)["forged signature"])
+    for sent in (1, 2):
+        status, headers, _ = await answer(gateway, forged)
+        assert status == 401 and 'error="invalid_token"' in headers["WWW-Authenticate"]
+        verifications = len(verified)  # not the list: a failure would print the tokens
+        assert verifications == 1
+        assert gateway.metric("metastudio_gateway_jwt_validations_total", issuer="corp", result="bad_signature") == sent
+    clock.advance(REFUSAL_KEPT_SECONDS)
+    assert (await answer(gateway, forged))[0] == 401
+    verifications = len(verified)
+    assert verifications == 2
