@@ -54,11 +54,11 @@ _METHODS = frozenset({b"GET", b"HEAD"})
 _REFUSED = frozenset({b"content-length", b"transfer-encoding", b"upgrade", b"expect"})
 _WHITESPACE = b" \t"
 _REQUEST_LINE_FRAME = len(b"  HTTP/1.1")
+"""A request line's length beyond its method and target: two single spaces and the version."""
 _PER_REQUEST_LINES = tuple((name, b"\r\n" + name + b":") for name in PER_REQUEST_HEADERS)
 _PER_REQUEST_VALUE = re.compile(rb"[ \t]*([!-~]+)")
 """A per-request header's value taken out of a head: visible ASCII (what llhttp passes on as it
 is), no whitespace inside or after."""
-"""A request line's length beyond its method and target: two single spaces and the version."""
 
 
 class PlainHead:
