@@ -66,6 +66,18 @@ def test_the_profile_is_read_from_basic_in_home(tmp_path: Path) -> None:
     assert "SK-PROFILE-1" not in holder.describe()
 
 
+def test_a_profile_with_half_a_key_pair_is_refused_in_the_files_words(tmp_path: Path) -> None:
+    """A ``[basic]`` section with ``ak`` but no ``sk`` (or the reverse) names the file, the
+    section and the missing key, not the environment variables of the static source."""
+    profile = tmp_path / "credentials"
+    for present, missing in (("ak = AK-PROFILE-1", "sk"), ("sk = SK-PROFILE-1", "ak")):
+        profile.write_text(f"[basic]\n{present}\n")
+        with pytest.raises(CredentialsError) as refused:
+            select_credentials({"HUAWEICLOUD_SDK_CREDENTIALS_FILE": str(profile)}, clock=ManualClock())
+        assert refused.value.problems == [f"{profile} [basic]: {missing} is not set (ak and sk go together)"]
+        assert "SDK" not in str(refused.value) and "PROFILE-1" not in str(refused.value)
+
+
 def test_a_bad_mode_or_source_name_is_refused() -> None:
     """Unknown METASTUDIO_AUTH_MODE or METASTUDIO_CREDENTIALS_SOURCE: a message naming the variable."""
     with pytest.raises(CredentialsError, match="METASTUDIO_AUTH_MODE"):
