@@ -156,7 +156,8 @@ class TokenAuthenticator:
         self._metrics = metrics
         self._verified: dict[str | None, _Verified] = {}
         self._refused: dict[str, tuple[float, str, str]] = {}
-        """Invalid tokens seen in the last ``REFUSAL_KEPT_SECONDS``: when, the issuer, the result."""
+        """Invalid tokens seen in the last ``REFUSAL_KEPT_SECONDS`` (at most ``REFUSALS_KEPT`` of
+        ``MAX_TOKEN_BYTES`` each): when, the issuer, the result."""
 
     def cached(self, authorization: str | None) -> Tenant | None:
         """The tenant of an already verified token that is still good, else ``None``."""
@@ -222,8 +223,8 @@ class TokenAuthenticator:
         return None
 
     def _remember_refusal(self, authorization: str, refusal: _Refused) -> None:
-        if not isinstance(refusal.error, InvalidToken):  # a valid token with no tenant: not kept
-            return
+        if not isinstance(refusal.error, InvalidToken) or refusal.result == "too_long":
+            return  # a valid token with no tenant, or one refused on its length alone: cheap to refuse again
         if len(self._refused) >= REFUSALS_KEPT:
             del self._refused[next(iter(self._refused))]
         self._refused[authorization] = (self._clock.now(), refusal.issuer, refusal.result)
