@@ -184,7 +184,7 @@ def _new_request_ids(median: Mapping[str, dict[str, Any]], hit: HitTargets) -> d
     }
 
 
-def _cpu_us_per_hit(run: Mapping[str, Any]) -> float:
+def cpu_us_per_hit(run: Mapping[str, Any]) -> float:
     """Microseconds of the server process's CPU per request in a wrk run (its CPU share of the
     core over req/s: right even when wrk, not the server, was the limit, as it can be for the floor)."""
     return float(run["cpu"]["server_process_cpu"]) * 1e6 / float(run["rps"])
@@ -193,8 +193,8 @@ def _cpu_us_per_hit(run: Mapping[str, Any]) -> float:
 def _above_floor(floor: Mapping[str, Any], **servers: Mapping[str, Any]) -> dict[str, Any]:
     """Microseconds of CPU per hit each server spends above the floor's: what its own code costs
     per hit, with the loop, the syscalls and loopback taken out."""
-    floor_us = _cpu_us_per_hit(floor)
-    above = {f"{name}_us_above_floor": _cpu_us_per_hit(run) - floor_us for name, run in servers.items()}
+    floor_us = cpu_us_per_hit(floor)
+    above = {f"{name}_us_above_floor": cpu_us_per_hit(run) - floor_us for name, run in servers.items()}
     return {"floor": floor, "floor_us_per_hit": floor_us, **above}
 
 

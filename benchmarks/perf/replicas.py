@@ -25,7 +25,7 @@ from typing import Any
 
 import aiohttp
 
-from perf.measures import Bench, median_run, metric_sum, percentile
+from perf.measures import Bench, cpu_us_per_hit, median_run, metric_sum, percentile
 from perf.system import http_get
 from perf.targets import AUTH, LIST_PATH, TENANTS
 from perf.wrk import Target
@@ -48,7 +48,7 @@ def _config(redis_url: str | None, fast_hit_path: bool = True) -> tuple[str, dic
 
 
 @contextlib.contextmanager
-def _deployment(
+def deployment(
     workdir: Path, bench: Bench, count: int, redis_url: str | None, fast_hit_path: bool = True
 ) -> Iterator[tuple[LiveGateway, ...]]:
     workdir.mkdir()
@@ -118,7 +118,9 @@ def _operations(base_url: str) -> float:
 
 def hit_throughput(bench: Bench, local: LiveGateway, shared: LiveGateway) -> dict[str, Any]:
     """R2 and R4: wrk on the same hit, one replica without Redis and one with, alternated for
-    HIT_ROUNDS rounds; the median round of each is kept (the machine's noise moves single runs)."""
+    HIT_ROUNDS rounds; the median round of each is kept (the machine's noise moves single runs),
+    and each pair of rounds gives the server CPU per hit that Redis adds (steadier than req/s:
+    the two rounds of a pair run back to back)."""
     plan = bench.plan
     runs: dict[str, list[dict[str, Any]]] = {"without_redis": [], "with_redis": []}
     for gateway in (local, shared):
@@ -136,6 +138,10 @@ def hit_throughput(bench: Bench, local: LiveGateway, shared: LiveGateway) -> dic
     hits = sum(run["requests"] for run in runs["with_redis"]) * (1 + plan.warmup_seconds / plan.hit_seconds)
     figures["redis_commands_per_1000_hits"] = 1000 * operations / max(1.0, hits)
     figures["ratio"] = figures["with_redis"]["rps"] / figures["without_redis"]["rps"]
+    figures["cpu_us_added_by_round"] = [
+        cpu_us_per_hit(shared_run) - cpu_us_per_hit(local_run)
+        for local_run, shared_run in zip(runs["without_redis"], runs["with_redis"], strict=True)
+    ]
     return figures
 
 
@@ -173,9 +179,9 @@ def replicas(bench: Bench) -> dict[str, Any]:
     work.mkdir()
     with redis_server(work, REDIS_PASSWORD) as redis:
         print("R1. upstream calls per key, 3 replicas", flush=True)
-        with _deployment(work / "local", bench, REPLICAS, None) as local:
+        with deployment(work / "local", bench, REPLICAS, None) as local:
             results["calls_per_key_without_redis"] = upstream_calls_per_key(local)
-            with _deployment(work / "shared", bench, REPLICAS, redis.url) as shared:
+            with deployment(work / "shared", bench, REPLICAS, redis.url) as shared:
                 results["calls_per_key_with_redis"] = upstream_calls_per_key(shared)
                 print("R2, R4. plain-hit throughput with and without redis_url", flush=True)
                 results["hits"] = hit_throughput(bench, local[0], shared[0])
@@ -212,6 +218,11 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             "plain-hit req/s, redis_url set / not set",
             f"{hits['with_redis']['rps']:.0f} / {hits['without_redis']['rps']:.0f} = {hits['ratio']:.3f}x",
             ">= 0.95x",
+        ),
+        (
+            "server CPU us per hit added by redis_url, each round pair",
+            ", ".join(f"{added:+.2f}" for added in hits["cpu_us_added_by_round"]),
+            "",
         ),
         (
             "hit p50 / p99 ms, redis_url set (not set)",
