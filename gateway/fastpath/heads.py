@@ -19,7 +19,8 @@ which judges it as it judges every request:
   error saying which).
 
 Headers are read as aiohttp reads them: name case-insensitive, value without the whitespace
-around it (decoded only when asked for). One parser serves every connection: each call feeds one whole head, so it is
+around it (decoded when asked for; ``Authorization`` and ``X-Request-Id``, read on every hit,
+once per head). One parser serves every connection: each call feeds one whole head, so it is
 between messages after every call, and it is replaced after any head it did not finish.
 
 What a head reads as depends on its bytes alone, so the last ``HEADS_REMEMBERED`` heads up to
@@ -36,11 +37,11 @@ the caller is decided afresh on every request.
 from __future__ import annotations
 
 import re
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import httptools
 
-from gateway.admission.request_limits import MAX_HEADER_BYTES, MAX_HEADER_COUNT, check_limits, header_bytes
+from gateway.admission.request_limits import MAX_HEADER_COUNT, check_limits, counted_header_bytes
 from gateway.errors import InvalidRequest
 
 MAX_PLAIN_HEAD_BYTES = 32768
@@ -55,6 +56,7 @@ _REFUSED = frozenset({b"content-length", b"transfer-encoding", b"upgrade", b"exp
 _WHITESPACE = b" \t"
 _REQUEST_LINE_FRAME = len(b"  HTTP/1.1")
 """A request line's length beyond its method and target: two single spaces and the version."""
+_UNREAD = object()
 _PER_REQUEST_LINES = tuple((name, b"\r\n" + name + b":") for name in PER_REQUEST_HEADERS)
 _PER_REQUEST_VALUE = re.compile(rb"[ \t]*([!-~]+)")
 """A per-request header's value taken out of a head: visible ASCII (what llhttp passes on as it
@@ -65,7 +67,7 @@ class PlainHead:
     """A request head as the hit path reads it (shared by every request that sends the same
     bytes: read-only)."""
 
-    __slots__ = ("authorization", "fields", "method", "path", "query", "request_id", "target")
+    __slots__ = ("authorization", "conditional", "fields", "method", "path", "query", "request_id", "target", "variant")
 
     def __init__(self, method: str, target: str, fields: dict[bytes, bytes]) -> None:
         self.method = method
@@ -77,6 +79,10 @@ class PlainHead:
         self.authorization = self.header(b"authorization")
         self.request_id = self.header(b"x-request-id")
         """The ``X-Request-Id`` the caller sent, if any."""
+        self.variant = (fields.get(b"accept-encoding"), fields.get(b"origin"))
+        """``Accept-Encoding`` and ``Origin`` as received: which variant of an answer it gets."""
+        self.conditional = b"if-none-match" in fields
+        """Whether it sent ``If-None-Match`` (it may be answered 304)."""
 
     def header(self, name: bytes) -> str | None:
         """The value of the header with this lower-case ``name``, as aiohttp gives it."""
@@ -87,9 +93,9 @@ class PlainHead:
         """This head with ``fields`` instead (only per-request headers added or taken away)."""
         head = object.__new__(PlainHead)
         head.method, head.target, head.path, head.query = self.method, self.target, self.path, self.query
-        head.authorization, head.fields = self.authorization, fields
-        value = fields.get(b"x-request-id")
-        head.request_id = None if value is None else value.decode()
+        head.authorization, head.variant, head.conditional = self.authorization, self.variant, self.conditional
+        head.fields = fields
+        head.request_id = head.header(b"x-request-id")
         return head
 
 
@@ -111,8 +117,9 @@ class PlainHeads:
         if len(head) > MAX_PLAIN_HEAD_BYTES:
             return None
         remembered = self._remembered
-        if head in remembered:  # a second look-up, but no KeyError raised for every new head
-            return remembered[head]
+        known = remembered.get(head, _UNREAD)  # a sentinel: ``None`` (not a plain head) is remembered too
+        if known is not _UNREAD:
+            return cast("PlainHead | None", known)
         if len(head) > MAX_REMEMBERED_HEAD_BYTES:
             return self._parse(head)
         split = _per_request_lines(head)
@@ -157,7 +164,8 @@ class PlainHeads:
             return None
         decoded_target = target.decode()
         try:
-            check_limits(decoded_target, len(headers), _counted_bytes(head, headers))
+            stripped = ((name, value.strip(_WHITESPACE)) for name, value in headers.items())
+            check_limits(decoded_target, len(headers), counted_header_bytes(len(head), stripped))
         except InvalidRequest:
             return None
         return PlainHead(method.decode(), decoded_target, headers)
@@ -212,11 +220,3 @@ def _per_request_lines(head: bytes) -> tuple[bytes, dict[bytes, bytes]] | None:
         kept_from = end
     pieces.append(head[kept_from:])
     return b"".join(pieces), values
-
-
-def _counted_bytes(head: bytes, headers: dict[bytes, bytes]) -> int:
-    """The header bytes ``check_limits`` limits (names and values, ``Authorization`` not
-    counted); for a head shorter than that limit, the head's length: within it either way."""
-    if len(head) <= MAX_HEADER_BYTES:
-        return len(head)
-    return header_bytes((name, value.strip(_WHITESPACE)) for name, value in headers.items())

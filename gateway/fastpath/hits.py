@@ -89,7 +89,7 @@ class HitResponder:
         self._clock = clock
         self._head_end = _HeadEnd()
         self._heads = PlainHeads()
-        self._built: dict[tuple[int, int, int, bytes | None, bytes | None], _Head] = {}
+        self._built: dict[tuple[int, int, int, tuple[bytes | None, bytes | None]], _Head] = {}
 
     def answer(self, head: bytes) -> Wire | None:
         """The response to the request with this ``head`` (request line to blank line) if it
@@ -128,15 +128,8 @@ class HitResponder:
         and the tail's ``decorate``, as the chain builds its answer, and kept for the next hits
         that would get the same bytes: same entry, same Age and max-age, same Accept-Encoding and
         Origin (as received: only a miss of the memo decodes them)."""
-        fields = request.fields
-        key = (
-            id(entry),
-            int(entry.fresh_until - now),
-            int(now - entry.fetched_at),
-            fields.get(b"accept-encoding"),
-            fields.get(b"origin"),
-        )
-        could_be_304 = b"if-none-match" in fields
+        key = (id(entry), int(entry.fresh_until - now), int(now - entry.fetched_at), request.variant)
+        could_be_304 = request.conditional
         known = None if could_be_304 else self._built.get(key)
         if known is not None and known[0] == entry.etag and known[1] == entry.fetched_at:
             return 200, known[2], entry.gzip_body if known[3] else entry.body

@@ -5,7 +5,8 @@ on every answer, ``Cache-Control: no-store`` on every error), the CORS headers, 
 counters and the access-log line. The handler chain (``gateway.web.observe``) and the fast path
 (``gateway.fastpath.hits``) both take the request id from ``request_id``, their headers from
 ``decorate`` and are counted and logged by ``account``, so both send and record the same (the
-fast path calls ``decorate`` once per head it builds and keeps, ``account`` on every hit).
+fast path calls ``decorate`` once per head it builds (a memo hit reuses one), ``account`` on
+every hit).
 """
 
 from __future__ import annotations
