@@ -4,8 +4,9 @@ One synchronous API that the fast path (inside the connection's ``data_received`
 handler chain both call, so there is one copy of each decision:
 
 * ``caller(authorization)``: the tenant the credential names, or ``None``. No side effects (but
-  remembering a token it verified), so the fast path can ask before it knows it will answer.
-  It never waits: a JWT it cannot check with the keys held (unknown ``kid``) gets ``None``.
+  remembering a token it verified, or refused as invalid for a second), so the fast path can
+  ask before it knows it will answer. It never waits: a JWT it cannot check with the keys held
+  (unknown ``kid``) gets ``None``.
 * ``authenticate(authorization)`` (a coroutine, for the chain): the same, or the error saying why
   (401, 403, 503). It may wait, bounded, for the one shared fetch of an issuer's keys.
 * ``retry_after(tenant)``: take one rate-limit token; 0 to pass, else the seconds to wait.

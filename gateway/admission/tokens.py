@@ -23,7 +23,9 @@ raw ``Authorization`` value, so a client's later requests cost a dict look-up an
 comparisons instead of a 40-70 µs signature check: the fast path answers them. A remembered
 token stops working at ``exp`` (plus leeway), when its key leaves the issuer's key set, and
 when the issuer's keys pass the stale window. Only tokens that verified and named a tenant are
-kept, so forged tokens cannot fill it.
+kept, so forged tokens cannot fill it. An invalid token's refusal is kept too, for
+``REFUSAL_KEPT_SECONDS`` (``REFUSALS_KEPT`` at most), so the chain answers a token the fast path
+refused without verifying it a second time.
 """
 
 from __future__ import annotations
@@ -176,22 +178,14 @@ class TokenAuthenticator:
     def find(self, authorization: str) -> Tenant | None:
         """The tenant of a token checked with the keys held, else ``None`` (why is not said, and
         nothing is waited for: the fast path asks this, and hands anything else to the chain)."""
-        if self._refusal(authorization) is not None:
-            return None
         try:
             return self._admit(authorization)
-        except _KeysPending:
-            return None
-        except _Refused as refusal:
-            self._remember_refusal(authorization, refusal)
+        except (_Refused, _KeysPending):
             return None
 
     async def authenticate(self, authorization: str) -> Tenant:
         """The tenant of a token; a failure raises the error the caller sees. An unknown kid, or an
         issuer with no usable keys, waits (bounded) for the issuer's one shared key fetch first."""
-        refused = self._refusal(authorization)
-        if refused is not None:
-            raise self._count(refused)
         try:
             return self.cached(authorization) or self._admit(authorization)
         except _KeysPending as pending:
@@ -201,30 +195,19 @@ class TokenAuthenticator:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(fetch), FETCH_TIMEOUT_SECONDS)
         except _Refused as refusal:
-            self._remember_refusal(authorization, refusal)
             raise self._count(refusal) from None
         try:
             return self._admit(authorization)
         except _KeysPending as pending:
             raise self._count(pending.refusal) from None
         except _Refused as refusal:
-            self._remember_refusal(authorization, refusal)
             raise self._count(refusal) from None
 
-    def _refusal(self, authorization: str) -> _Refused | None:
-        """The refusal of an invalid token seen within ``REFUSAL_KEPT_SECONDS``, made afresh."""
-        kept = self._refused.get(authorization)
-        if kept is None:
-            return None
-        refused_at, issuer, result = kept
-        if self._clock.now() - refused_at < REFUSAL_KEPT_SECONDS:
-            return _invalid(issuer, result)
-        del self._refused[authorization]
-        return None
-
     def _remember_refusal(self, authorization: str, refusal: _Refused) -> None:
+        # Not kept: a Forbidden (a valid token naming no tenant), which ``_invalid`` cannot make
+        # again; a token refused as too long, whose entry would be larger than ``MAX_TOKEN_BYTES``.
         if not isinstance(refusal.error, InvalidToken) or refusal.result == "too_long":
-            return  # a valid token with no tenant, or one refused on its length alone: cheap to refuse again
+            return
         if len(self._refused) >= REFUSALS_KEPT:
             del self._refused[next(iter(self._refused))]
         self._refused[authorization] = (self._clock.now(), refusal.issuer, refusal.result)
@@ -234,8 +217,19 @@ class TokenAuthenticator:
         return refusal.error
 
     def _admit(self, authorization: str) -> Tenant:
-        """Verify the token, remember it, and return its tenant."""
-        verified = self._verify(bearer_credential(authorization) or "")
+        """Verify the token, remember it, and return its tenant; an invalid token's refusal is
+        remembered for ``REFUSAL_KEPT_SECONDS`` and given again without a second verification."""
+        kept = self._refused.get(authorization)
+        if kept is not None:
+            refused_at, issuer, result = kept
+            if self._clock.now() - refused_at < REFUSAL_KEPT_SECONDS:
+                raise _invalid(issuer, result)
+            del self._refused[authorization]
+        try:
+            verified = self._verify(bearer_credential(authorization) or "")
+        except _Refused as refusal:
+            self._remember_refusal(authorization, refusal)
+            raise
         self._metrics.jwt_validations.labels(issuer=verified.keys.settings.name, result="ok").inc()
         if len(self._verified) >= VERIFIED_TOKENS_KEPT:
             del self._verified[next(iter(self._verified))]
