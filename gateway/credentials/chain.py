@@ -143,9 +143,9 @@ def _profile(env: Mapping[str, str], clock: Clock) -> CredentialsHolder:
         )
         return RefreshingHolder(provider, clock=clock)
     if item["ak"] or item["sk"]:
-        missing = [key for key in ("ak", "sk") if not item[key]]
-        if missing:  # said in the file's words: the static source would name its variables
-            raise CredentialsError([f"{path} [{PROFILE_SECTION}]: {missing[0]} is not set (ak and sk go together)"])
+        if not (item["ak"] and item["sk"]):  # in the file's words: the static source names variables
+            missing = "sk" if item["ak"] else "ak"
+            raise CredentialsError([f"{path} [{PROFILE_SECTION}]: {missing} is not set (ak and sk go together)"])
         keys = {"HUAWEICLOUD_SDK_AK": item["ak"], "HUAWEICLOUD_SDK_SK": item["sk"]}
         if item["security_token"]:
             keys["HUAWEICLOUD_SDK_SECURITY_TOKEN"] = item["security_token"]

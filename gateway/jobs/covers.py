@@ -14,7 +14,10 @@ from urllib.parse import unquote_plus, urlsplit
 
 COVER_LIFETIME_SECONDS = 24 * 3600
 _V4_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
-_EXPIRY_PARAMETERS = frozenset({"expires", "x-amz-date", "x-amz-expires", "x-obs-date", "x-obs-expires"})
+_V4_PREFIXES = ("x-amz", "x-obs")
+_EXPIRY_PARAMETERS = frozenset(
+    {"expires", *(f"{prefix}-{name}" for prefix in _V4_PREFIXES for name in ("date", "expires"))}
+)
 
 
 def expiry_parameters(query: str) -> dict[str, str]:
@@ -50,7 +53,7 @@ def cover_expiry(url: str, fetched_at: float) -> float:
     expires = params.get("expires")
     if expires is not None and expires.isdigit():
         return float(expires)
-    for prefix in ("x-amz", "x-obs"):
+    for prefix in _V4_PREFIXES:
         parsed = _parse_v4(params, prefix)
         if parsed is not None:
             return parsed
