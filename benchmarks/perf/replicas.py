@@ -116,18 +116,20 @@ def _operations(base_url: str) -> float:
     return metric_sum(http_get(base_url + "/metrics")[2].decode(), "metastudio_gateway_shared_tier_operations_total")
 
 
-def hit_throughput(bench: Bench, local: LiveGateway, shared: LiveGateway) -> dict[str, Any]:
+def hit_throughput(bench: Bench, local: LiveGateway, shared: LiveGateway, rounds: int = HIT_ROUNDS) -> dict[str, Any]:
     """R2 and R4: wrk on the same hit, one replica without Redis and one with, alternated for
-    HIT_ROUNDS rounds; the median round of each is kept (the machine's noise moves single runs),
+    ``rounds`` rounds; the median round of each is kept (the machine's noise moves single runs),
     and each pair of rounds gives the server CPU per hit that Redis adds (steadier than req/s:
-    the two rounds of a pair run back to back)."""
+    the two rounds of a pair run back to back, first one then the other in turn, so a drift
+    within pairs does not fall on one side)."""
     plan = bench.plan
     runs: dict[str, list[dict[str, Any]]] = {"without_redis": [], "with_redis": []}
     for gateway in (local, shared):
         http_get(gateway.base_url + LIST_PATH, AUTH)
     operations_before = _operations(shared.base_url)
-    for _ in range(HIT_ROUNDS):
-        for name, gateway in (("without_redis", local), ("with_redis", shared)):
+    pair = (("without_redis", local), ("with_redis", shared))
+    for index in range(rounds):
+        for name, gateway in pair if index % 2 == 0 else pair[::-1]:
             label = f"replica, {name.replace('_', ' ')}"
             target = Target(label, gateway.base_url + LIST_PATH, gateway.process.pid, AUTH)
             runs[name].append(
