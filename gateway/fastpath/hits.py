@@ -90,6 +90,9 @@ class HitResponder:
         self._head_end = _HeadEnd()
         self._heads = PlainHeads()
         self._built: dict[tuple[int, int, int, tuple[bytes | None, bytes | None]], _Head] = {}
+        self.settle = tail.settle
+        """Does the batch work of the hits answered (``ResponseTail.settle``): the connection
+        calls it after writing their answers."""
 
     def answer(self, head: bytes) -> Wire | None:
         """The response to the request with this ``head`` (request line to blank line) if it

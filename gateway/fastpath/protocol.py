@@ -6,11 +6,13 @@ shutdown, the whole web layer) plus one step in front of its parser. The bytes r
 into request heads (at each blank line) and each whole head is offered in order to
 ``HitResponder``, which reads it with llhttp (``gateway.fastpath.heads``, a strict subset of
 HTTP/1.1) and answers it if it is a plain hit; the answers are written to the transport at
-once. The first head it declines, with everything after it, goes to aiohttp's parser and queue
-as usual, so aiohttp never sees the answered requests and never builds a message for them. An
-incomplete head is kept for the next read (up to ``MAX_PLAIN_HEAD_BYTES``; a longer one goes to
-aiohttp's parser, which judges it). Requests with a body, and any request while the peer is not
-reading (the transport's write buffer is over its limit), are handed on.
+once, and the batch work of their counters and log lines (``HitResponder.settle``) is done
+after them, so no answer waits for it. The first head it declines, with everything after it,
+goes to aiohttp's parser and queue as usual, so aiohttp never sees the answered requests and
+never builds a message for them. An incomplete head is kept for the next read (up to
+``MAX_PLAIN_HEAD_BYTES``; a longer one goes to aiohttp's parser, which judges it). Requests
+with a body, and any request while the peer is not reading (the transport's write buffer is
+over its limit), are handed on.
 
 Responses stay in request order on a pipelined connection: nothing is answered here while a
 request handed to aiohttp is still unanswered. Once aiohttp has answered everything it was
@@ -262,6 +264,7 @@ class HitServingRequestHandler(web.RequestHandler):
     def data_received(self, data: bytes) -> None:
         if self._reads_heads and not self._handed_on and not (self._force_close or self._close):
             data = self._answer_heads(self._partial_head + data if self._partial_head else data)
+            self._responder.settle()  # the answers are written: nothing waits for the batch work
             if not data:
                 return
         super().data_received(data)

@@ -76,13 +76,16 @@ FLUSH_EVERY_RECORDS = 64
 
 class AccessLog:
     """One JSON line per record. ``write`` and ``request`` only note the record and the time;
-    ``flush`` (every ``FLUSH_EVERY_RECORDS`` records, every half second from the app, and at
-    shutdown) builds and encodes what is pending and hands it to the stream in one write.
-    Building and encoding in batches costs less in total (the encoder runs warm in a tight
-    loop instead of cold between network calls, and a request's line is kept as a tuple
-    until then, a fifth less per hit than building its record on the request's path); the
-    batch is kept small because the loop serves nothing while it is encoded (a half second's
-    worth at 30k req/s stalled it for tens of milliseconds)."""
+    ``flush`` builds and encodes what is pending and hands it to the stream in one write. It
+    runs when ``write`` fills a batch of ``FLUSH_EVERY_RECORDS``, when ``settle`` finds one
+    filled by ``request`` (the server calls it once the answers noted are written, so no
+    answer waits for the batch: at one connection, the one answer in 64 that filled it did),
+    every half second from the app, and at shutdown. Building and encoding in batches costs
+    less in total (the encoder runs warm in a tight loop instead of cold between network
+    calls, and a request's line is kept as a tuple until then, a fifth less per hit than
+    building its record on the request's path); the batch is kept small because the loop
+    serves nothing while it is encoded (a half second's worth at 30k req/s stalled it for
+    tens of milliseconds)."""
 
     def __init__(self, stream: IO[bytes], *, flush_interval: float = 0.5) -> None:
         self._stream = stream
@@ -112,10 +115,13 @@ class AccessLog:
         seconds: float,
         upstream: dict[str, Any] | None = None,
     ) -> None:
-        """Log one answered request: ``access_record``'s fields, then ``upstream``'s, if any."""
-        pending = self._pending
-        pending.append((time.time(), request_id, tenant, method, route, status, cache, seconds, upstream))
-        if len(pending) >= FLUSH_EVERY_RECORDS or self.flush_interval <= 0:
+        """Log one answered request: ``access_record``'s fields, then ``upstream``'s, if any.
+        Written by the next ``settle`` that finds a batch full, or the next flush."""
+        self._pending.append((time.time(), request_id, tenant, method, route, status, cache, seconds, upstream))
+
+    def settle(self) -> None:
+        """Flush if a batch is full (or every record is to be written at once)."""
+        if len(self._pending) >= FLUSH_EVERY_RECORDS or self.flush_interval <= 0:
             self.flush()
 
     async def flush_periodically(self) -> None:

@@ -1,7 +1,7 @@
 """The per-request metrics, counted in plain ints and exported at scrape time.
 
 A request only appends its labels and duration to a list; they are counted in batches (at
-each scrape, and whenever ``FOLD_EVERY`` are pending) instead of paying prometheus_client's
+each scrape, and at each ``settle`` that finds ``FOLD_EVERY`` pending) instead of paying prometheus_client's
 label look-up, lock and bucket walk on the request path (that was ~20% of a cache hit's
 cost, and counting even plain ints per request was another ~10% on the hit path). The
 families exported are the ones a ``Counter``/``Histogram`` would give:
@@ -42,10 +42,12 @@ class RequestStats(Collector):
         self._cache = dict.fromkeys(CACHE_RESULTS, 0)
 
     def request(self, route: str, method: str, status: str, tenant: str, seconds: float) -> None:
-        """Count one answered request."""
-        pending = self._pending
-        pending.append((route, method, status, tenant, seconds))
-        if len(pending) >= FOLD_EVERY:
+        """Count one answered request (folded in by the next ``settle`` or scrape)."""
+        self._pending.append((route, method, status, tenant, seconds))
+
+    def settle(self) -> None:
+        """Fold in what is pending if a batch is full."""
+        if len(self._pending) >= FOLD_EVERY:
             self._fold()
 
     def _fold(self) -> None:

@@ -106,6 +106,7 @@ def make_observer(tail: ResponseTail, access_log: AccessLog) -> Callable[[str, H
                 seconds,
                 context.attempts,
             )
+            tail.settle()
             return response
 
         return observed

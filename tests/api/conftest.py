@@ -191,6 +191,7 @@ async def make_gateway(clock: ManualClock) -> AsyncIterator[GatewayFactory]:
         public_base_url: str = "",
         url_signing_keys: tuple[UrlSigningKey, ...] = URL_SIGNING_KEYS,
         oidc: OidcSettings | None = None,
+        log_stream: io.BytesIO | None = None,
     ) -> Gateway:
         sim_cm = running_simulator(access_key=SIM_AK, secret_key=SIM_SK, clock=clock, **(simulator_options or {}))
         simulator = await sim_cm.__aenter__()
@@ -218,7 +219,7 @@ async def make_gateway(clock: ManualClock) -> AsyncIterator[GatewayFactory]:
             else CredentialSource(env or {"HUAWEICLOUD_SDK_AK": SIM_AK, "HUAWEICLOUD_SDK_SK": SIM_SK}, clock=clock)
         )
         registry = CollectorRegistry()
-        log = io.BytesIO()
+        log = io.BytesIO() if log_stream is None else log_stream
         encoded: list[Any] = []
 
         def counting_encoder(value: Any) -> bytes:

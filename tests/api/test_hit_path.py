@@ -10,6 +10,8 @@ apart by ``on_response_prepare``, which only the chain fires.
 from __future__ import annotations
 
 import asyncio
+import io
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -144,6 +146,52 @@ async def test_hits_are_logged_and_counted_like_the_chain_counts_them(gateway: G
     labels = {"route": "/v1/training-jobs", "method": "GET", "status": "200", "tenant": "acme"}
     assert gateway.metric("metastudio_gateway_http_requests_total", **labels) == 3
     assert gateway.metric("metastudio_gateway_cache_requests_total", result="hit") == 2
+
+
+class PeekingLog(io.BytesIO):
+    """An access-log stream that, at each write, notes how many answers a client socket (which
+    nobody reads meanwhile) has received, and how many hit lines the write holds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.client: socket.socket | None = None
+        self.writes: list[tuple[int, int]] = []
+
+    def write(self, data: Any) -> int:
+        if self.client is not None:
+            try:
+                received = self.client.recv(1 << 20, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                received = b""
+            self.writes.append((received.count(b"HTTP/1.1 200 OK"), bytes(data).count(b'"cache":"hit"')))
+        return super().write(data)
+
+
+async def test_hits_are_sent_before_their_log_lines_are_written(make_gateway: GatewayFactory) -> None:
+    """The batch work of the hits in a read (log lines encoded and written, counters folded) is
+    done once their answers are sent, so no answer waits for it: whenever log lines are
+    written, the client has already received the answers they are for."""
+    log = PeekingLog()
+    gateway = await make_gateway(log_stream=log)
+    await gateway.client.get("/v1/training-jobs?limit=5", headers=ACME)
+    loop = asyncio.get_running_loop()
+    server = gateway.client.server
+    with socket.socket() as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)  # room for every answer
+        client.setblocking(False)
+        await loop.sock_connect(client, (server.host, server.port))
+        log.client = client
+        await loop.sock_sendall(client, b"".join([http_request("/v1/training-jobs?limit=5", method="HEAD")] * 16))
+        for _ in range(200):
+            if sum(lines for _, lines in log.writes) >= 16:
+                break
+            await asyncio.sleep(0.01)
+        log.client = None
+    lines_written = 0
+    for answers_received, lines in log.writes:
+        lines_written += lines
+        assert answers_received >= lines_written
+    assert lines_written == 16
 
 
 async def test_pipelined_responses_keep_request_order_around_a_slow_miss(gateway: Gateway) -> None:

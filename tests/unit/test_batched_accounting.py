@@ -28,6 +28,22 @@ def test_log_lines_are_written_per_batch_in_order_with_their_own_times() -> None
     assert [line["time"] for line in lines] == sorted(line["time"] for line in lines)
 
 
+def test_request_lines_are_written_when_settled_with_a_full_batch() -> None:
+    """``request`` only notes a line; ``settle`` (which the server calls once the answers are
+    written) writes the batch once it is full, in order."""
+    stream = io.BytesIO()
+    log = AccessLog(stream, flush_interval=0.5)
+    for number in range(FLUSH_EVERY_RECORDS - 1):
+        log.request(f"id-{number}", "acme", "GET", "/v1/training-jobs", 200, "hit", 0.0001)
+        log.settle()
+    assert stream.getvalue() == b""
+    log.request(f"id-{FLUSH_EVERY_RECORDS - 1}", "acme", "GET", "/v1/training-jobs", 200, "hit", 0.0001)
+    assert stream.getvalue() == b""
+    log.settle()
+    lines = [orjson.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["request_id"] for line in lines] == [f"id-{n}" for n in range(FLUSH_EVERY_RECORDS)]
+
+
 def test_a_flush_writes_what_is_pending_and_nothing_twice() -> None:
     stream = io.BytesIO()
     log = AccessLog(stream, flush_interval=0.5)
