@@ -31,7 +31,8 @@ from gateway.shared.tier import describe as describe_shared_tier
 EXIT_CONFIG = 2
 
 
-def _new_event_loop() -> asyncio.AbstractEventLoop:
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The loop ``serve`` and ``simulator`` run on: uvloop where it is installed, else asyncio's."""
     try:
         import uvloop
     except ImportError:
@@ -126,7 +127,7 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         host=args.host or settings.server.host,
         port=settings.server.port if args.port is None else args.port,  # 0 is a port: pick a free one
     )
-    with asyncio.Runner(loop_factory=_new_event_loop) as runner:
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
         runner.run(credentials.confirm())  # auto mode's last resort (ECS metadata) must answer now
         configure_logging()
         app = create_app(settings, credentials=credentials, url_signing_keys=keys)
@@ -185,7 +186,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         from gateway.demo import run_demo
 
         configure_logging()
-        with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=_new_event_loop) as runner:
+        with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=new_event_loop) as runner:
             runner.run(run_demo(port=args.port, page_port=args.page_port))
         return 0
     except ConfigError as exc:
