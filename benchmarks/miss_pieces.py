@@ -1,0 +1,192 @@
+"""Where one cache miss's CPU goes: the gateway's process CPU per miss, and each layer's share.
+
+    .venv/bin/python benchmarks/miss_pieces.py              # about 15 seconds
+    .venv/bin/python benchmarks/miss_pieces.py --seconds 5
+
+Starts the simulator (a real process) and serves the gateway app in this process (the
+benchmark's tenant and config, ``GatewayRunner`` on the loop ``serve`` runs), both pinned to
+core 0; Debian's ``wrk`` (core 1, one connection) asks for a new page on every request (8 to 12
+jobs), so every request is a miss. Prints this process's CPU per miss and the median CPU
+of each layer of one, measured with ``time.process_time`` around calls wrapped on the running
+service's instances (a diagnostic: it reaches into the service and its upstream client).
+Nothing else runs in this process while a miss awaits the upstream, so a layer's CPU is its own
+and that of what it awaits. Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from perf.targets import AUTH, JOBS_PER_USER, LIST_PATH, TENANTS, gateway_config
+
+from gateway.app import create_app
+from gateway.cli import new_event_loop
+from gateway.clock import SystemClock
+from gateway.config.settings import load_settings
+from gateway.config.url_signing import random_url_signing_keys
+from gateway.credentials.chain import select_credentials
+from gateway.fastpath.protocol import GatewayRunner
+from gateway.web.appkeys import SERVICE
+from tests.stack import (
+    LIVE_AK,
+    LIVE_SK,
+    _tenants_toml,
+    clean_env,
+    free_port,
+    simulator_command,
+    stop_process,
+    wait_until_answering,
+)
+
+NEW_PAGE_EACH = """local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("GET", string.format("{path}?offset=%d&limit=%d", n % 1000, {limit} + math.floor(n / 1000) % 5))
+end
+"""
+"""wrk Lua: a new list page per request, 5,000 of them (limit ``{limit}`` to 4 more, offsets 0-999)."""
+MEASURED_LIMIT, WARM_UP_LIMIT = 8, 20
+"""Pages of 8-12 jobs (10 on average) are measured; the warm-up asks for others."""
+
+Spent = dict[str, list[float]]
+
+
+def cpu_timed(spent: Spent, label: str, call: Callable[..., Any]) -> Callable[..., Any]:
+    """``call`` (sync or async) noting in ``spent[label]`` the process CPU seconds each call took."""
+    if asyncio.iscoroutinefunction(call):
+
+        async def timed_async(*args: Any, **kwargs: Any) -> Any:
+            started = time.process_time()
+            try:
+                return await call(*args, **kwargs)
+            finally:
+                spent.setdefault(label, []).append(time.process_time() - started)
+
+        return timed_async
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.process_time()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            spent.setdefault(label, []).append(time.process_time() - started)
+
+    return timed
+
+
+def wrap_layers(app: web.Application, spent: Spent) -> None:
+    """Time the service's layers: the whole of it, the upstream call, the aiohttp request in it,
+    shaping, and building the entry."""
+    service: Any = app[SERVICE]
+    client = service._client
+    service.list_jobs = cpu_timed(spent, "service", service.list_jobs)
+    client.list_jobs = cpu_timed(spent, "upstream call", client.list_jobs)
+    client._attempt = cpu_timed(spent, "aiohttp client request", client._attempt)
+    service._shape = cpu_timed(spent, "shaping", service._shape)
+    service._entry = cpu_timed(spent, "entry", service._entry)
+
+
+def run_wrk(workdir: Path, url: str, seconds: int, limit: int) -> int:
+    """wrk -t1 -c1 on core 1, a new page each request; the number of requests answered."""
+    script = workdir / f"new-page-each-{limit}.lua"
+    headers = f'wrk.headers["Authorization"] = "{AUTH["Authorization"]}"\n'
+    script.write_text(headers + NEW_PAGE_EACH.replace("{path}", LIST_PATH).replace("{limit}", str(limit)))
+    command = ["taskset", "-c", "1", "wrk", "-t1", "-c1", f"-d{seconds}s", "-s", str(script), url]
+    output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    requests = re.search(r"(\d+) requests in", output)
+    if requests is None or "Non-2xx" in output:
+        raise RuntimeError(output)
+    return int(requests.group(1))
+
+
+async def measure(simulator_url: str, workdir: Path, seconds: int) -> tuple[float, Spent]:
+    """Serve the gateway here, drive misses with wrk; CPU seconds per miss, and each layer's."""
+    config = workdir / "gateway.toml"
+    config.write_text(gateway_config(max_bytes=1 << 30) + _tenants_toml(TENANTS))
+    env = {
+        "METASTUDIO_PROJECT_ID": "sim-project",
+        "METASTUDIO_ENDPOINT": simulator_url,
+        "HUAWEICLOUD_SDK_AK": LIVE_AK,
+        "HUAWEICLOUD_SDK_SK": LIVE_SK,
+    }
+    settings = load_settings(env, str(config))
+    with (workdir / "access.log").open("wb") as log:
+        app = create_app(
+            settings,
+            credentials=select_credentials(env, clock=SystemClock()),
+            log_stream=log,
+            url_signing_keys=random_url_signing_keys(),
+        )
+        runner = GatewayRunner(app, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+            await asyncio.to_thread(run_wrk, workdir, url, 1, WARM_UP_LIMIT)  # connections, code paths
+            spent: Spent = {}
+            wrap_layers(app, spent)
+            started = time.process_time()
+            misses = await asyncio.to_thread(run_wrk, workdir, url, seconds, MEASURED_LIMIT)
+            return (time.process_time() - started) / misses, spent
+        finally:
+            await runner.cleanup()
+
+
+def report(per_miss: float, spent: Spent) -> None:
+    """The figures, in µs of this process's CPU (medians over the misses)."""
+    median = {label: statistics.median(seconds) * 1e6 for label, seconds in spent.items()}
+    call, attempt = median["upstream call"], median["aiohttp client request"]
+    below = call + median["shaping"] + median["entry"]
+    rows = [
+        (f"one miss, all of it (process CPU over the {len(spent['service'])} misses)", per_miss * 1e6),
+        ("  outside the service: aiohttp's server (parse, request, middlewares,", per_miss * 1e6 - median["service"]),
+        ("    response), the handler, the log line, the loop", None),
+        ("  the service (cache, single flight, store) and what it calls", median["service"]),
+        ("    the upstream call", call),
+        ("      aiohttp's client request and response, signing, orjson", attempt),
+        ("      around it: deadline, retries (tenacity), budget, breaker", call - attempt),
+        ("    shaping the page (10 jobs: fields, cover links, image links)", median["shaping"]),
+        ("    the entry (exact copy, ETag, gzip, cover index)", median["entry"]),
+        ("    the rest: single flight, store, counting", median["service"] - below),
+    ]
+    width = max(len(label) for label, _ in rows)
+    for label, micros in rows:
+        print(f"{label:<{width}}" + ("" if micros is None else f"  {micros:7.0f} us"))
+
+
+def main() -> None:
+    """Run the simulator, measure, print."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    arguments = parser.parse_args()
+    os.sched_setaffinity(0, {0})
+    port = free_port()
+    simulator_url = f"http://127.0.0.1:{port}"
+    command = simulator_command(port, "--jobs-per-user", str(JOBS_PER_USER))
+    with tempfile.TemporaryDirectory(prefix="miss-pieces-") as scratch:
+        workdir = Path(scratch)
+        with (workdir / "simulator.log").open("wb") as log:
+            simulator = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=clean_env())
+            try:
+                wait_until_answering(simulator_url + "/", simulator)
+                with asyncio.Runner(loop_factory=new_event_loop) as runner:
+                    per_miss, spent = runner.run(measure(simulator_url, workdir, arguments.seconds))
+            finally:
+                stop_process(simulator)
+    report(per_miss, spent)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
