@@ -1,9 +1,9 @@
 """The per-request metrics, counted in plain ints and exported at scrape time.
 
 A request only appends its labels and duration to a list; they are counted in batches (at
-each scrape, and at each ``settle`` that finds ``FOLD_EVERY`` pending) instead of paying prometheus_client's
-label look-up, lock and bucket walk on the request path (that was ~20% of a cache hit's
-cost, and counting even plain ints per request was another ~10% on the hit path). The
+each scrape, and at each ``settle`` that finds ``FOLD_EVERY`` pending) instead of paying
+prometheus_client's label look-up, lock and bucket walk on the request path (that was ~20% of
+a cache hit's cost, and counting even plain ints per request was another ~10% on the hit path). The
 families exported are the ones a ``Counter``/``Histogram`` would give:
 ``*_http_requests_total``, ``*_http_request_duration_seconds`` and ``*_cache_requests_total``.
 """
