@@ -156,7 +156,7 @@ def report(per_miss: float, spent: Spent) -> None:
         ("  the service (cache, single flight, store) and what it calls", median["service"]),
         ("    the upstream call", call),
         ("      aiohttp's client request and response, signing, orjson", attempt),
-        ("      around it: deadline, retries (tenacity), budget, breaker", call - attempt),
+        ("      around it: deadline, retries, budget, breaker", call - attempt),
         ("    shaping the page (10 jobs: fields, cover links, image links)", median["shaping"]),
         ("    the entry (exact copy, ETag, gzip, cover index)", median["entry"]),
         ("    the rest: single flight, store, counting", median["service"] - below),

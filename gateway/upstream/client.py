@@ -10,30 +10,29 @@ validated query and the tenant's ``app_user_id`` alone. Failures are translated 
 into the ``UpstreamError`` tree; the upstream's own error text never travels further.
 
 Resilience, per call: a circuit breaker per app user id (one tenant's trouble does not trip
-another's), then tenacity retries on connection errors, timeouts, 5xx and 429 with jittered
-exponential backoff (a ``Retry-After`` is honoured up to a cap), each retry paid from a retry
-budget, all inside one deadline. tenacity because it already composes async retries, stop
-conditions that look at the next sleep (``stop_before_delay``) and custom waits; our attempt
-function is the natural unit in which to sign again.
+another's), then retries on connection errors, timeouts, 5xx and 429 with jittered exponential
+backoff (``retry_delay``: a ``Retry-After`` is honoured up to a cap), each retry paid from a
+retry budget, all inside one deadline; a retry whose sleep would reach the deadline is not
+made. Each attempt signs afresh.
+
+The retry loop is written out (``_with_retries``) rather than run by tenacity, which did it
+until the miss path was measured: its machinery cost 110-125 µs of CPU on every upstream call,
+failures or not, about 8% of a miss (``benchmarks/miss_pieces.py``), against 33-35 µs for the
+loop with the deadline and the breaker around it. The loop keeps tenacity's order: the retry
+budget is asked first, then the delay is worked out, then the attempt count and the deadline
+may stop it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
 import orjson
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_base,
-    stop_after_attempt,
-    stop_before_delay,
-    wait_random_exponential,
-)
 from yarl import URL
 
 from gateway import __version__
@@ -41,7 +40,7 @@ from gateway.clock import Clock, utc_datetime
 from gateway.config.settings import CircuitBreakerSettings, UpstreamSettings
 from gateway.credentials.holder import CredentialsHolder
 from gateway.credentials.issued import CredentialsUnavailable, IamToken, UpstreamAuth
-from gateway.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from gateway.errors import UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 from gateway.observability.accesslog import note_upstream_attempt
 from gateway.observability.metrics import Metrics
 from gateway.upstream.breaker import CircuitBreaker
@@ -50,7 +49,9 @@ from gateway.upstream.retry_budget import RetryBudget
 from gateway.upstream.signing import path_and_query, sign
 
 USER_AGENT = f"metastudio-gateway/{__version__}"
-_BACKOFF = wait_random_exponential(multiplier=0.05, max=1.0)
+BACKOFF_SECONDS = 0.05
+"""The backoff ceiling after the first failed attempt; it doubles with each attempt after."""
+MAX_BACKOFF_SECONDS = 1.0
 
 
 class _CredentialsRefused(Exception):
@@ -71,16 +72,15 @@ def _retry_after_seconds(response: aiohttp.ClientResponse) -> float | None:
     return float(value) if value.isdigit() else None
 
 
-class _RetryWithinBudget(retry_base):
-    """Retry an unavailable upstream (not an open circuit) while the retry budget allows."""
-
-    def __init__(self, budget: RetryBudget) -> None:
-        self._budget = budget
-
-    def __call__(self, state: RetryCallState) -> bool:
-        failure = state.outcome.exception() if state.outcome else None
-        retryable = isinstance(failure, UpstreamUnavailable) and failure.outcome != "circuit_open"
-        return retryable and self._budget.try_retry()
+def retry_delay(attempt: int, retry_after: float | None, retry_after_cap: float) -> float:
+    """Seconds to wait after failed attempt number ``attempt`` (from 1): full jitter, up to
+    ``BACKOFF_SECONDS`` doubled per attempt and at most ``MAX_BACKOFF_SECONDS``; at least the
+    upstream's ``Retry-After`` (capped at ``retry_after_cap``) when it sent one."""
+    ceiling = min(BACKOFF_SECONDS * 2 ** min(attempt - 1, 32), MAX_BACKOFF_SECONDS)
+    backoff = random.uniform(0, ceiling)  # noqa: S311 - jitter, not a secret
+    if retry_after is not None:
+        return max(backoff, min(retry_after, retry_after_cap))
+    return backoff
 
 
 class MetaStudioClient:
@@ -140,25 +140,22 @@ class MetaStudioClient:
 
     async def _with_retries(self, app_user_id: str, query: UpstreamQuery) -> tuple[Any, float]:
         breaker = self.breaker(app_user_id)
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._settings.max_attempts) | stop_before_delay(self._settings.timeout_seconds),
-            wait=self._wait,
-            retry=_RetryWithinBudget(self._budget),
-            reraise=True,
-        )
+        settings = self._settings
         self._budget.record_first_attempt()
-        async for attempt in retrying:
-            with attempt:
+        started = time.monotonic()
+        attempt = 1
+        while True:
+            try:
                 return await self._guarded_attempt(breaker, app_user_id, query)
-        raise AssertionError("tenacity ends with a result or an exception")  # pragma: no cover
-
-    def _wait(self, state: RetryCallState) -> float:
-        backoff = _BACKOFF(state)
-        failure = state.outcome.exception() if state.outcome else None
-        retry_after = failure.retry_after_seconds if isinstance(failure, UpstreamError) else None
-        if retry_after is not None:
-            return max(backoff, min(retry_after, self._settings.retry_after_cap_seconds))
-        return backoff
+            except UpstreamUnavailable as failure:
+                # An open circuit is not retried; other unavailability is, while the budget allows.
+                if failure.outcome == "circuit_open" or not self._budget.try_retry():
+                    raise
+                delay = retry_delay(attempt, failure.retry_after_seconds, settings.retry_after_cap_seconds)
+                if attempt >= settings.max_attempts or time.monotonic() - started + delay >= settings.timeout_seconds:
+                    raise
+            await asyncio.sleep(delay)
+            attempt += 1
 
     async def _guarded_attempt(
         self, breaker: CircuitBreaker, app_user_id: str, query: UpstreamQuery

@@ -1,4 +1,5 @@
-"""The pure resilience pieces on a fake clock: circuit breaker, token bucket, retry budget, key backoff."""
+"""The pure resilience pieces on a fake clock: circuit breaker, token bucket, retry budget, key
+backoff, the delay between upstream attempts."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from gateway.clock import ManualClock
 from gateway.config.settings import CircuitBreakerSettings
 from gateway.errors import UpstreamUnavailable
 from gateway.upstream.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from gateway.upstream.client import BACKOFF_SECONDS, MAX_BACKOFF_SECONDS, retry_delay
 from gateway.upstream.retry_budget import RetryBudget
 
 POLICY = CircuitBreakerSettings(window_seconds=10, min_calls=4, failure_ratio=0.5, open_seconds=5)
@@ -96,3 +98,16 @@ def test_key_backoff_doubles_and_honours_retry_after() -> None:
     assert backoff.blocked("j") is not None
     backoff.succeeded("k")
     assert backoff.blocked("k") is None
+
+
+def test_retry_delay_is_jittered_exponential_and_honours_a_capped_retry_after() -> None:
+    """Full jitter up to 0.05 s doubled per failed attempt, at most 1 s; a Retry-After is a floor,
+    capped."""
+    for attempt in range(1, 10):
+        ceiling = min(BACKOFF_SECONDS * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS)
+        delays = [retry_delay(attempt, None, 5.0) for _ in range(500)]
+        assert all(0 <= delay <= ceiling for delay in delays)
+        assert max(delays) > ceiling * 0.8 and min(delays) < ceiling * 0.2  # spread over the range
+    assert all(2.0 <= retry_delay(1, 2.0, 5.0) <= 2.0 for _ in range(100))
+    assert all(retry_delay(1, 30.0, 5.0) == 5.0 for _ in range(100))
+    assert retry_delay(10_000, None, 5.0) <= MAX_BACKOFF_SECONDS
