@@ -6,7 +6,8 @@
 Starts the simulator (a real process) and serves the gateway app in this process (the
 benchmark's tenant and config, ``GatewayRunner`` on the loop ``serve`` runs), both pinned to
 core 0; Debian's ``wrk`` (core 1, one connection) asks for a new page on every request (8 to 12
-jobs), so every request is a miss. Prints this process's CPU per miss and the median CPU
+jobs, fewer at the end of the list), so every request is a miss (the script stops if one was
+not). Prints this process's CPU per miss and the median CPU
 of each layer of one, measured with ``time.process_time`` around calls wrapped on the running
 service's instances (a diagnostic: it reaches into the service and its upstream client).
 Nothing else runs in this process while a miss awaits the upstream, so a layer's CPU is its own
@@ -138,8 +139,11 @@ async def measure(simulator_url: str, workdir: Path, seconds: int) -> tuple[floa
             spent: Spent = {}
             wrap_layers(app, spent)
             started = time.process_time()
-            misses = await asyncio.to_thread(run_wrk, workdir, url, seconds, MEASURED_LIMIT)
-            return (time.process_time() - started) / misses, spent
+            answered = await asyncio.to_thread(run_wrk, workdir, url, seconds, MEASURED_LIMIT)
+            loads = len(spent.get("service", ()))
+            if abs(answered - loads) > 2:  # one may be in flight at either end; more: pages asked twice
+                raise SystemExit(f"{answered} requests but {loads} loads: ask for fewer --seconds")
+            return (time.process_time() - started) / answered, spent
         finally:
             await runner.cleanup()
 
