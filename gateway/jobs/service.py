@@ -9,11 +9,12 @@ reading never go cold and never carry a dying cover link.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from isal import igzip
 
 from gateway.cache.entry import CacheEntry, CoverLink
 from gateway.cache.freshness import FRESH, MISS, STALE_IF_ERROR, STALE_WHILE_REVALIDATE, freshness
@@ -33,6 +34,11 @@ from gateway.upstream.query import UpstreamQuery
 
 Encoder = Callable[[Any], bytes]
 GZIP_MIN_BYTES = 1024
+GZIP_LEVEL = 2
+"""ISA-L's level 2 (``isal.igzip``, the gzip format): a 10-job page in 16 µs and a 100-job page
+in 74, against 89 and 728 for zlib's level 6 (the same hour, ``timeit``), for bodies 6-12%
+larger. An entry is compressed once per fetch and served many times; the fetch is what callers
+wait for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +232,7 @@ class TrainingJobService:
             keep_until=keep_until,
             covers=covers,
             earliest_cover_expiry=earliest_cover,
-            gzip_body=gzip.compress(body, compresslevel=6, mtime=0) if len(body) >= GZIP_MIN_BYTES else None,
+            gzip_body=igzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0) if len(body) >= GZIP_MIN_BYTES else None,
         )
 
     def _empty_page(self, tenant: Tenant, query: UpstreamQuery) -> Served:
