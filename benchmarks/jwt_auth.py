@@ -182,7 +182,7 @@ async def main(seconds: float, count: int) -> None:
             await wrk(url, header_lines, 1)
         loop_figures = {name: answer_micros(app, authorization) for name, authorization in headers.items()}
         report(await rounds(url, variants, seconds, count), seconds)
-        print(f"one hit's Python (HitResponder.answer, best of 3 x {ANSWER_CALLS:,} calls, same process):")
+        print(f"one hit's Python (HitResponder.answer, then settle; best of 3 x {ANSWER_CALLS:,} calls):")
         for name, micros in loop_figures.items():
             print(f"  {name:8s} {micros:6.2f} µs")
         print(f"  JWT - API key = {loop_figures['JWT'] - loop_figures['API key']:+.2f} µs")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import os
 import re
 import statistics
@@ -54,10 +55,11 @@ from tests.stack import (
 NEW_PAGE_EACH = """local n = 0
 request = function()
   n = n + 1
-  return wrk.format("GET", string.format("{path}?offset=%d&limit=%d", n % 1000, {limit} + math.floor(n / 1000) % 5))
+  return wrk.format("GET", string.format("{path}?offset=%d&limit=%d", math.floor(n / 5) % 1000, {limit} + n % 5))
 end
 """
-"""wrk Lua: a new list page per request, 5,000 of them (limit ``{limit}`` to 4 more, offsets 0-999)."""
+"""wrk Lua: a new list page per request, 5,000 of them (limits ``{limit}`` to 4 more in turn,
+offsets 0-999)."""
 MEASURED_LIMIT, WARM_UP_LIMIT = 8, 20
 """Pages of 8-12 jobs (10 on average) are measured; the warm-up asks for others."""
 
@@ -66,7 +68,7 @@ Spent = dict[str, list[float]]
 
 def cpu_timed(spent: Spent, label: str, call: Callable[..., Any]) -> Callable[..., Any]:
     """``call`` (sync or async) noting in ``spent[label]`` the process CPU seconds each call took."""
-    if asyncio.iscoroutinefunction(call):
+    if inspect.iscoroutinefunction(call):
 
         async def timed_async(*args: Any, **kwargs: Any) -> Any:
             started = time.process_time()
@@ -154,16 +156,16 @@ def report(per_miss: float, spent: Spent) -> None:
     call, attempt = median["upstream call"], median["aiohttp client request"]
     below = call + median["shaping"] + median["entry"]
     rows = [
-        (f"one miss, all of it (process CPU over the {len(spent['service'])} misses)", per_miss * 1e6),
-        ("  outside the service: aiohttp's server (parse, request, middlewares,", per_miss * 1e6 - median["service"]),
-        ("    response), the handler, the log line, the loop", None),
+        ("one miss, all of it (mean process CPU per miss)", per_miss * 1e6),
+        ("  outside the service (the mean less the service's median): aiohttp's", per_miss * 1e6 - median["service"]),
+        ("    server (parse, request, middlewares, response), the handler, the log", None),
         ("  the service (cache, single flight, store) and what it calls", median["service"]),
         ("    the upstream call", call),
         ("      aiohttp's client request and response, signing, orjson", attempt),
         ("      around it: deadline, retries, budget, breaker", call - attempt),
-        ("    shaping the page (10 jobs: fields, cover links, image links)", median["shaping"]),
+        ("    shaping the page (8-12 jobs: fields, cover links, image links)", median["shaping"]),
         ("    the entry (exact copy, ETag, gzip, cover index)", median["entry"]),
-        ("    the rest: single flight, store, counting", median["service"] - below),
+        ("    the rest: encoding the page, single flight, store, counting", median["service"] - below),
     ]
     width = max(len(label) for label, _ in rows)
     for label, micros in rows:

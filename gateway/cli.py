@@ -32,7 +32,7 @@ EXIT_CONFIG = 2
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
-    """The loop ``serve`` and ``simulator`` run on: uvloop where it is installed, else asyncio's."""
+    """The loop ``serve`` and ``demo`` run on: uvloop where it is installed, else asyncio's."""
     try:
         import uvloop
     except ImportError:

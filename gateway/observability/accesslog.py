@@ -78,9 +78,11 @@ class AccessLog:
     """One JSON line per record. ``write`` and ``request`` only note the record and the time;
     ``flush`` builds and encodes what is pending and hands it to the stream in one write. It
     runs when ``write`` fills a batch of ``FLUSH_EVERY_RECORDS``, when ``settle`` finds one
-    filled by ``request`` (the server calls it once the answers noted are written, so no
-    answer waits for the batch: at one connection, the one answer in 64 that filled it did),
-    every half second from the app, and at shutdown. Building and encoding in batches costs
+    filled by ``request`` (the fast path calls it once per read, after writing that read's
+    answers, so none of them waits for the batch: at one connection, the one answer in 64 that
+    filled it did; the chain calls it as it finishes each answer, before aiohttp writes it),
+    every half second from the app, and at shutdown. A batch is at least 64 records: a
+    pipelined read's hits are settled together. Building and encoding in batches costs
     less in total (the encoder runs warm in a tight loop instead of cold between network
     calls, and a request's line is kept as a tuple until then, a fifth less per hit than
     building its record on the request's path); the batch is kept small because the loop

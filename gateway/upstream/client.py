@@ -12,8 +12,8 @@ into the ``UpstreamError`` tree; the upstream's own error text never travels fur
 Resilience, per call: a circuit breaker per app user id (one tenant's trouble does not trip
 another's), then retries on connection errors, timeouts, 5xx and 429 with jittered exponential
 backoff (``retry_delay``: a ``Retry-After`` is honoured up to a cap), each retry paid from a
-retry budget, all inside one deadline; a retry whose sleep would reach the deadline is not
-made. Each attempt signs afresh.
+retry budget, all inside one deadline (shared with the retries after a credential renewal); a
+retry whose sleep would reach the deadline is not made. Each attempt signs afresh.
 
 The retry loop is written out (``_with_retries``) rather than run by tenacity, which did it
 until the miss path was measured: with the deadline and the breaker around it, it cost 117-135
@@ -116,17 +116,18 @@ class MetaStudioClient:
 
     async def list_jobs(self, app_user_id: str, query: UpstreamQuery) -> tuple[Any, float]:
         """One page of jobs: the parsed upstream body and the clock time it arrived."""
+        deadline = time.monotonic() + self._settings.timeout_seconds  # the renewal's retries share it
         try:
             async with asyncio.timeout(self._settings.timeout_seconds):
                 try:
-                    return await self._with_retries(app_user_id, query)
+                    return await self._with_retries(app_user_id, query, deadline)
                 except _CredentialsRefused as refusal:
                     # Perhaps the credentials were rotated or revoked: renew them and try once more.
                     self._metrics.credential_reloads.labels(trigger="upstream_auth_failure").inc()
                     if not await self._credentials.renew_refused(refusal.refused):
                         raise _refused_credentials() from refusal
                     try:
-                        return await self._with_retries(app_user_id, query)
+                        return await self._with_retries(app_user_id, query, deadline)
                     except _CredentialsRefused as exc:
                         raise _refused_credentials() from exc
         except CredentialsUnavailable as exc:
@@ -138,21 +139,24 @@ class MetaStudioClient:
             self._metrics.upstream_requests.labels(outcome="timeout").inc()
             raise UpstreamTimeout() from exc
 
-    async def _with_retries(self, app_user_id: str, query: UpstreamQuery) -> tuple[Any, float]:
+    async def _with_retries(self, app_user_id: str, query: UpstreamQuery, deadline: float) -> tuple[Any, float]:
+        """Attempts until one answers, a failure is not to be retried, ``max_attempts`` are made,
+        or the next wait would reach ``deadline`` (``time.monotonic()``)."""
         breaker = self.breaker(app_user_id)
         settings = self._settings
         self._budget.record_first_attempt()
-        started = time.monotonic()
         attempt = 1
         while True:
             try:
                 return await self._guarded_attempt(breaker, app_user_id, query)
             except UpstreamUnavailable as failure:
                 # An open circuit is not retried; other unavailability is, while the budget allows.
+                # The budget is asked before the limits below, so a retry they then refuse still
+                # spends its token (as tenacity's order did): under failure, fewer retries.
                 if failure.outcome == "circuit_open" or not self._budget.try_retry():
                     raise
                 delay = retry_delay(attempt, failure.retry_after_seconds, settings.retry_after_cap_seconds)
-                if attempt >= settings.max_attempts or time.monotonic() - started + delay >= settings.timeout_seconds:
+                if attempt >= settings.max_attempts or time.monotonic() + delay >= deadline:
                     raise
             await asyncio.sleep(delay)
             attempt += 1

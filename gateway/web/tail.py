@@ -6,8 +6,9 @@ counters and the access-log line. The handler chain (``gateway.web.observe``) an
 (``gateway.fastpath.hits``) both take the request id from ``request_id``, their headers from
 ``decorate`` and are counted and logged by ``account``, so both send and record the same (the
 fast path calls ``decorate`` once per head it builds (a memo hit reuses one), ``account`` on
-every hit). ``settle`` does the batch work of what was accounted for: the chain after each
-answer, the fast path once per read, after writing the answers.
+every hit). ``settle`` does the batch work of what was accounted for: the fast path once per
+read, after writing that read's answers; the chain as it finishes each answer (before aiohttp
+writes it, as before).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class ResponseTail:
 
     def settle(self) -> None:
         """Do the batch work of what ``account`` noted (counters folded, log lines written)
-        when a batch is full. Called once the answers accounted for are on their way, so none
-        of them waits for it."""
+        when a batch is full. The fast path calls it once the answers accounted for are
+        written, so none of them waits for it."""
         self._stats.settle()
         self._access_log.settle()

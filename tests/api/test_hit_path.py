@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import select
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -150,20 +151,33 @@ async def test_hits_are_logged_and_counted_like_the_chain_counts_them(gateway: G
 
 class PeekingLog(io.BytesIO):
     """An access-log stream that, at each write, notes how many answers a client socket (which
-    nobody reads meanwhile) has received, and how many hit lines the write holds."""
+    nobody reads meanwhile) has received, and how many hit lines the write holds. Answers
+    already written may take a moment to reach the socket: it waits up to a second for as many
+    as the lines written so far (an answer not yet written never arrives)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.client: socket.socket | None = None
         self.writes: list[tuple[int, int]] = []
 
+    def _answers_received(self, wanted: int) -> int:
+        assert self.client is not None
+        received = 0
+        for _ in range(100):
+            try:
+                received = self.client.recv(1 << 20, socket.MSG_PEEK | socket.MSG_DONTWAIT).count(b"HTTP/1.1 200 OK")
+            except BlockingIOError:
+                received = 0
+            if received >= wanted:
+                break
+            select.select([self.client], [], [], 0.01)
+        return received
+
     def write(self, data: Any) -> int:
         if self.client is not None:
-            try:
-                received = self.client.recv(1 << 20, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                received = b""
-            self.writes.append((received.count(b"HTTP/1.1 200 OK"), bytes(data).count(b'"cache":"hit"')))
+            lines = bytes(data).count(b'"cache":"hit"')
+            wanted = sum(written for _, written in self.writes) + lines
+            self.writes.append((self._answers_received(wanted), lines))
         return super().write(data)
 
 

@@ -66,6 +66,7 @@ def test_request_counts_are_complete_at_every_scrape() -> None:
     for more in (1, FOLD_EVERY - 1, FOLD_EVERY * 2 + 5):
         for _ in range(more):
             stats.request("/v1/training-jobs", "GET", "200", "acme", 0.002)
+            stats.settle()  # as the server does: folds whenever a batch is full
         answered += more
         assert registry.get_sample_value("metastudio_gateway_http_requests_total", labels) == answered
         assert registry.get_sample_value("metastudio_gateway_http_request_duration_seconds_bucket", bucket) == answered

@@ -9,7 +9,7 @@ from gateway.clock import ManualClock
 from gateway.config.settings import CircuitBreakerSettings
 from gateway.errors import UpstreamUnavailable
 from gateway.upstream.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
-from gateway.upstream.client import BACKOFF_SECONDS, MAX_BACKOFF_SECONDS, retry_delay
+from gateway.upstream.client import retry_delay
 from gateway.upstream.retry_budget import RetryBudget
 
 POLICY = CircuitBreakerSettings(window_seconds=10, min_calls=4, failure_ratio=0.5, open_seconds=5)
@@ -104,10 +104,12 @@ def test_retry_delay_is_jittered_exponential_and_honours_a_capped_retry_after() 
     """Full jitter up to 0.05 s doubled per failed attempt, at most 1 s; a Retry-After is a floor,
     capped."""
     for attempt in range(1, 10):
-        ceiling = min(BACKOFF_SECONDS * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS)
+        ceiling = min(0.05 * 2 ** (attempt - 1), 1.0)
         delays = [retry_delay(attempt, None, 5.0) for _ in range(500)]
         assert all(0 <= delay <= ceiling for delay in delays)
         assert max(delays) > ceiling * 0.8 and min(delays) < ceiling * 0.2  # spread over the range
-    assert all(2.0 <= retry_delay(1, 2.0, 5.0) <= 2.0 for _ in range(100))
-    assert all(retry_delay(1, 30.0, 5.0) == 5.0 for _ in range(100))
-    assert retry_delay(10_000, None, 5.0) <= MAX_BACKOFF_SECONDS
+    assert all(retry_delay(1, 2.0, 5.0) == 2.0 for _ in range(100))  # above the backoff: the wait
+    assert all(retry_delay(1, 30.0, 5.0) == 5.0 for _ in range(100))  # capped
+    under_backoff = [retry_delay(6, 0.001, 5.0) for _ in range(500)]  # below the backoff: a floor
+    assert all(0.001 <= delay <= 1.0 for delay in under_backoff) and max(under_backoff) > 0.5
+    assert retry_delay(10_000, None, 5.0) <= 1.0
