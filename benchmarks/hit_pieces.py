@@ -14,7 +14,6 @@ more (compare ``benchmarks/run.py``'s "us per hit above the floor").
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import tempfile
 import timeit
 from collections.abc import Callable
@@ -22,24 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
-from perf.targets import AUTH, JOBS_PER_USER, LIST_PATH, TENANTS, gateway_config
+from perf.targets import AUTH, LIST_PATH, in_process_app, simulator_alone
 
-from gateway.app import create_app
-from gateway.clock import SystemClock
-from gateway.config.settings import load_settings
-from gateway.config.url_signing import random_url_signing_keys
-from gateway.credentials.chain import select_credentials
 from gateway.fastpath.protocol import HIT_RESPONDER
-from tests.stack import (
-    LIVE_AK,
-    LIVE_SK,
-    _tenants_toml,
-    clean_env,
-    free_port,
-    simulator_command,
-    stop_process,
-    wait_until_answering,
-)
 
 CALLS = 100_000
 
@@ -51,18 +35,8 @@ def best_microseconds(call: Callable[[], object]) -> float:
 
 async def pieces(simulator_url: str, workdir: Path) -> dict[str, float]:
     """Each piece of a hit on the benchmark key, in µs."""
-    config = workdir / "gateway.toml"
-    config.write_text(gateway_config(max_bytes=1 << 30) + _tenants_toml(TENANTS))
-    env = {
-        "METASTUDIO_PROJECT_ID": "sim-project",
-        "METASTUDIO_ENDPOINT": simulator_url,
-        "HUAWEICLOUD_SDK_AK": LIVE_AK,
-        "HUAWEICLOUD_SDK_SK": LIVE_SK,
-    }
-    settings = load_settings(env, str(config))
-    credentials = select_credentials(env, clock=SystemClock())
     with (workdir / "access.log").open("wb") as log:
-        app = create_app(settings, credentials=credentials, log_stream=log, url_signing_keys=random_url_signing_keys())
+        app = in_process_app(simulator_url, workdir, log)
         async with TestClient(TestServer(app)) as client:
             for _ in range(2):  # the miss that fills the key, then a hit
                 await (await client.get(LIST_PATH, headers=AUTH)).read()
@@ -112,18 +86,8 @@ async def pieces(simulator_url: str, workdir: Path) -> dict[str, float]:
 
 def main() -> None:
     """Run the simulator, time the pieces, print them."""
-    port = free_port()
-    simulator_url = f"http://127.0.0.1:{port}"
-    command = simulator_command(port, "--jobs-per-user", str(JOBS_PER_USER))
-    with tempfile.TemporaryDirectory(prefix="hit-pieces-") as scratch:
-        workdir = Path(scratch)
-        with (workdir / "simulator.log").open("wb") as log:
-            simulator = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=clean_env())
-            try:
-                wait_until_answering(simulator_url + "/", simulator)
-                figures = asyncio.run(pieces(simulator_url, workdir))
-            finally:
-                stop_process(simulator)
+    with tempfile.TemporaryDirectory(prefix="hit-pieces-") as scratch, simulator_alone(Path(scratch)) as simulator_url:
+        figures = asyncio.run(pieces(simulator_url, Path(scratch)))
     width = max(map(len, figures))
     for name, microseconds in figures.items():
         print(f"{name:<{width}}  {microseconds:6.2f} us")

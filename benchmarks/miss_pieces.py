@@ -31,26 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from perf.targets import AUTH, JOBS_PER_USER, LIST_PATH, TENANTS, gateway_config
+from perf.targets import AUTH, LIST_PATH, in_process_app, simulator_alone
 
-from gateway.app import create_app
 from gateway.cli import new_event_loop
-from gateway.clock import SystemClock
-from gateway.config.settings import load_settings
-from gateway.config.url_signing import random_url_signing_keys
-from gateway.credentials.chain import select_credentials
 from gateway.fastpath.protocol import GatewayRunner
 from gateway.web.appkeys import SERVICE
-from tests.stack import (
-    LIVE_AK,
-    LIVE_SK,
-    _tenants_toml,
-    clean_env,
-    free_port,
-    simulator_command,
-    stop_process,
-    wait_until_answering,
-)
 
 NEW_PAGE_EACH = """local n = 0
 request = function()
@@ -116,22 +101,8 @@ def run_wrk(workdir: Path, url: str, seconds: int, limit: int) -> int:
 
 async def measure(simulator_url: str, workdir: Path, seconds: int) -> tuple[float, Spent]:
     """Serve the gateway here, drive misses with wrk; CPU seconds per miss, and each layer's."""
-    config = workdir / "gateway.toml"
-    config.write_text(gateway_config(max_bytes=1 << 30) + _tenants_toml(TENANTS))
-    env = {
-        "METASTUDIO_PROJECT_ID": "sim-project",
-        "METASTUDIO_ENDPOINT": simulator_url,
-        "HUAWEICLOUD_SDK_AK": LIVE_AK,
-        "HUAWEICLOUD_SDK_SK": LIVE_SK,
-    }
-    settings = load_settings(env, str(config))
     with (workdir / "access.log").open("wb") as log:
-        app = create_app(
-            settings,
-            credentials=select_credentials(env, clock=SystemClock()),
-            log_stream=log,
-            url_signing_keys=random_url_signing_keys(),
-        )
+        app = in_process_app(simulator_url, workdir, log)
         runner = GatewayRunner(app, access_log=None)
         await runner.setup()
         try:
@@ -178,19 +149,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     arguments = parser.parse_args()
     os.sched_setaffinity(0, {0})
-    port = free_port()
-    simulator_url = f"http://127.0.0.1:{port}"
-    command = simulator_command(port, "--jobs-per-user", str(JOBS_PER_USER))
-    with tempfile.TemporaryDirectory(prefix="miss-pieces-") as scratch:
-        workdir = Path(scratch)
-        with (workdir / "simulator.log").open("wb") as log:
-            simulator = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=clean_env())
-            try:
-                wait_until_answering(simulator_url + "/", simulator)
-                with asyncio.Runner(loop_factory=new_event_loop) as runner:
-                    per_miss, spent = runner.run(measure(simulator_url, workdir, arguments.seconds))
-            finally:
-                stop_process(simulator)
+    with (
+        tempfile.TemporaryDirectory(prefix="miss-pieces-") as scratch,
+        simulator_alone(Path(scratch)) as simulator_url,
+        asyncio.Runner(loop_factory=new_event_loop) as runner,
+    ):
+        per_miss, spent = runner.run(measure(simulator_url, Path(scratch), arguments.seconds))
     report(per_miss, spent)
 
 

@@ -12,14 +12,21 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
+from aiohttp import web
+
+from gateway.app import create_app
+from gateway.clock import SystemClock
+from gateway.config.settings import load_settings
+from gateway.config.url_signing import random_url_signing_keys
+from gateway.credentials.chain import select_credentials
 from gateway.upstream.client import USER_AGENT
 from gateway.upstream.signing import SignedRequest, sign
 from perf.system import Cpus, http_get, started
 from perf.wrk import Target
-from tests.stack import ACME_KEY, LIVE_AK, LIVE_SK, LiveGateway, free_port, live_stack
+from tests.stack import ACME_KEY, LIVE_AK, LIVE_SK, LiveGateway, _tenants_toml, free_port, live_stack, simulator_command
 
 BENCH_DIR = Path(__file__).resolve().parent.parent
 PROJECT_ID = "sim-project"  # what live_stack configures
@@ -74,6 +81,35 @@ def gateway_stack(workdir: Path, cpus: Cpus, max_bytes: int, fast_hit_path: bool
         tenants=TENANTS,
     ) as live:
         yield live
+
+
+@contextlib.contextmanager
+def simulator_alone(workdir: Path) -> Iterator[str]:
+    """The simulator (``--jobs-per-user``) on loopback, for a gateway app built in this process
+    (``in_process_app``); yields its URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with started(simulator_command(port, "--jobs-per-user", str(JOBS_PER_USER)), workdir / "simulator.log", url + "/"):
+        yield url
+
+
+def in_process_app(simulator_url: str, workdir: Path, log_stream: IO[bytes]) -> web.Application:
+    """The gateway app as ``gateway_stack`` configures ``serve`` (the benchmark's tenant and config,
+    the simulator's keys), to run in this process; its access log goes to ``log_stream``."""
+    config = workdir / "gateway.toml"
+    config.write_text(gateway_config(max_bytes=1 << 30) + _tenants_toml(TENANTS))
+    env = {
+        "METASTUDIO_PROJECT_ID": PROJECT_ID,
+        "METASTUDIO_ENDPOINT": simulator_url,
+        "HUAWEICLOUD_SDK_AK": LIVE_AK,
+        "HUAWEICLOUD_SDK_SK": LIVE_SK,
+    }
+    return create_app(
+        load_settings(env, str(config)),
+        credentials=select_credentials(env, clock=SystemClock()),
+        log_stream=log_stream,
+        url_signing_keys=random_url_signing_keys(),
+    )
 
 
 def gateway_target(live: LiveGateway, gzip_accepted: bool = False, name: str = "gateway") -> Target:
