@@ -81,7 +81,7 @@ def wrap_layers(app: web.Application, spent: Spent) -> None:
     client = service._client
     service.list_jobs = cpu_timed(spent, "service", service.list_jobs)
     client.list_jobs = cpu_timed(spent, "upstream call", client.list_jobs)
-    client._attempt = cpu_timed(spent, "aiohttp client request", client._attempt)
+    client._attempt = cpu_timed(spent, "attempt", client._attempt)
     service._shape = cpu_timed(spent, "shaping", service._shape)
     service._entry = cpu_timed(spent, "entry", service._entry)
 
@@ -124,7 +124,7 @@ async def measure(simulator_url: str, workdir: Path, seconds: int) -> tuple[floa
 def report(per_miss: float, spent: Spent) -> None:
     """The figures, in µs of this process's CPU (medians over the misses)."""
     median = {label: statistics.median(seconds) * 1e6 for label, seconds in spent.items()}
-    call, attempt = median["upstream call"], median["aiohttp client request"]
+    call, attempt = median["upstream call"], median["attempt"]
     below = call + median["shaping"] + median["entry"]
     rows = [
         ("one miss, all of it (mean process CPU per miss)", per_miss * 1e6),
@@ -132,7 +132,7 @@ def report(per_miss: float, spent: Spent) -> None:
         ("    server (parse, request, middlewares, response), the handler, the log", None),
         ("  the service (cache, single flight, store) and what it calls", median["service"]),
         ("    the upstream call", call),
-        ("      aiohttp's client request and response, signing, orjson", attempt),
+        ("      the attempt: signing, the HTTP exchange, orjson", attempt),
         ("      around it: deadline, retries, budget, breaker", call - attempt),
         ("    shaping the page (8-12 jobs: fields, cover links, image links)", median["shaping"]),
         ("    the entry (exact copy, ETag, gzip, cover index)", median["entry"]),

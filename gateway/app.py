@@ -44,6 +44,7 @@ from gateway.shared.flights import LeasedSingleFlight
 from gateway.shared.rate_limit import SharedRateLimiter
 from gateway.shared.tier import RedisTier
 from gateway.upstream.client import MetaStudioClient
+from gateway.upstream.connections import UpstreamConnections
 from gateway.web.appkeys import ADMISSION, CORS, LIFECYCLE, REGISTRY, SERVICE, Lifecycle
 from gateway.web.cors import CorsPolicy
 from gateway.web.handlers import (
@@ -66,6 +67,8 @@ MAX_LINE_SIZE = 8190
 MAX_FIELD_SIZE = 32768
 # Upstream and credential-endpoint answers: an IAM token in X-Subject-Token is about 9 KB.
 UPSTREAM_MAX_FIELD_SIZE = 32768
+UPSTREAM_MAX_HEAD_BYTES = 65536
+"""The whole head (status line and fields) of a MetaStudio answer."""
 _log = logging.getLogger("gateway.app")
 
 
@@ -140,8 +143,18 @@ def create_app(
     app[LIFECYCLE] = Lifecycle(credentials_valid=holder.valid)
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
-        # One session per app; DummyCookieJar: a shared jar would leak cookies across tenants.
+        # The MetaStudio calls go on their own keep-alive connections; the aiohttp session serves
+        # the credential and JWKS endpoints. DummyCookieJar: a shared jar would leak cookies across tenants.
         async with (
+            contextlib.aclosing(
+                UpstreamConnections(
+                    settings.upstream.endpoint,
+                    connect_timeout=settings.upstream.connect_timeout_seconds,
+                    read_timeout=settings.upstream.read_timeout_seconds,
+                    max_body_bytes=settings.upstream.max_body_bytes,
+                    max_head_bytes=UPSTREAM_MAX_HEAD_BYTES,
+                )
+            ) as connections,
             aiohttp.ClientSession(
                 cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=aiohttp.ClientTimeout(
@@ -157,7 +170,7 @@ def create_app(
             jwks_keepers.running(session),
         ):
             client = MetaStudioClient(
-                session=session,
+                connections=connections,
                 settings=settings.upstream,
                 breaker_policy=settings.circuit_breaker,
                 credentials=holder,

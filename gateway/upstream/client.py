@@ -1,4 +1,4 @@
-"""The MetaStudio client: one session, headers built by allow-list, every attempt freshly authenticated.
+"""The MetaStudio client: headers built by allow-list, every attempt freshly authenticated.
 
 Per attempt the client asks the credentials holder how to authenticate (never waiting on a
 credential endpoint): AK/SK (with ``X-Security-Token``, signed, for temporary credentials) to
@@ -6,7 +6,8 @@ sign the request with, or an IAM token to send as ``X-Auth-Token`` with no signa
 An upstream 401/403 asks the holder to renew once, then the call is retried once.
 
 Nothing from a caller's request reaches the upstream: the client builds the request from the
-validated query and the tenant's ``app_user_id`` alone. Failures are translated here, once,
+validated query and the tenant's ``app_user_id`` alone, and sends it on the upstream's
+keep-alive connections (``gateway.upstream.connections``). Failures are translated here, once,
 into the ``UpstreamError`` tree; the upstream's own error text never travels further.
 
 Resilience, per call: a circuit breaker per app user id (one tenant's trouble does not trip
@@ -31,9 +32,7 @@ import time
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import aiohttp
 import orjson
-from yarl import URL
 
 from gateway import __version__
 from gateway.clock import Clock, utc_datetime
@@ -44,6 +43,14 @@ from gateway.errors import UpstreamRejected, UpstreamTimeout, UpstreamUnavailabl
 from gateway.observability.accesslog import note_upstream_attempt
 from gateway.observability.metrics import Metrics
 from gateway.upstream.breaker import CircuitBreaker
+from gateway.upstream.connections import (
+    UpstreamAnswer,
+    UpstreamBodyBroken,
+    UpstreamBodyTooLarge,
+    UpstreamConnections,
+    UpstreamHttpError,
+    UpstreamTimedOut,
+)
 from gateway.upstream.query import UpstreamQuery
 from gateway.upstream.retry_budget import RetryBudget
 from gateway.upstream.signing import path_and_query, sign
@@ -67,9 +74,18 @@ def _refused_credentials() -> UpstreamRejected:
     return UpstreamRejected("the upstream refused the gateway's credentials", outcome="auth")
 
 
-def _retry_after_seconds(response: aiohttp.ClientResponse) -> float | None:
-    value = response.headers.get("Retry-After", "")
+def _retry_after_seconds(answer: UpstreamAnswer) -> float | None:
+    value = answer.headers.get("retry-after", "")
     return float(value) if value.isdigit() else None
+
+
+_OUTCOMES: list[tuple[type[UpstreamHttpError], str, type[UpstreamRejected | UpstreamUnavailable]]] = [
+    (UpstreamBodyTooLarge, "oversized_body", UpstreamRejected),
+    (UpstreamBodyBroken, "truncated_body", UpstreamRejected),
+    (UpstreamTimedOut, "timeout", UpstreamUnavailable),
+    (UpstreamHttpError, "connection_error", UpstreamUnavailable),  # connect failures, malformed answers
+]
+"""How a failed exchange is recorded and raised: the first class it is an instance of decides."""
 
 
 def retry_delay(attempt: int, retry_after: float | None, retry_after_cap: float) -> float:
@@ -89,14 +105,14 @@ class MetaStudioClient:
     def __init__(
         self,
         *,
-        session: aiohttp.ClientSession,
+        connections: UpstreamConnections,
         settings: UpstreamSettings,
         breaker_policy: CircuitBreakerSettings,
         credentials: CredentialsHolder,
         clock: Clock,
         metrics: Metrics,
     ) -> None:
-        self._session = session
+        self._connections = connections
         self._settings = settings
         self._breaker_policy = breaker_policy
         self._credentials = credentials
@@ -181,7 +197,8 @@ class MetaStudioClient:
 
     def _authenticated_request(
         self, auth: UpstreamAuth, app_user_id: str, query: UpstreamQuery
-    ) -> tuple[URL, dict[str, str]]:
+    ) -> tuple[str, dict[str, str]]:
+        """The request target (path and query, as signed) and headers of one attempt."""
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
@@ -190,7 +207,7 @@ class MetaStudioClient:
         if isinstance(auth, IamToken):
             # Token mode: the token alone authenticates; no Authorization, X-Sdk-Date, X-Project-Id.
             headers["X-Auth-Token"] = auth.value
-            return URL(self._settings.endpoint + path_and_query(self._path, query), encoded=True), headers
+            return path_and_query(self._path, query), headers
         credentials = auth
         headers["X-Project-Id"] = self._settings.project_id
         if credentials.security_token:
@@ -205,54 +222,29 @@ class MetaStudioClient:
             secret_key=credentials.secret_key,
             timestamp=utc_datetime(self._clock.now()),
         )
-        # encoded=True: the wire must carry exactly the signed path and query.
-        return URL(self._settings.endpoint + signed.path_and_query, encoded=True), signed.headers
+        return signed.path_and_query, signed.headers  # sent as signed, byte for byte
 
     async def _attempt(self, auth: UpstreamAuth, app_user_id: str, query: UpstreamQuery) -> tuple[Any, float]:
-        url, headers = self._authenticated_request(auth, app_user_id, query)
+        target, headers = self._authenticated_request(auth, app_user_id, query)
         started = time.perf_counter()
-        retry_after = None
         try:
-            async with self._session.get(url, headers=headers, allow_redirects=False) as response:
-                status = response.status
-                retry_after = _retry_after_seconds(response)
-                body = await self._read_capped(response) if status == 200 else b""
-        except UpstreamRejected as exc:  # the body was too large
-            self._record(exc.outcome, started)
-            raise
-        except aiohttp.ServerTimeoutError as exc:
-            self._record("timeout", started)
-            raise UpstreamUnavailable(outcome="timeout") from exc
-        except aiohttp.ClientPayloadError as exc:
-            self._record("truncated_body", started)
-            raise UpstreamRejected(outcome="truncated_body") from exc
-        except aiohttp.ClientError as exc:
-            self._record("connection_error", started)
-            raise UpstreamUnavailable(outcome="connection_error") from exc
+            answer = await self._connections.get(target, headers)
+        except UpstreamHttpError as exc:
+            outcome, error = next((outcome, error) for kind, outcome, error in _OUTCOMES if isinstance(exc, kind))
+            self._record(outcome, started)
+            raise error(outcome=outcome) from exc
+        status = answer.status
         self._record(str(status), started)
         if status in (401, 403):
             raise _CredentialsRefused(auth)
         if status == 429 or status >= 500:
-            raise UpstreamUnavailable(outcome=str(status), retry_after_seconds=retry_after)
+            raise UpstreamUnavailable(outcome=str(status), retry_after_seconds=_retry_after_seconds(answer))
         if status != 200:
             raise UpstreamRejected(outcome=str(status))
         try:
-            return orjson.loads(body), self._clock.now()
+            return orjson.loads(answer.body), self._clock.now()
         except orjson.JSONDecodeError as exc:
             raise UpstreamRejected(outcome="invalid_body") from exc
-
-    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
-        cap = self._settings.max_body_bytes
-        if (response.content_length or 0) > cap:
-            raise UpstreamRejected(outcome="oversized_body")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.content.iter_chunked(65536):
-            size += len(chunk)
-            if size > cap:
-                raise UpstreamRejected(outcome="oversized_body")
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     def _record(self, outcome: str, started: float) -> None:
         elapsed = time.perf_counter() - started

@@ -1,0 +1,372 @@
+"""HTTP/1.1 to the upstream: keep-alive connections, one GET at a time on each, read with llhttp.
+
+``UpstreamConnections.get`` sends a body-less GET with the headers given (``Host`` added when
+they lack it, ``Accept-Encoding: gzip``) and returns the answer's status, headers and whole body:
+
+- the answer is read with llhttp (httptools' ``HttpResponseParser``, the parser aiohttp's is
+  built on): ``Content-Length``, chunked, or until the connection closes; a gzip body is
+  decompressed, and ``max_body_bytes`` caps what it decompresses to (a longer ``Content-Length``
+  is refused before any body is read); the head is capped at ``max_head_bytes``;
+- timeouts: ``connect_timeout`` for a free connection slot, the TCP connect and the TLS
+  handshake; ``read_timeout`` for the longest silence while the answer is awaited or read;
+- keep-alive: an answered connection is kept for the next call unless either side said close,
+  for up to ``IDLE_SECONDS``; a kept connection that closes before any byte of the answer came
+  is retried once at once on a new connection (RFC 9112 9.3.1.1: the server may have closed it
+  idle while the request was on its way); newer connections are used first;
+- at most ``max_connections`` at once; further calls wait for one to be free;
+- ``https`` endpoints: TLS with the certificate and host name verified against the system's CA
+  store (``ssl.create_default_context``, what aiohttp uses by default);
+- a call that is cancelled (the caller's deadline) closes its connection, which is never reused
+  half-read.
+
+Failures are ``UpstreamHttpError`` subclasses, each saying what a caller needs to decide whether
+to retry: ``UpstreamConnectFailed``, ``UpstreamTimedOut``, ``UpstreamBodyTooLarge``,
+``UpstreamBodyBroken`` (cut short, or not decodable) and ``UpstreamAnswerMalformed``.
+
+Written out, not aiohttp's client (which the gateway keeps for credential and JWKS endpoints),
+because every cache miss makes this call: its request building, connection pool, response
+object and stream reader cost about twice what this does (``benchmarks/miss_pieces.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httptools
+
+IDLE_SECONDS = 15.0
+"""How long an idle connection is kept for reuse (aiohttp's default keep-alive)."""
+_ACCEPT_ENCODING = "Accept-Encoding: gzip\r\n"
+
+
+class UpstreamHttpError(Exception):
+    """An exchange with the upstream failed; the text never holds request or answer data."""
+
+
+class UpstreamConnectFailed(UpstreamHttpError):
+    """No connection: refused, reset, unreachable, TLS refused, or closed before any answer."""
+
+
+class UpstreamTimedOut(UpstreamHttpError):
+    """The connect timeout or the read timeout passed."""
+
+
+class UpstreamBodyTooLarge(UpstreamHttpError):
+    """The body is (or decompresses to) more than ``max_body_bytes``."""
+
+
+class UpstreamBodyBroken(UpstreamHttpError):
+    """The body was cut short, or its content encoding could not be decoded."""
+
+
+class UpstreamAnswerMalformed(UpstreamHttpError):
+    """The answer is not HTTP/1.1 as we read it, or its head is over ``max_head_bytes``."""
+
+
+class _ClosedUnanswered(UpstreamConnectFailed):
+    """The connection closed before any byte of the answer came."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamAnswer:
+    """A whole answer: status, headers by lower-case name (the last of a repeated one), body."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Limits:
+    read_timeout: float
+    max_body_bytes: int
+    max_head_bytes: int
+
+
+class _Connection(asyncio.Protocol):
+    """One connection: one exchange at a time, its answer parsed as it arrives."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limits: _Limits) -> None:
+        self._loop = loop
+        self._limits = limits
+        self._parser = httptools.HttpResponseParser(self)
+        self._transport: asyncio.Transport | None = None
+        self.reusable = False
+        """Open, and its last answer was whole with keep-alive on both sides."""
+        self.idle_since = 0.0
+        self._answer: asyncio.Future[UpstreamAnswer] | None = None
+        self._failure: UpstreamHttpError | None = None
+        self._received = False
+        self._last_read = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._in_head = True
+        self._head_received = 0
+        self._field_bytes = 0
+        self._headers: dict[str, str] = {}
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._decompressor: Any = None
+        self._until_close = False
+
+    # -- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self._answer is None or self._answer.done():
+            self._close()  # bytes nobody asked for: this connection cannot be trusted further
+            return
+        self._received = True
+        self._last_read = self._loop.time()
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._fail(self._failure or UpstreamAnswerMalformed("the upstream's answer is not valid HTTP/1.1"))
+            return
+        if self._in_head:  # llhttp keeps a field until it is whole: bound what it keeps meanwhile
+            self._head_received += len(data)
+            if self._head_received > self._limits.max_head_bytes:
+                self._fail(UpstreamAnswerMalformed("the upstream's answer head is over the limit"))
+
+    def eof_received(self) -> bool:
+        return False  # close the transport; connection_lost decides what the end meant
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.reusable = False
+        self._transport = None
+        if self._answer is None or self._answer.done():
+            return
+        if self._until_close and exc is None:
+            self._complete()
+        elif not self._received:
+            self._fail(_ClosedUnanswered("the upstream closed the connection without answering"))
+        else:
+            self._fail(UpstreamBodyBroken("the upstream closed the connection before the answer was whole"))
+
+    # -- httptools callbacks
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._field_bytes += len(name) + len(value)
+        if self._field_bytes > self._limits.max_head_bytes:
+            self._refuse(UpstreamAnswerMalformed("the upstream's answer head is over the limit"))
+        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if status < 200:
+            return  # an interim answer (1xx): the real one follows
+        self._in_head = False
+        headers = self._headers
+        if int(headers.get("content-length", "0") or "0") > self._limits.max_body_bytes:
+            self._refuse(UpstreamBodyTooLarge("the upstream's body is over the limit"))
+        encoding = headers.get("content-encoding", "identity").strip().lower()
+        if encoding == "gzip":
+            self._decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding != "identity":
+            self._refuse(UpstreamBodyBroken("the upstream's body has an encoding that was not asked for"))
+        chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        self._until_close = "content-length" not in headers and not chunked and status not in (204, 304)
+
+    def on_body(self, body: bytes) -> None:
+        if self._decompressor is not None:
+            room = self._limits.max_body_bytes - self._size + 1
+            try:
+                body = self._decompressor.decompress(body, room)
+            except zlib.error:
+                self._refuse(UpstreamBodyBroken("the upstream's gzip body could not be decoded"))
+            if self._decompressor.unconsumed_tail:
+                self._refuse(UpstreamBodyTooLarge("the upstream's body is over the limit"))
+        self._size += len(body)
+        if self._size > self._limits.max_body_bytes:
+            self._refuse(UpstreamBodyTooLarge("the upstream's body is over the limit"))
+        self._chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._parser.get_status_code() < 200:
+            self._start_answer()
+            return
+        if self._decompressor is not None and not self._decompressor.eof:
+            self._refuse(UpstreamBodyBroken("the upstream's gzip body ended early"))
+        self.reusable = self._parser.should_keep_alive()
+        self._complete()
+
+    # -- the exchange
+
+    def _refuse(self, failure: UpstreamHttpError) -> None:
+        """Stop reading the answer (from a parser callback: the parser then raises)."""
+        self._failure = failure
+        raise failure
+
+    def _start_answer(self) -> None:
+        self._in_head, self._head_received, self._field_bytes = True, 0, 0
+        self._headers, self._chunks, self._size = {}, [], 0
+        self._decompressor, self._until_close = None, False
+
+    def _complete(self) -> None:
+        answer = self._answer
+        if answer is not None and not answer.done():
+            body = b"".join(self._chunks)
+            answer.set_result(UpstreamAnswer(self._parser.get_status_code(), self._headers, body))
+
+    def _fail(self, failure: UpstreamHttpError) -> None:
+        answer = self._answer
+        if answer is not None and not answer.done():
+            answer.set_exception(failure)
+        self._close()
+
+    def _close(self) -> None:
+        self.reusable = False
+        if self._transport is not None:
+            self._transport.abort()
+            self._transport = None
+
+    def _check_silence(self) -> None:
+        due = self._last_read + self._limits.read_timeout
+        if self._loop.time() < due:
+            self._timer = self._loop.call_at(due, self._check_silence)
+            return
+        self._timer = None
+        self._fail(UpstreamTimedOut("the upstream was silent for longer than the read timeout"))
+
+    async def exchange(self, request: bytes) -> UpstreamAnswer:
+        """Send ``request`` and wait for its whole answer; the connection is closed unless the
+        answer came whole and keep-alive holds."""
+        transport = self._transport
+        if transport is None:
+            raise _ClosedUnanswered("the upstream closed the connection")
+        self._start_answer()
+        self.reusable, self._failure, self._received = False, None, False
+        answer: asyncio.Future[UpstreamAnswer] = self._loop.create_future()
+        self._answer = answer
+        transport.write(request)
+        self._last_read = self._loop.time()
+        self._timer = self._loop.call_at(self._last_read + self._limits.read_timeout, self._check_silence)
+        try:
+            return await answer
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if not (answer.done() and not answer.cancelled() and answer.exception() is None):
+                self._close()
+
+    def close(self) -> None:
+        """Close now, whatever is in flight."""
+        self._fail(UpstreamConnectFailed("the connection was closed"))
+
+
+class UpstreamConnections:
+    """The upstream's keep-alive connections (see the module docstring)."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        max_body_bytes: int,
+        max_head_bytes: int,
+        max_connections: int = 100,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("the upstream endpoint must be an http(s) URL with a host")
+        self._host = parts.hostname
+        self._port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._host_header = parts.netloc
+        self._ssl = (ssl_context or ssl.create_default_context()) if parts.scheme == "https" else None
+        self._connect_timeout = connect_timeout
+        self._limits = _Limits(read_timeout, max_body_bytes, max_head_bytes)
+        self._slots = asyncio.Semaphore(max_connections)
+        self._idle: list[_Connection] = []
+        self._closed = False
+
+    async def get(self, target: str, headers: Mapping[str, str]) -> UpstreamAnswer:
+        """GET ``target`` (origin form, sent as given) with ``headers``; the whole answer."""
+        request = self._request(target, headers)
+        loop = asyncio.get_running_loop()
+        await self._slot()
+        try:
+            connection = self._kept(loop.time())
+            if connection is not None:
+                try:
+                    return await self._exchange(loop, connection, request)
+                except _ClosedUnanswered:
+                    pass  # closed while idle: once more on a new connection
+            return await self._exchange(loop, await self._connect(loop), request)
+        finally:
+            self._slots.release()
+
+    async def aclose(self) -> None:
+        """Close every idle connection; those in use close when their call ends."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+
+    async def _slot(self) -> None:
+        if not self._slots.locked():
+            await self._slots.acquire()  # free: returns at once
+            return
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise UpstreamTimedOut("no upstream connection was free within the connect timeout") from None
+
+    def _request(self, target: str, headers: Mapping[str, str]) -> bytes:
+        lines = [f"GET {target} HTTP/1.1\r\n"]
+        lines.extend(f"{name}: {value}\r\n" for name, value in headers.items())
+        if not any(name.lower() == "host" for name in headers):
+            lines.append(f"Host: {self._host_header}\r\n")
+        lines.append(_ACCEPT_ENCODING)
+        head = "".join(lines)
+        if head.count("\n") != len(lines) or head.count("\r") != len(lines) or " " in target or "\r\n:" in head:
+            raise ValueError("an upstream request target or header holds a line break, space or empty name")
+        return head.encode("utf-8") + b"\r\n"
+
+    def _kept(self, now: float) -> _Connection | None:
+        """The newest idle connection still open and not idle too long; older ones are closed."""
+        idle = self._idle
+        while idle:
+            connection = idle.pop()
+            if connection.reusable and now - connection.idle_since < IDLE_SECONDS:
+                return connection
+            connection.close()
+        return None
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:
+        limits = self._limits
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                _, connection = await loop.create_connection(
+                    lambda: _Connection(loop, limits),
+                    self._host,
+                    self._port,
+                    ssl=self._ssl,
+                    server_hostname=self._host if self._ssl is not None else None,
+                )
+        except TimeoutError:
+            raise UpstreamTimedOut("the upstream did not accept a connection within the connect timeout") from None
+        except (OSError, ssl.CertificateError) as exc:
+            raise UpstreamConnectFailed(f"could not connect to the upstream ({type(exc).__name__})") from None
+        return connection
+
+    async def _exchange(
+        self, loop: asyncio.AbstractEventLoop, connection: _Connection, request: bytes
+    ) -> UpstreamAnswer:
+        answer = await connection.exchange(request)
+        if connection.reusable and not self._closed:
+            connection.idle_since = loop.time()
+            self._idle.append(connection)
+        else:
+            connection.close()  # whoever said close, we need not wait for the other side
+        return answer

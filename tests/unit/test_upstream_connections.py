@@ -1,0 +1,368 @@
+"""The upstream's keep-alive connections against scripted loopback servers: what goes on the wire,
+how answers are framed and decoded, the limits and timeouts, keep-alive and its races, TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from gateway.upstream.connections import (
+    UpstreamAnswerMalformed,
+    UpstreamBodyBroken,
+    UpstreamBodyTooLarge,
+    UpstreamConnectFailed,
+    UpstreamConnections,
+    UpstreamTimedOut,
+)
+from tests.certificates import private_ca
+from tests.stack import free_port
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+HEADERS = {"X-App-UserId": "acme-web", "X-Project-Id": "p1"}
+
+Script = Callable[["Server", int, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+"""Serves one connection: the server (to read heads with), the connection's number (from 0),
+its reader and writer."""
+
+
+class Server:
+    """A loopback server running a script per connection; keeps each request head it read."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.connections = 0
+        self.heads: list[bytes] = []
+
+    async def read_head(self, reader: asyncio.StreamReader) -> bytes:
+        head = await reader.readuntil(b"\r\n\r\n")
+        self.heads.append(head)
+        return head
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        number = self.connections
+        self.connections += 1
+        try:
+            await self.script(self, number, reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@asynccontextmanager
+async def serving(script: Script, tls: ssl.SSLContext | None = None) -> AsyncIterator[tuple[Server, str]]:
+    server = Server(script)
+    listener = await asyncio.start_server(server.serve, "127.0.0.1", 0, ssl=tls)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        yield server, f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    finally:
+        listener.close()
+
+
+def pool(endpoint: str, **limits: float) -> UpstreamConnections:
+    settings = {"connect_timeout": 1.0, "read_timeout": 1.0, "max_body_bytes": 65536, "max_head_bytes": 4096}
+    settings.update(limits)
+    return UpstreamConnections(endpoint, **settings)  # type: ignore[arg-type]
+
+
+def answering(*answers: bytes) -> Script:
+    """Each connection reads a head and sends the next answer, as long as answers remain."""
+    remaining = list(answers)
+
+    async def script(server: Server, _number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while remaining:
+            await server.read_head(reader)
+            writer.write(remaining.pop(0))
+            await writer.drain()
+
+    return script
+
+
+def answers(*wire: bytes) -> AbstractAsyncContextManager[tuple[Server, str]]:
+    """A plain-HTTP server sending these answers in turn."""
+    return serving(answering(*wire))
+
+
+async def test_a_get_carries_the_target_and_headers_as_given_and_the_connection_is_kept() -> None:
+    """The request line holds the target byte for byte; Host is added when not given; two calls
+    share one connection."""
+    async with answers(OK, b'HTTP/1.1 200 OK\r\nContent-Length: 7\r\nRetry-After: 3\r\n\r\n{"a":1}') as (server, url):
+        connections = pool(url)
+        first = await connections.get("/v1/p%2F1/jobs?limit=10&offset=0", HEADERS)
+        second = await connections.get("/v1/p/jobs", {**HEADERS, "Host": "upstream.example"})
+        await connections.aclose()
+    assert (first.status, first.body) == (200, b"{}")
+    assert (second.body, second.headers["retry-after"]) == (b'{"a":1}', "3")
+    assert server.connections == 1
+    host = url.removeprefix("http://")
+    assert server.heads[0] == (
+        b"GET /v1/p%2F1/jobs?limit=10&offset=0 HTTP/1.1\r\nX-App-UserId: acme-web\r\nX-Project-Id: p1\r\n"
+        b"Host: " + host.encode() + b"\r\nAccept-Encoding: gzip\r\n\r\n"
+    )
+    assert b"Host: upstream.example\r\n" in server.heads[1] and server.heads[1].count(b"Host:") == 1
+
+
+async def test_chunked_and_close_delimited_bodies_are_read_whole() -> None:
+    """A chunked body is joined; a body without a length ends with the connection, which is not reused."""
+    chunked = b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{"a\r\n4\r\n":1}\r\n0\r\n\r\n'
+
+    async def script(server: Server, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_head(reader)
+        writer.write(chunked if number == 0 else b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * 5000)
+        if number == 0:
+            await server.read_head(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\n\r\n" + b"y" * 3000)
+
+    async with serving(script) as (server, url):
+        connections = pool(url)
+        assert (await connections.get("/a", HEADERS)).body == b'{"a":1}'
+        assert (await connections.get("/b", HEADERS)).body == b"y" * 3000
+        assert (await connections.get("/c", HEADERS)).body == b"x" * 5000
+        await connections.aclose()
+    assert server.connections == 2
+
+
+async def test_connection_close_from_the_upstream_is_honoured() -> None:
+    """An answer saying Connection: close leaves its connection unused after it."""
+    close = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+    async with answers(close, close) as (server, url):
+        connections = pool(url)
+        for _ in range(2):
+            assert (await connections.get("/a", HEADERS)).body == b"{}"
+    assert server.connections == 2
+
+
+async def test_gzip_is_decoded_and_capped_by_what_it_decodes_to() -> None:
+    """A gzip body arrives decoded; one that decodes to more than the cap is refused (a small
+    body on the wire), as is a gzip body cut short or not gzip at all."""
+    page = b'{"jobs":[' + b'{"job_id":"j"},' * 200 + b"{}]}"
+    bomb = gzip.compress(b"0" * (4 * 65536))
+
+    def gzipped(body: bytes) -> bytes:
+        return b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    wire = [gzipped(gzip.compress(page)), gzipped(bomb), gzipped(gzip.compress(page)[:-12]), gzipped(b"not gzip")]
+    async with answers(*wire) as (_server, url):
+        connections = pool(url)
+        assert (await connections.get("/a", HEADERS)).body == page
+        assert len(bomb) < 1024
+        with pytest.raises(UpstreamBodyTooLarge):
+            await connections.get("/b", HEADERS)
+        with pytest.raises(UpstreamBodyBroken):
+            await connections.get("/c", HEADERS)
+        with pytest.raises(UpstreamBodyBroken):
+            await connections.get("/d", HEADERS)
+
+
+async def test_an_encoding_not_asked_for_is_refused() -> None:
+    async with answers(b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 2\r\n\r\n{}") as (_server, url):
+        with pytest.raises(UpstreamBodyBroken):
+            await pool(url).get("/a", HEADERS)
+
+
+async def test_a_body_over_the_cap_is_refused_at_its_length_or_as_it_streams() -> None:
+    """A Content-Length over the cap is refused before the body (the server sends none and
+    waits: no timeout is needed to fail); a chunked body is refused once it passes the cap."""
+    too_long = b"HTTP/1.1 200 OK\r\nContent-Length: 65537\r\n\r\n"
+    endless = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1000\r\n" + b"0" * 4096 + b"\r\n"
+
+    async def script(server: Server, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_head(reader)
+        if number == 0:
+            writer.write(too_long)
+            await asyncio.sleep(5)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(20):
+            writer.write(endless[endless.index(b"1000") :])
+            await writer.drain()
+        await asyncio.sleep(5)
+
+    async with serving(script) as (_server, url):
+        connections = pool(url, read_timeout=10.0)
+        for target in ("/a", "/b"):
+            async with asyncio.timeout(2):
+                with pytest.raises(UpstreamBodyTooLarge):
+                    await connections.get(target, HEADERS)
+
+
+async def test_a_body_cut_short_is_broken_and_a_close_before_any_answer_fails_to_connect() -> None:
+    async def script(server: Server, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_head(reader)
+        if number == 0:
+            writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"cut')
+            await writer.drain()
+
+    async with serving(script) as (server, url):
+        connections = pool(url)
+        with pytest.raises(UpstreamBodyBroken):
+            await connections.get("/a", HEADERS)
+        with pytest.raises(UpstreamConnectFailed):
+            await connections.get("/b", HEADERS)
+    assert server.connections == 2  # a new connection does not close and retry: the caller decides
+
+
+async def test_the_read_timeout_is_the_longest_silence() -> None:
+    """Bytes every 0.1 s keep a 0.3 s read timeout from firing over a 0.8 s answer; 0.3 s of
+    silence then fires it."""
+    body = b'{"jobs":[]}'
+
+    async def script(server: Server, _number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+        for byte in range(0, len(body) - 3):
+            await asyncio.sleep(0.08)
+            writer.write(body[byte : byte + 1])
+        await asyncio.sleep(0.5)
+
+    async with serving(script) as (_server, url):
+        connections = pool(url, read_timeout=0.3)
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(UpstreamTimedOut):
+            await connections.get("/a", HEADERS)
+        assert asyncio.get_running_loop().time() - started > 0.6  # 8 bytes dripped before the silence
+
+
+async def test_nothing_listening_fails_to_connect() -> None:
+    with pytest.raises(UpstreamConnectFailed):
+        await pool(f"http://127.0.0.1:{free_port()}").get("/a", HEADERS)
+
+
+async def test_a_kept_connection_closed_while_idle_is_retried_once_on_a_new_one() -> None:
+    """The server closes the kept connection as the second request arrives, unanswered: the call
+    goes once more, on a new connection, and is answered."""
+
+    async def script(server: Server, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_head(reader)
+        writer.write(OK)
+        if number == 0:
+            await server.read_head(reader)  # and close without answering
+
+    async with serving(script) as (server, url):
+        connections = pool(url)
+        await connections.get("/a", HEADERS)
+        assert (await connections.get("/b", HEADERS)).body == b"{}"
+    assert server.connections == 2 and len(server.heads) == 3
+
+
+async def test_a_connection_idle_too_long_is_not_reused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("gateway.upstream.connections.IDLE_SECONDS", 0.05)
+    async with answers(OK, OK, OK) as (server, url):
+        connections = pool(url)
+        await connections.get("/a", HEADERS)
+        await asyncio.sleep(0.1)
+        await connections.get("/b", HEADERS)
+        await connections.get("/c", HEADERS)
+    assert server.connections == 2
+
+
+async def test_a_cancelled_call_closes_its_connection() -> None:
+    """A call given up (the caller's deadline) closes its connection; the next call opens another."""
+    closed = asyncio.Event()
+
+    async def script(server: Server, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_head(reader)
+        if number == 0:
+            await reader.read()  # until the client closes
+            closed.set()
+            return
+        writer.write(OK)
+
+    async with serving(script) as (server, url):
+        connections = pool(url, read_timeout=10.0)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await connections.get("/a", HEADERS)
+        async with asyncio.timeout(2):
+            await closed.wait()
+        assert (await connections.get("/b", HEADERS)).body == b"{}"
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        b"HTTP/1.1 two hundred\r\n\r\n",
+        b"SMTP ready\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 5000 + b"\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 5000,
+    ],
+    ids=["status", "protocol", "head over the limit", "unfinished head over the limit"],
+)
+async def test_a_malformed_answer_is_refused_at_once(wire: bytes) -> None:
+    """Refused as soon as it is seen to be wrong (the server then waits: no timeout decides it)."""
+    async with answers(wire) as (_server, url):
+        with pytest.raises(UpstreamAnswerMalformed):
+            async with asyncio.timeout(0.5):
+                await pool(url).get("/a", HEADERS)
+
+
+async def test_an_interim_answer_is_skipped() -> None:
+    async with answers(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + OK) as (_server, url):
+        answer = await pool(url).get("/a", HEADERS)
+    assert (answer.status, answer.body, "link" in answer.headers) == (200, b"{}", False)
+
+
+@pytest.mark.parametrize(
+    ("target", "headers"),
+    [("/a", {"X-App-UserId": "acme\r\nX-Evil: 1"}), ("/a HTTP/1.1\r\nX-Evil: 1\r\n\r\nGET /b", HEADERS)],
+)
+async def test_a_line_break_in_the_request_is_refused_before_anything_is_sent(
+    target: str, headers: dict[str, str]
+) -> None:
+    async with answers(OK) as (server, url):
+        with pytest.raises(ValueError, match="line break"):
+            await pool(url).get(target, headers)
+    assert server.connections == 0
+
+
+async def test_connections_wait_for_a_free_one_within_the_connect_timeout() -> None:
+    """With one connection allowed and it busy, a second call waits, then fails after the
+    connect timeout; once the first is answered, calls go through again."""
+    release = asyncio.Event()
+
+    async def script(server: Server, _number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_head(reader)
+        await release.wait()
+        writer.write(OK)
+        await server.read_head(reader)
+        writer.write(OK)
+
+    async with serving(script) as (server, url):
+        connections = UpstreamConnections(
+            url, connect_timeout=0.2, read_timeout=5, max_body_bytes=1024, max_head_bytes=4096, max_connections=1
+        )
+        first = asyncio.create_task(connections.get("/a", HEADERS))
+        await asyncio.sleep(0.05)
+        with pytest.raises(UpstreamTimedOut):
+            await connections.get("/b", HEADERS)
+        release.set()
+        assert (await first).body == b"{}"
+        assert (await connections.get("/c", HEADERS)).body == b"{}"
+    assert server.connections == 1
+
+
+async def test_tls_is_verified_against_the_trusted_certificates(tmp_path: Path) -> None:
+    """Over TLS with a certificate for 127.0.0.1 from a private CA: trusted, the answer comes;
+    with the system's CA store alone, the connection is refused."""
+    ca, certificate, key = private_ca(tmp_path)
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(certificate, key)
+    async with serving(answering(OK, OK), tls=server_side) as (_server, url):
+        trusting = UpstreamConnections(
+            url,
+            connect_timeout=2,
+            read_timeout=2,
+            max_body_bytes=1024,
+            max_head_bytes=4096,
+            ssl_context=ssl.create_default_context(cafile=str(ca)),
+        )
+        assert (await trusting.get("/a", HEADERS)).body == b"{}"
+        with pytest.raises(UpstreamConnectFailed):
+            await pool(url).get("/b", HEADERS)
