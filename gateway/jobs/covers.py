@@ -10,7 +10,7 @@ from __future__ import annotations
 from calendar import timegm
 from collections.abc import Iterable
 from time import strptime
-from urllib.parse import unquote_plus, urlsplit
+from urllib.parse import unquote_plus
 
 COVER_LIFETIME_SECONDS = 24 * 3600
 _V4_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -18,6 +18,21 @@ _V4_PREFIXES = ("x-amz", "x-obs")
 _EXPIRY_PARAMETERS = frozenset(
     {"expires", *(f"{prefix}-{name}" for prefix in _V4_PREFIXES for name in ("date", "expires"))}
 )
+
+
+_URL_NOISE = ("\t", "\r", "\n")
+"""What ``urllib.parse.urlsplit`` removes from a URL before splitting it."""
+
+
+def url_query(url: str) -> str:
+    """The query of ``url`` as ``urllib.parse.urlsplit(url).query`` finds it (after the first
+    ``?`` before any ``#``; tabs and line breaks removed), without the checks of the other parts
+    that cost urlsplit 6 µs on a URL it has not seen (every cover URL is new), nor its
+    ``ValueError`` on a malformed host."""
+    query = url.partition("#")[0].partition("?")[2]
+    if any(noise in query for noise in _URL_NOISE):
+        query = "".join(query.split("\t")).replace("\r", "").replace("\n", "")
+    return query
 
 
 def expiry_parameters(query: str) -> dict[str, str]:
@@ -49,7 +64,7 @@ def _parse_v4(params: dict[str, str], prefix: str) -> float | None:
 
 def cover_expiry(url: str, fetched_at: float) -> float:
     """Unix time at which ``url`` stops working; ``fetched_at`` + 24 h when it does not say."""
-    params = expiry_parameters(urlsplit(url).query)
+    params = expiry_parameters(url_query(url))
     expires = params.get("expires")
     if expires is not None and expires.isdigit():
         return float(expires)

@@ -187,10 +187,7 @@ class TrainingJobService:
 
     def _shape(self, tenant: Tenant, raw: Any, fetched_at: float) -> ShapedPage:
         """The upstream body as the tenant sees it, cover-image links signed for the tenant."""
-
-        def image_url(job_id: str) -> str:
-            return self._image_links.url(tenant.id, job_id, fetched_at)
-
+        image_url = self._image_links.urls(tenant.id, fetched_at)
         return shape_page(raw, fetched_at=fetched_at, margin_seconds=self._margin, image_url=image_url)
 
     async def _load_list(self, tenant: Tenant, query: UpstreamQuery) -> CacheEntry:

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from calendar import timegm
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.jobs.covers import COVER_LIFETIME_SECONDS, cover_expiry, earliest, expiry_parameters, is_servable
+from gateway.jobs.covers import (
+    COVER_LIFETIME_SECONDS,
+    cover_expiry,
+    earliest,
+    expiry_parameters,
+    is_servable,
+    url_query,
+)
 
 FETCHED = 1_700_000_000.0
 
@@ -73,3 +80,39 @@ def test_expiry_parameters_are_read_as_parse_qsl_reads_them(query: str) -> None:
     wanted = ("expires", "x-amz-date", "x-amz-expires", "x-obs-date", "x-obs-expires")
     standard = {name.lower(): value for name, value in parse_qsl(query)}
     assert expiry_parameters(query) == {name: standard[name] for name in wanted if name in standard}
+
+
+URL_PIECES = [
+    "https://",
+    "bucket.obs.example.com",
+    "[::1]",
+    "[bad",
+    ":443",
+    "/a.png",
+    "/",
+    "?",
+    "#",
+    "&",
+    "=",
+    "Expires=1700003600",
+    "%3F",
+    "\t",
+    "\r",
+    "\n",
+    " ",
+    "\u00e9",
+    "x",
+    "//",
+]
+
+
+@given(st.lists(st.sampled_from(URL_PIECES), max_size=12).map("".join))
+def test_a_url_query_is_found_as_urlsplit_finds_it(url: str) -> None:
+    """Where ``urlsplit`` reads a URL, ``url_query`` finds the same query (and where urlsplit
+    raises, on a malformed host, it finds one too rather than failing the page)."""
+    try:
+        expected = urlsplit(url).query
+    except ValueError:
+        assert isinstance(url_query(url), str)
+        return
+    assert url_query(url) == expected
