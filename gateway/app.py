@@ -65,10 +65,11 @@ from gateway.web.tail import ResponseTail
 # aiohttp's own parser limits: a backstop above the middleware's limits, which answer in JSON.
 MAX_LINE_SIZE = 8190
 MAX_FIELD_SIZE = 32768
-# Upstream and credential-endpoint answers: an IAM token in X-Subject-Token is about 9 KB.
+# Credential and JWKS endpoints' answers (the aiohttp session): an IAM token in X-Subject-Token
+# is about 9 KB.
 UPSTREAM_MAX_FIELD_SIZE = 32768
 UPSTREAM_MAX_HEAD_BYTES = 65536
-"""The whole head (status line and fields) of a MetaStudio answer."""
+"""The header fields of a MetaStudio answer, names and values together (``UpstreamConnections``)."""
 _log = logging.getLogger("gateway.app")
 
 

@@ -6,7 +6,8 @@ they lack it, ``Accept-Encoding: gzip``) and returns the answer's status, header
 - the answer is read with llhttp (httptools' ``HttpResponseParser``, the parser aiohttp's is
   built on): ``Content-Length``, chunked, or until the connection closes; a gzip body is
   decompressed, and ``max_body_bytes`` caps what it decompresses to (a longer ``Content-Length``
-  is refused before any body is read); the head is capped at ``max_head_bytes``;
+  is refused before any body is read); ``max_head_bytes`` caps the head's fields (names and
+  values) and what is received before the head ends;
 - timeouts: ``connect_timeout`` for a free connection slot, the TCP connect and the TLS
   handshake; ``read_timeout`` for the longest silence while the answer is awaited or read;
 - keep-alive: an answered connection is kept for the next call unless either side said close,
