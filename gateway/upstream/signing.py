@@ -12,11 +12,13 @@ come out; nothing here does I/O or reads the clock. The algorithm follows
   stripped of surrounding white space (the stripped value is also what goes on the wire);
 * the canonical URI re-encodes each path segment and always ends with ``/``;
 * the query string that goes on the wire *is* the canonical query string, so the request
-  must be sent without re-encoding (``yarl.URL(..., encoded=True)``).
+  must be sent without re-encoding (``gateway.upstream.connections`` sends it as given; an
+  aiohttp client needs ``yarl.URL(..., encoded=True)``).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
@@ -61,10 +63,14 @@ def canonical_query_string(params: QueryParams) -> str:
 
 def path_and_query(path: str, query: QueryParams) -> str:
     """``path`` with the canonical query string after it (none when it is empty): what goes on the wire."""
-    query_string = canonical_query_string(query)
+    return _joined(path, canonical_query_string(query))
+
+
+def _joined(path: str, query_string: str) -> str:
     return f"{path}?{query_string}" if query_string else path
 
 
+@functools.lru_cache(maxsize=64)
 def canonical_uri(path: str) -> str:
     """Re-encode each path segment and make sure the URI ends with a slash."""
     uri = "/".join(_encode(segment) for segment in unquote(path).split("/"))
@@ -86,13 +92,19 @@ def canonical_request(
     body_sha256: str = EMPTY_BODY_SHA256,
 ) -> tuple[str, list[str]]:
     """Build the canonical request; returns it with the list of signed header names."""
+    return _canonical_request(method, path, canonical_query_string(query), headers, body_sha256)
+
+
+def _canonical_request(
+    method: str, path: str, query_string: str, headers: Mapping[str, str], body_sha256: str = EMPTY_BODY_SHA256
+) -> tuple[str, list[str]]:
     values, signed = canonical_headers(headers)
     header_block = "".join(f"{name}:{values[name]}\n" for name in signed)
     text = "\n".join(
         (
             method.upper(),
             canonical_uri(path),
-            canonical_query_string(query),
+            query_string,
             header_block,
             ";".join(signed),
             body_sha256,
@@ -144,11 +156,12 @@ def sign(
     if content_type and not content_type.startswith(("application/json", "application/bson")):
         to_sign["X-Sdk-Content-Sha256"] = "UNSIGNED-PAYLOAD"
     to_sign.update({"X-Sdk-Date": stamp, "Host": host})
-    canonical, signed = canonical_request(method, path, query, to_sign)
+    query_string = canonical_query_string(query)  # signed, and sent as it is
+    canonical, signed = _canonical_request(method, path, query_string, to_sign)
     sig = signature(secret_key, string_to_sign(canonical, stamp))
     wire_headers = {name: str(value).strip() for name, value in to_sign.items()}
     wire_headers["Authorization"] = authorization_header(access_key, signed, sig)
-    return SignedRequest(path_and_query=path_and_query(path, query), headers=wire_headers, canonical_request=canonical)
+    return SignedRequest(path_and_query=_joined(path, query_string), headers=wire_headers, canonical_request=canonical)
 
 
 @dataclass(frozen=True, slots=True)
