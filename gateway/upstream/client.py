@@ -230,9 +230,11 @@ class MetaStudioClient:
         try:
             answer = await self._connections.get(target, headers)
         except UpstreamHttpError as exc:
-            outcome, error = next((outcome, error) for kind, outcome, error in _OUTCOMES if isinstance(exc, kind))
-            self._record(outcome, started)
-            raise error(outcome=outcome) from exc
+            if exc.head is None or exc.head.status == 200:
+                outcome, error = next((outcome, error) for kind, outcome, error in _OUTCOMES if isinstance(exc, kind))
+                self._record(outcome, started)
+                raise error(outcome=outcome) from exc
+            answer = exc.head  # an error answer whose body failed: its status decides, as its body is not used
         status = answer.status
         self._record(str(status), started)
         if status in (401, 403):

@@ -9,11 +9,13 @@ they lack it, ``Accept-Encoding: gzip``) and returns the answer's status, header
   is refused before any body is read); ``max_head_bytes`` caps the head's fields (names and
   values) and what is received before the head ends;
 - timeouts: ``connect_timeout`` for a free connection slot, the TCP connect and the TLS
-  handshake; ``read_timeout`` for the longest silence while the answer is awaited or read;
+  handshake together; ``read_timeout`` for the longest silence while the answer is awaited or
+  read; at most ``MAX_INTERIM_ANSWERS`` 1xx answers before the real one;
 - keep-alive: an answered connection is kept for the next call unless either side said close,
   for up to ``IDLE_SECONDS``; a kept connection that closes before any byte of the answer came
   is retried once at once on a new connection (RFC 9112 9.3.1.1: the server may have closed it
-  idle while the request was on its way); newer connections are used first;
+  idle while the request was on its way); newer connections are used first; bytes beyond the
+  answer (another message, or anything while idle) close the connection;
 - at most ``max_connections`` at once; further calls wait for one to be free;
 - ``https`` endpoints: TLS with the certificate and host name verified against the system's CA
   store (``ssl.create_default_context``, what aiohttp uses by default);
@@ -22,7 +24,9 @@ they lack it, ``Accept-Encoding: gzip``) and returns the answer's status, header
 
 Failures are ``UpstreamHttpError`` subclasses, each saying what a caller needs to decide whether
 to retry: ``UpstreamConnectFailed``, ``UpstreamTimedOut``, ``UpstreamBodyTooLarge``,
-``UpstreamBodyBroken`` (cut short, or not decodable) and ``UpstreamAnswerMalformed``.
+``UpstreamBodyBroken`` (cut short, or not decodable) and ``UpstreamAnswerMalformed``. One that
+happens after the answer's head was read carries that head (``head``: status and headers, no
+body), so a caller can still go by the status, as a client that reads no error body would.
 
 Written out, not aiohttp's client (which the gateway keeps for credential and JWKS endpoints),
 because every cache miss makes this call: its request building, connection pool, response
@@ -32,6 +36,7 @@ object and stream reader cost about twice what this does (``benchmarks/miss_piec
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import zlib
 from collections.abc import Mapping
@@ -43,11 +48,18 @@ import httptools
 
 IDLE_SECONDS = 15.0
 """How long an idle connection is kept for reuse (aiohttp's default keep-alive)."""
+MAX_INTERIM_ANSWERS = 8
+"""1xx answers taken before the real one; more make the answer malformed."""
 _ACCEPT_ENCODING = "Accept-Encoding: gzip\r\n"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+"""Characters a request target or header may not hold (CR and LF included: no header injection)."""
 
 
 class UpstreamHttpError(Exception):
     """An exchange with the upstream failed; the text never holds request or answer data."""
+
+    head: UpstreamAnswer | None = None
+    """The answer's status and headers (no body) when its head was read before the failure."""
 
 
 class UpstreamConnectFailed(UpstreamHttpError):
@@ -114,6 +126,7 @@ class _Connection(asyncio.Protocol):
         self._size = 0
         self._decompressor: Any = None
         self._until_close = False
+        self._interim_answers = 0
 
     # -- asyncio.Protocol
 
@@ -128,7 +141,7 @@ class _Connection(asyncio.Protocol):
         self._last_read = self._loop.time()
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):  # an upgrade is not an answer here
             self._fail(self._failure or UpstreamAnswerMalformed("the upstream's answer is not valid HTTP/1.1"))
             return
         if self._in_head:  # llhttp keeps a field until it is whole: bound what it keeps meanwhile
@@ -145,13 +158,20 @@ class _Connection(asyncio.Protocol):
         if self._answer is None or self._answer.done():
             return
         if self._until_close and exc is None:
-            self._complete()
+            if self._decompressor is not None and not self._decompressor.eof:
+                self._fail(UpstreamBodyBroken("the upstream's gzip body ended early"))
+            else:
+                self._complete()
         elif not self._received:
             self._fail(_ClosedUnanswered("the upstream closed the connection without answering"))
         else:
             self._fail(UpstreamBodyBroken("the upstream closed the connection before the answer was whole"))
 
     # -- httptools callbacks
+
+    def on_message_begin(self) -> None:
+        if self._answer is None or self._answer.done():
+            self._refuse(UpstreamAnswerMalformed("the upstream sent more than its answer"))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._field_bytes += len(name) + len(value)
@@ -191,6 +211,9 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         if self._parser.get_status_code() < 200:
+            self._interim_answers += 1
+            if self._interim_answers > MAX_INTERIM_ANSWERS:
+                self._refuse(UpstreamAnswerMalformed("the upstream sent interim answers without end"))
             self._start_answer()
             return
         if self._decompressor is not None and not self._decompressor.eof:
@@ -219,6 +242,8 @@ class _Connection(asyncio.Protocol):
     def _fail(self, failure: UpstreamHttpError) -> None:
         answer = self._answer
         if answer is not None and not answer.done():
+            if not self._in_head and failure.head is None:
+                failure.head = UpstreamAnswer(self._parser.get_status_code(), self._headers, b"")
             answer.set_exception(failure)
         self._close()
 
@@ -243,7 +268,7 @@ class _Connection(asyncio.Protocol):
         if transport is None:
             raise _ClosedUnanswered("the upstream closed the connection")
         self._start_answer()
-        self.reusable, self._failure, self._received = False, None, False
+        self.reusable, self._failure, self._received, self._interim_answers = False, None, False, 0
         answer: asyncio.Future[UpstreamAnswer] = self._loop.create_future()
         self._answer = answer
         transport.write(request)
@@ -251,12 +276,13 @@ class _Connection(asyncio.Protocol):
         self._timer = self._loop.call_at(self._last_read + self._limits.read_timeout, self._check_silence)
         try:
             return await answer
+        except BaseException:  # failed, or cancelled (perhaps just after the answer came): never reused
+            self._close()
+            raise
         finally:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            if not (answer.done() and not answer.cancelled() and answer.exception() is None):
-                self._close()
 
     def close(self) -> None:
         """Close now, whatever is in flight."""
@@ -282,7 +308,7 @@ class UpstreamConnections:
             raise ValueError("the upstream endpoint must be an http(s) URL with a host")
         self._host = parts.hostname
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._host_header = parts.netloc
+        self._host_header = parts.netloc.rpartition("@")[2]
         self._ssl = (ssl_context or ssl.create_default_context()) if parts.scheme == "https" else None
         self._connect_timeout = connect_timeout
         self._limits = _Limits(read_timeout, max_body_bytes, max_head_bytes)
@@ -294,7 +320,8 @@ class UpstreamConnections:
         """GET ``target`` (origin form, sent as given) with ``headers``; the whole answer."""
         request = self._request(target, headers)
         loop = asyncio.get_running_loop()
-        await self._slot()
+        connect_by = loop.time() + self._connect_timeout  # for a slot and a new connection together
+        await self._slot(connect_by)
         try:
             connection = self._kept(loop.time())
             if connection is not None:
@@ -302,7 +329,7 @@ class UpstreamConnections:
                     return await self._exchange(loop, connection, request)
                 except _ClosedUnanswered:
                     pass  # closed while idle: once more on a new connection
-            return await self._exchange(loop, await self._connect(loop), request)
+            return await self._exchange(loop, await self._connect(loop, connect_by), request)
         finally:
             self._slots.release()
 
@@ -313,12 +340,12 @@ class UpstreamConnections:
         for connection in idle:
             connection.close()
 
-    async def _slot(self) -> None:
+    async def _slot(self, connect_by: float) -> None:
         if not self._slots.locked():
             await self._slots.acquire()  # free: returns at once
             return
         try:
-            async with asyncio.timeout(self._connect_timeout):
+            async with asyncio.timeout_at(connect_by):
                 await self._slots.acquire()
         except TimeoutError:
             raise UpstreamTimedOut("no upstream connection was free within the connect timeout") from None
@@ -330,13 +357,16 @@ class UpstreamConnections:
             lines.append(f"Host: {self._host_header}\r\n")
         lines.append(_ACCEPT_ENCODING)
         head = "".join(lines)
-        if head.count("\n") != len(lines) or head.count("\r") != len(lines) or " " in target or "\r\n:" in head:
-            raise ValueError("an upstream request target or header holds a line break, space or empty name")
+        if _CONTROL.search(" ".join((target, *headers, *headers.values()))) or " " in target or "\r\n:" in head:
+            raise ValueError("a line break or other control character, a space in the target, or an empty header name")
         return head.encode("utf-8") + b"\r\n"
 
     def _kept(self, now: float) -> _Connection | None:
-        """The newest idle connection still open and not idle too long; older ones are closed."""
+        """The newest idle connection still open and not idle too long; those idle too long are
+        closed (the oldest first: the list is in the order they fell idle)."""
         idle = self._idle
+        while idle and now - idle[0].idle_since >= IDLE_SECONDS:
+            idle.pop(0).close()
         while idle:
             connection = idle.pop()
             if connection.reusable and now - connection.idle_since < IDLE_SECONDS:
@@ -344,10 +374,10 @@ class UpstreamConnections:
             connection.close()
         return None
 
-    async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:
+    async def _connect(self, loop: asyncio.AbstractEventLoop, connect_by: float) -> _Connection:
         limits = self._limits
         try:
-            async with asyncio.timeout(self._connect_timeout):
+            async with asyncio.timeout_at(connect_by):
                 _, connection = await loop.create_connection(
                     lambda: _Connection(loop, limits),
                     self._host,

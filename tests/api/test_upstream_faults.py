@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from gateway.simulator.faults import Fault
 from tests.api.conftest import ACME, GLOBEX, GatewayFactory
+from tests.scripted_upstream import Server, serving
 
 pytestmark = pytest.mark.asyncio
 
@@ -56,3 +59,19 @@ async def test_faults_can_be_limited_in_number(make_gateway: GatewayFactory) -> 
     gateway.simulator.state.faults.append(Fault("reset", remaining=1))
     assert (await gateway.client.get("/v1/training-jobs", headers=ACME)).status == 200
     assert not gateway.simulator.state.faults
+
+
+async def test_an_error_answer_with_a_broken_body_goes_by_its_status(make_gateway: GatewayFactory) -> None:
+    """A 503 whose body is cut short is a 503 (retried, then 503 upstream_unavailable), not a
+    broken 200 (502): the status decides, as error bodies are not used."""
+
+    async def script(server: Server, _number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_head(reader)
+        writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 50\r\n\r\n{")
+
+    async with serving(script) as (upstream, url):
+        gateway = await make_gateway(endpoint=url, max_attempts=3)
+        response = await gateway.client.get("/v1/training-jobs", headers=ACME)
+        assert response.status == 503
+        assert (await response.json())["error"]["code"] == "upstream_unavailable"
+    assert len(upstream.heads) == 3

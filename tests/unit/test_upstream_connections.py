@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -19,75 +17,19 @@ from gateway.upstream.connections import (
     UpstreamConnectFailed,
     UpstreamConnections,
     UpstreamTimedOut,
+    _Connection,
 )
 from tests.certificates import private_ca
+from tests.scripted_upstream import OK, Server, answering, answers, serving
 from tests.stack import free_port
 
-OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
 HEADERS = {"X-App-UserId": "acme-web", "X-Project-Id": "p1"}
-
-Script = Callable[["Server", int, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-"""Serves one connection: the server (to read heads with), the connection's number (from 0),
-its reader and writer."""
-
-
-class Server:
-    """A loopback server running a script per connection; keeps each request head it read."""
-
-    def __init__(self, script: Script) -> None:
-        self.script = script
-        self.connections = 0
-        self.heads: list[bytes] = []
-
-    async def read_head(self, reader: asyncio.StreamReader) -> bytes:
-        head = await reader.readuntil(b"\r\n\r\n")
-        self.heads.append(head)
-        return head
-
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        number = self.connections
-        self.connections += 1
-        try:
-            await self.script(self, number, reader, writer)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-
-@asynccontextmanager
-async def serving(script: Script, tls: ssl.SSLContext | None = None) -> AsyncIterator[tuple[Server, str]]:
-    server = Server(script)
-    listener = await asyncio.start_server(server.serve, "127.0.0.1", 0, ssl=tls)
-    port = listener.sockets[0].getsockname()[1]
-    try:
-        yield server, f"{'https' if tls else 'http'}://127.0.0.1:{port}"
-    finally:
-        listener.close()
 
 
 def pool(endpoint: str, **limits: float) -> UpstreamConnections:
     settings = {"connect_timeout": 1.0, "read_timeout": 1.0, "max_body_bytes": 65536, "max_head_bytes": 4096}
     settings.update(limits)
     return UpstreamConnections(endpoint, **settings)  # type: ignore[arg-type]
-
-
-def answering(*answers: bytes) -> Script:
-    """Each connection reads a head and sends the next answer, as long as answers remain."""
-    remaining = list(answers)
-
-    async def script(server: Server, _number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while remaining:
-            await server.read_head(reader)
-            writer.write(remaining.pop(0))
-            await writer.drain()
-
-    return script
-
-
-def answers(*wire: bytes) -> AbstractAsyncContextManager[tuple[Server, str]]:
-    """A plain-HTTP server sending these answers in turn."""
-    return serving(answering(*wire))
 
 
 async def test_a_get_carries_the_target_and_headers_as_given_and_the_connection_is_kept() -> None:
@@ -161,6 +103,19 @@ async def test_gzip_is_decoded_and_capped_by_what_it_decodes_to() -> None:
             await connections.get("/d", HEADERS)
 
 
+async def test_a_gzip_body_ending_with_the_connection_must_be_whole() -> None:
+    """Without a length, the body ends when the connection does: gzip cut short there is broken."""
+    body = gzip.compress(b'{"jobs":[' + b'{"job_id":"j"},' * 50 + b"{}]}")
+
+    async def script(server: Server, _number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nConnection: close\r\n\r\n" + body[:-12])
+
+    async with serving(script) as (_server, url):
+        with pytest.raises(UpstreamBodyBroken):
+            await pool(url).get("/a", HEADERS)
+
+
 async def test_an_encoding_not_asked_for_is_refused() -> None:
     async with answers(b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 2\r\n\r\n{}") as (_server, url):
         with pytest.raises(UpstreamBodyBroken):
@@ -209,24 +164,24 @@ async def test_a_body_cut_short_is_broken_and_a_close_before_any_answer_fails_to
 
 
 async def test_the_read_timeout_is_the_longest_silence() -> None:
-    """Bytes every 0.1 s keep a 0.3 s read timeout from firing over a 0.8 s answer; 0.3 s of
+    """A byte every 0.05 s keeps a 1 s read timeout from firing over a 1.5 s answer; 1 s of
     silence then fires it."""
-    body = b'{"jobs":[]}'
+    body = b'{"jobs":[' + b" " * 40 + b"]}"
 
     async def script(server: Server, _number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await server.read_head(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
-        for byte in range(0, len(body) - 3):
-            await asyncio.sleep(0.08)
+        for byte in range(30):
+            await asyncio.sleep(0.05)
             writer.write(body[byte : byte + 1])
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(5)
 
     async with serving(script) as (_server, url):
-        connections = pool(url, read_timeout=0.3)
+        connections = pool(url, read_timeout=1.0)
         started = asyncio.get_running_loop().time()
         with pytest.raises(UpstreamTimedOut):
             await connections.get("/a", HEADERS)
-        assert asyncio.get_running_loop().time() - started > 0.6  # 8 bytes dripped before the silence
+        assert asyncio.get_running_loop().time() - started > 2.0  # 1.5 s of drip, then 1 s of silence
 
 
 async def test_nothing_listening_fails_to_connect() -> None:
@@ -251,38 +206,100 @@ async def test_a_kept_connection_closed_while_idle_is_retried_once_on_a_new_one(
     assert server.connections == 2 and len(server.heads) == 3
 
 
-async def test_a_connection_idle_too_long_is_not_reused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("gateway.upstream.connections.IDLE_SECONDS", 0.05)
-    async with answers(OK, OK, OK) as (server, url):
+async def test_connections_idle_too_long_are_closed_and_not_reused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After two calls at once (two connections), calls one at a time keep reusing the newer
+    connection; the other, idle past the idle time, is closed meanwhile. After a pause past the
+    idle time, the next call opens a new connection."""
+    monkeypatch.setattr("gateway.upstream.connections.IDLE_SECONDS", 0.3)
+    async with answers(*[OK] * 12) as (server, url):
         connections = pool(url)
-        await connections.get("/a", HEADERS)
-        await asyncio.sleep(0.1)
-        await connections.get("/b", HEADERS)
-        await connections.get("/c", HEADERS)
-    assert server.connections == 2
+        await asyncio.gather(connections.get("/a", HEADERS), connections.get("/b", HEADERS))
+        for _ in range(8):  # 0.8 s of calls 0.1 s apart
+            await asyncio.sleep(0.1)
+            await connections.get("/c", HEADERS)
+        await server.until_closed(1)
+        assert server.connections == 2
+        await asyncio.sleep(0.6)
+        await connections.get("/d", HEADERS)
+        await server.until_closed(2)
+    assert server.connections == 3
 
 
 async def test_a_cancelled_call_closes_its_connection() -> None:
     """A call given up (the caller's deadline) closes its connection; the next call opens another."""
-    closed = asyncio.Event()
+    asked = asyncio.Event()
 
     async def script(server: Server, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await server.read_head(reader)
         if number == 0:
+            asked.set()
             await reader.read()  # until the client closes
-            closed.set()
             return
         writer.write(OK)
 
     async with serving(script) as (server, url):
         connections = pool(url, read_timeout=10.0)
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.2):
-                await connections.get("/a", HEADERS)
+        call = asyncio.create_task(connections.get("/a", HEADERS))
         async with asyncio.timeout(2):
-            await closed.wait()
+            await asked.wait()
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        await server.until_closed(1)
         assert (await connections.get("/b", HEADERS)).body == b"{}"
     assert server.connections == 2
+
+
+async def test_a_call_cancelled_as_its_answer_arrives_closes_its_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cancelled after the whole answer came but before the call resumed: the connection is
+    closed, not left open outside the pool."""
+    async with answers(OK, OK) as (server, url):
+        connections = pool(url)
+        call = asyncio.create_task(connections.get("/a", HEADERS))
+        complete = _Connection._complete
+
+        def complete_then_cancel(connection: _Connection) -> None:
+            complete(connection)
+            call.cancel()
+
+        monkeypatch.setattr(_Connection, "_complete", complete_then_cancel)
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        await server.until_closed(1)
+    assert server.connections == 1
+
+
+async def test_bytes_beyond_the_answer_close_the_connection() -> None:
+    """An answer followed in the same read by the start of another message: the answer is
+    returned as it was, and the connection is not reused (the next call opens another)."""
+    stray = b"HTTP/1.1 200 OK\r\nX-Stray: 1\r\nContent-Length: 12\r\n\r\nHTTP"
+    async with answers(OK + stray, OK) as (server, url):
+        connections = pool(url)
+        first = await connections.get("/a", HEADERS)
+        second = await connections.get("/b", HEADERS)
+    assert (first.headers, first.body) == ({"content-length": "2"}, b"{}")
+    assert (second.status, second.body) == (200, b"{}")
+    assert server.connections == 2
+
+
+async def test_a_failure_after_the_head_carries_the_status() -> None:
+    """A 503 whose body is cut short fails as cut short, and says it was a 503 (the client goes
+    by the status, as before it read error bodies); a failure before any head carries none."""
+
+    async def script(server: Server, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_head(reader)
+        if number == 0:
+            writer.write(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 2\r\nContent-Length: 50\r\n\r\n{")
+
+    async with serving(script) as (_server, url):
+        connections = pool(url)
+        with pytest.raises(UpstreamBodyBroken) as cut:
+            await connections.get("/a", HEADERS)
+        with pytest.raises(UpstreamConnectFailed) as unanswered:
+            await connections.get("/b", HEADERS)
+    assert cut.value.head is not None
+    assert (cut.value.head.status, cut.value.head.headers["retry-after"]) == (503, "2")
+    assert unanswered.value.head is None
 
 
 @pytest.mark.parametrize(
@@ -292,8 +309,10 @@ async def test_a_cancelled_call_closes_its_connection() -> None:
         b"SMTP ready\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 5000 + b"\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 5000,
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+        b"HTTP/1.1 103 Early Hints\r\n\r\n" * 9,
     ],
-    ids=["status", "protocol", "head over the limit", "unfinished head over the limit"],
+    ids=["status", "protocol", "head over the limit", "unfinished head over the limit", "upgrade", "endless 1xx"],
 )
 async def test_a_malformed_answer_is_refused_at_once(wire: bytes) -> None:
     """Refused as soon as it is seen to be wrong (the server then waits: no timeout decides it)."""
@@ -311,7 +330,12 @@ async def test_an_interim_answer_is_skipped() -> None:
 
 @pytest.mark.parametrize(
     ("target", "headers"),
-    [("/a", {"X-App-UserId": "acme\r\nX-Evil: 1"}), ("/a HTTP/1.1\r\nX-Evil: 1\r\n\r\nGET /b", HEADERS)],
+    [
+        ("/a", {"X-App-UserId": "acme\r\nX-Evil: 1"}),
+        ("/a HTTP/1.1\r\nX-Evil: 1\r\n\r\nGET /b", HEADERS),
+        ("/a", {"X-App-UserId": "acme\x00"}),
+        ("/a", {"X-App\nUserId": "acme"}),
+    ],
 )
 async def test_a_line_break_in_the_request_is_refused_before_anything_is_sent(
     target: str, headers: dict[str, str]
