@@ -29,8 +29,9 @@ happens after the answer's head was read carries that head (``head``: status and
 body), so a caller can still go by the status, as a client that reads no error body would.
 
 Written out, not aiohttp's client (which the gateway keeps for credential and JWKS endpoints),
-because every cache miss makes this call: its request building, connection pool, response
-object and stream reader cost about twice what this does (``benchmarks/miss_pieces.py``).
+because every cache miss makes this call: with aiohttp's request building, connection pool,
+response object and stream reader, the attempt (signing and orjson included) took 308-393 µs of
+CPU, against 191-289 with this (interleaved runs of ``benchmarks/miss_pieces.py``).
 """
 
 from __future__ import annotations
