@@ -20,8 +20,9 @@ _EXPIRY_PARAMETERS = frozenset(
 )
 
 
-_URL_NOISE = ("\t", "\r", "\n")
+_URL_NOISE = "\t\r\n"
 """What ``urllib.parse.urlsplit`` removes from a URL before splitting it."""
+_WITHOUT_NOISE = str.maketrans("", "", _URL_NOISE)
 
 
 def url_query(url: str) -> str:
@@ -31,7 +32,7 @@ def url_query(url: str) -> str:
     ``ValueError`` on a malformed host."""
     query = url.partition("#")[0].partition("?")[2]
     if any(noise in query for noise in _URL_NOISE):
-        query = "".join(query.split("\t")).replace("\r", "").replace("\n", "")
+        query = query.translate(_WITHOUT_NOISE)
     return query
 
 

@@ -132,9 +132,9 @@ class MetaStudioClient:
 
     async def list_jobs(self, app_user_id: str, query: UpstreamQuery) -> tuple[Any, float]:
         """One page of jobs: the parsed upstream body and the clock time it arrived."""
-        deadline = time.monotonic() + self._settings.timeout_seconds  # the renewal's retries share it
+        deadline = asyncio.get_running_loop().time() + self._settings.timeout_seconds  # the renewal's retries share it
         try:
-            async with asyncio.timeout(self._settings.timeout_seconds):
+            async with asyncio.timeout_at(deadline):
                 try:
                     return await self._with_retries(app_user_id, query, deadline)
                 except _CredentialsRefused as refusal:
@@ -157,9 +157,10 @@ class MetaStudioClient:
 
     async def _with_retries(self, app_user_id: str, query: UpstreamQuery, deadline: float) -> tuple[Any, float]:
         """Attempts until one answers, a failure is not to be retried, ``max_attempts`` are made,
-        or the next wait would reach ``deadline`` (``time.monotonic()``)."""
+        or the next wait would reach ``deadline`` (the loop's clock)."""
         breaker = self.breaker(app_user_id)
         settings = self._settings
+        loop = asyncio.get_running_loop()
         self._budget.record_first_attempt()
         attempt = 1
         while True:
@@ -172,7 +173,7 @@ class MetaStudioClient:
                 if failure.outcome == "circuit_open" or not self._budget.try_retry():
                     raise
                 delay = retry_delay(attempt, failure.retry_after_seconds, settings.retry_after_cap_seconds)
-                if attempt >= settings.max_attempts or time.monotonic() + delay >= deadline:
+                if attempt >= settings.max_attempts or loop.time() + delay >= deadline:
                     raise
             await asyncio.sleep(delay)
             attempt += 1

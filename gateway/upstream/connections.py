@@ -106,6 +106,16 @@ class _Limits:
 class _Connection(asyncio.Protocol):
     """One connection: one exchange at a time, its answer parsed as it arrives."""
 
+    # The message being read (reset by ``_start_answer`` for each one, a 1xx included).
+    _in_head: bool
+    _head_received: int
+    _field_bytes: int
+    _headers: dict[str, str]
+    _chunks: list[bytes]
+    _size: int
+    _decompressor: Any
+    _until_close: bool
+
     def __init__(self, loop: asyncio.AbstractEventLoop, limits: _Limits) -> None:
         self._loop = loop
         self._limits = limits
@@ -119,15 +129,8 @@ class _Connection(asyncio.Protocol):
         self._received = False
         self._last_read = 0.0
         self._timer: asyncio.TimerHandle | None = None
-        self._in_head = True
-        self._head_received = 0
-        self._field_bytes = 0
-        self._headers: dict[str, str] = {}
-        self._chunks: list[bytes] = []
-        self._size = 0
-        self._decompressor: Any = None
-        self._until_close = False
         self._interim_answers = 0
+        self._start_answer()
 
     # -- asyncio.Protocol
 
