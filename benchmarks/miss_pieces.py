@@ -128,8 +128,8 @@ def report(per_miss: float, spent: Spent) -> None:
     below = call + median["shaping"] + median["entry"]
     rows = [
         ("one miss, all of it (mean process CPU per miss)", per_miss * 1e6),
-        ("  outside the service (the mean less the service's median): aiohttp's", per_miss * 1e6 - median["service"]),
-        ("    server (parse, request, middlewares, response), the handler, the log", None),
+        ("  outside the service (the mean less the service's median): the", per_miss * 1e6 - median["service"]),
+        ("    connection (head, caller, query, answer bytes), the loop, the log", None),
         ("  the service (cache, single flight, store) and what it calls", median["service"]),
         ("    the upstream call", call),
         ("      the attempt: signing, the HTTP exchange, orjson", attempt),

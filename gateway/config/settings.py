@@ -155,7 +155,8 @@ class ServerSettings:
     fast_hit_path: Annotated[
         bool,
         Field(
-            description="Answer plain cache hits from the connection (gateway.fastpath.hits); false sends every"
+            description="Answer list and job requests from the connection (gateway.fastpath.hits): plain cache"
+            " hits at once, other answers (misses, stale, errors) once the service has them; false sends every"
             " request through the aiohttp handler chain. The same bytes either way."
         ),
     ] = True

@@ -1,46 +1,66 @@
-"""Cache hits answered straight from the request head, below aiohttp's parser and web layer.
+"""List and job answers given straight from the request head, below aiohttp's parser and web layer.
 
 A hit is the gateway's most frequent answer and the cheapest one: bytes already in memory.
 Through aiohttp it costs a parsed message (a multidict, a URL), a task, a ``Request``, routing,
-a ``Response`` and header preparation, several times what deciding the answer costs.
-``HitResponder.answer`` takes one whole request head as received (``gateway.fastpath.protocol``
-offers each one), reads it (``gateway.fastpath.heads``) and returns the response bytes, or
-``None`` to send the request through aiohttp and the handler chain.
+a ``Response`` and header preparation, several times what deciding the answer costs. On a miss
+the same layer is about a seventh of what the gateway adds to the upstream call (measured:
+``benchmarks/miss_pieces.py``). ``HitResponder.answer`` takes one whole request head as received
+(``gateway.fastpath.protocol`` offers each one), reads it (``gateway.fastpath.heads``) and
+returns the response bytes of a plain hit; for any other list or job request it may answer, a
+``Fetched`` coroutine the connection awaits (the service's answer: a miss, a coalesced or stale
+answer, the refresh-ahead window, or the service's error); else ``None`` to send the request
+through aiohttp and the handler chain.
 
-It answers only a plain hit: GET or HEAD over keep-alive HTTP/1.1 within the size limits (the
-subset ``gateway.fastpath.heads`` reads); the list route with a query string the chain has
-already validated, or one job with no query; a caller the admission seam knows; a fresh entry
-with no re-fetch due; the tenant within its rate limit. Anything else (errors, misses, stale
-answers, the refresh-ahead window, CORS preflight) takes the chain, which decides afresh.
-Nothing is counted or consumed before the answer is certain, so a request handed on is not
-counted twice. What is sent matches the chain's answer because both paths call the same code:
-``Admission`` (who, and may they pass), ``represent`` (status, headers, body) and
-``ResponseTail`` (request id, CORS, counters, log).
+It answers only GET or HEAD over keep-alive HTTP/1.1 within the size limits (the subset
+``gateway.fastpath.heads`` reads); the list route with a valid query string (validated by the
+chain's code: ``ParsedQueries``, the pairs decoded by yarl as aiohttp decodes them), or one job
+with no query; a caller the admission seam knows (a JWT it has not verified yet goes to the
+chain); the tenant within its rate limit. Anything else (an invalid query, an unknown caller, a
+rate-limited one, CORS preflight, other routes) takes the chain, which decides afresh. Nothing
+is counted or consumed before the request is taken, so a request handed on is not counted
+twice. What is sent matches the chain's answer because both paths call the same code:
+``Admission`` (who, and may they pass), the service, ``represent`` (status, headers, body),
+``error_response`` (the error envelope) and ``ResponseTail`` (request id, CORS, counters, log).
+A fetched answer's upstream calls are noted on its own ``RequestContext``, so its log line
+names them as the chain's does.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Coroutine, Mapping
 from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any
 
 from aiohttp.http import SERVER_SOFTWARE
+from yarl import URL
 
 from gateway.admission.gate import Admission
 from gateway.cache.entry import CacheEntry
 from gateway.clock import Clock
+from gateway.errors import GatewayError
 from gateway.fastpath.heads import PlainHead, PlainHeads
 from gateway.jobs.query import ParsedQueries, is_job_id
 from gateway.jobs.service import TrainingJobService
-from gateway.observability.accesslog import AccessLog, exception_record
+from gateway.observability.accesslog import CURRENT_REQUEST, AccessLog, RequestContext, exception_record
 from gateway.tenant import Tenant
+from gateway.upstream.query import UpstreamQuery
+from gateway.web.observe import error_response
 from gateway.web.representation import represent
 from gateway.web.routes import JOB_PREFIX, JOB_ROUTE, LIST_ROUTE
 from gateway.web.tail import ResponseTail
 
-_STATUS_LINES = {200: "HTTP/1.1 200 OK\r\n", 304: "HTTP/1.1 304 Not Modified\r\n"}
+_STATUS_LINES = {status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n" for status in HTTPStatus}
+"""Each status line as aiohttp writes it (its reason phrases are ``HTTPStatus``'s)."""
 
 Wire = tuple[bytes, bytes | None]
 """The response head (status line and headers) and the body to send after it, if any."""
+
+Fetched = Coroutine[Any, Any, Wire | None]
+"""An answer the service has to fetch first (a miss, a coalesced or stale answer): the
+connection awaits it, and the requests behind it wait for it. ``None``: building the answer
+failed (logged); the connection hands the request on to the chain."""
 
 _Head = tuple[str, float, bytes, bool]
 """A kept head (always a 200's: a request that could get a 304 is never answered from the
@@ -69,7 +89,7 @@ class _HeadEnd:
 
 
 class HitResponder:
-    """Turns one request head's bytes into a cache hit's bytes, or declines it."""
+    """Turns one request head's bytes into a cache hit's bytes or a fetch of its answer, or declines it."""
 
     def __init__(
         self,
@@ -94,17 +114,18 @@ class HitResponder:
         """Does the batch work of the hits answered (``ResponseTail.settle``): the connection
         calls it after writing their answers."""
 
-    def answer(self, head: bytes) -> Wire | None:
-        """The response to the request with this ``head`` (request line to blank line) if it
-        is a plain cache hit, else ``None``. A failure here is logged (type and place only) and
-        the request is handed on, never dropped."""
+    def answer(self, head: bytes) -> Wire | Fetched | None:
+        """The response to the request with this ``head`` (request line to blank line): its
+        bytes if it is a plain cache hit; an awaitable of them if it is a list or job request the
+        service has to fetch for (see ``Fetched``); else ``None``. A failure here is logged
+        (type and place only) and the request is handed on, never dropped."""
         try:
             return self._answer(head)
         except Exception as exc:
             self._access_log.write(exception_record(exc))
             return None
 
-    def _answer(self, head: bytes) -> Wire | None:
+    def _answer(self, head: bytes) -> Wire | Fetched | None:
         started = time.perf_counter()
         request = self._heads.read(head)
         if request is None:
@@ -113,50 +134,127 @@ class HitResponder:
         if tenant is None:
             return None
         now = self._clock.now()
-        route, entry = self._plain_hit(tenant, request.path, request.query, now)
-        if entry is None or self._admission.retry_after(tenant):
+        route, wanted, entry = self._resource(tenant, request.path, request.query, now)
+        if wanted is None:  # not a route answered here, or a query the chain must refuse
+            return None
+        if self._admission.retry_after(tenant):
             return None
         # From here on the request is answered here.
+        if entry is None:
+            return self._fetched(route, wanted, tenant, request, started)
         self._service.count_hit(entry, now)
-        status, response_head, body = self._response_head(entry, now, request)
+        status, response_head, body = self._hit_head(entry, now, request)
         request_id = self._tail.request_id(request.request_id)
-        wire = b"%sX-Request-Id: %s\r\n%s" % (response_head, request_id.encode(), self._head_end.now())
         method = request.method
         self._tail.account(request_id, route, method, status, tenant.id, "hit", time.perf_counter() - started)
-        return wire, None if method == "HEAD" else body
+        return self._wire(response_head, request_id), None if method == "HEAD" else body
 
-    def _response_head(self, entry: CacheEntry, now: float, request: PlainHead) -> tuple[int, bytes, bytes | None]:
-        """The status, the head (status line and every header but the request id, ``Date`` and
-        ``Server``) and the body of a hit on ``entry`` for this request. Built by ``represent``
-        and the tail's ``decorate``, as the chain builds its answer, and kept for the next hits
-        that would get the same bytes: same entry, same Age and max-age, same Accept-Encoding and
-        Origin (as received: only a miss of the memo decodes them)."""
+    def _wire(self, response_head: bytes, request_id: str) -> bytes:
+        """The head with the request id, ``Date`` and ``Server`` added."""
+        return b"%sX-Request-Id: %s\r\n%s" % (response_head, request_id.encode(), self._head_end.now())
+
+    async def _fetched(
+        self, route: str, wanted: UpstreamQuery | str, tenant: Tenant, request: PlainHead, started: float
+    ) -> Wire | None:
+        """``_fetch``, a failure of which is logged (type and place only) and leaves the request
+        to the chain (which finds what the fetch stored), as ``answer`` does."""
+        try:
+            return await self._fetch(route, wanted, tenant, request, started)
+        except Exception as exc:
+            self._access_log.write(exception_record(exc))
+            return None
+
+    async def _fetch(
+        self, route: str, wanted: UpstreamQuery | str, tenant: Tenant, request: PlainHead, started: float
+    ) -> Wire:
+        """The answer the service fetches for the list query or job id ``wanted``, or its error,
+        as the chain would send it (the connection runs this as its own task: the request's
+        context is set here, where the upstream calls made for it are noted)."""
+        request_id = self._tail.request_id(request.request_id)
+        context = RequestContext(request_id, tenant=tenant.id)
+        CURRENT_REQUEST.set(context)
+        service = self._service
+        try:
+            if isinstance(wanted, str):
+                served = await service.get_job(tenant, wanted)
+            else:
+                served = await service.list_jobs(tenant, wanted)
+        except GatewayError as error:
+            status, response_head, body = self._error_head(error, request_id, request)
+        except Exception as exc:
+            self._access_log.write(exception_record(exc, request_id=request_id))
+            status, response_head, body = self._error_head(GatewayError(), request_id, request)
+        else:
+            context.cache = served.result
+            status, response_head, body = self._built_head(served.entry, served.result, self._clock.now(), request)
+        method = request.method
+        seconds = time.perf_counter() - started
+        self._tail.account(request_id, route, method, status, tenant.id, context.cache, seconds, context.attempts)
+        return self._wire(response_head, request_id), None if method == "HEAD" else body
+
+    def _hit_head(self, entry: CacheEntry, now: float, request: PlainHead) -> tuple[int, bytes, bytes | None]:
+        """``_built_head`` of a hit, kept for the next hits that would get the same bytes: same
+        entry, same Age and max-age, same Accept-Encoding and Origin (as received: only a miss of
+        the memo decodes them)."""
         key = (id(entry), int(entry.fresh_until - now), int(now - entry.fetched_at), request.variant)
         could_be_304 = request.conditional
         known = None if could_be_304 else self._built.get(key)
         if known is not None and known[0] == entry.etag and known[1] == entry.fetched_at:
             return 200, known[2], entry.gzip_body if known[3] else entry.body
-        origin = request.header(b"origin")
-        answer = represent(entry, "hit", now, request.header(b"accept-encoding"), request.header(b"if-none-match"))
-        response_headers = answer.headers
-        self._tail.decorate(response_headers, origin, answer.status)
-        lines = [_STATUS_LINES[answer.status]]
-        lines.extend(f"{name}: {value}\r\n" for name, value in response_headers.items())
-        if answer.body is not None:
-            lines.append(f"Content-Length: {len(answer.body)}\r\n")
-        wire_head = "".join(lines).encode("latin-1")
+        status, wire_head, body = self._built_head(entry, "hit", now, request)
         if not could_be_304:
             if len(self._built) >= HEADS_KEPT:
                 self._built.clear()
-            gzipped = answer.body is not None and answer.body is entry.gzip_body
+            gzipped = body is not None and body is entry.gzip_body
             self._built[key] = (entry.etag, entry.fetched_at, wire_head, gzipped)
-        return answer.status, wire_head, answer.body
+        return status, wire_head, body
 
-    def _plain_hit(self, tenant: Tenant, path: str, raw_query: str, now: float) -> tuple[str, CacheEntry | None]:
-        """The route template and the plain hit for this path and query, if there is one."""
+    def _built_head(
+        self, entry: CacheEntry, result: str, now: float, request: PlainHead
+    ) -> tuple[int, bytes, bytes | None]:
+        """The status, the head (status line and every header but the request id, ``Date`` and
+        ``Server``) and the body of ``entry`` served as ``result`` for this request. Built by
+        ``represent`` and the tail's ``decorate``, as the chain builds its answer."""
+        answer = represent(entry, result, now, request.header(b"accept-encoding"), request.header(b"if-none-match"))
+        self._tail.decorate(answer.headers, request.header(b"origin"), answer.status)
+        return answer.status, _wire_head(answer.status, answer.headers, answer.body), answer.body
+
+    def _error_head(self, error: GatewayError, request_id: str, request: PlainHead) -> tuple[int, bytes, bytes | None]:
+        """The chain's error envelope for ``error`` (``error_response``), decorated as the chain
+        decorates it."""
+        response = error_response(error, request_id)
+        self._tail.decorate(response.headers, request.header(b"origin"), response.status)
+        body = response.body
+        assert isinstance(body, bytes)  # error_response's body is bytes
+        return response.status, _wire_head(response.status, response.headers, body), body
+
+    def _resource(
+        self, tenant: Tenant, path: str, raw_query: str, now: float
+    ) -> tuple[str, UpstreamQuery | str | None, CacheEntry | None]:
+        """The route template, what is wanted (the validated list query or the job id; ``None``:
+        not answered here) and the plain hit, if there is one."""
         if path == LIST_ROUTE:
             query = self._queries.known(raw_query)
-            return LIST_ROUTE, None if query is None else self._service.list_hit(tenant, query, now)
+            if query is None:
+                return LIST_ROUTE, self._new_query(raw_query), None
+            return LIST_ROUTE, query, self._service.list_hit(tenant, query, now)
         if path.startswith(JOB_PREFIX) and not raw_query and is_job_id(job_id := path[len(JOB_PREFIX) :]):
-            return JOB_ROUTE, self._service.job_hit(tenant, job_id, now)
-        return "", None
+            return JOB_ROUTE, job_id, self._service.job_hit(tenant, job_id, now)
+        return "", None, None
+
+    def _new_query(self, raw_query: str) -> UpstreamQuery | None:
+        """A query string not seen before, validated as the chain validates it (decoded by
+        yarl, as aiohttp decodes it); ``None`` if invalid, so the chain answers it."""
+        try:
+            return self._queries.parse(raw_query, URL.build(query_string=raw_query, encoded=True).query.items)
+        except (GatewayError, ValueError):
+            return None
+
+
+def _wire_head(status: int, headers: Mapping[str, str], body: bytes | None) -> bytes:
+    """A response head as aiohttp writes it, but for the request id, ``Date`` and ``Server``."""
+    lines = [_STATUS_LINES[status]]
+    lines.extend(f"{name}: {value}\r\n" for name, value in headers.items())
+    if body is not None:
+        lines.append(f"Content-Length: {len(body)}\r\n")
+    return "".join(lines).encode("latin-1")

@@ -1,4 +1,4 @@
-"""aiohttp's server connection, with plain cache hits answered as soon as their head is whole.
+"""aiohttp's server connection, with list and job answers given as soon as their head is whole.
 
 ``GatewayRunner`` is ``web.AppRunner`` whose connections are ``HitServingRequestHandler``:
 aiohttp's own ``RequestHandler`` (its C HTTP parser, keep-alive, flow control, graceful
@@ -7,10 +7,17 @@ into request heads (at each blank line) and each whole head is offered in order 
 ``HitResponder``, which reads it with llhttp (``gateway.fastpath.heads``, a strict subset of
 HTTP/1.1) and answers it if it is a plain hit; the answers are written to the transport at
 once, and the batch work of their counters and log lines (``HitResponder.settle``) is done
-after them, so no answer waits for it. The first head it declines, with everything after it,
-goes to aiohttp's parser and queue as usual, so aiohttp never sees the answered requests and
-never builds a message for them. An incomplete head is kept for the next read (up to
-``MAX_PLAIN_HEAD_BYTES``; a longer one goes to aiohttp's parser, which judges it). Requests
+after them, so no answer waits for it. For a list or job request the service has to fetch for
+(a miss, a coalesced or stale answer), ``HitResponder`` gives a ``Fetched`` coroutine: the
+connection runs it as a task and holds that request's head and everything received after it
+(reading pauses past ``MAX_HELD_BYTES``) until the answer is written, then reads on. If
+building that answer fails (logged), the held bytes go to aiohttp's parser, and the chain
+answers from what the fetch stored. While an answer is fetched the connection is not idle for
+the keep-alive timer, and a graceful shutdown waits for it as aiohttp waits for its handlers
+(all within the shutdown timeout). The first head ``HitResponder`` declines, with everything
+after it, goes to aiohttp's parser and queue as usual, so aiohttp never sees the answered
+requests and never builds a message for them. An incomplete head is kept for the next read (up
+to ``MAX_PLAIN_HEAD_BYTES``; a longer one goes to aiohttp's parser, which judges it). Requests
 with a body, and any request while the peer is not reading (the transport's write buffer is
 over its limit), are handed on.
 
@@ -30,7 +37,9 @@ This uses aiohttp 3.14 internals: on ``RequestHandler``, ``_parser`` (wrapped; i
 ``feed_data`` returning ``(messages, upgraded, tail)``), ``_loop``, ``_force_close`` and
 ``_close`` (``data_received`` ignores bytes once they are set), ``_keepalive_timeout`` and
 ``_next_keepalive_close_time`` (so an answered request keeps an idle connection alive as aiohttp
-would), ``log_access`` being called once per answered request, ``data_received`` calling
+would), ``_process_keepalive`` and ``_keepalive_handle`` (the timer, which a fetched answer
+defers) and ``shutdown(timeout)`` (which waits for it), ``log_access`` being called once per
+answered request, ``data_received`` calling
 ``_parser.feed_data``; on ``web.Server``, ``_kwargs`` (the handler arguments) and ``_loop``;
 ``web.AppRunner._make_server``; and ``web_protocol._ErrInfo`` (the queue entry aiohttp answers
 with a 400). ``writing_paused``, ``transport``, ``request_handler``, ``request_factory`` and
@@ -53,6 +62,7 @@ HTTP/1.0, bodies, flow control and equivalence with the handler chain on the pin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 from collections.abc import Callable, Sequence
@@ -64,7 +74,7 @@ from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from prometheus_client import Gauge
 
 from gateway.fastpath.heads import MAX_PLAIN_HEAD_BYTES
-from gateway.fastpath.hits import HitResponder
+from gateway.fastpath.hits import Fetched, HitResponder, Wire
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +92,8 @@ _ERROR_ENTRY: Any = getattr(web_protocol, "_ErrInfo", None)
 """aiohttp's queue entry for a request it answers with an error status (checked at start-up)."""
 
 _END_OF_HEAD = b"\r\n\r\n"
+MAX_HELD_BYTES = 65536
+"""Bytes held while an answer is fetched beyond which the connection stops reading until it is sent."""
 _PROBE_REQUEST = b"GET /probe HTTP/1.1\r\nHost: probe\r\n\r\n"
 _PROBE_MALFORMED = b"NOT AN HTTP REQUEST\r\n\r\n"
 
@@ -132,6 +144,11 @@ def missing_internals(
             _ERROR_ENTRY(status=400, exc=HttpProcessingError(), message="probe")
         except TypeError:
             missing.append("web_protocol._ErrInfo(status, exc, message)")
+    if not callable(getattr(handler_class, "_process_keepalive", None)):
+        missing.append("RequestHandler._process_keepalive")
+    shutdown = getattr(handler_class, "shutdown", None)
+    if not (inspect.iscoroutinefunction(shutdown) and "timeout" in inspect.signature(shutdown).parameters):
+        missing.append("RequestHandler.shutdown(timeout)")
     try:
         log_access = inspect.signature(handler_class.log_access)
     except (AttributeError, TypeError, ValueError):
@@ -170,6 +187,7 @@ def missing_internals(
             "_close": lambda value: value is False,
             "_keepalive_timeout": lambda value: isinstance(value, int | float),
             "_next_keepalive_close_time": lambda value: isinstance(value, int | float),
+            "_keepalive_handle": lambda value: value is None,
             "transport": lambda value: value is None,
             "writing_paused": lambda value: value is False,
             "_parser": lambda value: callable(getattr(value, "feed_data", None)),
@@ -256,12 +274,25 @@ class HitServingRequestHandler(web.RequestHandler):
         self._rejected = False
         """The parser met a malformed request: aiohttp answers it with 400 and closes; nothing
         after it is parsed."""
+        self._awaited: asyncio.Task[Wire | None] | None = None
+        """The answer being fetched (``Fetched``), if any: what arrives meanwhile is held."""
+        self._held = b""
+        """The head of the request whose answer is fetched and the bytes received after it, read
+        once it is sent."""
+        self._held_too_much = False
+        """Reading was paused here: more than ``MAX_HELD_BYTES`` arrived while an answer was fetched."""
         parser = self._parser
         assert parser is not None
         self._real_parser = parser
         self._parser = cast(Any, _AnsweringParser(parser, self))
 
     def data_received(self, data: bytes) -> None:
+        if self._awaited is not None:  # later requests wait behind the answer being fetched
+            self._held += data
+            if len(self._held) > MAX_HELD_BYTES and self.transport is not None and not self._held_too_much:
+                self._held_too_much = True
+                self.transport.pause_reading()
+            return
         if self._reads_heads and not self._handed_on and not (self._force_close or self._close):
             data = self._answer_heads(self._partial_head + data if self._partial_head else data)
             self._responder.settle()  # the answers are written: nothing waits for the batch work
@@ -288,12 +319,65 @@ class HitServingRequestHandler(web.RequestHandler):
             if wire is None:
                 self._partial_head = b""
                 return data[position:]
+            if not isinstance(wire, tuple):
+                self._await(wire, data[position:])
+                return b""
             head, body = wire
             transport.write(head if body is None else head + body)  # type: ignore[union-attr]
             position = end
         if position:  # something was answered
             self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
         return b""
+
+    def _await(self, fetched: Fetched, held: bytes) -> None:
+        """Send ``fetched`` when it is ready; hold ``held`` (its request's head and what follows)
+        and what arrives meanwhile until then."""
+        self._partial_head, self._held = b"", held
+        self._awaited = asyncio.ensure_future(fetched)
+        self._awaited.add_done_callback(self._send_fetched)
+
+    def _send_fetched(self, task: asyncio.Task[Wire | None]) -> None:
+        self._awaited = None
+        if task.cancelled():  # only at the loop's end
+            return
+        wire = task.result()  # ``Fetched`` answers the service's failures, and logs its own
+        transport = self.transport
+        if transport is None or transport.is_closing():  # the client left: nothing to send
+            return
+        held, self._held = self._held, b""
+        if self._held_too_much:
+            self._held_too_much = False
+            transport.resume_reading()
+        if wire is None:  # the chain answers the request (and what follows it)
+            super().data_received(held)
+            return
+        head, body = wire
+        transport.write(head if body is None else head + body)
+        self._responder.settle()
+        self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
+        rest = held[held.index(_END_OF_HEAD) + len(_END_OF_HEAD) :]
+        if rest:
+            self.data_received(rest)
+
+    def _process_keepalive(self) -> None:
+        if self._awaited is not None:  # not idle: look again a keep-alive timeout later
+            self._keepalive_handle = self._loop.call_at(
+                self._loop.time() + self._keepalive_timeout, self._process_keepalive
+            )
+            return
+        super()._process_keepalive()
+
+    async def shutdown(self, timeout: float | None = 15.0) -> None:  # noqa: ASYNC109 (aiohttp's signature)
+        # aiohttp waits for the request its handler is answering; an answer fetched here is
+        # waited for the same way, then aiohttp closes the connection, all within ``timeout``.
+        awaited = self._awaited
+        if awaited is not None:
+            started = self._loop.time()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(awaited), timeout)
+            if timeout is not None:
+                timeout = max(0.0, timeout - (self._loop.time() - started))
+        await super().shutdown(timeout)
 
     def parse(self, data: bytes) -> tuple[Parsed, bool, bytes]:
         """Parse ``data`` for aiohttp's queue, one request head at a time.

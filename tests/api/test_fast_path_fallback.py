@@ -51,6 +51,19 @@ class HandlerParsingElsewhere(web.RequestHandler):
         """Stands in for a parser moved out of the protocol."""
 
 
+class HandlerWithoutKeepaliveCheck(web.RequestHandler):
+    """A connection whose keep-alive timer no longer calls ``_process_keepalive``."""
+
+    _process_keepalive = None  # type: ignore[assignment]
+
+
+class HandlerShuttingDownAtOnce(web.RequestHandler):
+    """A connection whose ``shutdown`` takes no timeout."""
+
+    async def shutdown(self) -> None:  # type: ignore[override]
+        """Stands in for a changed signature."""
+
+
 class ServerWithoutKwargs(web.Server):
     """A server that no longer keeps the handler arguments in ``_kwargs``."""
 
@@ -133,9 +146,11 @@ async def test_with_every_internal_in_place_the_check_finds_nothing_missing() ->
         ({"handler_class": HandlerWithoutForceClose}, "RequestHandler._force_close"),
         ({"handler_class": HandlerWithAnotherLogAccess}, "RequestHandler.log_access(request, response, time)"),
         ({"handler_class": HandlerParsingElsewhere}, "RequestHandler.data_received -> _parser.feed_data"),
+        ({"handler_class": HandlerWithoutKeepaliveCheck}, "RequestHandler._process_keepalive"),
+        ({"handler_class": HandlerShuttingDownAtOnce}, "RequestHandler.shutdown(timeout)"),
         ({"server_class": ServerWithoutKwargs}, "Server._kwargs"),
     ],
-    ids=["force-close", "log-access", "data-received", "server-kwargs"],
+    ids=["force-close", "log-access", "data-received", "keepalive-check", "shutdown", "server-kwargs"],
 )
 async def test_the_check_names_each_missing_internal(classes: dict[str, Any], named: str) -> None:
     """A class lacking an internal the connection relies on is reported by name."""

@@ -1,16 +1,19 @@
-"""Plain cache hits answered by the connection (``gateway.fastpath.hits`` + ``gateway.fastpath.protocol``).
+"""List and job answers given by the connection (``gateway.fastpath.hits`` + ``gateway.fastpath.protocol``):
+plain cache hits at once, misses and the service's other answers once fetched.
 
 What a caller must not be able to tell: the answer is the one the handler chain gives, in the
 same order on a pipelined connection, with the same log line and metrics. A request sent with
-``Connection: close`` is always handed to the chain, which gives each check its reference
-answer from the same gateway and the same cache entry. Hits that skipped the chain are told
-apart by ``on_response_prepare``, which only the chain fires.
+``Connection: close`` is always handed to the chain, which gives each hit its reference answer
+from the same gateway and the same cache entry; a fetched answer's reference comes from a second
+gateway with the fast path off, in front of the same dataset and clock. Answers that skipped the
+chain are told apart by ``on_response_prepare``, which only the chain fires.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import re
 import select
 import socket
 from collections.abc import Iterator
@@ -27,6 +30,7 @@ from tests.leaks import record
 pytestmark = pytest.mark.asyncio
 
 APP_ORIGIN = "https://app.example.com"
+_COVER_SIGNATURE = re.compile(rb"Signature=[^&\"]*")
 UNCOMPARABLE = {"date", "connection"}
 """Headers that legitimately differ between two answers: the clock second, and the
 ``Connection: close`` the reference answer echoes."""
@@ -280,20 +284,21 @@ async def test_a_head_arriving_in_pieces_is_answered_once_it_is_whole(gateway: G
 
 
 async def test_after_a_request_the_chain_answers_the_connection_answers_hits_again(gateway: Gateway) -> None:
-    """Miss (chain), then hits on the same keep-alive connection: the hits skip the chain."""
+    """An invalid query (the chain's 400), then hits on the same keep-alive connection: the
+    hits skip the chain."""
     await gateway.client.get("/v1/training-jobs?limit=5", headers=ACME)
     prepared = chain_responses(gateway)
     reader, writer = await connect(gateway)
     try:
         statuses = []
-        for target in ("/v1/training-jobs?limit=7", "/v1/training-jobs?limit=5", "/v1/training-jobs?limit=7"):
+        for target in ("/v1/training-jobs?limit=zero", "/v1/training-jobs?limit=5", "/v1/training-jobs?limit=5"):
             writer.write(http_request(target))
             response = await asyncio.wait_for(read_response(reader), timeout=5)
-            statuses.append((response.status, response.headers["x-cache"]))
+            statuses.append((response.status, response.headers.get("x-cache")))
     finally:
         writer.close()
-    assert statuses == [(200, "MISS"), (200, "HIT"), (200, "HIT")]
-    assert prepared == [200]
+    assert statuses == [(400, None), (200, "HIT"), (200, "HIT")]
+    assert prepared == [400]
 
 
 async def test_a_request_with_a_body_then_hits_on_one_connection_all_get_their_answers(gateway: Gateway) -> None:
@@ -385,19 +390,26 @@ async def test_rate_limit_takes_one_token_per_request_whichever_path_answers(mak
     assert statuses == [200, 200, 200, 429, 429]
 
 
-async def test_a_hit_due_for_refresh_or_stale_goes_to_the_chain(make_gateway: GatewayFactory) -> None:
-    """In an entry's last tenth of life the chain answers (and starts the re-fetch); unknown keys
-    and unknown queries get the chain's 401 and 400."""
+async def test_a_hit_due_for_refresh_is_answered_here_and_starts_the_refetch(make_gateway: GatewayFactory) -> None:
+    """In an entry's last tenth of life the connection answers through the service, which
+    starts the re-fetch; unknown keys and invalid queries get the chain's 401 and 400."""
     gateway = await make_gateway(ttl_seconds=100)
     await gateway.client.get("/v1/training-jobs", headers=ACME)
     prepared = chain_responses(gateway)
+    calls = gateway.upstream_calls
     gateway.clock.advance(95)
     response = await gateway.client.get("/v1/training-jobs", headers=ACME)
     assert response.headers["X-Cache"] == "HIT"
-    assert prepared == [200]
+    for _ in range(100):  # the re-fetch runs in the background
+        if gateway.upstream_calls > calls:
+            break
+        await asyncio.sleep(0.01)
+    assert gateway.upstream_calls == calls + 1
+    assert prepared == []
     bad_key = await gateway.client.get("/v1/training-jobs", headers={"Authorization": "Bearer nope"})
     bad_query = await gateway.client.get("/v1/training-jobs?limit=zero", headers=ACME)
     assert (bad_key.status, bad_query.status) == (401, 400)
+    assert prepared == [401, 400]
 
 
 async def test_a_failure_while_answering_hands_the_request_on(gateway: Gateway) -> None:
@@ -424,3 +436,166 @@ async def test_with_the_fast_path_off_every_request_takes_the_chain(make_gateway
     prepared = chain_responses(gateway)
     response = await gateway.client.get("/v1/training-jobs", headers=ACME)
     assert (response.headers["X-Cache"], prepared) == ("HIT", [200])
+
+
+def fetched_cases(job_id: str) -> Iterator[tuple[str, str, dict[str, str]]]:
+    yield "GET", "/v1/training-jobs?limit=5", {}
+    yield "GET", "/v1/training-jobs?limit=6", {"Accept-Encoding": "gzip, deflate"}
+    yield "HEAD", "/v1/training-jobs?limit=7", {}
+    yield "GET", "/v1/training-jobs?limit=8", {"Origin": APP_ORIGIN}
+    yield "GET", "/v1/training-jobs?limit=5&state_group=verifying,training", {}
+    yield "GET", "/v1/training-jobs?state=TRAINING&state_group=verifying", {}  # matches nothing: not asked upstream
+    yield "GET", f"/v1/training-jobs/{job_id}", {"Accept-Encoding": "gzip"}
+    yield "GET", "/v1/training-jobs/no-such-job", {}  # the upstream has none: 404
+    yield "GET", "/v1/training-jobs?limit=11", {"Origin": APP_ORIGIN}  # the upstream answers 502: 503
+
+
+async def test_fetched_answers_match_the_chains_with_the_same_log_lines(make_gateway: GatewayFactory) -> None:
+    """Misses (list and job, gzip or not, HEAD, CORS), a query matching nothing, a job the
+    upstream does not have and an upstream failure, answered by the connection of one gateway
+    and by the handler chain of another (fast path off) in front of the same dataset and clock:
+    the same status, headers, body, log line (but its timings) and request counters."""
+    fast = await make_gateway(cors_origins=(APP_ORIGIN,), max_attempts=1)
+    chain = await make_gateway(cors_origins=(APP_ORIGIN,), max_attempts=1, fast_hit_path=False)
+    job_id = await first_job_id(fast)
+    await first_job_id(chain)
+    fast_prepared, chain_prepared = chain_responses(fast), chain_responses(chain)
+    for number, (method, target, headers) in enumerate(fetched_cases(job_id)):
+        if target.endswith("limit=11"):
+            for gateway in (fast, chain):
+                gateway.simulator.state.faults.append(Fault("status", status=502, remaining=1))
+        request_id = {"X-Request-Id": f"fetched-{number}"}
+        answers = [await fetch(gateway, method, target, {**headers, **request_id}) for gateway in (fast, chain)]
+        assert fast_prepared == [], f"{method} {target} went through the fast gateway's chain"
+        assert chain_prepared == [answers[1].status]
+        chain_prepared.clear()
+        seen = [across_simulators(answer, gateway) for answer, gateway in zip(answers, (fast, chain), strict=True)]
+        assert seen[0] == seen[1], f"{method} {target} {headers}"
+    assert {answer.status for answer in answers} == {503}  # the upstream failing: the last case
+    lines = [
+        [timeless(r) for r in gateway.log_records() if r.get("request_id", "").startswith("fetched-")]
+        for gateway in (fast, chain)
+    ]
+    assert len(lines[0]) == 9
+    assert lines[0] == lines[1]
+    counts = [requests_counted(gateway) for gateway in (fast, chain)]
+    assert counts[0] == counts[1]
+
+
+def across_simulators(answer: RawResponse, gateway: Gateway) -> tuple[int, dict[str, str], bytes]:
+    """``comparable``, for answers of two gateways whose simulators differ only in their URL
+    and object-storage key (inside cover links): those taken out of the body, and with them the
+    body's ETag and length (the ETag's form is kept: gzip or not)."""
+    status, headers, body = comparable(answer)
+    etag, length = headers.pop("etag", None), headers.pop("content-length", None)
+    headers["etag-form"] = "none" if etag is None else "gzip" if etag.endswith('-gzip"') else "plain"
+    headers["has-length"] = str(length is not None)
+    body = _COVER_SIGNATURE.sub(b"Signature=SIGNED", body.replace(gateway.simulator.base_url.encode(), b"SIMULATOR"))
+    return status, headers, body
+
+
+def timeless(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in without_timing(record).items() if k != "upstream_duration_ms"}
+
+
+def requests_counted(gateway: Gateway) -> dict[str, float]:
+    counted = {}
+    for family in gateway.registry.collect():
+        if family.name in ("metastudio_gateway_http_requests", "metastudio_gateway_cache_results"):
+            counted.update(
+                {f"{s.name}{sorted(s.labels.items())}": s.value for s in family.samples if s.name.endswith("_total")}
+            )
+    return counted
+
+
+async def test_requests_behind_an_answer_being_fetched_wait_and_keep_their_order(gateway: Gateway) -> None:
+    """A slow miss answered by the connection, then 1,000 hits in the same writes (more than
+    the connection holds before it stops reading): every answer arrives, in order, none of
+    them through the chain."""
+    await gateway.client.get("/v1/training-jobs?limit=5", headers=ACME)
+    prepared = chain_responses(gateway)
+    gateway.simulator.state.faults.append(Fault("latency", seconds=0.3, remaining=1))
+    requests = [http_request("/v1/training-jobs?limit=6", X_Request_Id="slow")]
+    requests += [http_request("/v1/training-jobs?limit=5", X_Request_Id=f"h{number}") for number in range(1000)]
+    assert len(b"".join(requests)) > 65536
+    responses = await asyncio.wait_for(exchange(gateway, requests), timeout=20)
+    assert [r.headers["x-request-id"] for r in responses] == ["slow"] + [f"h{number}" for number in range(1000)]
+    assert [r.headers["x-cache"] for r in responses[:2]] == ["MISS", "HIT"]
+    assert prepared == []
+
+
+async def test_an_answer_being_fetched_is_sent_before_a_graceful_shutdown_closes(gateway: Gateway) -> None:
+    """Shutdown waits for an answer the connection is fetching (within its timeout), as aiohttp
+    waits for its handlers, and closes the connection after it."""
+    server = gateway.client.runner.server
+    assert server is not None
+    gateway.simulator.state.faults.append(Fault("latency", seconds=0.3, remaining=1))
+    reader, writer = await connect(gateway)
+    try:
+        writer.write(http_request("/v1/training-jobs?limit=5"))
+        await asyncio.sleep(0.1)  # the miss is under way
+        shutdown = asyncio.create_task(server.shutdown(5))
+        response = await asyncio.wait_for(read_response(reader), timeout=5)
+        await shutdown
+        assert await asyncio.wait_for(reader.read(), timeout=1) == b""
+    finally:
+        writer.close()
+    assert (response.status, response.headers["x-cache"]) == (200, "MISS")
+
+
+async def test_a_client_leaving_while_its_answer_is_fetched_loses_nothing_else(gateway: Gateway) -> None:
+    """The client closes while its miss is fetched: the fetch still ends and stores the page
+    (the next request is a hit), and nothing fails."""
+    gateway.simulator.state.faults.append(Fault("latency", seconds=0.2, remaining=1))
+    _reader, writer = await connect(gateway)
+    writer.write(http_request("/v1/training-jobs?limit=5"))
+    await asyncio.sleep(0.05)
+    writer.close()
+    await asyncio.sleep(0.4)
+    response = await gateway.client.get("/v1/training-jobs?limit=5", headers=ACME)
+    assert (response.status, response.headers["X-Cache"]) == (200, "HIT")
+    assert gateway.upstream_calls == 1
+    assert not [r for r in gateway.log_records() if r.get("event") == "unhandled_exception"]
+
+
+async def test_a_connection_waiting_for_a_fetched_answer_is_not_idle(make_gateway: GatewayFactory) -> None:
+    """A miss that takes longer than the keep-alive timeout (0.2 s, the miss 0.6 s) keeps its
+    connection: the answer arrives, and only then does the idle timer run."""
+    gateway = await make_gateway(runner_options={"keepalive_timeout": 0.2})
+    gateway.simulator.state.faults.append(Fault("latency", seconds=0.6, remaining=1))
+    reader, writer = await connect(gateway)
+    try:
+        writer.write(http_request("/v1/training-jobs?limit=5"))
+        response = await asyncio.wait_for(read_response(reader), timeout=5)
+        assert (response.status, response.headers["x-cache"]) == (200, "MISS")
+        writer.write(http_request("/v1/training-jobs?limit=5"))
+        assert (await asyncio.wait_for(read_response(reader), timeout=5)).headers["x-cache"] == "HIT"
+        assert await asyncio.wait_for(reader.read(), timeout=2) == b""  # closed once idle
+    finally:
+        writer.close()
+
+
+async def test_a_failure_building_a_fetched_answer_hands_the_request_on(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If building the answer of a miss raises after the fetch, the request is not lost: the
+    chain answers it from what the fetch stored (one upstream call), and so does it for the
+    request pipelined behind it; the log names the exception's type and place only."""
+    import gateway.fastpath.hits as hits
+
+    def failing(*_args: Any) -> None:
+        raise RuntimeError("secret detail that must not be logged")
+
+    monkeypatch.setattr(hits, "represent", failing)
+    prepared = chain_responses(gateway)
+    requests = [http_request("/v1/training-jobs?limit=5", X_Request_Id=f"f{number}") for number in range(2)]
+    responses = await asyncio.wait_for(exchange(gateway, requests), timeout=5)
+    assert [(r.status, r.headers["x-request-id"], r.headers["x-cache"]) for r in responses] == [
+        (200, "f0", "HIT"),
+        (200, "f1", "HIT"),
+    ]
+    assert prepared == [200, 200]
+    assert gateway.upstream_calls == 1
+    event = next(r for r in gateway.log_records() if r.get("event") == "unhandled_exception")
+    assert event["error"] == "RuntimeError"
+    assert "secret detail" not in str(event)
