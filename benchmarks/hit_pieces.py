@@ -48,8 +48,8 @@ async def pieces(simulator_url: str, workdir: Path) -> dict[str, float]:
             request = responder._heads.read(raw)
             tenant = responder._admission.caller(request.header(b"authorization"))
             now = responder._clock.now()
-            route, entry = responder._plain_hit(tenant, LIST_PATH, "", now)
-            status, response_head, _ = responder._response_head(entry, now, request)
+            route, _query, entry = responder._resource(tenant, LIST_PATH, "", now)
+            status, response_head, _ = responder._hit_head(entry, now, request)
             request_id = responder._tail.request_id(None)
             stats, access_log = responder._tail._stats, responder._tail._access_log
             new_heads = iter([raw[:-2] + b"X-Request-Id: wrk-%012d\r\n\r\n" % n for n in range(CALLS * 3)])
@@ -59,11 +59,11 @@ async def pieces(simulator_url: str, workdir: Path) -> dict[str, float]:
                 "caller": best_microseconds(lambda: responder._admission.caller(request.authorization)),
                 "clock": best_microseconds(responder._clock.now),
                 "query, cache look-up, freshness": best_microseconds(
-                    lambda: responder._plain_hit(tenant, LIST_PATH, "", now)
+                    lambda: responder._resource(tenant, LIST_PATH, "", now)
                 ),
                 "rate limit": best_microseconds(lambda: responder._admission.retry_after(tenant)),
                 "counting the cache result": best_microseconds(lambda: responder._service.count_hit(entry, now)),
-                "response head (memo)": best_microseconds(lambda: responder._response_head(entry, now, request)),
+                "response head (memo)": best_microseconds(lambda: responder._hit_head(entry, now, request)),
                 "request id": best_microseconds(lambda: responder._tail.request_id(None)),
                 "request counters (noted, folded in batches)": best_microseconds(
                     lambda: (stats.request(route, "GET", "200", tenant.id, 1e-4), stats.settle())

@@ -32,15 +32,17 @@ class CacheEntry:
     earliest_cover_expiry: float | None = None
     gzip_body: bytes | None = None
     """The body gzip-compressed once, for clients that accept it (``None`` for small bodies)."""
+    size: int = field(init=False)
+    """Bytes held: both bodies, the cover links, and a fixed overhead (worked out once, here: the
+    store reads it twice per entry)."""
+
+    def __post_init__(self) -> None:
+        cover_bytes = sum(sys.getsizeof(link.url) + 150 for link in self.covers.values())
+        gzip_bytes = sys.getsizeof(self.gzip_body) if self.gzip_body is not None else 0
+        held = sys.getsizeof(self.body) + gzip_bytes + len(self.etag) + cover_bytes + _ENTRY_OVERHEAD_BYTES
+        object.__setattr__(self, "size", held)
 
     @property
     def gzip_etag(self) -> str:
         """The ETag of the gzip representation (a different byte sequence, so a different tag)."""
         return self.etag[:-1] + '-gzip"'
-
-    @property
-    def size(self) -> int:
-        """Bytes held: both bodies, the cover links, and a fixed overhead."""
-        cover_bytes = sum(sys.getsizeof(link.url) + 150 for link in self.covers.values())
-        gzip_bytes = sys.getsizeof(self.gzip_body) if self.gzip_body is not None else 0
-        return sys.getsizeof(self.body) + gzip_bytes + len(self.etag) + cover_bytes + _ENTRY_OVERHEAD_BYTES

@@ -48,7 +48,7 @@ def expiry_parameters(query: str) -> dict[str, str]:
             continue
         name = unquote_plus(name).lower() if "%" in name or "+" in name else name.lower()
         if name in _EXPIRY_PARAMETERS:
-            found[name] = unquote_plus(value)
+            found[name] = unquote_plus(value) if "%" in value or "+" in value else value
     return found
 
 

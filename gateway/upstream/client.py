@@ -27,12 +27,14 @@ may stop it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import orjson
+from prometheus_client import Counter
 
 from gateway import __version__
 from gateway.clock import Clock, utc_datetime
@@ -54,6 +56,9 @@ from gateway.upstream.connections import (
 from gateway.upstream.query import UpstreamQuery
 from gateway.upstream.retry_budget import RetryBudget
 from gateway.upstream.signing import path_and_query, sign
+
+_whole_second = functools.lru_cache(maxsize=2)(utc_datetime)
+"""A whole second as a UTC datetime, the same object within a second (signing formats it once)."""
 
 USER_AGENT = f"metastudio-gateway/{__version__}"
 BACKOFF_SECONDS = 0.05
@@ -121,6 +126,7 @@ class MetaStudioClient:
         self._host = urlsplit(settings.endpoint).netloc
         self._path = f"/v1/{quote(settings.project_id, safe='')}/digital-human-training-manage/user/jobs"
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._outcome_counters: dict[str, Counter] = {}
         self._budget = RetryBudget(clock, ratio=settings.retry_budget_ratio)
 
     def breaker(self, app_user_id: str) -> CircuitBreaker:
@@ -221,7 +227,7 @@ class MetaStudioClient:
             headers=headers,
             access_key=credentials.access_key,
             secret_key=credentials.secret_key,
-            timestamp=utc_datetime(self._clock.now()),
+            timestamp=_whole_second(int(self._clock.now())),  # X-Sdk-Date has whole seconds
         )
         return signed.path_and_query, signed.headers  # sent as signed, byte for byte
 
@@ -251,6 +257,9 @@ class MetaStudioClient:
 
     def _record(self, outcome: str, started: float) -> None:
         elapsed = time.perf_counter() - started
-        self._metrics.upstream_requests.labels(outcome=outcome).inc()
+        counter = self._outcome_counters.get(outcome)
+        if counter is None:  # a few outcomes (statuses, timeout, connection_error): looked up once each
+            counter = self._outcome_counters[outcome] = self._metrics.upstream_requests.labels(outcome=outcome)
+        counter.inc()
         self._metrics.upstream_duration.observe(elapsed)
         note_upstream_attempt(outcome, elapsed)

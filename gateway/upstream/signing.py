@@ -129,8 +129,10 @@ def authorization_header(access_key: str, signed_headers: Sequence[str], sig: st
     return f"{ALGORITHM} Access={access_key}, SignedHeaders={';'.join(signed_headers)}, Signature={sig}"
 
 
+@functools.lru_cache(maxsize=2)
 def format_timestamp(moment: datetime) -> str:
-    """``X-Sdk-Date`` form of a UTC time: ``YYYYMMDD'T'HHMMSS'Z'``."""
+    """``X-Sdk-Date`` form of a UTC time: ``YYYYMMDD'T'HHMMSS'Z'`` (remembered: a caller passing
+    whole seconds formats each second once)."""
     return moment.strftime(DATE_FORMAT)
 
 
