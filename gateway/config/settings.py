@@ -157,7 +157,7 @@ class ServerSettings:
         Field(
             description="Answer list and job requests from the connection (gateway.fastpath.hits): plain cache"
             " hits at once, other answers (misses, stale, errors) once the service has them; false sends every"
-            " request through the aiohttp handler chain. The same bytes either way."
+            " request through the aiohttp handler chain. The same status, headers and body either way."
         ),
     ] = True
 

@@ -27,6 +27,7 @@ names them as the chain's does.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Coroutine, Mapping
 from email.utils import formatdate
@@ -42,7 +43,7 @@ from gateway.clock import Clock
 from gateway.errors import GatewayError
 from gateway.fastpath.heads import PlainHead, PlainHeads
 from gateway.jobs.query import ParsedQueries, is_job_id
-from gateway.jobs.service import TrainingJobService
+from gateway.jobs.service import Served, TrainingJobService
 from gateway.observability.accesslog import CURRENT_REQUEST, AccessLog, RequestContext, exception_record
 from gateway.tenant import Tenant
 from gateway.upstream.query import UpstreamQuery
@@ -59,8 +60,8 @@ Wire = tuple[bytes, bytes | None]
 
 Fetched = Coroutine[Any, Any, Wire | None]
 """An answer the service has to fetch first (a miss, a coalesced or stale answer): the
-connection awaits it, and the requests behind it wait for it. ``None``: building the answer
-failed (logged); the connection hands the request on to the chain."""
+connection awaits it, and the requests behind it wait for it. ``None``: there is nothing to
+send (see ``HitResponder._fetched``); the connection closes."""
 
 _Head = tuple[str, float, bytes, bool]
 """A kept head (always a 200's: a request that could get a 304 is never answered from the
@@ -114,6 +115,10 @@ class HitResponder:
         """Does the batch work of the hits answered (``ResponseTail.settle``): the connection
         calls it after writing their answers."""
 
+    def failed(self, exc: Exception) -> None:
+        """Log a failure of the connection's own work around an answer (type and place only)."""
+        self._access_log.write(exception_record(exc))
+
     def answer(self, head: bytes) -> Wire | Fetched | None:
         """The response to the request with this ``head`` (request line to blank line): its
         bytes if it is a plain cache hit; an awaitable of them if it is a list or job request the
@@ -122,7 +127,7 @@ class HitResponder:
         try:
             return self._answer(head)
         except Exception as exc:
-            self._access_log.write(exception_record(exc))
+            self.failed(exc)
             return None
 
     def _answer(self, head: bytes) -> Wire | Fetched | None:
@@ -156,41 +161,48 @@ class HitResponder:
     async def _fetched(
         self, route: str, wanted: UpstreamQuery | str, tenant: Tenant, request: PlainHead, started: float
     ) -> Wire | None:
-        """``_fetch``, a failure of which is logged (type and place only) and leaves the request
-        to the chain (which finds what the fetch stored), as ``answer`` does."""
-        try:
-            return await self._fetch(route, wanted, tenant, request, started)
-        except Exception as exc:
-            self._access_log.write(exception_record(exc))
-            return None
-
-    async def _fetch(
-        self, route: str, wanted: UpstreamQuery | str, tenant: Tenant, request: PlainHead, started: float
-    ) -> Wire:
         """The answer the service fetches for the list query or job id ``wanted``, or its error,
-        as the chain would send it (the connection runs this as its own task: the request's
-        context is set here, where the upstream calls made for it are noted)."""
+        as the chain would send it; any other failure (the service's or in building the answer)
+        is logged (type and place only) and answered with the chain's 500. The connection runs
+        this as its own task: the request's context is set here, where the upstream calls made
+        for it are noted. ``None`` (nothing to send: close the connection, as aiohttp does for
+        a handler that ends so): the load was cancelled under it (the service is closing), or
+        even the 500 could not be built (logged). The request's rate-limit token is already
+        taken, so it is never handed to the chain, which would take another."""
         request_id = self._tail.request_id(request.request_id)
         context = RequestContext(request_id, tenant=tenant.id)
         CURRENT_REQUEST.set(context)
-        service = self._service
         try:
-            if isinstance(wanted, str):
-                served = await service.get_job(tenant, wanted)
+            try:
+                served = await self._serve(wanted, tenant)
+            except GatewayError as error:
+                status, response_head, body = self._error_head(error, request_id, request)
             else:
-                served = await service.list_jobs(tenant, wanted)
-        except GatewayError as error:
-            status, response_head, body = self._error_head(error, request_id, request)
+                context.cache = served.result
+                now = self._clock.now()
+                status, response_head, body = self._built_head(served.entry, served.result, now, request)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # this answer was called off (a shutdown past its grace): nothing is logged
+            return None
         except Exception as exc:
             self._access_log.write(exception_record(exc, request_id=request_id))
-            status, response_head, body = self._error_head(GatewayError(), request_id, request)
-        else:
-            context.cache = served.result
-            status, response_head, body = self._built_head(served.entry, served.result, self._clock.now(), request)
+            context.cache = None
+            try:
+                status, response_head, body = self._error_head(GatewayError(), request_id, request)
+            except Exception as failure:
+                self._access_log.write(exception_record(failure, request_id=request_id))
+                return None
         method = request.method
         seconds = time.perf_counter() - started
         self._tail.account(request_id, route, method, status, tenant.id, context.cache, seconds, context.attempts)
         return self._wire(response_head, request_id), None if method == "HEAD" else body
+
+    async def _serve(self, wanted: UpstreamQuery | str, tenant: Tenant) -> Served:
+        if isinstance(wanted, str):
+            return await self._service.get_job(tenant, wanted)
+        return await self._service.list_jobs(tenant, wanted)
 
     def _hit_head(self, entry: CacheEntry, now: float, request: PlainHead) -> tuple[int, bytes, bytes | None]:
         """``_built_head`` of a hit, kept for the next hits that would get the same bytes: same
@@ -247,7 +259,7 @@ class HitResponder:
         yarl, as aiohttp decodes it); ``None`` if invalid, so the chain answers it."""
         try:
             return self._queries.parse(raw_query, URL.build(query_string=raw_query, encoded=True).query.items)
-        except (GatewayError, ValueError):
+        except GatewayError:
             return None
 
 

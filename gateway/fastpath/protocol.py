@@ -10,16 +10,19 @@ once, and the batch work of their counters and log lines (``HitResponder.settle`
 after them, so no answer waits for it. For a list or job request the service has to fetch for
 (a miss, a coalesced or stale answer), ``HitResponder`` gives a ``Fetched`` coroutine: the
 connection runs it as a task and holds that request's head and everything received after it
-(reading pauses past ``MAX_HELD_BYTES``) until the answer is written, then reads on. If
-building that answer fails (logged), the held bytes go to aiohttp's parser, and the chain
-answers from what the fetch stored. While an answer is fetched the connection is not idle for
-the keep-alive timer, and a graceful shutdown waits for it as aiohttp waits for its handlers
-(all within the shutdown timeout). The first head ``HitResponder`` declines, with everything
-after it, goes to aiohttp's parser and queue as usual, so aiohttp never sees the answered
-requests and never builds a message for them. An incomplete head is kept for the next read (up
-to ``MAX_PLAIN_HEAD_BYTES``; a longer one goes to aiohttp's parser, which judges it). Requests
-with a body, and any request while the peer is not reading (the transport's write buffer is
-over its limit), are handed on.
+(reading pauses past ``MAX_HELD_BYTES``) until the answer is written, then reads on. A failure
+is answered as the chain answers it (its error envelope, its 500); when there is nothing to
+send (the load was cancelled under it), or the connection's own work around the answer fails
+(logged, type and place only), the connection is closed, as aiohttp closes one whose handler
+ends so. While an answer is fetched the connection is not idle for the keep-alive timer, and a
+graceful shutdown waits for it as aiohttp waits for its handlers, within the shutdown timeout,
+then calls it off (nothing sent, nothing logged), as aiohttp cancels its handler.
+
+The first head ``HitResponder`` declines, with everything after it, goes to aiohttp's parser
+and queue as usual, so aiohttp never sees the answered requests and never builds a message for
+them. An incomplete head is kept for the next read (up to ``MAX_PLAIN_HEAD_BYTES``; a longer one
+goes to aiohttp's parser, which judges it). Requests with a body, and any request while the peer
+is not reading (the transport's write buffer is over its limit), are handed on.
 
 Responses stay in request order on a pipelined connection: nothing is answered here while a
 request handed to aiohttp is still unanswered. Once aiohttp has answered everything it was
@@ -62,7 +65,6 @@ HTTP/1.0, bodies, flow control and equivalence with the handler chain on the pin
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 from collections.abc import Callable, Sequence
@@ -338,9 +340,19 @@ class HitServingRequestHandler(web.RequestHandler):
 
     def _send_fetched(self, task: asyncio.Task[Wire | None]) -> None:
         self._awaited = None
-        if task.cancelled():  # only at the loop's end
+        try:
+            self._send(task)
+        except Exception as exc:  # nothing more can be answered in order: close, as aiohttp would
+            self.force_close()
+            self._responder.failed(exc)
+
+    def _send(self, task: asyncio.Task[Wire | None]) -> None:
+        """Write the fetched answer, then read what was held behind it; close the connection if
+        there is nothing to send (``Fetched`` gave ``None``, or it was called off)."""
+        wire = None if task.cancelled() else task.result()
+        if wire is None:
+            self.force_close()
             return
-        wire = task.result()  # ``Fetched`` answers the service's failures, and logs its own
         transport = self.transport
         if transport is None or transport.is_closing():  # the client left: nothing to send
             return
@@ -348,33 +360,32 @@ class HitServingRequestHandler(web.RequestHandler):
         if self._held_too_much:
             self._held_too_much = False
             transport.resume_reading()
-        if wire is None:  # the chain answers the request (and what follows it)
-            super().data_received(held)
-            return
         head, body = wire
         transport.write(head if body is None else head + body)
-        self._responder.settle()
         self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
+        if self._keepalive_handle is None and self._keepalive_timeout > 0:  # it stopped while fetching
+            self._keepalive_handle = self._loop.call_at(self._next_keepalive_close_time, self._process_keepalive)
+        self._responder.settle()
         rest = held[held.index(_END_OF_HEAD) + len(_END_OF_HEAD) :]
         if rest:
             self.data_received(rest)
 
     def _process_keepalive(self) -> None:
-        if self._awaited is not None:  # not idle: look again a keep-alive timeout later
-            self._keepalive_handle = self._loop.call_at(
-                self._loop.time() + self._keepalive_timeout, self._process_keepalive
-            )
+        if self._awaited is not None:  # not idle: the timer starts again when the answer is sent
+            self._keepalive_handle = None
             return
         super()._process_keepalive()
 
     async def shutdown(self, timeout: float | None = 15.0) -> None:  # noqa: ASYNC109 (aiohttp's signature)
         # aiohttp waits for the request its handler is answering; an answer fetched here is
         # waited for the same way, then aiohttp closes the connection, all within ``timeout``.
+        # One not ready by then is called off (it logs nothing), as aiohttp cancels its handler.
         awaited = self._awaited
         if awaited is not None:
             started = self._loop.time()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(awaited), timeout)
+            _done, pending = await asyncio.wait({awaited}, timeout=timeout)
+            if pending:
+                awaited.cancel()
             if timeout is not None:
                 timeout = max(0.0, timeout - (self._loop.time() - started))
         await super().shutdown(timeout)

@@ -20,10 +20,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import pytest
 
 from gateway.config.settings import RateLimitSettings
+from gateway.fastpath.protocol import HIT_RESPONDER
 from gateway.simulator.faults import Fault
+from gateway.web.appkeys import SERVICE
 from tests.api.conftest import ACME, ACME_KEY, Gateway, GatewayFactory
 from tests.leaks import record
 
@@ -117,7 +120,7 @@ def hit_cases(job_id: str, etag: str) -> Iterator[tuple[str, str, dict[str, str]
     yield "HEAD", f"/v1/training-jobs/{job_id}", {"Accept-Encoding": "gzip"}
 
 
-async def test_hits_skip_the_handler_chain_and_match_its_answer_byte_for_byte(make_gateway: GatewayFactory) -> None:
+async def test_hits_skip_the_handler_chain_and_match_its_answer(make_gateway: GatewayFactory) -> None:
     """For each kind of hit (gzip or not, HEAD, 304, CORS, a job, a made-up request id) the
     connection's answer has the status, headers and body the chain gives for the same request."""
     gateway = await make_gateway(cors_origins=(APP_ORIGIN,))
@@ -575,27 +578,101 @@ async def test_a_connection_waiting_for_a_fetched_answer_is_not_idle(make_gatewa
         writer.close()
 
 
-async def test_a_failure_building_a_fetched_answer_hands_the_request_on(
-    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+async def test_a_failure_building_a_fetched_answer_gets_the_chains_500_and_one_token(
+    make_gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """If building the answer of a miss raises after the fetch, the request is not lost: the
-    chain answers it from what the fetch stored (one upstream call), and so does it for the
-    request pipelined behind it; the log names the exception's type and place only."""
+    """If building a miss's answer raises after the fetch, the request gets the chain's 500
+    envelope (the log names the exception's type and place only), the request pipelined behind
+    it is answered from what the fetch stored, and each took one rate-limit token (a burst of 2
+    lets both through)."""
     import gateway.fastpath.hits as hits
 
-    def failing(*_args: Any) -> None:
-        raise RuntimeError("secret detail that must not be logged")
+    gateway = await make_gateway(rate_limit=RateLimitSettings(requests_per_second=1, burst=2))
+    calls = {"n": 0}
+    real_represent = hits.represent
 
-    monkeypatch.setattr(hits, "represent", failing)
+    def failing_once(*args: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("secret detail that must not be logged")
+        return real_represent(*args)
+
+    monkeypatch.setattr(hits, "represent", failing_once)
     prepared = chain_responses(gateway)
     requests = [http_request("/v1/training-jobs?limit=5", X_Request_Id=f"f{number}") for number in range(2)]
     responses = await asyncio.wait_for(exchange(gateway, requests), timeout=5)
-    assert [(r.status, r.headers["x-request-id"], r.headers["x-cache"]) for r in responses] == [
-        (200, "f0", "HIT"),
-        (200, "f1", "HIT"),
-    ]
-    assert prepared == [200, 200]
+    assert [(r.status, r.headers["x-request-id"]) for r in responses] == [(500, "f0"), (200, "f1")]
+    assert responses[0].headers["cache-control"] == "no-store"
+    assert orjson.loads(responses[0].body)["error"]["request_id"] == "f0"
+    assert responses[1].headers["x-cache"] == "HIT"
+    assert prepared == []
     assert gateway.upstream_calls == 1
     event = next(r for r in gateway.log_records() if r.get("event") == "unhandled_exception")
     assert event["error"] == "RuntimeError"
+    assert "secret detail" not in str(event)
+    assert [r["status"] for r in gateway.log_records() if r.get("request_id") in ("f0", "f1") and "status" in r] == [
+        500,
+        200,
+    ]
+
+
+async def test_a_load_cancelled_under_a_fetched_answer_closes_the_connection(gateway: Gateway) -> None:
+    """The service closing its loads (as at the app's cleanup) while an answer is fetched: there
+    is nothing to send, so the connection is closed at once, as aiohttp closes one whose handler
+    is cancelled; it does not hang until the keep-alive timeout."""
+    gateway.simulator.state.faults.append(Fault("latency", seconds=2, remaining=1))
+    reader, writer = await connect(gateway)
+    try:
+        writer.write(http_request("/v1/training-jobs?limit=5") + http_request("/v1/training-jobs?limit=6"))
+        await asyncio.sleep(0.2)  # the miss is under way
+        await gateway.app[SERVICE]._flights.close()
+        assert await asyncio.wait_for(reader.read(), timeout=1) == b""
+    finally:
+        writer.close()
+
+
+async def test_an_answer_not_fetched_within_the_shutdown_grace_is_called_off(gateway: Gateway) -> None:
+    """A shutdown whose grace (0.2 s) ends before the fetched answer (0.6 s) closes the
+    connection without an answer, returns normally, and logs no line for the request, as
+    aiohttp cancels a handler past the grace."""
+    server = gateway.client.runner.server
+    assert server is not None
+    gateway.simulator.state.faults.append(Fault("latency", seconds=0.6, remaining=1))
+    reader, writer = await connect(gateway)
+    try:
+        writer.write(http_request("/v1/training-jobs?limit=5", X_Request_Id="late"))
+        await asyncio.sleep(0.1)
+        await asyncio.wait_for(server.shutdown(0.2), timeout=2)
+        assert await asyncio.wait_for(reader.read(), timeout=1) == b""
+    finally:
+        writer.close()
+    await asyncio.sleep(0.8)  # the load ends meanwhile
+    assert not [r for r in gateway.log_records() if r.get("request_id") == "late"]
+
+
+async def test_a_failure_after_a_fetched_answer_is_sent_closes_the_connection(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the connection's own work after writing a fetched answer fails (here the batch work
+    of the log), the answer has gone out, the connection is closed rather than left with the
+    requests behind it unread, and the failure is logged by type and place only."""
+    responder = gateway.app[HIT_RESPONDER]
+    calls = {"n": 0}
+
+    def settle_failing_after_the_answer() -> None:  # the first call ends the read that starts the fetch
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("secret detail that must not be logged")
+
+    monkeypatch.setattr(responder, "settle", settle_failing_after_the_answer)
+    reader, writer = await connect(gateway)
+    try:
+        writer.write(http_request("/v1/training-jobs?limit=5") + http_request("/v1/training-jobs?limit=6"))
+        first = await asyncio.wait_for(read_response(reader), timeout=5)
+        assert await asyncio.wait_for(reader.read(), timeout=1) == b""
+    finally:
+        writer.close()
+    assert (first.status, first.headers["x-cache"]) == (200, "MISS")
+    event = next(r for r in gateway.log_records() if r.get("event") == "unhandled_exception")
+    assert event["error"] == "OSError"
     assert "secret detail" not in str(event)
