@@ -166,9 +166,10 @@ class HitResponder:
         is logged (type and place only) and answered with the chain's 500. The connection runs
         this as its own task: the request's context is set here, where the upstream calls made
         for it are noted. ``None`` (nothing to send: close the connection, as aiohttp does for
-        a handler that ends so): the load was cancelled under it (the service is closing), or
-        even the 500 could not be built (logged). The request's rate-limit token is already
-        taken, so it is never handed to the chain, which would take another."""
+        a handler that ends so): the load was cancelled under it (the service is closing). If
+        even the 500 cannot be built, the failure ends the task and the connection closes too.
+        The request's rate-limit token is already taken, so it is never handed to the chain,
+        which would take another."""
         request_id = self._tail.request_id(request.request_id)
         context = RequestContext(request_id, tenant=tenant.id)
         CURRENT_REQUEST.set(context)
@@ -189,11 +190,7 @@ class HitResponder:
         except Exception as exc:
             self._access_log.write(exception_record(exc, request_id=request_id))
             context.cache = None
-            try:
-                status, response_head, body = self._error_head(GatewayError(), request_id, request)
-            except Exception as failure:
-                self._access_log.write(exception_record(failure, request_id=request_id))
-                return None
+            status, response_head, body = self._error_head(GatewayError(), request_id, request)
         method = request.method
         seconds = time.perf_counter() - started
         self._tail.account(request_id, route, method, status, tenant.id, context.cache, seconds, context.attempts)

@@ -10,7 +10,6 @@ documented job fields minus personal data (``contact``) and internals (``project
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -59,18 +58,12 @@ class ShapedPage:
     covers: dict[str, CoverLink]
 
 
-_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
-"""Characters ``quote`` leaves as they are (RFC 3986's unreserved set)."""
-
-
 @functools.lru_cache(maxsize=4096)
 def job_path(job_id: str) -> str:
-    """The gateway's path of a job (the job id percent-encoded as one segment; an id with
-    nothing to encode, as upstream ids are, skips ``quote``: 0.3 against 0.8 µs). Remembered for
+    """The gateway's path of a job (the job id percent-encoded as one segment). Remembered for
     the last 4,096 ids: a job's path is made twice per fetch (its cover and image links), and the
     same jobs come back in every fetch of a page."""
-    segment = job_id if _UNRESERVED.fullmatch(job_id) else quote(job_id, safe="")
-    return f"/v1/training-jobs/{segment}"
+    return f"/v1/training-jobs/{quote(job_id, safe='')}"
 
 
 def cover_path(job_id: str) -> str:

@@ -27,7 +27,6 @@ may stop it.
 from __future__ import annotations
 
 import asyncio
-import functools
 import random
 import time
 from typing import Any
@@ -56,9 +55,6 @@ from gateway.upstream.connections import (
 from gateway.upstream.query import UpstreamQuery
 from gateway.upstream.retry_budget import RetryBudget
 from gateway.upstream.signing import path_and_query, sign
-
-_whole_second = functools.lru_cache(maxsize=2)(utc_datetime)
-"""A whole second as a UTC datetime, the same object within a second (signing formats it once)."""
 
 USER_AGENT = f"metastudio-gateway/{__version__}"
 BACKOFF_SECONDS = 0.05
@@ -227,7 +223,7 @@ class MetaStudioClient:
             headers=headers,
             access_key=credentials.access_key,
             secret_key=credentials.secret_key,
-            timestamp=_whole_second(int(self._clock.now())),  # X-Sdk-Date has whole seconds
+            timestamp=utc_datetime(int(self._clock.now())),  # whole seconds, as X-Sdk-Date: formatted once each
         )
         return signed.path_and_query, signed.headers  # sent as signed, byte for byte
 
