@@ -44,6 +44,13 @@ def note_upstream_attempt(outcome: str, seconds: float) -> None:
         context.attempts.append((outcome, seconds))
 
 
+def milliseconds(seconds: float) -> float:
+    """``seconds`` in milliseconds, to the microsecond: ``round(seconds * 1000, 3)`` but for exact
+    halves, at a third of its cost (``round`` with digits goes through a decimal string; this
+    runs once per log line)."""
+    return round(seconds * 1_000_000) / 1000
+
+
 def access_record(
     request_id: str, tenant: str, method: str, route: str, status: int, cache: str | None, seconds: float
 ) -> dict[str, Any]:
@@ -55,7 +62,7 @@ def access_record(
         "route": route,
         "status": status,
         "cache": cache,
-        "duration_ms": round(seconds * 1000, 3),
+        "duration_ms": milliseconds(seconds),
     }
 
 

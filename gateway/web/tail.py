@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping, Sequence
 
-from gateway.observability.accesslog import AccessLog
+from gateway.observability.accesslog import AccessLog, milliseconds
 from gateway.observability.request_stats import RequestStats
 from gateway.web.cors import CorsPolicy
 from gateway.web.request_ids import RequestIds
@@ -64,7 +64,7 @@ class ResponseTail:
         if attempts:
             upstream = {
                 "upstream_status": attempts[-1][0],
-                "upstream_duration_ms": round(sum(s for _, s in attempts) * 1000, 3),
+                "upstream_duration_ms": milliseconds(sum(s for _, s in attempts)),
                 "upstream_attempts": len(attempts),
             }
         self._access_log.request(request_id, tenant, method, route, status, cache, seconds, upstream)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import io
 
 import orjson
+import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.observability.accesslog import FLUSH_EVERY_RECORDS, AccessLog, access_record
+from gateway.observability.accesslog import FLUSH_EVERY_RECORDS, AccessLog, access_record, milliseconds
 from gateway.observability.request_stats import FOLD_EVERY, RequestStats
 
 
@@ -70,3 +71,21 @@ def test_request_counts_are_complete_at_every_scrape() -> None:
         answered += more
         assert registry.get_sample_value("metastudio_gateway_http_requests_total", labels) == answered
         assert registry.get_sample_value("metastudio_gateway_http_request_duration_seconds_bucket", bucket) == answered
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(0.0, 0.0), (0.000_000_4, 0.0), (0.000_123_4, 0.123), (0.000_123_6, 0.124), (0.0123, 12.3), (2.5, 2500.0)],
+)
+def test_durations_are_logged_in_milliseconds_to_the_microsecond(seconds: float, shown: float) -> None:
+    stream = io.BytesIO()
+    log = AccessLog(stream, flush_interval=0)
+    log.request("id-1", "acme", "GET", "/v1/training-jobs", 200, "hit", seconds)
+    log.settle()
+    assert orjson.loads(stream.getvalue())["duration_ms"] == shown
+
+
+def test_milliseconds_agrees_with_rounding_to_three_decimals_but_for_exact_halves() -> None:
+    for micro in range(0, 5_000_000, 997):  # 0 to 5 s, odd steps, off the halves
+        seconds = (micro + 0.3) / 1_000_000
+        assert milliseconds(seconds) == round(seconds * 1000, 3)
