@@ -16,7 +16,8 @@ send (the load was cancelled under it), or the connection's own work around the 
 (logged, type and place only), the connection is closed, as aiohttp closes one whose handler
 ends so. While an answer is fetched the connection is not idle for the keep-alive timer, and a
 graceful shutdown waits for it as aiohttp waits for its handlers, within the shutdown timeout,
-then calls it off (nothing sent, nothing logged), as aiohttp cancels its handler.
+then calls it off (nothing sent, nothing logged), as aiohttp cancels its handler; the requests
+held behind it are not served, as aiohttp serves nothing new once shutdown starts.
 
 The first head ``HitResponder`` declines, with everything after it, goes to aiohttp's parser
 and queue as usual, so aiohttp never sees the answered requests and never builds a message for
@@ -33,8 +34,11 @@ the connection stays with aiohttp.
 What aiohttp is given is fed to its parser one request head at a time (cut after each blank
 line), so a malformed request costs only itself and what follows it: the requests before it are
 answered (here, or by aiohttp when handed on), then aiohttp answers 400 and closes the
-connection; nothing after the malformed request is answered. (Fed in one piece, aiohttp's
-parser raises for the whole batch and the requests before the bad one are lost.)
+connection; nothing after the malformed request is answered, in the same read or a later one.
+(Fed in one piece, aiohttp's parser raises for the whole batch and the requests before the bad
+one are lost.) Likewise, once aiohttp has answered a request it then closes the connection on
+(HTTP/1.0, ``Connection: close``), what arrives before it closes is left to aiohttp, which drops
+it.
 
 This uses aiohttp 3.14 internals: on ``RequestHandler``, ``_parser`` (wrapped; its
 ``feed_data`` returning ``(messages, upgraded, tail)``), ``_loop``, ``_force_close`` and
@@ -295,7 +299,7 @@ class HitServingRequestHandler(web.RequestHandler):
                 self._held_too_much = True
                 self.transport.pause_reading()
             return
-        if self._reads_heads and not self._handed_on and not (self._force_close or self._close):
+        if self._reads_heads and not self._handed_on and not (self._force_close or self._close or self._rejected):
             data = self._answer_heads(self._partial_head + data if self._partial_head else data)
             self._responder.settle()  # the answers are written: nothing waits for the batch work
             if not data:
@@ -382,6 +386,7 @@ class HitServingRequestHandler(web.RequestHandler):
         # One not ready by then is called off (it logs nothing), as aiohttp cancels its handler.
         awaited = self._awaited
         if awaited is not None:
+            self.close()  # as Server.pre_shutdown does: nothing held behind the answer is read any more
             started = self._loop.time()
             _done, pending = await asyncio.wait({awaited}, timeout=timeout)
             if pending:
@@ -427,6 +432,8 @@ class HitServingRequestHandler(web.RequestHandler):
     def log_access(self, request: web.BaseRequest, response: web.StreamResponse, time: float | None) -> None:
         # aiohttp calls this once per request it answered, after writing the response.
         self._handed_on -= 1
+        if not response.keep_alive:  # aiohttp closes the connection next: what arrives meanwhile is its to drop
+            self._reads_heads = False
         super().log_access(request, response, time)
 
 

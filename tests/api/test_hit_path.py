@@ -24,7 +24,7 @@ import orjson
 import pytest
 
 from gateway.config.settings import RateLimitSettings
-from gateway.fastpath.protocol import HIT_RESPONDER
+from gateway.fastpath.protocol import HIT_RESPONDER, HitServingRequestHandler
 from gateway.simulator.faults import Fault
 from gateway.web.appkeys import SERVICE
 from tests.api.conftest import ACME, ACME_KEY, Gateway, GatewayFactory
@@ -364,6 +364,77 @@ async def test_requests_the_connection_does_not_answer_get_the_chains_answer(
     assert prepared == [status]
 
 
+_MALFORMED = b"NOT AN HTTP REQUEST LINE\r\nHost: gateway.test\r\n\r\n"
+_STATUS_OR_ID = re.compile(rb"HTTP/1\.[01] \d{3}|X-Request-Id: [^\r]*")
+
+
+async def raw_socket(gateway: Gateway) -> socket.socket:
+    sock = socket.socket()
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (gateway.client.server.host, gateway.client.server.port))
+    return sock
+
+
+async def read_to_eof(sock: socket.socket) -> bytes:
+    """Everything the gateway sends until it closes (at most 3 s between reads)."""
+    loop, data = asyncio.get_running_loop(), b""
+    while chunk := await asyncio.wait_for(loop.sock_recv(sock, 65536), 3):
+        data += chunk
+    return data
+
+
+async def test_a_request_read_after_a_malformed_one_is_not_answered_before_its_400(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A malformed request, then a hit read in the next loop turn, before aiohttp has sent the
+    malformed one's 400: aiohttp answers 400 and closes, and the hit must not be answered (as
+    stock aiohttp does), least of all ahead of the 400, which a client would pair with it."""
+    await gateway.client.get("/v1/training-jobs?limit=5", headers=ACME)
+    sock = await raw_socket(gateway)
+    read = HitServingRequestHandler.data_received
+
+    def data_received(self: HitServingRequestHandler, data: bytes) -> None:
+        read(self, data)
+        if data.startswith(b"NOT AN HTTP"):  # the client's next segment lands right after this read
+            sock.send(http_request("/v1/training-jobs?limit=5", X_Request_Id="later"))
+
+    monkeypatch.setattr(HitServingRequestHandler, "data_received", data_received)
+    await asyncio.get_running_loop().sock_sendall(sock, _MALFORMED)
+    try:
+        received = await read_to_eof(sock)
+    finally:
+        sock.close()
+    assert _STATUS_OR_ID.findall(received) == [b"HTTP/1.0 400"]
+
+
+@pytest.mark.parametrize("closing", [{"version": "1.0"}, {"Connection": "close"}], ids=["http-1.0", "connection-close"])
+async def test_nothing_is_answered_after_a_chain_answer_that_closes_the_connection(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch, closing: dict[str, str]
+) -> None:
+    """A request the chain answers and then closes the connection on: a request arriving while
+    the chain finishes is not answered (aiohttp drops it as it closes), nor counted or logged."""
+    await gateway.client.get("/v1/training-jobs?limit=5", headers=ACME)
+    sock = await raw_socket(gateway)
+    loop = asyncio.get_running_loop()
+    read = HitServingRequestHandler.data_received
+    sent: list[bool] = []
+
+    def data_received(self: HitServingRequestHandler, data: bytes) -> None:
+        read(self, data)
+        if not sent:  # the client's next segment arrives while the chain answers the first
+            sent.append(True)
+            loop.call_soon(sock.send, http_request("/v1/training-jobs?limit=5", X_Request_Id="later"))
+
+    monkeypatch.setattr(HitServingRequestHandler, "data_received", data_received)
+    await loop.sock_sendall(sock, http_request("/v1/training-jobs?limit=5", X_Request_Id="first", **closing))
+    try:
+        received = await read_to_eof(sock)
+    finally:
+        sock.close()
+    assert _STATUS_OR_ID.findall(received)[1:] == [b"X-Request-Id: first"]
+    assert b"later" not in gateway.log.getvalue()
+
+
 async def test_a_fast_hit_connection_is_kept_alive_while_used_and_closed_when_idle(
     make_gateway: GatewayFactory,
 ) -> None:
@@ -544,6 +615,37 @@ async def test_an_answer_being_fetched_is_sent_before_a_graceful_shutdown_closes
     finally:
         writer.close()
     assert (response.status, response.headers["x-cache"]) == (200, "MISS")
+
+
+async def test_requests_held_behind_an_answer_being_fetched_are_not_served_once_shutdown_starts(
+    gateway: Gateway,
+) -> None:
+    """Shutdown while a miss is fetched, a second miss pipelined behind it: the first is sent,
+    the second is neither fetched nor logged (aiohttp answers nothing after shutdown starts).
+    The runner's cleanup closes every connection before its shutdown; ``Server.shutdown`` alone
+    must not serve them either."""
+    await gateway.client.get("/v1/training-jobs?limit=5", headers=ACME)
+    server = gateway.client.runner.server
+    assert server is not None
+    gateway.simulator.state.faults.append(Fault("latency", seconds=0.3, remaining=1))
+    calls = gateway.upstream_calls
+    reader, writer = await connect(gateway)
+    try:
+        writer.write(
+            http_request("/v1/training-jobs?limit=6", X_Request_Id="miss")
+            + http_request("/v1/training-jobs?limit=9", X_Request_Id="held-miss")
+        )
+        await asyncio.sleep(0.1)  # the first miss is under way
+        shutdown = asyncio.create_task(server.shutdown(5))
+        first = await asyncio.wait_for(read_response(reader), timeout=5)
+        assert await asyncio.wait_for(reader.read(), timeout=2) == b""
+        await shutdown
+    finally:
+        writer.close()
+    await asyncio.sleep(0.3)  # a second fetch, had it started, would have ended meanwhile
+    assert first.headers["x-request-id"] == "miss"
+    assert gateway.upstream_calls == calls + 1
+    assert b"held-miss" not in gateway.log.getvalue()
 
 
 async def test_a_client_leaving_while_its_answer_is_fetched_loses_nothing_else(gateway: Gateway) -> None:
