@@ -274,7 +274,9 @@ class HitServingRequestHandler(web.RequestHandler):
         """Requests given to aiohttp's queue and not yet answered."""
         self._reads_heads = True
         """aiohttp's parser holds no bytes (everything it was fed was whole bodyless request
-        heads, each emitted), so the next request head may be read here."""
+        heads, each emitted), so the next request head may be read here. False for good once
+        aiohttp is to close the connection: it met a malformed request, or answered one it closes
+        on; what arrives meanwhile is its to drop."""
         self._partial_head = b""
         """The start of a request head not yet complete, kept while heads are read here."""
         self._rejected = False
@@ -299,7 +301,7 @@ class HitServingRequestHandler(web.RequestHandler):
                 self._held_too_much = True
                 self.transport.pause_reading()
             return
-        if self._reads_heads and not self._handed_on and not (self._force_close or self._close or self._rejected):
+        if self._reads_heads and not self._handed_on and not (self._force_close or self._close):
             data = self._answer_heads(self._partial_head + data if self._partial_head else data)
             self._responder.settle()  # the answers are written: nothing waits for the batch work
             if not data:
@@ -415,7 +417,7 @@ class HitServingRequestHandler(web.RequestHandler):
             try:
                 messages, upgraded, tail = self._real_parser.feed_data(segment)
             except HttpProcessingError as exc:
-                self._rejected = True
+                self._rejected, self._reads_heads = True, False
                 if not handed_on:
                     raise  # aiohttp queues its 400 entry itself
                 return [*handed_on, (_ERROR_ENTRY(status=400, exc=exc, message=exc.message), EMPTY_PAYLOAD)], False, b""
@@ -432,7 +434,7 @@ class HitServingRequestHandler(web.RequestHandler):
     def log_access(self, request: web.BaseRequest, response: web.StreamResponse, time: float | None) -> None:
         # aiohttp calls this once per request it answered, after writing the response.
         self._handed_on -= 1
-        if not response.keep_alive:  # aiohttp closes the connection next: what arrives meanwhile is its to drop
+        if not response.keep_alive:  # aiohttp closes the connection next
             self._reads_heads = False
         super().log_access(request, response, time)
 

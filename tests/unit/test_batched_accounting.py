@@ -8,7 +8,7 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.observability.accesslog import FLUSH_EVERY_RECORDS, AccessLog, access_record, milliseconds
+from gateway.observability.accesslog import FLUSH_EVERY_RECORDS, AccessLog, access_record
 from gateway.observability.request_stats import FOLD_EVERY, RequestStats
 
 
@@ -85,7 +85,12 @@ def test_durations_are_logged_in_milliseconds_to_the_microsecond(seconds: float,
     assert orjson.loads(stream.getvalue())["duration_ms"] == shown
 
 
-def test_milliseconds_agrees_with_rounding_to_three_decimals_but_for_exact_halves() -> None:
-    for micro in range(0, 5_000_000, 997):  # 0 to 5 s, odd steps, off the halves
-        seconds = (micro + 0.3) / 1_000_000
-        assert milliseconds(seconds) == round(seconds * 1000, 3)
+def test_logged_durations_agree_with_rounding_to_three_decimals_but_for_exact_halves() -> None:
+    stream = io.BytesIO()
+    log = AccessLog(stream, flush_interval=0.5)
+    durations = [(micro + 0.3) / 1_000_000 for micro in range(0, 5_000_000, 997)]  # 0 to 5 s, off the halves
+    for seconds in durations:
+        log.request("id-1", "acme", "GET", "/v1/training-jobs", 200, "hit", seconds)
+    log.flush()
+    logged = [orjson.loads(line)["duration_ms"] for line in stream.getvalue().splitlines()]
+    assert logged == [round(seconds * 1000, 3) for seconds in durations]
