@@ -3,7 +3,15 @@
 Each entry carries its own ``keep_until`` (never served after it: the TTL plus the stale
 windows, cut short by the earliest cover URL inside it and, for a body holding signed
 cover-image links, by their ``serve_until``). cachetools' ``TLRUCache`` evicts by that per-entry
-time and by total size, sized by the bytes each entry really holds.
+time and by total size, sized by the bytes each entry really holds, least recently read first.
+
+Reads, one per cache hit, go through a front: a plain dict of the entries read since the last
+write. A read through ``TLRUCache`` costs three hashes of the key, its timer and its recency
+list (0.6 µs, a tenth of a hit's Python); a read from the front costs a look-up, moving the key to
+the front's end and the expiry check (0.3 µs). ``TLRUCache`` changes only when written to (a
+write may evict any entry, and expired entries go then), so the front is emptied before every
+write, its keys first passed on to ``TLRUCache``'s recency in the order of their last reads:
+eviction still takes the least recently read entry.
 """
 
 from __future__ import annotations
@@ -13,6 +21,10 @@ from cachetools import TLRUCache
 from gateway.cache.entry import CacheEntry
 from gateway.cache.keys import CacheKey
 from gateway.clock import Clock
+
+FRONT_KEYS = 1024
+"""Keys the front holds; when full it is emptied (passed on) before the next key joins, so
+passing it on never takes more than about half a millisecond."""
 
 
 class LocalEntryStore:
@@ -26,27 +38,54 @@ class LocalEntryStore:
             timer=clock.now,
             getsizeof=lambda entry: entry.size,
         )
+        self._front: dict[CacheKey, CacheEntry] = {}
+        """The entries read since the last write, least recently read first."""
 
     def get(self, key: CacheKey) -> CacheEntry | None:
         """The entry for ``key`` if it may still be served (fresh or not), else ``None``."""
+        front = self._front
+        try:
+            entry = front.pop(key)
+        except KeyError:
+            return self._first_read(key)
+        front[key] = entry
+        if entry.keep_until <= self._clock.now():
+            return None
+        return entry
+
+    def _first_read(self, key: CacheKey) -> CacheEntry | None:
+        """``get`` for a key not read since the last write: read through ``TLRUCache``."""
+        if len(self._front) >= FRONT_KEYS:
+            self._empty_front()
         try:  # one look-up: TLRUCache.get would check membership and expiry twice
-            return self._entries[key]
+            entry = self._entries[key]
         except KeyError:
             return None
+        self._front[key] = entry
+        return entry
 
     def put(self, key: CacheKey, entry: CacheEntry) -> None:
         """Store an entry; one larger than the whole cache, or already dead, is not kept."""
         if entry.keep_until <= self._clock.now() or entry.size > self._entries.maxsize:
             return
+        self._empty_front()
         self._entries[key] = entry
 
     def earliest_cover_expiry(self) -> float | None:
         """The earliest expiry of any cover URL held in any live entry."""
+        self._empty_front()
         self._entries.expire()
         return min(
             (e.earliest_cover_expiry for e in self._entries.values() if e.earliest_cover_expiry is not None),
             default=None,
         )
+
+    def _empty_front(self) -> None:
+        """Move each key read from the front to the recent end of ``TLRUCache``'s recency, in
+        the order of their last reads (one it has dropped since is skipped); empty the front."""
+        front, self._front = self._front, {}
+        for key in front:
+            self._entries.get(key)
 
     @property
     def entry_count(self) -> int:

@@ -11,7 +11,7 @@ from gateway.cache.entry import CacheEntry
 from gateway.cache.freshness import Freshness, freshness
 from gateway.cache.keys import job_key, list_key
 from gateway.cache.single_flight import LocalSingleFlight
-from gateway.cache.store import LocalEntryStore
+from gateway.cache.store import FRONT_KEYS, LocalEntryStore
 from gateway.clock import ManualClock
 
 pytestmark = pytest.mark.asyncio
@@ -43,6 +43,60 @@ async def test_total_size_stays_under_max_bytes() -> None:
     assert cache.get(job_key("acme", "49")) is not None and cache.get(job_key("acme", "0")) is None
     cache.put(job_key("acme", "huge"), _entry(clock, body=b"x" * 30_000))
     assert cache.get(job_key("acme", "huge")) is None
+
+
+def _store_of_three(clock: ManualClock) -> LocalEntryStore:
+    """A store holding entries a, b and c, with room for no fourth of their size."""
+    size = _entry(clock, body=b"x" * 1000).size
+    cache = LocalEntryStore(max_bytes=3 * size + size // 2, clock=clock)
+    for name in "abc":
+        cache.put(job_key("acme", name), _entry(clock, body=b"x" * 1000))
+    return cache
+
+
+def _held(cache: LocalEntryStore) -> str:
+    return "".join(name for name in "abcd" if cache.get(job_key("acme", name)) is not None)
+
+
+async def test_eviction_takes_the_least_recently_read_entry_repeated_reads_included() -> None:
+    """Reads after the first since a write count for recency as the first does: a was read
+    last, so b goes when d comes in, although a's first read came before b's."""
+    clock = ManualClock()
+    cache = _store_of_three(clock)
+    for name in "abca":
+        assert cache.get(job_key("acme", name)) is not None
+    cache.put(job_key("acme", "d"), _entry(clock, body=b"x" * 1000))
+    assert _held(cache) == "acd"
+
+
+async def test_recency_holds_when_more_keys_are_read_than_the_front_holds() -> None:
+    """Reading more keys between two writes than the store keeps in front still leaves the least
+    recently read entry to go first: k0 was read again before the front filled, so k1 goes."""
+    clock = ManualClock()
+    count = FRONT_KEYS + 2
+    size = _entry(clock, body=b"x" * 1000).size
+    cache = LocalEntryStore(max_bytes=count * size + size // 2, clock=clock)
+    keys = [job_key("acme", f"k{n}") for n in range(count)]
+    for key in keys:
+        cache.put(key, _entry(clock, body=b"x" * 1000))
+    for key in [*keys[:FRONT_KEYS], keys[0], *keys[FRONT_KEYS:]]:
+        assert cache.get(key) is not None
+    cache.put(job_key("acme", "new"), _entry(clock, body=b"x" * 1000))
+    assert [key for key in keys if cache.get(key) is None] == [keys[1]]
+
+
+async def test_an_entry_read_before_is_not_served_once_evicted_replaced_or_past_keep_until() -> None:
+    """Reads answered from memory see every write and the entry's own keep_until."""
+    clock = ManualClock()
+    cache = _store_of_three(clock)
+    assert cache.get(job_key("acme", "a")) is not None
+    cache.put(job_key("acme", "d"), _entry(clock, body=b"x" * 1000))  # a was read before: b goes
+    assert _held(cache) == "acd"
+    replacement = _entry(clock, body=b"y" * 1000)
+    cache.put(job_key("acme", "a"), replacement)
+    assert cache.get(job_key("acme", "a")) is replacement
+    clock.advance(60)
+    assert cache.get(job_key("acme", "a")) is None
 
 
 async def test_concurrent_loads_share_one_loader_call() -> None:
