@@ -72,8 +72,10 @@ class CoverImageLinks:
         return (math.floor(now / self._step) + 1) * self._step + self._ttl
 
     def serve_until(self, now: float) -> float:
-        """The last moment a body holding links made at ``now`` may be served (one step left)."""
-        return self.expiry(now) - self._step
+        """The last moment a body holding links made at ``now`` may be served (one step left).
+        A float, as every time an entry holds: a hit compares it with the clock, and CPython
+        compares a float with an int past 2**30 (any Unix time) the slow way."""
+        return float(self.expiry(now) - self._step)
 
     def urls(self, tenant_id: str, now: float) -> Callable[[str], str]:
         """The link to a job's cover for ``tenant_id``, made at ``now``, by job id: one maker for

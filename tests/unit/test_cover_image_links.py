@@ -51,6 +51,16 @@ def test_every_link_of_a_page_checks_out_and_an_altered_one_does_not() -> None:
             links.check(job_id + "x", query, NOW)
 
 
+def test_a_page_of_links_is_served_until_one_step_before_they_expire_as_a_float_time() -> None:
+    """A body holding links made at NOW is served while they have a step (a tenth of the TTL)
+    left. The time is a float, as every time an entry holds: a hit compares it with the clock,
+    and CPython compares a float with a Unix time held as an int the slow way."""
+    links = CoverImageLinks([KEY], [ACME], ttl_seconds=600)
+    until = links.serve_until(NOW)
+    assert until == links.expiry(NOW) - 60
+    assert type(until) is float
+
+
 @pytest.mark.parametrize(
     ("job_id", "path"),
     [
