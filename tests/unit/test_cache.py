@@ -71,7 +71,8 @@ async def test_eviction_takes_the_least_recently_read_entry_repeated_reads_inclu
 
 async def test_recency_holds_when_more_keys_are_read_than_the_front_holds() -> None:
     """Reading more keys between two writes than the store keeps in front still leaves the least
-    recently read entry to go first: k0 was read again before the front filled, so k1 goes."""
+    recently read entry to go first: k0 was read again while the front was full, before it was
+    passed on and emptied, so k1 goes."""
     clock = ManualClock()
     count = FRONT_KEYS + 2
     size = _entry(clock, body=b"x" * 1000).size
