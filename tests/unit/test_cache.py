@@ -4,6 +4,7 @@ freshness rule and the key schema."""
 from __future__ import annotations
 
 import asyncio
+import tracemalloc
 
 import pytest
 
@@ -98,6 +99,50 @@ async def test_an_entry_read_before_is_not_served_once_evicted_replaced_or_past_
     assert cache.get(job_key("acme", "a")) is replacement
     clock.advance(60)
     assert cache.get(job_key("acme", "a")) is None
+
+
+async def test_a_metrics_scrape_does_not_change_which_entry_is_evicted() -> None:
+    """The metrics read every entry (the cover expiry, the counts): that is not a read for
+    recency. a was read last and b least recently, so b goes, scrape or not."""
+    clock = ManualClock()
+    cache = _store_of_three(clock)
+    for name in "bca":
+        cache.get(job_key("acme", name))
+    assert cache.earliest_cover_expiry() is None and cache.entry_count == 3 and cache.byte_count > 0
+    cache.put(job_key("acme", "d"), _entry(clock, body=b"x" * 1000))
+    assert _held(cache) == "acd"
+
+
+async def test_an_entry_dropped_as_expired_stays_dropped_when_the_wall_clock_steps_back() -> None:
+    """A scrape drops expired entries; one read before is not served again from memory if the
+    clock then steps back (NTP, a resumed VM) into its life, as it was not before the front."""
+    clock = ManualClock()
+    cache = LocalEntryStore(max_bytes=1 << 20, clock=clock)
+    cache.put(job_key("acme", "a"), _entry(clock, life=10))
+    assert cache.get(job_key("acme", "a")) is not None
+    clock.advance(11)
+    assert cache.entry_count == 0
+    clock.advance(-6)
+    assert cache.get(job_key("acme", "a")) is None
+
+
+async def test_reading_every_entry_of_a_large_store_holds_little_memory_beside_it() -> None:
+    """The entries read since the last write are kept in front of the cache, FRONT_KEYS at most:
+    reading 20,000 entries once each holds a few tens of KB more, not a dict of 20,000."""
+    clock = ManualClock()
+    cache = LocalEntryStore(max_bytes=1 << 30, clock=clock)
+    keys = [job_key("acme", f"k{n}") for n in range(20_000)]
+    for key in keys:
+        cache.put(key, _entry(clock))
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for key in keys:
+            cache.get(key)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 100_000
 
 
 async def test_concurrent_loads_share_one_loader_call() -> None:
