@@ -28,10 +28,9 @@ import socket
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from floor_app import http_response
+from floor_app import END_OF_HEAD, http_response, spin
 from perf import wrk
 from perf.system import Cpus, started
 from run import pin_self
@@ -39,7 +38,6 @@ from run import pin_self
 from tests.stack import free_port
 
 BODY = b"x" * 8600
-END_OF_HEAD = b"\r\n\r\n"
 SERVERS = ("uvloop", "epoll level-triggered", "epoll edge-triggered")
 
 
@@ -68,9 +66,7 @@ def serve_epoll(port: int, edge_triggered: bool, busy_seconds: float) -> None:
             heads = data.count(END_OF_HEAD)
             pending[0] = data[data.rfind(END_OF_HEAD) + len(END_OF_HEAD) :] if heads else data
             if heads:
-                spin_until = time.perf_counter() + busy_seconds * heads
-                while time.perf_counter() < spin_until:
-                    pass
+                spin(busy_seconds * heads)
                 _send(connection, response * heads)
 
 

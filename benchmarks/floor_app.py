@@ -46,10 +46,15 @@ class FixedAnswers(asyncio.Protocol):
         self._pending = data[data.rfind(END_OF_HEAD) + len(END_OF_HEAD) :] if heads else data
         if heads and self._transport is not None:
             if self._busy_seconds:
-                spin_until = time.perf_counter() + self._busy_seconds * heads
-                while time.perf_counter() < spin_until:
-                    pass
+                spin(self._busy_seconds * heads)
             self._transport.write(self._response * heads)
+
+
+def spin(seconds: float) -> None:
+    """Keep the core busy for ``seconds`` (a server's own work, standing in; it never stalls)."""
+    spin_until = time.perf_counter() + seconds
+    while time.perf_counter() < spin_until:
+        pass
 
 
 def http_response(body: bytes, content_type: str) -> bytes:

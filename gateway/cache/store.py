@@ -60,7 +60,7 @@ class LocalEntryStore:
         return entry
 
     def _first_read(self, key: CacheKey) -> CacheEntry | None:
-        """``get`` for a key not read since the last write: read through ``TLRUCache``."""
+        """``get`` for a key not in the front: read through ``TLRUCache``."""
         if len(self._front) >= FRONT_KEYS:
             self._empty_front()
         try:  # one look-up: TLRUCache.get would check membership and expiry twice
@@ -94,7 +94,7 @@ class LocalEntryStore:
             try:
                 entries[key]  # TLRUCache's read moves the key to the recent end
             except KeyError:
-                continue
+                continue  # expired meanwhile
         self._front = {}
 
     @property

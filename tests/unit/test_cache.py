@@ -10,7 +10,7 @@ import pytest
 
 from gateway.cache.entry import CacheEntry
 from gateway.cache.freshness import Freshness, freshness
-from gateway.cache.keys import job_key, list_key
+from gateway.cache.keys import CacheKey, job_key, list_key
 from gateway.cache.single_flight import LocalSingleFlight
 from gateway.cache.store import FRONT_KEYS, LocalEntryStore
 from gateway.clock import ManualClock
@@ -39,20 +39,29 @@ async def test_total_size_stays_under_max_bytes() -> None:
     clock = ManualClock()
     cache = LocalEntryStore(max_bytes=20_000, clock=clock)
     for i in range(50):
-        cache.put(job_key("acme", str(i)), _entry(clock, body=b"x" * 1000))
+        cache.put(job_key("acme", str(i)), _kilobyte(clock))
         assert cache.byte_count <= 20_000
     assert cache.get(job_key("acme", "49")) is not None and cache.get(job_key("acme", "0")) is None
     cache.put(job_key("acme", "huge"), _entry(clock, body=b"x" * 30_000))
     assert cache.get(job_key("acme", "huge")) is None
 
 
-def _store_of_three(clock: ManualClock) -> LocalEntryStore:
-    """A store holding entries a, b and c, with room for no fourth of their size."""
-    size = _entry(clock, body=b"x" * 1000).size
-    cache = LocalEntryStore(max_bytes=3 * size + size // 2, clock=clock)
-    for name in "abc":
-        cache.put(job_key("acme", name), _entry(clock, body=b"x" * 1000))
+def _kilobyte(clock: ManualClock) -> CacheEntry:
+    return _entry(clock, body=b"x" * 1000)
+
+
+def _full_store(clock: ManualClock, keys: list[CacheKey]) -> LocalEntryStore:
+    """A store holding a 1 KB entry under each of ``keys``, with room for no more."""
+    size = _kilobyte(clock).size
+    cache = LocalEntryStore(max_bytes=len(keys) * size + size // 2, clock=clock)
+    for key in keys:
+        cache.put(key, _kilobyte(clock))
     return cache
+
+
+def _store_of_three(clock: ManualClock) -> LocalEntryStore:
+    """A store holding entries a, b and c, with room for no fourth."""
+    return _full_store(clock, [job_key("acme", name) for name in "abc"])
 
 
 def _held(cache: LocalEntryStore) -> str:
@@ -66,7 +75,7 @@ async def test_eviction_takes_the_least_recently_read_entry_repeated_reads_inclu
     cache = _store_of_three(clock)
     for name in "abca":
         assert cache.get(job_key("acme", name)) is not None
-    cache.put(job_key("acme", "d"), _entry(clock, body=b"x" * 1000))
+    cache.put(job_key("acme", "d"), _kilobyte(clock))
     assert _held(cache) == "acd"
 
 
@@ -75,15 +84,11 @@ async def test_recency_holds_when_more_keys_are_read_than_the_front_holds() -> N
     recently read entry to go first: k0 was read again while the front was full, before it was
     passed on and emptied, so k1 goes."""
     clock = ManualClock()
-    count = FRONT_KEYS + 2
-    size = _entry(clock, body=b"x" * 1000).size
-    cache = LocalEntryStore(max_bytes=count * size + size // 2, clock=clock)
-    keys = [job_key("acme", f"k{n}") for n in range(count)]
-    for key in keys:
-        cache.put(key, _entry(clock, body=b"x" * 1000))
+    keys = [job_key("acme", f"k{n}") for n in range(FRONT_KEYS + 2)]
+    cache = _full_store(clock, keys)
     for key in [*keys[:FRONT_KEYS], keys[0], *keys[FRONT_KEYS:]]:
         assert cache.get(key) is not None
-    cache.put(job_key("acme", "new"), _entry(clock, body=b"x" * 1000))
+    cache.put(job_key("acme", "new"), _kilobyte(clock))
     assert [key for key in keys if cache.get(key) is None] == [keys[1]]
 
 
@@ -92,7 +97,7 @@ async def test_an_entry_read_before_is_not_served_once_evicted_replaced_or_past_
     clock = ManualClock()
     cache = _store_of_three(clock)
     assert cache.get(job_key("acme", "a")) is not None
-    cache.put(job_key("acme", "d"), _entry(clock, body=b"x" * 1000))  # a was read before: b goes
+    cache.put(job_key("acme", "d"), _kilobyte(clock))  # a was read before: b goes
     assert _held(cache) == "acd"
     replacement = _entry(clock, body=b"y" * 1000)
     cache.put(job_key("acme", "a"), replacement)
@@ -109,7 +114,7 @@ async def test_a_metrics_scrape_does_not_change_which_entry_is_evicted() -> None
     for name in "bca":
         cache.get(job_key("acme", name))
     assert cache.earliest_cover_expiry() is None and cache.entry_count == 3 and cache.byte_count > 0
-    cache.put(job_key("acme", "d"), _entry(clock, body=b"x" * 1000))
+    cache.put(job_key("acme", "d"), _kilobyte(clock))
     assert _held(cache) == "acd"
 
 
