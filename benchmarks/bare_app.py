@@ -59,11 +59,15 @@ async def serve(app: web.Application, host: str, port: int) -> None:
 
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
-    """The event loop constructor for ``name`` (``uvloop`` or ``asyncio``)."""
+    """The event loop constructor for ``name`` (``uvloop``, ``rloop`` or ``asyncio``)."""
     if name == "uvloop":
         import uvloop
 
         return uvloop.new_event_loop
+    if name == "rloop":
+        import rloop
+
+        return rloop.new_event_loop
     return asyncio.new_event_loop
 
 

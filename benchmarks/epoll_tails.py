@@ -3,12 +3,14 @@
     .venv/bin/python benchmarks/epoll_tails.py                 # 4 rounds of 5 s per server (about 2 minutes)
     .venv/bin/python benchmarks/epoll_tails.py --rounds 2 --busy-us 5
 
-Three servers answer every request head with the same fixed 8.6 KB response after spinning the
+Four servers answer every request head with the same fixed 8.6 KB response after spinning the
 same few µs (``--busy-us``, standing in for a hit's own work, so they run near the gateway's
 throughput), one at a time on the server core with wrk (``-t1 -c50``) on the client core, in
 rounds whose order rotates:
 
 - ``floor_app.py --loop uvloop --busy-us``: an asyncio protocol on uvloop, as the gateway runs;
+- the same protocol on rloop, an asyncio loop in Rust on mio, which registers sockets
+  edge-triggered (the ``bench`` extra; ``benchmarks/loop_tails.py`` runs the gateway on it);
 - a raw ``select.epoll`` loop in Python registering each connection level-triggered (as libuv
   does): one ``recv`` per event;
 - the same loop registering each connection edge-triggered (``EPOLLET``, as nginx does): it reads
@@ -38,7 +40,7 @@ from run import pin_self
 from tests.stack import free_port
 
 BODY = b"x" * 8600
-SERVERS = ("uvloop", "epoll level-triggered", "epoll edge-triggered")
+SERVERS = ("uvloop", "rloop", "epoll level-triggered", "epoll edge-triggered")
 
 
 def serve_epoll(port: int, edge_triggered: bool, busy_seconds: float) -> None:
@@ -113,11 +115,36 @@ def _send(connection: socket.socket, data: bytes) -> None:
         connection.setblocking(False)
 
 
+def rotated(servers: tuple[str, ...], index: int) -> tuple[str, ...]:
+    """Round ``index``'s order: each server goes first in turn."""
+    shift = index % len(servers)
+    return servers[shift:] + servers[:shift]
+
+
+def print_round(index: int, server: str, result: wrk.WrkResult) -> None:
+    """One round of one server."""
+    print(
+        f"round {index + 1} {server:<22} {result.rps:>8,.0f} req/s  p50 {result.p50_ms:.2f} ms  "
+        f"p99 {result.p99_ms:.2f} ms  p99/p50 {result.p99_ms / result.p50_ms:.2f}",
+        flush=True,
+    )
+
+
+def print_medians(figures: dict[str, list[wrk.WrkResult]]) -> None:
+    """Each server's medians over its rounds."""
+    for server, results in figures.items():
+        rps = statistics.median(result.rps for result in results)
+        p50 = statistics.median(result.p50_ms for result in results)
+        p99 = statistics.median(result.p99_ms for result in results)
+        shape = statistics.median(result.p99_ms / result.p50_ms for result in results)
+        print(f"  {server:<22} {rps:>8,.0f} req/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms  p99/p50 {shape:.2f}")
+
+
 def _command(server: str, port: int, busy_us: float, body_file: Path) -> list[str]:
     here = Path(__file__).resolve().parent
-    if server == "uvloop":
+    if server in ("uvloop", "rloop"):
         floor = [sys.executable, str(here / "floor_app.py"), "--port", str(port), "--body", str(body_file)]
-        return [*floor, "--content-type", "application/json", "--loop", "uvloop", "--busy-us", str(busy_us)]
+        return [*floor, "--content-type", "application/json", "--loop", server, "--busy-us", str(busy_us)]
     mode = "--edge-triggered" if server == "epoll edge-triggered" else "--level-triggered"
     return [sys.executable, __file__, "--serve", str(port), mode, "--busy-us", str(busy_us)]
 
@@ -143,7 +170,7 @@ def main() -> None:
         body_file = work / "body.json"
         body_file.write_bytes(BODY)
         for index in range(arguments.rounds):
-            order = SERVERS[index % 3 :] + SERVERS[: index % 3]
+            order = rotated(SERVERS, index)
             for server in order:
                 port = free_port()
                 command = [*cpus.server_wrap(), *_command(server, port, arguments.busy_us, body_file)]
@@ -153,18 +180,9 @@ def main() -> None:
                     wrk.run(cpus, work, target, connections=50, seconds=1)
                     result = wrk.run(cpus, work, target, connections=50, seconds=arguments.seconds)
                 figures[server].append(result)
-                print(
-                    f"round {index + 1} {server:<22} {result.rps:>8,.0f} req/s  p50 {result.p50_ms:.2f} ms  "
-                    f"p99 {result.p99_ms:.2f} ms  p99/p50 {result.p99_ms / result.p50_ms:.2f}",
-                    flush=True,
-                )
+                print_round(index, server, result)
     print(f"medians of {arguments.rounds} rounds, wrk -t1 -c50, {arguments.busy_us:g} µs of work per request:")
-    for server, results in figures.items():
-        rps = statistics.median(result.rps for result in results)
-        p50 = statistics.median(result.p50_ms for result in results)
-        p99 = statistics.median(result.p99_ms for result in results)
-        shape = statistics.median(result.p99_ms / result.p50_ms for result in results)
-        print(f"  {server:<22} {rps:>8,.0f} req/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms  p99/p50 {shape:.2f}")
+    print_medians(figures)
 
 
 if __name__ == "__main__":

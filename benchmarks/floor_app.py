@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--body", type=Path, required=True, help="file with the bytes to answer")
     parser.add_argument("--content-type", required=True)
-    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop", "rloop"), default="asyncio")
     parser.add_argument("--busy-us", type=float, default=0.0, help="µs to spin per request before answering")
     args = parser.parse_args()
     response = http_response(args.body.read_bytes(), args.content_type)
