@@ -1,14 +1,17 @@
-"""Why the hit's p99 sits at about two p50s: level-triggered epoll (libuv's) against edge-triggered (nginx's).
+"""Why a hit's p99 sat at about two p50s: level-triggered epoll (libuv's) against edge-triggered (nginx's).
 
-    .venv/bin/python benchmarks/epoll_tails.py                 # 4 rounds of 5 s per server (about 2 minutes)
-    .venv/bin/python benchmarks/epoll_tails.py --rounds 2 --busy-us 5
+    .venv/bin/python benchmarks/epoll_tails.py                 # 4 rounds of 5 s per server (about 3 minutes)
+    .venv/bin/python benchmarks/epoll_tails.py --rounds 2 --busy-us 5 --turn-end-us 1
 
-Four servers answer every request head with the same fixed 8.6 KB response after spinning the
+Five servers answer every request head with the same fixed 8.6 KB response after spinning the
 same few µs (``--busy-us``, standing in for a hit's own work, so they run near the gateway's
 throughput), one at a time on the server core with wrk (``-t1 -c50``) on the client core, in
 rounds whose order rotates:
 
-- ``floor_app.py --loop uvloop --busy-us``: an asyncio protocol on uvloop, as the gateway runs;
+- ``floor_app.py --loop uvloop --busy-us``: an asyncio protocol on uvloop, as the gateway ran
+  until stop 22;
+- the same with ``--turn-end-us`` of those µs per request spun at the end of the loop's turn
+  instead (the same work in all), as the gateway now does its batch work (``ResponseTail``);
 - the same protocol on rloop, an asyncio loop in Rust on mio, which registers sockets
   edge-triggered (the ``bench`` extra; ``benchmarks/loop_tails.py`` runs the gateway on it);
 - a raw ``select.epoll`` loop in Python registering each connection level-triggered (as libuv
@@ -40,7 +43,8 @@ from run import pin_self
 from tests.stack import free_port
 
 BODY = b"x" * 8600
-SERVERS = ("uvloop", "rloop", "epoll level-triggered", "epoll edge-triggered")
+TURN_END = "uvloop, turn-end work"
+SERVERS = ("uvloop", TURN_END, "rloop", "epoll level-triggered", "epoll edge-triggered")
 
 
 def serve_epoll(port: int, edge_triggered: bool, busy_seconds: float) -> None:
@@ -140,11 +144,14 @@ def print_medians(figures: dict[str, list[wrk.WrkResult]]) -> None:
         print(f"  {server:<22} {rps:>8,.0f} req/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms  p99/p50 {shape:.2f}")
 
 
-def _command(server: str, port: int, busy_us: float, body_file: Path) -> list[str]:
+def _command(server: str, port: int, busy_us: float, turn_end_us: float, body_file: Path) -> list[str]:
     here = Path(__file__).resolve().parent
+    floor = [sys.executable, str(here / "floor_app.py"), "--port", str(port), "--body", str(body_file)]
+    floor += ["--content-type", "application/json"]
+    if server == TURN_END:
+        return [*floor, "--loop", "uvloop", "--busy-us", str(busy_us - turn_end_us), "--turn-end-us", str(turn_end_us)]
     if server in ("uvloop", "rloop"):
-        floor = [sys.executable, str(here / "floor_app.py"), "--port", str(port), "--body", str(body_file)]
-        return [*floor, "--content-type", "application/json", "--loop", server, "--busy-us", str(busy_us)]
+        return [*floor, "--loop", server, "--busy-us", str(busy_us)]
     mode = "--edge-triggered" if server == "epoll edge-triggered" else "--level-triggered"
     return [sys.executable, __file__, "--serve", str(port), mode, "--busy-us", str(busy_us)]
 
@@ -155,6 +162,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--busy-us", type=float, default=5.0)
+    parser.add_argument("--turn-end-us", type=float, default=1.0, help="of --busy-us, done at the turn's end")
     parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--edge-triggered", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--level-triggered", action="store_true", help=argparse.SUPPRESS)
@@ -173,7 +181,10 @@ def main() -> None:
             order = rotated(SERVERS, index)
             for server in order:
                 port = free_port()
-                command = [*cpus.server_wrap(), *_command(server, port, arguments.busy_us, body_file)]
+                command = [
+                    *cpus.server_wrap(),
+                    *_command(server, port, arguments.busy_us, arguments.turn_end_us, body_file),
+                ]
                 url = f"http://127.0.0.1:{port}/"
                 with started(command, work / "server.log", url) as process:
                     target = wrk.Target(server, url, process.pid)

@@ -1,7 +1,7 @@
 """The floor: the least a Python server on this event loop can do per request.
 
     python benchmarks/floor_app.py --port 8098 --body body.json --content-type application/json \
-        [--loop uvloop] [--busy-us 12]
+        [--loop uvloop] [--busy-us 12] [--turn-end-us 1]
 
 An ``asyncio.Protocol`` that answers every request head it receives (everything up to a blank
 line) with the same fixed response: no parsing, no routing, no headers computed, no log. What is
@@ -11,6 +11,9 @@ hit bytes; the µs a server spends per hit above this floor is what its own code
 
 ``--busy-us N`` spins N µs per request before answering: a server whose own code costs exactly
 that much and never stalls, to see what throughput and latency percentiles that alone gives.
+``--turn-end-us M`` spins M µs more per request answered, all at the end of the loop's turn
+(a callback scheduled by the turn's first read), as the gateway does its counters' and log
+lines' batch work (``ResponseTail.settle``).
 """
 
 from __future__ import annotations
@@ -28,12 +31,31 @@ from bare_app import loop_factory
 END_OF_HEAD = b"\r\n\r\n"
 
 
+class TurnEndWork:
+    """Work owed for the requests answered in this turn of the loop, done at its end."""
+
+    def __init__(self, seconds_per_request: float) -> None:
+        self.seconds_per_request = seconds_per_request
+        self._owed = 0.0
+
+    def owe(self, requests: int) -> None:
+        """Note ``requests`` answered; the turn's first note schedules the work."""
+        if not self._owed:
+            asyncio.get_running_loop().call_soon(self._do)
+        self._owed += self.seconds_per_request * requests
+
+    def _do(self) -> None:
+        spin(self._owed)
+        self._owed = 0.0
+
+
 class FixedAnswers(asyncio.Protocol):
     """Answers each request head with ``response``."""
 
-    def __init__(self, response: bytes, busy_seconds: float) -> None:
+    def __init__(self, response: bytes, busy_seconds: float, turn_end: TurnEndWork) -> None:
         self._response = response
         self._busy_seconds = busy_seconds
+        self._turn_end = turn_end
         self._transport: asyncio.Transport | None = None
         self._pending = b""
 
@@ -48,6 +70,8 @@ class FixedAnswers(asyncio.Protocol):
             if self._busy_seconds:
                 spin(self._busy_seconds * heads)
             self._transport.write(self._response * heads)
+            if self._turn_end.seconds_per_request:
+                self._turn_end.owe(heads)
 
 
 def spin(seconds: float) -> None:
@@ -63,13 +87,14 @@ def http_response(body: bytes, content_type: str) -> bytes:
     return head.encode("latin-1") + body
 
 
-async def serve(response: bytes, host: str, port: int, busy_seconds: float) -> None:
+async def serve(response: bytes, host: str, port: int, busy_seconds: float, turn_end_seconds: float) -> None:
     """Serve until SIGTERM or SIGINT."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    server = await loop.create_server(lambda: FixedAnswers(response, busy_seconds), host, port)
+    turn_end = TurnEndWork(turn_end_seconds)
+    server = await loop.create_server(lambda: FixedAnswers(response, busy_seconds, turn_end), host, port)
     print(f"floor app listening on http://{host}:{port}", file=sys.stderr, flush=True)
     async with server:
         await stop.wait()
@@ -84,10 +109,11 @@ def main() -> None:
     parser.add_argument("--content-type", required=True)
     parser.add_argument("--loop", choices=("asyncio", "uvloop", "rloop"), default="asyncio")
     parser.add_argument("--busy-us", type=float, default=0.0, help="µs to spin per request before answering")
+    parser.add_argument("--turn-end-us", type=float, default=0.0, help="µs to spin per request at the turn's end")
     args = parser.parse_args()
     response = http_response(args.body.read_bytes(), args.content_type)
     with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
-        runner.run(serve(response, args.host, args.port, args.busy_us / 1e6))
+        runner.run(serve(response, args.host, args.port, args.busy_us / 1e6, args.turn_end_us / 1e6))
 
 
 if __name__ == "__main__":

@@ -7,10 +7,11 @@ into request heads (at each blank line) and each whole head is offered in order 
 ``HitResponder``, which reads it with llhttp (``gateway.fastpath.heads``, a strict subset of
 HTTP/1.1) and answers it if it is a plain hit; the answers are written to the transport at
 once, and the batch work of their counters and log lines (``HitResponder.settle``) is done
-after them, so no answer waits for it. For a list or job request the service has to fetch for
-(a miss, a coalesced or stale answer), ``HitResponder`` gives a ``Fetched`` coroutine: the
-connection runs it as a task and holds that request's head and everything received after it
-(reading pauses past ``MAX_HELD_BYTES``) until the answer is written, then reads on. A failure
+after them (when a batch is full, and at the end of the loop's turn), so no answer waits for
+it. For a list or job request the service has to fetch for (a miss, a coalesced or stale
+answer), ``HitResponder`` gives a ``Fetched`` coroutine: the connection runs it as a task and
+holds that request's head and everything received after it (reading pauses past
+``MAX_HELD_BYTES``) until the answer is written, then reads on. A failure
 is answered as the chain answers it (its error envelope, its 500); when there is nothing to
 send (the load was cancelled under it), or the connection's own work around the answer fails
 (logged, type and place only), the connection is closed, as aiohttp closes one whose handler

@@ -86,15 +86,15 @@ class AccessLog:
     ``flush`` builds and encodes what is pending and hands it to the stream in one write. It
     runs when ``write`` fills a batch of ``FLUSH_EVERY_RECORDS``, when ``settle`` finds one
     filled by ``request`` (the fast path calls it once per read, after writing that read's
-    answers, so none of them waits for the batch: at one connection, the one answer in 64 that
-    filled it did; the chain calls it as it finishes each answer, before aiohttp writes it),
-    every half second from the app, and at shutdown. A batch is at least 64 records: a
-    pipelined read's hits are settled together. Building and encoding in batches costs
-    less in total (the encoder runs warm in a tight loop instead of cold between network
-    calls, and a request's line is kept as a tuple until then, a fifth less per hit than
-    building its record on the request's path); the batch is kept small because the loop
-    serves nothing while it is encoded (a half second's worth at 30k req/s stalled it for
-    tens of milliseconds)."""
+    answers, so none of them waits for the batch; the chain calls it as it finishes each
+    answer, before aiohttp writes it), at the end of a turn of the event loop that leaves half
+    a batch or more pending (``ResponseTail``: under load, every turn), every half second from
+    the app, and at shutdown. Building and encoding in batches costs less in total (the
+    encoder runs warm in a tight loop instead of cold between network calls, and a request's
+    line is kept as a tuple until then, a fifth less per hit than building its record on the
+    request's path); a batch is at most 64 records within a turn because the loop serves
+    nothing while it is encoded (a half second's worth at 30k req/s stalled it for tens of
+    milliseconds)."""
 
     def __init__(self, stream: IO[bytes], *, flush_interval: float = 0.5) -> None:
         self._stream = stream
@@ -127,6 +127,11 @@ class AccessLog:
         """Log one answered request: ``access_record``'s fields, then ``upstream``'s, if any.
         Written by the next ``settle`` that finds a batch full, or the next flush."""
         self._pending.append((time.time(), request_id, tenant, method, route, status, cache, seconds, upstream))
+
+    @property
+    def pending(self) -> int:
+        """Records noted and not written yet."""
+        return len(self._pending)
 
     def settle(self) -> None:
         """Flush if a batch is full (or every record is to be written at once)."""

@@ -48,9 +48,10 @@ class RequestStats(Collector):
     def settle(self) -> None:
         """Fold in what is pending if a batch is full."""
         if len(self._pending) >= FOLD_EVERY:
-            self._fold()
+            self.fold()
 
-    def _fold(self) -> None:
+    def fold(self) -> None:
+        """Fold in what is pending."""
         pending, self._pending = self._pending, []
         requests, durations = self._requests, self._durations
         for route, method, status, tenant, seconds in pending:
@@ -67,7 +68,7 @@ class RequestStats(Collector):
         self._cache[result] += 1
 
     def collect(self) -> Iterator[Metric]:
-        self._fold()
+        self.fold()
         requests = CounterMetricFamily(
             f"{PREFIX}_http_requests",
             "HTTP requests answered, by route template, method, status and tenant.",

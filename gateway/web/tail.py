@@ -6,19 +6,25 @@ counters and the access-log line. The handler chain (``gateway.web.observe``) an
 (``gateway.fastpath.hits``) both take the request id from ``request_id``, their headers from
 ``decorate`` and are counted and logged by ``account``, so both send and record the same (the
 fast path calls ``decorate`` once per head it builds (a memo hit reuses one), ``account`` on
-every hit). ``settle`` does the batch work of what was accounted for: the fast path once per
-read, after writing that read's answers; the chain as it finishes each answer (before aiohttp
-writes it, as before).
+every hit). ``settle`` does the batch work of what was accounted for, at once when a batch is
+full and at the end of the event loop's turn once half a batch is pending: the fast path calls
+it once per read, after writing that read's answers; the chain as it finishes each answer
+(before aiohttp writes it, as before).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import MutableMapping, Sequence
 
-from gateway.observability.accesslog import AccessLog, milliseconds
+from gateway.observability.accesslog import FLUSH_EVERY_RECORDS, AccessLog, milliseconds
 from gateway.observability.request_stats import RequestStats
 from gateway.web.cors import CorsPolicy
 from gateway.web.request_ids import RequestIds
+
+TURN_LOG_BATCH = FLUSH_EVERY_RECORDS // 2
+"""Log lines pending from which the end of the loop's turn does the batch work (see
+``ResponseTail._end_turn``): half a batch."""
 
 NOSNIFF = "nosniff"
 NO_STORE = "no-store"
@@ -32,6 +38,7 @@ class ResponseTail:
         self._cors = cors
         self._stats = stats
         self._access_log = access_log
+        self._turn_ending = False
 
     def request_id(self, given: str | None) -> str:
         """The id of a request that sent ``given`` as its X-Request-Id (``None`` if none)."""
@@ -70,8 +77,29 @@ class ResponseTail:
         self._access_log.request(request_id, tenant, method, route, status, cache, seconds, upstream)
 
     def settle(self) -> None:
-        """Do the batch work of what ``account`` noted (counters folded, log lines written)
-        when a batch is full. The fast path calls it once the answers accounted for are
-        written, so none of them waits for it."""
+        """Do the batch work of what ``account`` noted (counters folded, log lines written):
+        at once if a batch is full, and at the end of this turn of the event loop once half a
+        batch of lines is pending (``_end_turn``). The fast path calls it once the answers
+        accounted for are written, so none of them waits for it."""
         self._stats.settle()
         self._access_log.settle()
+        if not self._turn_ending and self._access_log.pending >= TURN_LOG_BATCH:
+            self._turn_ending = True
+            asyncio.get_running_loop().call_soon(self._end_turn)
+
+    def _end_turn(self) -> None:
+        """The batch work of what is pending, run by the loop after the turn's reads and before
+        it polls again.
+
+        Why there: libuv (uvloop) registers sockets with epoll level-triggered, so a poll
+        returns the ready connections in the order of the last poll, and a connection whose
+        next request has not arrived when the loop polls (the ones answered last) joins the
+        list behind all the others and waits for most of two turns. Work done between the
+        turn's last answer and the next poll lets those requests arrive in time, and the p99
+        drops from about two p50s towards one and a half (``benchmarks/epoll_tails.py``,
+        "uvloop, turn-end work"; README, Performance). Under load every turn has this work (a
+        turn holds a read from each busy connection); at a few connections a turn now and
+        then does, so a quiet server does not pay a loop callback and a write per request."""
+        self._turn_ending = False
+        self._stats.fold()
+        self._access_log.flush()

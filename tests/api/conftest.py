@@ -192,6 +192,7 @@ async def make_gateway(clock: ManualClock) -> AsyncIterator[GatewayFactory]:
         url_signing_keys: tuple[UrlSigningKey, ...] = URL_SIGNING_KEYS,
         oidc: OidcSettings | None = None,
         log_stream: io.BytesIO | None = None,
+        log_flush_interval: float = 0,
     ) -> Gateway:
         sim_cm = running_simulator(access_key=SIM_AK, secret_key=SIM_SK, clock=clock, **(simulator_options or {}))
         simulator = await sim_cm.__aenter__()
@@ -234,7 +235,7 @@ async def make_gateway(clock: ManualClock) -> AsyncIterator[GatewayFactory]:
             registry=registry,
             encode=counting_encoder,
             log_stream=log,
-            log_flush_interval=0,
+            log_flush_interval=log_flush_interval,
             url_signing_keys=url_signing_keys,
         )
         app.on_response_prepare.append(_record_response)

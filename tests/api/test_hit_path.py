@@ -27,6 +27,7 @@ from gateway.config.settings import RateLimitSettings
 from gateway.fastpath.protocol import HIT_RESPONDER, HitServingRequestHandler
 from gateway.simulator.faults import Fault
 from gateway.web.appkeys import SERVICE
+from gateway.web.tail import TURN_LOG_BATCH
 from tests.api.conftest import ACME, ACME_KEY, Gateway, GatewayFactory
 from tests.leaks import record
 
@@ -188,12 +189,18 @@ class PeekingLog(io.BytesIO):
         return super().write(data)
 
 
-async def test_hits_are_sent_before_their_log_lines_are_written(make_gateway: GatewayFactory) -> None:
+@pytest.mark.parametrize("flush_interval", [0, 3600], ids=["every line at once", "batched"])
+async def test_hits_are_sent_before_their_log_lines_are_written(
+    make_gateway: GatewayFactory, flush_interval: float
+) -> None:
     """The batch work of the hits in a read (log lines encoded and written, counters folded) is
     done once their answers are sent, so no answer waits for it: whenever log lines are
-    written, the client has already received the answers they are for."""
+    written, the client has already received the answers they are for. Batched, a pipelined
+    read of more than half a batch has its lines written at the end of the loop's turn,
+    without waiting for a full batch or the periodic flush (an hour away here)."""
+    hits = TURN_LOG_BATCH + 8
     log = PeekingLog()
-    gateway = await make_gateway(log_stream=log)
+    gateway = await make_gateway(log_stream=log, log_flush_interval=flush_interval)
     await gateway.client.get("/v1/training-jobs?limit=5", headers=ACME)
     loop = asyncio.get_running_loop()
     server = gateway.client.server
@@ -202,9 +209,9 @@ async def test_hits_are_sent_before_their_log_lines_are_written(make_gateway: Ga
         client.setblocking(False)
         await loop.sock_connect(client, (server.host, server.port))
         log.client = client
-        await loop.sock_sendall(client, b"".join([http_request("/v1/training-jobs?limit=5", method="HEAD")] * 16))
+        await loop.sock_sendall(client, b"".join([http_request("/v1/training-jobs?limit=5", method="HEAD")] * hits))
         for _ in range(200):
-            if sum(lines for _, lines in log.writes) >= 16:
+            if sum(lines for _, lines in log.writes) >= hits:
                 break
             await asyncio.sleep(0.01)
         log.client = None
@@ -212,7 +219,7 @@ async def test_hits_are_sent_before_their_log_lines_are_written(make_gateway: Ga
     for answers_received, lines in log.writes:
         lines_written += lines
         assert answers_received >= lines_written
-    assert lines_written == 16
+    assert lines_written == hits
 
 
 async def test_pipelined_responses_keep_request_order_around_a_slow_miss(gateway: Gateway) -> None:

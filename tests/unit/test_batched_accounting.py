@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 
 import orjson
@@ -10,6 +11,8 @@ from prometheus_client import CollectorRegistry
 
 from gateway.observability.accesslog import FLUSH_EVERY_RECORDS, AccessLog, access_record
 from gateway.observability.request_stats import FOLD_EVERY, RequestStats
+from gateway.web.cors import CorsPolicy
+from gateway.web.tail import TURN_LOG_BATCH, ResponseTail
 
 
 def record(number: int) -> dict[str, object]:
@@ -54,6 +57,58 @@ def test_a_flush_writes_what_is_pending_and_nothing_twice() -> None:
     log.write(record(2))
     log.flush()
     assert [orjson.loads(line)["request_id"] for line in stream.getvalue().splitlines()] == ["id-1", "id-2"]
+
+
+class CountingStream(io.BytesIO):
+    """A log stream that counts the writes it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, data: object) -> int:
+        self.writes += 1
+        return super().write(data)  # type: ignore[call-overload]
+
+
+def turn_of_reads(tail: ResponseTail, first: int, count: int) -> None:
+    """``count`` reads answered in one turn of the loop, one hit each, settled as the fast path does."""
+    for number in range(first, first + count):
+        tail.account(f"id-{number}", "/v1/training-jobs", "GET", 200, "acme", "hit", 0.0001)
+        tail.settle()
+
+
+def logged_ids(stream: io.BytesIO) -> list[str]:
+    return [orjson.loads(line)["request_id"] for line in stream.getvalue().splitlines()]
+
+
+async def test_a_busy_turns_log_lines_are_written_together_at_its_end() -> None:
+    """``ResponseTail.settle``, called after each read's answers, leaves a batch that is not
+    full for the end of the event loop's turn: then the turn's lines (half a batch or more)
+    are written, in order and in one write, without waiting for a full batch or the
+    periodic flush."""
+    stream = CountingStream()
+    tail = ResponseTail(cors=CorsPolicy((), 60), stats=RequestStats(), access_log=AccessLog(stream, flush_interval=60))
+    turn_of_reads(tail, 0, TURN_LOG_BATCH)
+    assert stream.getvalue() == b""  # the turn is not over
+    await asyncio.sleep(0)
+    assert logged_ids(stream) == [f"id-{n}" for n in range(TURN_LOG_BATCH)]
+    assert stream.writes == 1
+
+
+async def test_a_quiet_turns_log_lines_wait_to_be_written_with_later_ones() -> None:
+    """A turn with fewer than half a batch of lines leaves them pending (a quiet server does not
+    pay a write per request); the first turn that brings the pending lines to half a batch
+    writes them all, in order, in one write."""
+    stream = CountingStream()
+    tail = ResponseTail(cors=CorsPolicy((), 60), stats=RequestStats(), access_log=AccessLog(stream, flush_interval=60))
+    turn_of_reads(tail, 0, 3)
+    await asyncio.sleep(0)
+    assert stream.getvalue() == b""
+    turn_of_reads(tail, 3, TURN_LOG_BATCH - 3)
+    await asyncio.sleep(0)
+    assert logged_ids(stream) == [f"id-{n}" for n in range(TURN_LOG_BATCH)]
+    assert stream.writes == 1
 
 
 def test_request_counts_are_complete_at_every_scrape() -> None:
