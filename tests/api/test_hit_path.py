@@ -222,6 +222,43 @@ async def test_hits_are_sent_before_their_log_lines_are_written(
     assert lines_written == hits
 
 
+class FailingLog(io.BytesIO):
+    """An access-log stream whose writes fail while ``failing`` (a stdout whose reader is gone)."""
+
+    failing = True
+
+    def write(self, data: Any) -> int:
+        if self.failing:
+            raise OSError("the access log's stream is gone")
+        return super().write(data)
+
+
+async def test_hits_are_answered_while_the_access_log_cannot_be_written(
+    make_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When writing the log lines at the end of the loop's turn fails, the loop reports the
+    error and the connection goes on: every hit before and after is answered."""
+    log = FailingLog()
+    gateway = await make_gateway(log_stream=log, log_flush_interval=3600)
+    await gateway.client.get("/v1/training-jobs?limit=5", headers=ACME)  # the miss
+    hits = TURN_LOG_BATCH + 8
+    reader, writer = await connect(gateway)
+    try:
+        writer.write(b"".join([http_request("/v1/training-jobs?limit=5")] * hits))
+        answers = [await asyncio.wait_for(read_response(reader), timeout=5) for _ in range(hits)]
+        for _ in range(100):  # until the turn's end has tried to write the lines
+            if "OSError" in caplog.text:
+                break
+            await asyncio.sleep(0.01)
+        writer.write(http_request("/v1/training-jobs?limit=5"))
+        answers.append(await asyncio.wait_for(read_response(reader), timeout=5))
+    finally:
+        writer.close()
+        log.failing = False
+    assert "OSError" in caplog.text
+    assert [(a.status, a.headers["x-cache"]) for a in answers] == [(200, "HIT")] * (hits + 1)
+
+
 async def test_pipelined_responses_keep_request_order_around_a_slow_miss(gateway: Gateway) -> None:
     """Hit, slow miss, hit, hit in one write: answers come back in that order, so the hits after
     the miss wait for it instead of overtaking it."""
