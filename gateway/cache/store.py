@@ -7,16 +7,16 @@ time and by total size, sized by the bytes each entry really holds, least recent
 Reading its entries for a metric does not count as a read (it would make a scrape reorder them).
 
 Reads, one per cache hit, go through a front: a plain dict of the entries read since
-``TLRUCache`` last changed. A read through ``TLRUCache`` costs three hashes of the key, its timer and its recency
-list (0.6 µs, a tenth of a hit's Python); a read from the front costs a look-up, moving the key to
-the front's end and the expiry check (0.3 µs). ``TLRUCache`` changes only when written to (a
-write may evict any entry) and when it drops expired entries (on a write, when its size is
-read, and before the cover-expiry metric), so the front is emptied before each of those, its keys first passed on to
-``TLRUCache``'s recency in the order of their last reads: eviction still takes the least
-recently read entry, and the front never holds an entry ``TLRUCache`` has dropped. A key read
-once between two writes costs two reads through ``TLRUCache`` (its first, and the pass-on); one
-read three times or more costs less than it would without the front. A hit's key is read far
-more often than the store is written to.
+``TLRUCache`` last changed. A read through ``TLRUCache`` costs three hashes of the key, its
+timer and its recency list (0.6 µs, a tenth of a hit's Python); a read from the front costs a
+look-up, moving the key to the front's end and the expiry check (0.3 µs). ``TLRUCache`` changes
+only when written to (a write may evict any entry) and when it drops expired entries (on a
+write, when its size is read, and before the cover-expiry metric), so the front is emptied
+before each of those, its keys first passed on to ``TLRUCache``'s recency in the order of their
+last reads: eviction still takes the least recently read entry, and the front never holds an
+entry ``TLRUCache`` has dropped. A key read once between two writes costs two reads through
+``TLRUCache`` (its first, and the pass-on); one read three times or more costs less than it
+would without the front. A hit's key is read far more often than the store is written to.
 """
 
 from __future__ import annotations
