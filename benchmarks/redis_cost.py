@@ -6,9 +6,9 @@
 Starts a Redis server and two single-replica deployments (simulator and gateway, served as
 ``serve`` serves it, rate limit on far above the load as in the replicas section), pinned to core
 0; wrk (core 1) asks both for the same cached list, alternating (the replicas section's
-``hit_throughput``, with more rounds). For each pair of rounds it prints both req/s and the
-server CPU per hit Redis adds (the gateway process's CPU share over req/s, with Redis minus
-without): a pair runs back to back, so the difference is steadier than req/s medians, which the
+``hit_throughput``, with more rounds). For each pair of rounds it prints both req/s, both p99s
+and the server CPU per hit Redis adds (the gateway process's CPU share over req/s, with Redis
+minus without): a pair runs back to back, so the difference is steadier than req/s medians, which the
 machine's noise moves by more than the cost measured. Prints figures; asserts nothing.
 """
 
@@ -47,14 +47,23 @@ def main() -> None:
             deployment(work / "with", bench, 1, redis.url) as (with_redis,),
         ):
             figures = hit_throughput(bench, without, with_redis, rounds=arguments.pairs)
-    rounds = zip(figures["without_redis"]["rounds_rps"], figures["with_redis"]["rounds_rps"], strict=True)
+    without, with_redis = figures["without_redis"], figures["with_redis"]
+    rounds = zip(without["rounds_rps"], with_redis["rounds_rps"], strict=True)
+    tails = list(zip(without["rounds_p99_ms"], with_redis["rounds_p99_ms"], strict=True))
     added = figures["cpu_us_added_by_round"]
-    for pair, ((without_rps, with_rps), cpu) in enumerate(zip(rounds, added, strict=True), start=1):
+    for pair, ((without_rps, with_rps), (without_p99, with_p99), cpu) in enumerate(
+        zip(rounds, tails, added, strict=True), start=1
+    ):
         print(
             f"pair {pair}: {without_rps:,.0f} req/s without Redis, {with_rps:,.0f} with "
-            f"({with_rps / without_rps:.3f}x); server CPU per hit {cpu:+.2f} us with Redis"
+            f"({with_rps / without_rps:.3f}x); p99 {without_p99:.2f} ms without, {with_p99:.2f} with; "
+            f"server CPU per hit {cpu:+.2f} us with Redis"
         )
     print(f"server CPU per hit added by redis_url, median of {len(added)} pairs: {statistics.median(added):+.2f} us")
+    print(
+        f"p99 ms, median of {len(tails)} rounds: {statistics.median(pair[0] for pair in tails):.2f} without Redis, "
+        f"{statistics.median(pair[1] for pair in tails):.2f} with"
+    )
 
 
 if __name__ == "__main__":

@@ -134,9 +134,10 @@ def new_request_ids(target: Target) -> Target:
 
 
 def median_run(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The run with the median req/s (the lower middle for an even count), with every round's req/s."""
+    """The run with the median req/s (the lower middle for an even count), with every round's req/s
+    and p99."""
     chosen = sorted(runs, key=lambda run: run["rps"])[(len(runs) - 1) // 2]
-    return {**chosen, "rounds_rps": [run["rps"] for run in runs]}
+    return {**chosen, "rounds_rps": [run["rps"] for run in runs], "rounds_p99_ms": [run["p99_ms"] for run in runs]}
 
 
 def hit_measurements(bench: Bench, hit: HitTargets, base_url: str) -> dict[str, Any]:
