@@ -154,8 +154,35 @@ def test_dashboard_uses_only_metrics_the_gateway_exports(metric_names: set[str])
         "metastudio_gateway_expired_covers_served_total",
         "metastudio_gateway_cache_bytes",
         "metastudio_gateway_cache_entries",
+        "metastudio_gateway_shared_tier_up",
+        "metastudio_gateway_shared_tier_operations_total",
+        "metastudio_gateway_shared_tier_operation_duration_seconds_bucket",
+        "metastudio_gateway_jwt_validations_total",
+        "metastudio_gateway_jwks_fetches_total",
+        "metastudio_gateway_jwks_age_seconds",
     }
     assert wanted <= used, wanted - used
+
+
+def test_dashboard_panels_have_unique_ids_and_do_not_overlap() -> None:
+    """Grafana places panels by gridPos (24 columns): none shares an id or a cell with another."""
+    panels = json.loads(DASHBOARD.read_text(encoding="utf-8"))["panels"]
+    ids = [panel["id"] for panel in panels]
+    assert len(ids) == len(set(ids)), sorted(ids)
+    taken: dict[tuple[int, int], str] = {}
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in taken, f"{panel['title']} overlaps {taken[(x, y)]}"
+                taken[(x, y)] = panel["title"]
+
+
+def test_chart_readme_lists_every_alert() -> None:
+    """The chart README's alert table names every alert files/alerts.yaml defines."""
+    documented = set(re.findall(r"`(MetastudioGateway[A-Za-z]+)`", (CHART / "README.md").read_text(encoding="utf-8")))
+    assert {rule["alert"] for rule in _rules()} <= documented
 
 
 @pytest.mark.prometheus
