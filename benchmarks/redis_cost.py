@@ -8,8 +8,8 @@ Starts a Redis server and two single-replica deployments (simulator and gateway,
 0; wrk (core 1) asks both for the same cached list, alternating (the replicas section's
 ``hit_throughput``, with more rounds). For each pair of rounds it prints both req/s, both p99s
 and the server CPU per hit Redis adds (the gateway process's CPU share over req/s, with Redis
-minus without): a pair runs back to back, so the difference is steadier than req/s medians, which the
-machine's noise moves by more than the cost measured. Prints figures; asserts nothing.
+minus without): a pair runs back to back, so the difference is steadier than req/s medians,
+which the machine's noise moves by more than the cost measured. Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
