@@ -1,4 +1,4 @@
-"""Why a hit's p99 sat at about two p50s: level-triggered epoll (libuv's) against edge-triggered (nginx's).
+"""Why a hit's p99 sits at about two p50s: level-triggered epoll (libuv's) against edge-triggered (nginx's).
 
     .venv/bin/python benchmarks/epoll_tails.py                 # 4 rounds of 5 s per server (about 3 minutes)
     .venv/bin/python benchmarks/epoll_tails.py --rounds 2 --busy-us 5 --turn-end-us 1

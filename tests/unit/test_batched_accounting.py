@@ -19,6 +19,11 @@ def record(number: int) -> dict[str, object]:
     return access_record(f"id-{number}", "acme", "GET", "/v1/training-jobs", 200, "hit", 0.0001)
 
 
+def logged_ids(stream: io.BytesIO) -> list[str]:
+    """The request ids of the lines written to ``stream``, in order."""
+    return [orjson.loads(line)["request_id"] for line in stream.getvalue().splitlines()]
+
+
 def test_log_lines_are_written_per_batch_in_order_with_their_own_times() -> None:
     stream = io.BytesIO()
     log = AccessLog(stream, flush_interval=0.5)
@@ -56,7 +61,7 @@ def test_a_flush_writes_what_is_pending_and_nothing_twice() -> None:
     log.flush()
     log.write(record(2))
     log.flush()
-    assert [orjson.loads(line)["request_id"] for line in stream.getvalue().splitlines()] == ["id-1", "id-2"]
+    assert logged_ids(stream) == ["id-1", "id-2"]
 
 
 class CountingStream(io.BytesIO):
@@ -71,15 +76,16 @@ class CountingStream(io.BytesIO):
         return super().write(data)  # type: ignore[call-overload]
 
 
+def tail_logging_to(stream: io.BytesIO) -> ResponseTail:
+    """A response tail whose access log writes to ``stream`` (its periodic flush a minute away)."""
+    return ResponseTail(cors=CorsPolicy((), 60), stats=RequestStats(), access_log=AccessLog(stream, flush_interval=60))
+
+
 def turn_of_reads(tail: ResponseTail, first: int, count: int) -> None:
     """``count`` reads answered in one turn of the loop, one hit each, settled as the fast path does."""
     for number in range(first, first + count):
         tail.account(f"id-{number}", "/v1/training-jobs", "GET", 200, "acme", "hit", 0.0001)
         tail.settle()
-
-
-def logged_ids(stream: io.BytesIO) -> list[str]:
-    return [orjson.loads(line)["request_id"] for line in stream.getvalue().splitlines()]
 
 
 async def test_a_busy_turns_log_lines_are_written_together_at_its_end() -> None:
@@ -88,7 +94,7 @@ async def test_a_busy_turns_log_lines_are_written_together_at_its_end() -> None:
     are written, in order and in one write, without waiting for a full batch or the
     periodic flush."""
     stream = CountingStream()
-    tail = ResponseTail(cors=CorsPolicy((), 60), stats=RequestStats(), access_log=AccessLog(stream, flush_interval=60))
+    tail = tail_logging_to(stream)
     turn_of_reads(tail, 0, TURN_LOG_BATCH)
     assert stream.getvalue() == b""  # the turn is not over
     await asyncio.sleep(0)
@@ -101,7 +107,7 @@ async def test_a_quiet_turns_log_lines_wait_to_be_written_with_later_ones() -> N
     pay a write per request); the first turn that brings the pending lines to half a batch
     writes them all, in order, in one write."""
     stream = CountingStream()
-    tail = ResponseTail(cors=CorsPolicy((), 60), stats=RequestStats(), access_log=AccessLog(stream, flush_interval=60))
+    tail = tail_logging_to(stream)
     turn_of_reads(tail, 0, 3)
     await asyncio.sleep(0)
     assert stream.getvalue() == b""
