@@ -1,7 +1,7 @@
 """The performance harness: the gateway against the physical limit and a peer, in one run.
 
-    python benchmarks/run.py            # full run, about 4 minutes
-    python benchmarks/run.py --quick    # shorter durations, about 1.5 minutes
+    python benchmarks/run.py            # full run, about 11 minutes
+    python benchmarks/run.py --quick    # shorter durations, about 2.5 minutes
 
 Starts the simulator and the gateway (``metastudio-gateway serve``, real processes on loopback),
 a bare aiohttp app serving the gateway's exact bytes on the gateway's event loop, and Debian
@@ -59,7 +59,7 @@ FULL = Plan(
     coalesce_requests=1000,
     memory_max_bytes=64 * MiB,
     signing_iterations=20_000,
-    hit_rounds=3,
+    hit_rounds=5,
 )
 QUICK = Plan(
     warmup_seconds=1,
@@ -134,7 +134,7 @@ def run_all(bench: Bench, wait_quiet_seconds: float) -> dict[str, Any]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description="Gateway benchmarks: one table, JSON and a chart.")
-    parser.add_argument("--quick", action="store_true", help="shorter durations (about 1.5 minutes)")
+    parser.add_argument("--quick", action="store_true", help="shorter durations (about 2.5 minutes)")
     parser.add_argument("--server-cpu", type=int, default=0, help="core for the servers (default 0)")
     parser.add_argument("--client-cpu", type=int, default=1, help="core for wrk and this script (default 1)")
     parser.add_argument(

@@ -79,6 +79,22 @@ def _ratios(gateway: Mapping[str, Any], baseline: Mapping[str, Any]) -> dict[str
     }
 
 
+def _round_ratios(gateway: Mapping[str, Any], baseline: Mapping[str, Any]) -> dict[str, Any]:
+    """``_ratios`` of two ``median_run``s, and gateway / baseline for req/s and p99 round by
+    round, with the median of each: runs next to each other in a round see the same minute of
+    the machine, whose speed drifts by a tenth or more between minutes (the ratio of the
+    medians pairs runs from different rounds)."""
+    rps = [ours / theirs for ours, theirs in zip(gateway["rounds_rps"], baseline["rounds_rps"], strict=True)]
+    p99 = [ours / theirs for ours, theirs in zip(gateway["rounds_p99_ms"], baseline["rounds_p99_ms"], strict=True)]
+    return {
+        **_ratios(gateway, baseline),
+        "rounds_rps_ratio": rps,
+        "rounds_p99_ratio": p99,
+        "rps_ratio_by_round": statistics.median(rps),
+        "p99_ratio_by_round": statistics.median(p99),
+    }
+
+
 # ---------------------------------------------------------------- /metrics
 
 
@@ -120,11 +136,21 @@ class HitTargets:
     gateway_gzip: Target | None
     bare_gzip: Target | None
 
-    def in_turn(self) -> list[Target]:
-        """The order they take turns in, each baseline just before its gateway run."""
+    def in_turn(self, round_index: int = 0) -> list[Target]:
+        """The order they take turns in round ``round_index``: each gateway run next to its
+        baselines (plain hits between bare aiohttp and nginx), every group reversed in odd
+        rounds, so that neither run of a pair always goes first; the floor last. (Until stop 24
+        each baseline went just before its gateway run, and nginx four runs after the gateway's.)"""
         gzip_pair = [self.bare_gzip, self.gateway_gzip] if self.bare_gzip and self.gateway_gzip else []
-        new_ids = [new_request_ids(self.nginx), new_request_ids(self.gateway)]
-        return [self.bare, self.gateway, self.chain, *gzip_pair, self.nginx, *new_ids, self.floor]
+        groups = [
+            [self.bare, self.gateway, self.nginx],
+            [self.chain],
+            gzip_pair,
+            [new_request_ids(self.nginx), new_request_ids(self.gateway)],
+        ]
+        if round_index % 2:
+            groups = [group[::-1] for group in groups]
+        return [*(target for group in groups for target in group), self.floor]
 
 
 def new_request_ids(target: Target) -> Target:
@@ -151,14 +177,15 @@ def median_run(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def hit_measurements(bench: Bench, hit: HitTargets, base_url: str) -> dict[str, Any]:
     """1 and 2. Gateway hits vs the bare app (and gzip vs gzip) and vs nginx at wrk -t1 -c50.
 
-    The targets take turns for ``plan.hit_rounds`` rounds (warm-up in the first only); each
-    target's median round is reported (``median_run``: its p50 and p99 are the medians of the
-    rounds'), so a burst of outside load skews one round, not the ratio.
+    The targets take turns for ``plan.hit_rounds`` rounds (warm-up in the first only), in the
+    order ``HitTargets.in_turn`` gives; each target's median round is reported (``median_run``:
+    its p50 and p99 are the medians of the rounds'), so a burst of outside load skews one round,
+    not the ratio. Against nginx, the ratios round by round too (``_round_ratios``).
     """
     before = cache_counts(base_url)
     runs: dict[str, list[dict[str, Any]]] = {target.name: [] for target in hit.in_turn()}
     for round_index in range(bench.plan.hit_rounds):
-        for target in hit.in_turn():
+        for target in hit.in_turn(round_index):
             warmup = bench.plan.warmup_seconds if round_index == 0 else 0
             runs[target.name].append(bench.measure(target, HIT_CONNECTIONS, bench.plan.hit_seconds, warmup))
     median = {name: median_run(target_runs) for name, target_runs in runs.items()}
@@ -171,7 +198,7 @@ def hit_measurements(bench: Bench, hit: HitTargets, base_url: str) -> dict[str, 
             "gateway_cache_results_during_runs": _delta(cache_counts(base_url), before),
         },
         "chain": {"gateway": median[hit.chain.name], **_ratios(median[hit.chain.name], bare)},
-        "nginx": {"nginx": nginx, **_ratios(gateway, nginx)},
+        "nginx": {"nginx": nginx, **_round_ratios(gateway, nginx)},
         "floor": _floor(median[hit.floor.name], gateway, nginx),
         "new_request_ids": _new_request_ids(median, hit),
         "gzip": None,

@@ -59,6 +59,8 @@ def hit_rows(results: Mapping[str, Any]) -> list[Row]:
         ("2 hit req/s (vs nginx proxy_cache)", _n(g["rps"], 0), _n(n["rps"], 0), _x(ngx["rps_ratio"])),
         ("2 hit p50 ms (vs nginx)", _n(g["p50_ms"]), _n(n["p50_ms"]), _x(ngx["p50_ratio"])),
         ("2 hit p99 ms (vs nginx)", _n(g["p99_ms"]), _n(n["p99_ms"]), _x(ngx["p99_ratio"])),
+        ("2 hit req/s vs nginx, median of the rounds' ratios", "-", "-", _x(ngx["rps_ratio_by_round"])),
+        ("2 hit p99 vs nginx, median of the rounds' ratios", "-", "-", _x(ngx["p99_ratio_by_round"])),
         *_floor_rows(results.get("floor")),
         *_new_request_id_rows(results.get("new_request_ids")),
     ]
@@ -199,14 +201,20 @@ def _wrk_runs(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def round_lines(results: Mapping[str, Any]) -> list[str]:
-    """Each hit target's rounds (req/s, in the order run): how far one round moves on this machine."""
+    """Each hit target's rounds (req/s, in the order run): how far one round moves on this machine;
+    and the gateway over nginx in each round, for req/s and p99."""
     runs = [results["hit"]["bare"], results["hit"]["gateway"], results["nginx"]["nginx"]]
     if results.get("new_request_ids") is not None:
         runs += [results["new_request_ids"]["nginx"], results["new_request_ids"]["gateway"]]
     if results.get("floor") is not None:
         runs.append(results["floor"]["floor"])
     spreads = [f"{run['target']} {', '.join(f'{rps:,.0f}' for rps in run['rounds_rps'])}" for run in runs]
-    return ["hit rounds, req/s (the median is kept): " + "; ".join(spreads)]
+    ratios = {"req/s": results["nginx"]["rounds_rps_ratio"], "p99": results["nginx"]["rounds_p99_ratio"]}
+    by_round = [f"{name} {', '.join(f'{ratio:.2f}x' for ratio in values)}" for name, values in ratios.items()]
+    return [
+        "hit rounds, req/s (the median is kept): " + "; ".join(spreads),
+        "gateway / nginx round by round (each pair run one after the other): " + "; ".join(by_round),
+    ]
 
 
 def warnings(results: Mapping[str, Any]) -> list[str]:
