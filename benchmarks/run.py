@@ -11,8 +11,9 @@ wrk pinned to the other. Prints one table and writes ``benchmarks/results/latest
 
 1. hit path: gateway cache hits vs the bare app (req/s, p50, p99; gzip too if the gateway serves it),
    and a second gateway with ``fast_hit_path = false`` (hits through aiohttp's handler chain)
-2. vs nginx proxy_cache answering the same query, and each one's µs per hit above the floor: a
-   bare uvloop protocol answering the same bytes (``floor_app.py``: the loop, the syscalls, loopback)
+2. vs nginx proxy_cache answering the same query (also round by round: the two run one after the
+   other), and each one's µs per hit above the floor: a bare uvloop protocol answering the same
+   bytes (``floor_app.py``: the loop, the syscalls, loopback)
 3. miss path: the gateway's added latency over signing and calling the simulator directly
 4. coalescing: 1000 concurrent cold requests for one key: upstream calls, time to serve all
    (vs the bare app serving the same page, gzip as the client accepts it)
