@@ -30,8 +30,14 @@ one dictionary look-up instead of a parse (0.1 µs against 2.7 for a parse, wher
 hit's Python takes about 5.5). A head that differs on every request (a per-request
 ``X-Request-Id`` or ``traceparent``: ``PER_REQUEST_HEADERS``) is remembered without those
 lines, as a skeleton: the next head that differs only in their values is read from it (about
-1.5 µs: finding and checking those lines) instead of parsed. Authentication is not remembered:
-the caller is decided afresh on every request.
+2.3 µs: finding and checking those lines, then a look-up) instead of parsed. A skeleton keeps
+the shape of the head it was made from: its bytes around the per-request values. Each
+connection reads through its own ``HeadReader``, which keeps the shape of the last head it read
+from a skeleton. A client sends the same head with new ids on every request, so its next head is
+matched against that shape by comparing bytes before anything else (about 1.3 µs in all: no
+lower-casing, cutting or look-up). A client whose head's skeleton was made from another
+client's shape (the same headers, but names cased differently) is read from the skeleton each
+time. Authentication is not remembered: the caller is decided afresh on every request.
 """
 
 from __future__ import annotations
@@ -99,8 +105,78 @@ class PlainHead:
         return head
 
 
+class HeadShape:
+    """A head with per-request lines as the bytes around their values, and what it reads as
+    without those lines (its skeleton's reading). The bytes run from the head's start through the
+    first such line's colon, then from the end of each value through the next one's colon, then
+    from the end of the last value to the head's end. Any head of these bytes around values of the
+    same form reads as the skeleton plus those values: cut, it gives the same skeleton (each
+    line's first occurrence is where it was, as the bytes before it are the same and a value holds
+    no line break) and the same values. The bytes after the last value end with the blank line,
+    so a head (which ends at its first blank line) that has them there ends with them."""
+
+    __slots__ = ("_first", "_lines", "skeleton")
+
+    def __init__(self, skeleton: PlainHead, head: bytes, cuts: _Cuts) -> None:
+        self.skeleton = skeleton
+        """What a head of this shape reads as, less its per-request headers."""
+        starts = [0] + [end for _, _, end, _ in cuts]  # where each run of bytes around the values starts
+        stops = [value_start for _, value_start, _, _ in cuts] + [len(head)]
+        around = [head[start:stop] for start, stop in zip(starts, stops, strict=True)]
+        self._first = around[0]
+        self._lines = tuple(zip([name for *_, name in cuts], around[1:], strict=True))
+        """Each per-request line's header, and the bytes after its value up to the next value (or the end)."""
+
+    def read(self, head: bytes) -> PlainHead | None:
+        """``head`` read from the skeleton if it has this shape (and is short enough to be read
+        from one), else ``None``: it may still be a plain head of some other shape."""
+        first = self._first
+        if len(head) > MAX_REMEMBERED_HEAD_BYTES or not head.startswith(first):
+            return None
+        skeleton = self.skeleton
+        fields = skeleton.fields.copy()
+        position = len(first)
+        for name, after in self._lines:
+            end = head.find(b"\r\n", position)
+            value = _PER_REQUEST_VALUE.fullmatch(head, position, end) if end >= 0 else None
+            if value is None or not head.startswith(after, end):
+                return None
+            fields[name] = value[1]
+            position = end + len(after)
+        return skeleton.with_fields(fields)
+
+
+class HeadReader:
+    """One connection's reader of request heads (``PlainHeads.reader``): the heads every
+    connection shares, and the shape of the last head this one read from a skeleton, tried first
+    (see the module docstring)."""
+
+    __slots__ = ("_heads", "_remembered", "_shape")
+
+    def __init__(self, heads: PlainHeads, remembered: dict[bytes, PlainHead | None]) -> None:
+        self._heads = heads
+        self._remembered = remembered
+        self._shape: HeadShape | None = None
+
+    def read(self, head: bytes) -> PlainHead | None:
+        """``head`` (request line to blank line, inclusive) read as the module docstring says,
+        or ``None``."""
+        shape = self._shape
+        if shape is not None:
+            plain = shape.read(head)
+            if plain is not None:
+                return plain
+        known = self._remembered.get(head, _UNREAD)  # a sentinel: ``None`` (not a plain head) is remembered too
+        if known is not _UNREAD:
+            return cast("PlainHead | None", known)
+        plain, shape = self._heads.read_new(head)
+        if shape is not None:
+            self._shape = shape
+        return plain
+
+
 class PlainHeads:
-    """Reads whole request heads (see the module docstring)."""
+    """The heads read so far, and the parser, shared by every connection's ``HeadReader``."""
 
     def __init__(self) -> None:
         self._parser = httptools.HttpRequestParser(self)
@@ -109,33 +185,39 @@ class PlainHeads:
         self._fields = 0
         self._kept_alive = False
         self._remembered: dict[bytes, PlainHead | None] = {}
-        self._skeletons: dict[bytes, PlainHead] = {}
-        """Heads read before, without their per-request lines (see ``_per_request_lines``)."""
+        self._skeletons: dict[bytes, HeadShape] = {}
+        """Heads read before, without their per-request lines (see ``_per_request_lines``), with
+        the shape of the head each was first read from."""
 
-    def read(self, head: bytes) -> PlainHead | None:
-        """``head`` (request line to blank line, inclusive) read as above, or ``None``."""
+    def reader(self) -> HeadReader:
+        """A reader for one connection."""
+        return HeadReader(self, self._remembered)
+
+    def read_new(self, head: bytes) -> tuple[PlainHead | None, HeadShape | None]:
+        """A head that is not remembered, read; with the shape of its skeleton if it has
+        per-request lines and was read from one or gave one."""
         if len(head) > MAX_PLAIN_HEAD_BYTES:
-            return None
-        remembered = self._remembered
-        known = remembered.get(head, _UNREAD)  # a sentinel: ``None`` (not a plain head) is remembered too
-        if known is not _UNREAD:
-            return cast("PlainHead | None", known)
+            return None, None
         if len(head) > MAX_REMEMBERED_HEAD_BYTES:
-            return self._parse(head)
-        split = _per_request_lines(head)
-        if split is None:
+            return self._parse(head), None
+        cut = _per_request_lines(head)
+        if cut is None:
             plain = self._parse(head)
-            _remember(remembered, head, plain)
-            return plain
-        skeleton, values = split
-        known = self._skeletons.get(skeleton)
-        if known is not None and len(known.fields) + len(values) <= MAX_HEADER_COUNT:
-            return known.with_fields({**known.fields, **values})
+            _remember(self._remembered, head, plain)
+            return plain, None
+        skeleton_bytes, values, cuts = cut
+        shape = self._skeletons.get(skeleton_bytes)
+        if shape is not None and len(shape.skeleton.fields) + len(values) <= MAX_HEADER_COUNT:
+            skeleton = shape.skeleton
+            return skeleton.with_fields({**skeleton.fields, **values}), shape
         plain = self._parse(head)
-        if plain is not None:  # the head without its per-request lines reads the same, less them
-            fields = {name: value for name, value in plain.fields.items() if name not in values}
-            _remember(self._skeletons, skeleton, plain.with_fields(fields))
-        return plain
+        if plain is None:
+            return None, None
+        # the head without its per-request lines reads the same, less them
+        skeleton = plain.with_fields({name: value for name, value in plain.fields.items() if name not in values})
+        shape = HeadShape(skeleton, head, cuts)
+        _remember(self._skeletons, skeleton_bytes, shape)
+        return plain, shape
 
     def _parse(self, head: bytes) -> PlainHead | None:
         if not head.isascii():
@@ -191,32 +273,38 @@ def _remember(memo: dict[bytes, _Kept], head: bytes, plain: _Kept) -> None:
     memo[head] = plain
 
 
-def _per_request_lines(head: bytes) -> tuple[bytes, dict[bytes, bytes]] | None:
-    """``head`` without the first line of each of its ``PER_REQUEST_HEADERS``, and their values as
-    llhttp gives them; ``None`` if it has none, or one whose value is not
-    ``_PER_REQUEST_VALUE`` (then the whole head is parsed). A skeleton is remembered only
+_Cuts = list[tuple[int, int, int, bytes]]
+"""Where a head's per-request lines are, in order: each one's start, its value's start and end,
+and its header."""
+
+
+def _per_request_lines(head: bytes) -> tuple[bytes, dict[bytes, bytes], _Cuts] | None:
+    """``head`` without the first line of each of its ``PER_REQUEST_HEADERS``, their values as
+    llhttp gives them, and where those lines are; ``None`` if it has none, or one whose value is
+    not ``_PER_REQUEST_VALUE`` (then the whole head is parsed). A skeleton is remembered only
     from a head read as plain, which has no header twice and no folded line, so a remembered
-    skeleton holds no per-request line and no fold: a head sending one twice, or folding
-    one, finds no skeleton."""
+    skeleton holds no per-request line and no fold: a head sending one twice, or folding one,
+    finds no skeleton."""
     lowered = head.lower()
-    cuts: list[tuple[int, int]] = []
+    cuts: _Cuts = []
     values: dict[bytes, bytes] = {}
     for name, line in _PER_REQUEST_LINES:
         start = lowered.find(line)
         if start < 0:
             continue
-        end = lowered.find(b"\r\n", start + len(line))
-        value = _PER_REQUEST_VALUE.fullmatch(head, start + len(line), end) if end >= 0 else None
+        value_start = start + len(line)
+        end = lowered.find(b"\r\n", value_start)
+        value = _PER_REQUEST_VALUE.fullmatch(head, value_start, end) if end >= 0 else None
         if value is None:
             return None
         values[name] = value[1]
-        cuts.append((start, end))
+        cuts.append((start, value_start, end, name))
     if not cuts:
         return None
     cuts.sort()
     pieces, kept_from = [], 0
-    for start, end in cuts:
+    for start, _, end, _ in cuts:
         pieces.append(head[kept_from:start])
         kept_from = end
     pieces.append(head[kept_from:])
-    return b"".join(pieces), values
+    return b"".join(pieces), values, cuts

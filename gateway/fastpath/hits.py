@@ -41,7 +41,7 @@ from gateway.admission.gate import Admission
 from gateway.cache.entry import CacheEntry
 from gateway.clock import Clock
 from gateway.errors import GatewayError
-from gateway.fastpath.heads import PlainHead, PlainHeads
+from gateway.fastpath.heads import HeadReader, PlainHead, PlainHeads
 from gateway.jobs.query import ParsedQueries, is_job_id
 from gateway.jobs.service import Served, TrainingJobService
 from gateway.observability.accesslog import CURRENT_REQUEST, AccessLog, RequestContext, exception_record
@@ -119,20 +119,25 @@ class HitResponder:
         """Log a failure of the connection's own work around an answer (type and place only)."""
         self._access_log.write(exception_record(exc))
 
-    def answer(self, head: bytes) -> Wire | Fetched | None:
-        """The response to the request with this ``head`` (request line to blank line): its
-        bytes if it is a plain cache hit; an awaitable of them if it is a list or job request the
-        service has to fetch for (see ``Fetched``); else ``None``. A failure here is logged
-        (type and place only) and the request is handed on, never dropped."""
+    def head_reader(self) -> HeadReader:
+        """A reader of request heads for one connection, to pass to ``answer``."""
+        return self._heads.reader()
+
+    def answer(self, head: bytes, reader: HeadReader) -> Wire | Fetched | None:
+        """The response to the request with this ``head`` (request line to blank line, read by
+        the connection's ``reader``): its bytes if it is a plain cache hit; an awaitable of them
+        if it is a list or job request the service has to fetch for (see ``Fetched``); else
+        ``None``. A failure here is logged (type and place only) and the request is handed on,
+        never dropped."""
         try:
-            return self._answer(head)
+            return self._answer(head, reader)
         except Exception as exc:
             self.failed(exc)
             return None
 
-    def _answer(self, head: bytes) -> Wire | Fetched | None:
+    def _answer(self, head: bytes, reader: HeadReader) -> Wire | Fetched | None:
         started = time.perf_counter()
-        request = self._heads.read(head)
+        request = reader.read(head)
         if request is None:
             return None
         tenant = self._admission.caller(request.authorization)

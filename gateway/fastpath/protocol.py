@@ -271,6 +271,7 @@ class HitServingRequestHandler(web.RequestHandler):
     def __init__(self, manager: web.Server, *, responder: HitResponder, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._responder = responder
+        self._head_reader = responder.head_reader()
         self._handed_on = 0
         """Requests given to aiohttp's queue and not yet answered."""
         self._reads_heads = True
@@ -324,7 +325,11 @@ class HitServingRequestHandler(web.RequestHandler):
                 self._partial_head = rest
                 break
             end = cut + len(_END_OF_HEAD)
-            wire = None if transport is None or self.writing_paused else self._responder.answer(data[position:end])
+            wire = (
+                None
+                if transport is None or self.writing_paused
+                else self._responder.answer(data[position:end], self._head_reader)
+            )
             if wire is None:
                 self._partial_head = b""
                 return data[position:]

@@ -1,7 +1,7 @@
 """Request heads read on the hit path (``gateway.fastpath.heads``): a strict subset of what
 aiohttp's own parser reads, read the same way.
 
-Whatever ``PlainHeads.read`` accepts, the server's aiohttp parser (built exactly as the gateway's
+Whatever a ``HeadReader`` accepts, the server's aiohttp parser (built exactly as the gateway's
 connections build it) accepts too, as a bodyless keep-alive HTTP/1.1 GET or HEAD with the same
 target and header values. Anything else is left to aiohttp, which judges it as it judges every
 request.
@@ -20,7 +20,7 @@ from aiohttp.streams import EMPTY_PAYLOAD
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.admission.request_limits import MAX_HEADER_COUNT, MAX_TARGET_BYTES
+from gateway.admission.request_limits import MAX_HEADER_BYTES, MAX_HEADER_COUNT, MAX_TARGET_BYTES
 from gateway.app import MAX_FIELD_SIZE, MAX_LINE_SIZE
 from gateway.fastpath.heads import HEADS_REMEMBERED, MAX_PLAIN_HEAD_BYTES, MAX_REMEMBERED_HEAD_BYTES, PlainHeads
 
@@ -36,7 +36,7 @@ READ = (b"authorization", b"accept-encoding", b"origin", b"if-none-match", b"x-r
 
 
 def test_a_plain_head_is_read_as_aiohttp_reads_it() -> None:
-    head = PlainHeads().read(HEAD)
+    head = PlainHeads().reader().read(HEAD)
     assert head is not None
     assert (head.method, head.target, len(head.fields)) == ("GET", "/v1/training-jobs?limit=10", 4)
     assert (head.path, head.query) == ("/v1/training-jobs", "limit=10")
@@ -50,7 +50,7 @@ def test_the_request_limits_count_header_bytes_without_authorization_as_the_chai
     """A 20 KB token is within the limits (the credential has its own bound); 20 KB of another
     header is not, and is left to the chain, which answers with the error saying so."""
     long = "t" * 20_000
-    heads = PlainHeads()
+    heads = PlainHeads().reader()
     read = heads.read(f"HEAD /v1/training-jobs HTTP/1.1\r\nAuthorization: Bearer {long}\r\nHost: h\r\n\r\n".encode())
     assert read is not None and read.method == "HEAD"
     assert heads.read(f"GET /v1/training-jobs HTTP/1.1\r\nX-Pad: {long}\r\nHost: h\r\n\r\n".encode()) is None
@@ -61,24 +61,28 @@ def test_the_request_limits_count_header_bytes_without_authorization_as_the_chai
 
 def test_a_head_sent_again_reads_the_same_and_the_remembered_heads_stay_bounded() -> None:
     heads = PlainHeads()
+    reader = heads.reader()
     untraced = HEAD.replace(b"X-Request-Id: abc\r\n", b"")
-    first, again = heads.read(untraced), heads.read(bytes(untraced))
+    first, again = reader.read(untraced), reader.read(bytes(untraced))
     assert first is not None and again is first
     refused = untraced.replace(b"GET", b"POST")
-    assert heads.read(refused) is None and heads.read(bytes(refused)) is None
+    assert reader.read(refused) is None and reader.read(bytes(refused)) is None
     for number in range(HEADS_REMEMBERED * 3):
-        read = heads.read(untraced.replace(b"gzip", b"gzip-%d" % number))
+        read = reader.read(untraced.replace(b"gzip", b"gzip-%d" % number))
         assert read is not None and read.header(b"accept-encoding") == f"gzip-{number}"
         assert len(heads._remembered) <= HEADS_REMEMBERED
     oversized = untraced.replace(b"gzip", b"a" * MAX_REMEMBERED_HEAD_BYTES)
     heads._remembered.clear()
-    assert heads.read(oversized) is not None and not heads._remembered
+    assert reader.read(oversized) is not None and not heads._remembered
 
 
 def test_a_traced_client_that_sends_new_ids_on_each_request_has_its_head_parsed_once() -> None:
-    """A new X-Request-Id and traceparent on every request: the head is parsed once, and every
-    later one is read from it, with its own ids."""
+    """A new X-Request-Id and traceparent on every request, over three connections in turn: the
+    head is parsed once, and every later one is read from it, with its own ids (the first on
+    each other connection through the shared skeleton, the next ones through the connection's
+    shape)."""
     heads = PlainHeads()
+    connections = [heads.reader() for _ in range(3)]
     parsed: list[bytes] = []
     parse = heads._parse
     heads._parse = lambda head: parsed.append(head) or parse(head)  # type: ignore[method-assign]
@@ -86,18 +90,62 @@ def test_a_traced_client_that_sends_new_ids_on_each_request_has_its_head_parsed_
         parent = f"00-{number:032x}-{number:016x}-01"
         traced = f"Host: gateway.internal\r\ntraceparent: {parent}\r\n".encode()  # before the request id
         raw = HEAD.replace(b"abc", b"req-%d" % number).replace(b"Host: gateway.internal\r\n", traced)
-        read = heads.read(raw)
+        read = connections[number % 3].read(raw)
         assert read is not None and (read.request_id, read.header(b"traceparent")) == (f"req-{number}", parent)
         assert (read.authorization, read.header(b"host"), len(read.fields)) == ("Bearer key-1", "gateway.internal", 5)
     assert len(parsed) == 1
+    reader = connections[0]
     many = b"".join(b"X-%d: v\r\n" % n for n in range(MAX_HEADER_COUNT - 3))
     full = HEAD.replace(b"Accept-Encoding: gzip\r\n", many)  # the limit, with its X-Request-Id
-    assert heads.read(full) is not None
+    assert reader.read(full) is not None
     over = full.replace(b"\r\n\r\n", b"\r\ntraceparent: 00-1-2-01\r\n\r\n")
-    assert heads.read(over) is None  # one header more than the limit, though its skeleton is known
+    assert reader.read(over) is None  # one header more than the limit, though its skeleton is known
     for number in range(HEADS_REMEMBERED * 3):  # skeletons are bounded like heads
-        assert heads.read(HEAD.replace(b"gzip", b"gzip-%d" % number)) is not None
+        assert reader.read(HEAD.replace(b"gzip", b"gzip-%d" % number)) is not None
         assert len(heads._skeletons) <= HEADS_REMEMBERED
+
+
+TRACED = (
+    b"GET /v1/training-jobs?limit=10 HTTP/1.1\r\n"
+    b"Host: gateway.internal\r\n"
+    b"X-Request-Id: abc\r\n"
+    b"authorization:  Bearer key-1 \t\r\n"
+    b"traceparent: 00-1-2-01\r\n"
+    b"Accept-Encoding: gzip\r\n"
+    b"\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    "resent",
+    [
+        TRACED.replace(b"abc", b"a-longer-id").replace(b"00-1-2-01", b"00-3-4-01"),
+        TRACED.replace(b"limit=10", b"limit=20"),
+        TRACED.replace(b"key-1", b"key-2"),
+        TRACED.replace(b"gzip", b"gzap"),
+        TRACED.replace(b"gzip", b"br"),
+        TRACED.replace(b"X-Request-Id", b"x-request-id"),
+        TRACED.replace(b"abc", b"a b"),
+        TRACED.replace(b"00-1-2-01", b"00-1-2-01\r\nOrigin: https://app"),
+        TRACED.replace(b"gzip\r\n", b"gzip\r\nX-Request-Id: again\r\n"),
+        TRACED.replace(b"abc", b"x" * MAX_HEADER_BYTES),
+    ],
+    ids=["new-ids", "before", "between", "after", "shorter", "name-case", "spaced-id", "added", "twice", "over-limit"],
+)
+def test_a_connection_reads_its_next_head_as_a_fresh_reader_would_whatever_changed(resent: bytes) -> None:
+    """A connection's reader keeps the shape of its last traced head; the next head reads as a
+    fresh reader reads it, whether it differs only in the ids' values or anywhere else."""
+    reader = PlainHeads().reader()
+    assert reader.read(TRACED) is not None and reader.read(TRACED.replace(b"abc", b"def")) is not None
+    fresh, read = PlainHeads().reader().read(resent), reader.read(resent)
+    assert (fresh is None) == (read is None)
+    if fresh is not None and read is not None:
+        assert (read.method, read.target, read.fields, read.request_id) == (
+            fresh.method,
+            fresh.target,
+            fresh.fields,
+            fresh.request_id,
+        )
 
 
 @pytest.mark.parametrize(
@@ -148,10 +196,10 @@ def test_a_traced_client_that_sends_new_ids_on_each_request_has_its_head_parsed_
     ],
 )
 def test_anything_outside_the_subset_is_left_to_aiohttp(head: bytes) -> None:
-    heads = PlainHeads()
-    assert heads.read(head) is None
-    assert heads.read(HEAD) is not None  # and the next head is read as usual
-    assert heads.read(head) is None  # and a refused head sent again is refused again
+    reader = PlainHeads().reader()
+    assert reader.read(head) is None
+    assert reader.read(HEAD) is not None  # and the next head is read as usual
+    assert reader.read(head) is None  # and a refused head sent again is refused again
 
 
 @pytest.fixture(scope="module")
@@ -180,8 +228,9 @@ TRICKY += [b"Content-Length: 1\r\n", b"Transfer-Encoding: chunked\r\n", b"Expect
 TRICKY += [b"Upgrade: h2c\r\n", b"Host: x\r\n", b"X-Request-Id: y\r\n", b"Authorization: Bearer z\r\n"]
 
 
-REMEMBERING = PlainHeads()
-"""One reader for every example: what it remembers must never change what a head reads as."""
+REMEMBERING = PlainHeads().reader()
+"""One reader for every example: what it remembers (and the shape of the last head it read
+from a skeleton) must never change what a head reads as."""
 
 
 @st.composite
@@ -206,7 +255,7 @@ def mutated_heads(draw: st.DrawFn) -> bytes:
 @settings(max_examples=1500, deadline=None)
 @given(head=mutated_heads())
 def test_whatever_is_read_here_aiohttp_reads_the_same_way(aiohttp_parser: Any, head: bytes) -> None:
-    plain = PlainHeads().read(head)
+    plain = PlainHeads().reader().read(head)
     remembered = REMEMBERING.read(head)  # read before, or after thousands of other heads
     assert (remembered is None) == (plain is None)
     if plain is None:
@@ -229,6 +278,7 @@ def test_whatever_is_read_here_aiohttp_reads_the_same_way(aiohttp_parser: Any, h
 
 ID_VALUES = [b"abc", b" spaced", b"\tt", b"a b", b"trailing ", b"", b"caf\xc3\xa9", b"x" * 300, b"a,b", b"a\x00"]
 ID_VALUES += [b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", b"a:b/c+d=e.f_g-h", b"\x7f"]
+ID_VALUES += [b"y" * (MAX_REMEMBERED_HEAD_BYTES + 1), b"z" * MAX_HEADER_BYTES]  # past a skeleton's reach, the limit
 ID_NAMES = [b"X-Request-Id", b"x-request-id", b"TRACEPARENT", b"traceparent"]
 ID_LINES = st.tuples(st.sampled_from(ID_NAMES), st.sampled_from(ID_VALUES))
 
@@ -237,21 +287,25 @@ ID_LINES = st.tuples(st.sampled_from(ID_NAMES), st.sampled_from(ID_VALUES))
 @given(
     head=mutated_heads(),
     variants=st.lists(st.lists(st.tuples(ID_LINES, st.integers(0, 8)), max_size=3), min_size=2, max_size=4),
+    resent=st.lists(st.sampled_from(ID_VALUES), min_size=3, max_size=3),
 )
-def test_heads_read_from_a_skeleton_read_as_a_fresh_parse_reads_them(head: bytes, variants: Any) -> None:
+def test_heads_read_from_a_skeleton_read_as_a_fresh_parse_reads_them(
+    head: bytes, variants: Any, resent: list[bytes]
+) -> None:
     """The same head sent with per-request headers of any value (well-formed or not, once or
-    twice, anywhere among the headers) reads through one remembering reader exactly as a fresh
-    reader reads it."""
-    reader = PlainHeads()
+    twice, anywhere among the headers), each variant sent again with other values in the same
+    lines, reads through one remembering connection's reader exactly as a fresh reader reads it."""
+    reader = PlainHeads().reader()
     base = head.replace(b"X-Request-Id: abc\r\n", b"")
     line_ends = [at + 2 for at in range(len(base)) if base.startswith(b"\r\n", at)][:-1] or [len(base)]
     for lines in variants:
-        variant = base
-        for (name, value), where in lines:
-            at = line_ends[where % len(line_ends)]
-            variant = variant[:at] + b"%s: %s\r\n" % (name, value) + variant[at:]
-        fresh, read = PlainHeads().read(variant), reader.read(variant)
-        assert (fresh is None) == (read is None), variant
-        if fresh is not None and read is not None:
-            assert (read.method, read.target, read.fields) == (fresh.method, fresh.target, fresh.fields), variant
-            assert (read.request_id, read.authorization) == (fresh.request_id, fresh.authorization), variant
+        for values in ([value for (_, value), _ in lines], resent):
+            variant = base
+            for ((name, _), where), value in zip(lines, values, strict=False):
+                at = line_ends[where % len(line_ends)]
+                variant = variant[:at] + b"%s: %s\r\n" % (name, value) + variant[at:]
+            fresh, read = PlainHeads().reader().read(variant), reader.read(variant)
+            assert (fresh is None) == (read is None), variant
+            if fresh is not None and read is not None:
+                assert (read.method, read.target, read.fields) == (fresh.method, fresh.target, fresh.fields), variant
+                assert (read.request_id, read.authorization) == (fresh.request_id, fresh.authorization), variant
