@@ -54,6 +54,8 @@ async def pieces(simulator_url: str, workdir: Path) -> dict[str, float]:
             request_id = responder._tail.request_id(None)
             stats, access_log = responder._tail._stats, responder._tail._access_log
 
+            traced = responder.head_reader()  # another connection's, one that sends a new id each time
+
             def per_new_head(call: Callable[[bytes], object]) -> float:
                 """``best_microseconds`` of ``call`` on the benchmark head with a new X-Request-Id each time."""
                 heads = iter([raw[:-2] + b"X-Request-Id: wrk-%012d\r\n\r\n" % n for n in range(CALLS * 3)])
@@ -61,7 +63,7 @@ async def pieces(simulator_url: str, workdir: Path) -> dict[str, float]:
 
             return {
                 "reading the head (read before)": best_microseconds(lambda: reader.read(raw)),
-                "  a new X-Request-Id each (from the connection's last shape)": per_new_head(reader.read),
+                "  a new X-Request-Id each (from the connection's last shape)": per_new_head(traced.read),
                 "  a new X-Request-Id each (from the skeleton: a connection's first)": per_new_head(
                     responder._heads.read_new
                 ),
@@ -88,7 +90,7 @@ async def pieces(simulator_url: str, workdir: Path) -> dict[str, float]:
                     lambda: (responder.answer(raw, reader), responder.settle())
                 ),
                 "in all, a new X-Request-Id each (no head read before)": per_new_head(
-                    lambda head: (responder.answer(head, reader), responder.settle())
+                    lambda head: (responder.answer(head, traced), responder.settle())
                 ),
                 "  of which the head join": best_microseconds(lambda: b"%s%s" % (response_head, request_id.encode())),
             }
