@@ -17,6 +17,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import cast
 
 from aiohttp import web
 
@@ -67,7 +68,7 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
     if name == "rloop":
         import rloop
 
-        return rloop.new_event_loop
+        return cast("Callable[[], asyncio.AbstractEventLoop]", rloop.new_event_loop)
     return asyncio.new_event_loop
 
 

@@ -182,8 +182,8 @@ async def _redis_outage(seconds: float) -> Result:
         for gateway in gateways:
             await _traffic(gateway, 0.5)
         calls_before, stale_before = await _counts(gateways)
-        *traffic, _ = await asyncio.gather(
-            *(_traffic(gateway, seconds) for gateway in gateways), _misbehave(redis, seconds)
+        traffic, _ = await asyncio.gather(
+            asyncio.gather(*(_traffic(gateway, seconds) for gateway in gateways)), _misbehave(redis, seconds)
         )
         calls, stale = await _counts(gateways)
     statuses: Counter[int] = sum((counts for counts, _ in traffic), Counter())

@@ -105,11 +105,12 @@ def answer_micros(app: web.Application, authorization: str) -> float:
     loop (the wrk figures move with the machine; this one barely does)."""
     responder = app[HIT_RESPONDER]
     head = f"GET {TARGET} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {authorization}\r\n\r\n".encode()
-    if responder.answer(head) is None:
+    reader = responder.head_reader()  # one connection's
+    if responder.answer(head, reader) is None:
         raise RuntimeError("not answered as a plain hit")
 
     def hit() -> None:  # as the connection answers one: then the batch work of its log line and counters
-        responder.answer(head)
+        responder.answer(head, reader)
         responder.settle()
 
     return min(timeit.repeat(hit, number=ANSWER_CALLS, repeat=3)) / ANSWER_CALLS * 1e6
