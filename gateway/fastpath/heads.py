@@ -37,7 +37,13 @@ from a skeleton. A client sends the same head with new ids on every request, so 
 matched against that shape by comparing bytes before anything else (about 1.3 µs in all: no
 lower-casing, cutting or look-up). A client whose head's skeleton was made from another
 client's shape (the same headers, but names cased differently) is read from the skeleton each
-time. Authentication is not remembered: the caller is decided afresh on every request.
+time. A connection's reader also keeps the last head it read other than from a shape (up to
+``MAX_LAST_HEAD_BYTES``) with what it read as: a client repeating its request on a keep-alive
+connection sends the same bytes, which are compared (about 0.1 µs with the slice) instead of
+hashed for the look-up (0.3-0.4 µs, the more the longer the token), and a head too long to be
+remembered for every connection (a large token or cookies) is parsed once per connection instead
+of on every request. Authentication is not remembered: the caller is decided afresh on every
+request.
 """
 
 from __future__ import annotations
@@ -54,6 +60,9 @@ MAX_PLAIN_HEAD_BYTES = 32768
 HEADS_REMEMBERED = 512
 MAX_REMEMBERED_HEAD_BYTES = 2048
 """At most 1 MiB of remembered heads (and as much of skeletons), however a client varies them."""
+MAX_LAST_HEAD_BYTES = 8192
+"""The longest head a connection keeps as its last one (a large token or cookies): at most 8 KiB
+held per connection."""
 PER_REQUEST_HEADERS = (b"x-request-id", b"traceparent")
 """Headers a client may send with a new value on every request: a head is remembered without them."""
 
@@ -148,19 +157,25 @@ class HeadShape:
 
 class HeadReader:
     """One connection's reader of request heads (``PlainHeads.reader``): the heads every
-    connection shares, and the shape of the last head this one read from a skeleton, tried first
-    (see the module docstring)."""
+    connection shares; the last head this one read other than from a shape, tried first; and the
+    shape of the last head it read from a skeleton, tried next (see the module docstring)."""
 
-    __slots__ = ("_heads", "_remembered", "_shape")
+    __slots__ = ("_heads", "_last_head", "_last_read", "_remembered", "_shape")
 
     def __init__(self, heads: PlainHeads, remembered: dict[bytes, PlainHead | None]) -> None:
         self._heads = heads
         self._remembered = remembered
         self._shape: HeadShape | None = None
+        self._last_head = b""
+        """The last head this connection read that was not read from a shape (at most
+        ``MAX_LAST_HEAD_BYTES``), and what it read as."""
+        self._last_read: PlainHead | None = None
 
     def read(self, head: bytes) -> PlainHead | None:
         """``head`` (request line to blank line, inclusive) read as the module docstring says,
         or ``None``."""
+        if head == self._last_head:
+            return self._last_read
         shape = self._shape
         if shape is not None:
             plain = shape.read(head)
@@ -168,10 +183,15 @@ class HeadReader:
                 return plain
         known = self._remembered.get(head, _UNREAD)  # a sentinel: ``None`` (not a plain head) is remembered too
         if known is not _UNREAD:
-            return cast("PlainHead | None", known)
-        plain, shape = self._heads.read_new(head)
-        if shape is not None:
-            self._shape = shape
+            plain = cast("PlainHead | None", known)
+        else:
+            plain, shape = self._heads.read_new(head)
+            if shape is not None:
+                self._shape = shape
+                return plain
+            if len(head) > MAX_LAST_HEAD_BYTES:
+                return plain
+        self._last_head, self._last_read = head, plain
         return plain
 
 

@@ -22,7 +22,13 @@ from hypothesis import strategies as st
 
 from gateway.admission.request_limits import MAX_HEADER_BYTES, MAX_HEADER_COUNT, MAX_TARGET_BYTES
 from gateway.app import MAX_FIELD_SIZE, MAX_LINE_SIZE
-from gateway.fastpath.heads import HEADS_REMEMBERED, MAX_PLAIN_HEAD_BYTES, MAX_REMEMBERED_HEAD_BYTES, PlainHeads
+from gateway.fastpath.heads import (
+    HEADS_REMEMBERED,
+    MAX_LAST_HEAD_BYTES,
+    MAX_PLAIN_HEAD_BYTES,
+    MAX_REMEMBERED_HEAD_BYTES,
+    PlainHeads,
+)
 
 HEAD = (
     b"GET /v1/training-jobs?limit=10 HTTP/1.1\r\n"
@@ -74,6 +80,28 @@ def test_a_head_sent_again_reads_the_same_and_the_remembered_heads_stay_bounded(
     oversized = untraced.replace(b"gzip", b"a" * MAX_REMEMBERED_HEAD_BYTES)
     heads._remembered.clear()
     assert reader.read(oversized) is not None and not heads._remembered
+
+
+def test_a_connection_repeating_a_head_too_long_to_remember_for_all_parses_it_once() -> None:
+    """A head with a large token (longer than the heads every connection shares) sent again on
+    the same connection is read from that connection's last head: parsed once per connection, as
+    it reads; one longer than a connection keeps is parsed every time."""
+    heads = PlainHeads()
+    parsed: list[bytes] = []
+    parse = heads._parse
+    heads._parse = lambda head: parsed.append(head) or parse(head)  # type: ignore[method-assign]
+    token = "t" * (MAX_REMEMBERED_HEAD_BYTES * 2)
+    large = f"GET /v1/training-jobs HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+    first, second = heads.reader(), heads.reader()
+    for _ in range(3):
+        for reader in (first, second):
+            read = reader.read(large[:1] + large[1:])  # a new bytes object, as each request's is
+            assert read is not None and read.authorization == f"Bearer {token}"
+    assert len(parsed) == 2 and not heads._remembered
+    too_long = large.replace(token.encode(), b"t" * MAX_LAST_HEAD_BYTES)
+    for _ in range(3):
+        assert first.read(too_long) is not None
+    assert len(parsed) == 5
 
 
 def test_a_traced_client_that_sends_new_ids_on_each_request_has_its_head_parsed_once() -> None:
@@ -257,11 +285,13 @@ def mutated_heads(draw: st.DrawFn) -> bytes:
 def test_whatever_is_read_here_aiohttp_reads_the_same_way(aiohttp_parser: Any, head: bytes) -> None:
     plain = PlainHeads().reader().read(head)
     remembered = REMEMBERING.read(head)  # read before, or after thousands of other heads
-    assert (remembered is None) == (plain is None)
+    again = REMEMBERING.read(head[:1] + head[1:])  # sent again on that connection: its last head, or its shape
+    assert (remembered is None) == (plain is None) == (again is None)
     if plain is None:
         return
-    assert remembered is not None
+    assert remembered is not None and again is not None
     assert (remembered.method, remembered.target, remembered.fields) == (plain.method, plain.target, plain.fields)
+    assert (again.method, again.target, again.fields) == (plain.method, plain.target, plain.fields)
     try:
         messages, upgraded, _ = aiohttp_parser().feed_data(head)
     except HttpProcessingError as exc:
