@@ -2,11 +2,11 @@
 
 aiohttp's parser turns each request into a ``RawRequestMessage`` with a multidict of headers
 and a ``yarl.URL``: about a third of a cache hit's cost, for fields the hit path mostly does not
-read. ``PlainHeads.read`` takes one complete request head (request line to blank line,
-inclusive), parses it with llhttp (the parser aiohttp's own C parser is built on, here through
-httptools' thin binding), and returns what a plain hit needs, or ``None`` for anything outside
-this strict subset; the connection then hands the request, with everything after it, to aiohttp,
-which judges it as it judges every request:
+read. ``HeadReader.read`` (a connection's reader: ``PlainHeads.reader``) takes one complete
+request head (request line to blank line, inclusive), parses it with llhttp (the parser
+aiohttp's own C parser is built on, here through httptools' thin binding), and returns what a
+plain hit needs, or ``None`` for anything outside this strict subset; the connection then hands
+the request, with everything after it, to aiohttp, which judges it as it judges every request:
 
 - at most ``MAX_PLAIN_HEAD_BYTES``, all ASCII (aiohttp would decode other bytes differently);
 - a request line of exactly ``GET`` or ``HEAD``, one space, an origin-form target without
