@@ -162,9 +162,9 @@ class HeadReader:
 
     __slots__ = ("_heads", "_last_head", "_last_read", "_remembered", "_shape")
 
-    def __init__(self, heads: PlainHeads, remembered: dict[bytes, PlainHead | None]) -> None:
+    def __init__(self, heads: PlainHeads) -> None:
         self._heads = heads
-        self._remembered = remembered
+        self._remembered = heads._remembered  # the shared memo, one attribute away on every read
         self._shape: HeadShape | None = None
         self._last_head = b""
         """The last head this connection read that was not read from a shape (at most
@@ -211,7 +211,7 @@ class PlainHeads:
 
     def reader(self) -> HeadReader:
         """A reader for one connection."""
-        return HeadReader(self, self._remembered)
+        return HeadReader(self)
 
     def read_new(self, head: bytes) -> tuple[PlainHead | None, HeadShape | None]:
         """A head that is not remembered, read; with the shape of its skeleton if it has
