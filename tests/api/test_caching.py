@@ -122,6 +122,21 @@ async def test_if_none_match_gives_304_without_body(gateway: Gateway) -> None:
     assert other.status == 200
 
 
+async def test_each_page_has_an_etag_of_its_own_bytes(gateway: Gateway) -> None:
+    """Two pages carry different ETags, and one page's ETag does not make another a 304; the
+    same page asked again carries the same ETag."""
+    first = await gateway.client.get("/v1/training-jobs?offset=0&limit=5", headers=ACME)
+    second = await gateway.client.get("/v1/training-jobs?offset=1&limit=5", headers=ACME)
+    assert await first.read() != await second.read()
+    assert first.headers["ETag"] != second.headers["ETag"]
+    crossed = await gateway.client.get(
+        "/v1/training-jobs?offset=1&limit=5", headers={**ACME, "If-None-Match": first.headers["ETag"]}
+    )
+    assert crossed.status == 200
+    again = await gateway.client.get("/v1/training-jobs?offset=0&limit=5", headers=ACME)
+    assert again.headers["ETag"] == first.headers["ETag"]
+
+
 async def test_a_popular_list_is_refreshed_in_the_background_before_it_goes_cold(
     make_gateway: GatewayFactory,
 ) -> None:
