@@ -15,22 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-import timeit
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 from perf.targets import AUTH, LIST_PATH, in_process_app, simulator_alone
+from perf.timing import CALLS, best_microseconds
 
 from gateway.fastpath.protocol import HIT_RESPONDER
-
-CALLS = 100_000
-
-
-def best_microseconds(call: Callable[[], object]) -> float:
-    """The best of 3 runs of ``CALLS`` calls, in µs per call."""
-    return min(timeit.repeat(call, number=CALLS, repeat=3)) / CALLS * 1e6
 
 
 async def pieces(simulator_url: str, workdir: Path) -> dict[str, float]:

@@ -27,7 +27,6 @@ import statistics
 import subprocess
 import tempfile
 import time
-import timeit
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 from perf.targets import AUTH, LIST_PATH, in_process_app, simulator_alone
+from perf.timing import best_microseconds
 
 from gateway.cli import new_event_loop
 from gateway.fastpath.protocol import GatewayRunner
@@ -108,15 +108,14 @@ async def in_a_loop(app: web.Application) -> dict[str, float]:
     page = service._shape(tenant, raw, fetched_at)
     body = service._page_body(query, page.count, page.jobs)
 
-    def best(call: Callable[[], object]) -> float:
-        return min(timeit.repeat(call, number=LOOP_CALLS, repeat=3)) / LOOP_CALLS * 1e6
-
     return {
-        "signing": best(lambda: client._authenticated_request(auth, tenant.app_user_id, query)),
-        "orjson": best(lambda: orjson.loads(answer.body)),
-        "shaping": best(lambda: service._shape(tenant, raw, fetched_at)),
-        "encoding": best(lambda: service._page_body(query, page.count, page.jobs)),
-        "entry": best(lambda: service._entry(tenant, body, fetched_at, page.covers)),
+        "signing": best_microseconds(
+            lambda: client._authenticated_request(auth, tenant.app_user_id, query), LOOP_CALLS
+        ),
+        "orjson": best_microseconds(lambda: orjson.loads(answer.body), LOOP_CALLS),
+        "shaping": best_microseconds(lambda: service._shape(tenant, raw, fetched_at), LOOP_CALLS),
+        "encoding": best_microseconds(lambda: service._page_body(query, page.count, page.jobs), LOOP_CALLS),
+        "entry": best_microseconds(lambda: service._entry(tenant, body, fetched_at, page.covers), LOOP_CALLS),
     }
 
 
