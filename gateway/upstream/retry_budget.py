@@ -25,8 +25,11 @@ class RetryBudget:
                 times.popleft()
 
     def record_first_attempt(self) -> None:
-        """A new request went upstream."""
-        self._first.append(self._clock.now())
+        """A new request went upstream. Attempts that left the window are dropped here too, not
+        only when a retry is asked for: an upstream that never fails never asks."""
+        now = self._clock.now()
+        self._trim(now)
+        self._first.append(now)
 
     def try_retry(self) -> bool:
         """Spend one retry if the budget allows it."""

@@ -3,6 +3,8 @@ backoff, the delay between upstream attempts."""
 
 from __future__ import annotations
 
+import tracemalloc
+
 from gateway.admission.rate_limit import RateLimit, TenantRateLimiter
 from gateway.cache.backoff import KeyBackoff
 from gateway.clock import ManualClock
@@ -81,6 +83,28 @@ def test_retry_budget_grants_the_floor_then_the_ratio() -> None:
     clock.advance(11)
     assert budget.try_retry()
 
+
+def test_retry_budget_forgets_first_attempts_that_left_its_window() -> None:
+    """An upstream that never fails never asks for a retry; the first attempts the budget counts
+    must still age out, or every upstream call would hold memory for good."""
+    clock = ManualClock()
+    budget = RetryBudget(clock, window_seconds=10)
+    tracemalloc.start()
+    try:
+        for _ in range(1_000):  # the window filled: from here on, one in and one out
+            budget.record_first_attempt()
+            clock.advance(0.5)
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(100_000):
+            budget.record_first_attempt()
+            clock.advance(0.5)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 10_000  # kept for good, 100,000 attempts would hold about 3 MB
+    for _ in range(7):  # the 20 first attempts of the last 10 s, at 0.2, add 4 retries to the floor of 3
+        assert budget.try_retry()
+    assert not budget.try_retry()
 
 def test_key_backoff_doubles_and_honours_retry_after() -> None:
     """Each failure doubles the key's wait (capped); a longer Retry-After wins; success forgets."""
