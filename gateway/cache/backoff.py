@@ -1,5 +1,9 @@
 """Per-key backoff: while the upstream fails for a cache key, that key is not asked again until
-its backoff (exponential, or the upstream's Retry-After when longer) has passed."""
+its backoff (exponential, or the upstream's Retry-After when longer) has passed.
+
+A failing key keeps the kind and message of its last error, not the error: an exception holds
+its traceback, whose frames hold what the failed load held (12 KB a key for a refused call, the
+whole body for one refused as too large), for as long as the key is remembered."""
 
 from __future__ import annotations
 
@@ -16,7 +20,8 @@ from gateway.errors import UpstreamError
 class _Failing:
     failures: int
     until: float
-    error: UpstreamError
+    kind: type[UpstreamError]
+    message: str
 
 
 class KeyBackoff:
@@ -33,8 +38,7 @@ class KeyBackoff:
         failing = self._failing.get(key)
         if failing is None or self._clock.now() >= failing.until:
             return None
-        last = failing.error
-        return type(last)(last.message, outcome="backoff", retry_after_seconds=failing.until - self._clock.now())
+        return failing.kind(failing.message, outcome="backoff", retry_after_seconds=failing.until - self._clock.now())
 
     def failed(self, key: Hashable, error: UpstreamError) -> None:
         """Count a failure of ``key`` and push its next try out."""
@@ -43,8 +47,10 @@ class KeyBackoff:
         delay = min(self._cap, self._base * 2 ** (failures - 1))
         if error.retry_after_seconds is not None:
             delay = max(delay, min(self._cap, error.retry_after_seconds))
-        self._failing[key] = _Failing(failures, self._clock.now() + delay, error)
+        self._failing[key] = _Failing(failures, self._clock.now() + delay, type(error), error.message)
 
     def succeeded(self, key: Hashable) -> None:
-        """Forget ``key``'s failures."""
+        """Forget ``key``'s failures, and those of keys that have not failed for a while: the
+        cache drops expired keys only when written to, and after an outage the writes stop."""
         self._failing.pop(key, None)
+        self._failing.expire()

@@ -3,13 +3,15 @@ backoff, the delay between upstream attempts."""
 
 from __future__ import annotations
 
+import gc
 import tracemalloc
+import weakref
 
 from gateway.admission.rate_limit import RateLimit, TenantRateLimiter
 from gateway.cache.backoff import KeyBackoff
 from gateway.clock import ManualClock
 from gateway.config.settings import CircuitBreakerSettings
-from gateway.errors import UpstreamUnavailable
+from gateway.errors import UpstreamRejected, UpstreamUnavailable
 from gateway.upstream.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from gateway.upstream.client import retry_delay
 from gateway.upstream.retry_budget import RetryBudget
@@ -106,6 +108,7 @@ def test_retry_budget_forgets_first_attempts_that_left_its_window() -> None:
         assert budget.try_retry()
     assert not budget.try_retry()
 
+
 def test_key_backoff_doubles_and_honours_retry_after() -> None:
     """Each failure doubles the key's wait (capped); a longer Retry-After wins; success forgets."""
     clock = ManualClock()
@@ -122,6 +125,54 @@ def test_key_backoff_doubles_and_honours_retry_after() -> None:
     assert backoff.blocked("j") is not None
     backoff.succeeded("k")
     assert backoff.blocked("k") is None
+
+
+class _Held:
+    """Something a failed load held (a weak reference can watch it)."""
+
+
+def _failed_load() -> tuple[UpstreamRejected, weakref.ref[_Held]]:
+    held = _Held()
+    try:
+        raise UpstreamRejected("the upstream's body is over the limit", outcome="oversized_body")
+    except UpstreamRejected as error:  # its traceback holds this frame, and the frame ``held``
+        return error, weakref.ref(held)
+
+
+def test_key_backoff_keeps_neither_the_error_nor_what_the_failed_load_held() -> None:
+    """A failing key answers with an error of the same kind and message, and the failed load's
+    frames (a refused body among what they held) are not kept with it."""
+    clock = ManualClock()
+    backoff = KeyBackoff(clock, base_seconds=1, cap_seconds=8)
+    error, held = _failed_load()
+    backoff.failed("k", error)
+    del error
+    gc.collect()
+    assert held() is None
+    blocked = backoff.blocked("k")
+    assert isinstance(blocked, UpstreamRejected)
+    assert (blocked.message, blocked.outcome) == ("the upstream's body is over the limit", "backoff")
+
+
+def test_key_backoff_forgets_old_failures_once_loads_succeed_again() -> None:
+    """After an outage the failures stop; the keys that failed then are dropped once their time
+    is up, with the next success, not kept until the next failure."""
+    clock = ManualClock()
+    backoff = KeyBackoff(clock, base_seconds=1, cap_seconds=8)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for page in range(2_000):
+            backoff.failed(("acme", "list", page), UpstreamUnavailable())
+        during = tracemalloc.get_traced_memory()[0] - before
+        clock.advance(8 * 4)  # the longest any failure is remembered: four caps
+        backoff.succeeded(("acme", "list", "another page"))
+        gc.collect()  # cachetools' unlinked links point at each other until the collector runs
+        after = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert during > 400_000  # held while the outage lasts
+    assert after < during / 2  # what stays is the cache's two tables, which never shrink
 
 
 def test_retry_delay_is_jittered_exponential_and_honours_a_capped_retry_after() -> None:
