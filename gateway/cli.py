@@ -42,13 +42,13 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) < 65536:
+    if not (text.isascii() and text.isdigit()) or not 0 <= int(text) < 65536:
         raise argparse.ArgumentTypeError(f"not a port number: {text!r}")
     return int(text)
 
 
 def _count(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 1_000_000:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 1_000_000:
         raise argparse.ArgumentTypeError(f"not a count from 1 to 1000000: {text!r}")
     return int(text)
 

@@ -71,7 +71,7 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     text = _get(env, name)
     if not text:
         return default
-    if not text.isdigit() or int(text) <= 0:
+    if not (text.isascii() and text.isdigit()) or int(text) <= 0:
         raise CredentialsError([f"{name}: not a positive whole number of seconds"])
     return int(text)
 

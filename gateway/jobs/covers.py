@@ -67,7 +67,7 @@ def cover_expiry(url: str, fetched_at: float) -> float:
     """Unix time at which ``url`` stops working; ``fetched_at`` + 24 h when it does not say."""
     params = expiry_parameters(url_query(url))
     expires = params.get("expires")
-    if expires is not None and expires.isdigit():
+    if expires is not None and expires.isascii() and expires.isdigit():  # "²" is a digit to isdigit
         return float(expires)
     for prefix in _V4_PREFIXES:
         parsed = _parse_v4(params, prefix)

@@ -77,7 +77,7 @@ def _refused_credentials() -> UpstreamRejected:
 
 def _retry_after_seconds(answer: UpstreamAnswer) -> float | None:
     value = answer.headers.get("retry-after", "")
-    return float(value) if value.isdigit() else None
+    return float(value) if value.isascii() and value.isdigit() else None  # "²" is a digit to isdigit
 
 
 _OUTCOMES: list[tuple[type[UpstreamHttpError], str, type[UpstreamRejected | UpstreamUnavailable]]] = [

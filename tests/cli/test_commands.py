@@ -63,6 +63,16 @@ def test_bad_flag_exits_nonzero_without_traceback() -> None:
     assert "--bogus" in result.stderr
 
 
+@pytest.mark.parametrize("port", ["65536", "-1", "http", "²"])
+def test_a_bad_port_is_a_usage_error_in_its_own_words(port: str) -> None:
+    """A port that is not a number from 0 to 65535 in ASCII digits ("²" is a digit to
+    str.isdigit): exit 2 saying so, not a traceback."""
+    result = run("simulator", "--port", port)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"not a port number: {port!r}" in result.stderr
+
+
 def test_check_config_accepts_a_good_configuration(config: Path) -> None:
     """A valid config and credentials: exit 0 and a one-line summary without secret values."""
     result = run("check-config", "--config", str(config), env=CREDENTIALS)

@@ -44,6 +44,8 @@ def test_obs_spelling_of_v4_is_used() -> None:
     [
         "https://example.com/646682fa_cover?param1=XXX&param2=YYY",
         "https://example.com/a.png?Expires=soon",
+        "https://example.com/a.png?Expires=%C2%B2",  # a digit to str.isdigit, not to float
+        "https://example.com/a.png?X-Amz-Date=20231114T221320Z&X-Amz-Expires=%C2%B2",
         "https://example.com/a.png?X-Amz-Date=garbage&X-Amz-Expires=60",
         "https://example.com/a.png?X-Amz-Date=20231114T221320Z",
         "not a url at all",

@@ -84,3 +84,11 @@ def test_a_bad_mode_or_source_name_is_refused() -> None:
         source({"METASTUDIO_AUTH_MODE": "kerberos"})
     with pytest.raises(CredentialsError, match="METASTUDIO_CREDENTIALS_SOURCE"):
         source({"METASTUDIO_CREDENTIALS_SOURCE": "vault"})
+
+
+@pytest.mark.parametrize("duration", ["0", "-60", "an hour", "3600s", "²"])
+def test_a_bad_oidc_duration_is_refused_by_name(duration: str) -> None:
+    """HUAWEICLOUD_OIDC_DURATION_SECONDS must be a positive whole number in ASCII digits ("²" is
+    a digit to str.isdigit, not to int): anything else is a message naming the variable."""
+    with pytest.raises(CredentialsError, match="HUAWEICLOUD_OIDC_DURATION_SECONDS"):
+        source({**OIDC, "HUAWEICLOUD_OIDC_DURATION_SECONDS": duration})
