@@ -9,6 +9,8 @@ forgotten all at once), so a client's later requests cost one dict look-up inste
 sha256: on a cache hit the hash was a fifth of the gateway's own work. Only accepted headers
 are kept, so unknown keys cannot fill it, and a look-up by a header string compares it only
 after a (per-process randomised) hash match, which tells an attacker nothing usable either.
+Only headers sent plainly (``sent_plainly``) are kept: spaces around a key are accepted, but
+kept they would make one key any number of entries, each as long as a request head allows.
 """
 
 from __future__ import annotations
@@ -48,13 +50,16 @@ class TenantDirectory:
     def find(self, authorization: str | None) -> Tenant | None:
         """The caller's tenant, or ``None`` when the key is missing or unknown."""
         tenant = self._accepted.get(authorization)
-        if tenant is None:
-            key = bearer_credential(authorization)
-            tenant = None if key is None else self._holder_of(key)
-            if tenant is not None:
-                if len(self._accepted) >= ACCEPTED_HEADERS_KEPT:
-                    self._accepted.clear()
-                self._accepted[authorization] = tenant
+        if tenant is not None or authorization is None:
+            return tenant
+        key = bearer_credential(authorization)
+        if key is None:
+            return None
+        tenant = self._holder_of(key)
+        if tenant is not None and sent_plainly(authorization, key):
+            if len(self._accepted) >= ACCEPTED_HEADERS_KEPT:
+                self._accepted.clear()
+            self._accepted[authorization] = tenant
         return tenant
 
     def _holder_of(self, api_key: str) -> Tenant | None:
@@ -70,3 +75,9 @@ def bearer_credential(authorization: str | None) -> str | None:
     if not authorization or authorization[: len(_BEARER)].lower() != _BEARER:
         return None
     return authorization[len(_BEARER) :].strip()
+
+
+def sent_plainly(authorization: str, credential: str) -> bool:
+    """Whether ``authorization`` is ``Bearer <credential>`` with nothing around the credential
+    (``credential`` as ``bearer_credential`` read it): the only headers the caller memos keep."""
+    return len(authorization) == len(_BEARER) + len(credential)

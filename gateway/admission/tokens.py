@@ -25,7 +25,9 @@ token stops working at ``exp`` (plus leeway), when its key leaves the issuer's k
 when the issuer's keys pass the stale window. Only tokens that verified and named a tenant are
 kept, so forged tokens cannot fill it. An invalid token's refusal is kept too, for
 ``REFUSAL_KEPT_SECONDS`` (``REFUSALS_KEPT`` at most), so the chain answers a token the fast path
-refused without verifying it a second time.
+refused without verifying it a second time. Both keep only headers sent plainly
+(``sent_plainly``): spaces around a token are accepted, but kept they would make one token any
+number of entries, each as long as a request head allows (32 KB).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from typing import Any
 import jwt
 import orjson
 
-from gateway.admission.api_keys import bearer_credential
+from gateway.admission.api_keys import bearer_credential, sent_plainly
 from gateway.admission.jwks import FETCH_TIMEOUT_SECONDS, IssuerKeys, VerificationKey
 from gateway.clock import Clock
 from gateway.errors import AuthUnavailable, Forbidden, GatewayError, InvalidToken
@@ -225,12 +227,16 @@ class TokenAuthenticator:
             if self._clock.now() - refused_at < REFUSAL_KEPT_SECONDS:
                 raise _invalid(issuer, result)
             del self._refused[authorization]
+        token = bearer_credential(authorization) or ""
         try:
-            verified = self._verify(bearer_credential(authorization) or "")
+            verified = self._verify(token)
         except _Refused as refusal:
-            self._remember_refusal(authorization, refusal)
+            if sent_plainly(authorization, token):
+                self._remember_refusal(authorization, refusal)
             raise
         self._metrics.jwt_validations.labels(issuer=verified.keys.settings.name, result="ok").inc()
+        if not sent_plainly(authorization, token):  # accepted, not remembered (the module docstring)
+            return verified.tenant
         if len(self._verified) >= VERIFIED_TOKENS_KEPT:
             del self._verified[next(iter(self._verified))]
         self._verified[authorization] = verified

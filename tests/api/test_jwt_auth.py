@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ from gateway.admission.tokens import REFUSAL_KEPT_SECONDS, TokenAuthenticator
 from gateway.clock import ManualClock
 from gateway.config.settings import OidcIssuer, OidcSettings, Tenant
 from gateway.simulator.idp import RunningIdP, running_idp
+from gateway.web.appkeys import ADMISSION
 from tests.api.conftest import ACME, ACME_KEY, GLOBEX_KEY, Gateway, GatewayFactory
 from tests.api.test_hit_path import comparable, without_timing
 from tests.leaks import register_secrets
@@ -352,6 +354,25 @@ async def test_a_cached_token_hit_is_answered_by_the_connection_like_the_chain(
     fast_log, reference_log = gateway.log_records()[before:]
     assert without_timing(fast_log) == without_timing(reference_log)
     assert fast_log["tenant"] == "acme" and fast_log["cache"] == "hit"
+
+
+async def test_spaces_around_a_credential_are_accepted_and_not_remembered(gateway: Gateway, idp: RunningIdP) -> None:
+    """``Bearer`` and then spaces around an API key or a token is accepted, as it always was; such
+    headers are not remembered by the caller memos, or a client could make one credential
+    thousands of entries, each as long as a request head allows."""
+    token = secret(idp.control.issue(ALICE))
+    admission = gateway.app[ADMISSION]
+    for credential in (ACME_KEY, token):
+        assert (await answer(gateway, {"Authorization": f"Bearer {' ' * 4000}{credential}  "}))[0] == 200
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for padding in range(100):
+                assert admission.caller(f"Bearer {' ' * (8000 + padding)}{credential}") is not None
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert grown < 100_000  # remembered, the 100 headers of 8 KB would hold 800 KB
 
 
 async def test_a_forged_token_is_verified_once_not_by_both_paths(
