@@ -241,6 +241,7 @@ class _Connection(asyncio.Protocol):
         answer = self._answer
         if answer is not None and not answer.done():
             body = b"".join(self._chunks)
+            self._chunks = []  # the answer's body: an idle connection holds none of it
             answer.set_result(UpstreamAnswer(self._parser.get_status_code(), self._headers, body))
 
     def _fail(self, failure: UpstreamHttpError) -> None:
@@ -284,6 +285,7 @@ class _Connection(asyncio.Protocol):
             self._close()
             raise
         finally:
+            self._answer = None  # nor the answer (what comes while none is awaited is refused alike)
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None

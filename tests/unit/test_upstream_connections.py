@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import ssl
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,28 @@ async def test_a_get_carries_the_target_and_headers_as_given_and_the_connection_
         b"Host: " + host.encode() + b"\r\nAccept-Encoding: gzip\r\n\r\n"
     )
     assert b"Host: upstream.example\r\n" in server.heads[1] and server.heads[1].count(b"Host:") == 1
+
+
+async def test_a_kept_connection_does_not_hold_the_last_body() -> None:
+    """Once its answer is given, an idle connection holds nothing of it: up to ``max_connections``
+    idle ones would otherwise hold up to ``max_body_bytes`` each."""
+    big = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 1_000_000
+    async with answers(big, OK) as (server, url):
+        connections = pool(url, max_body_bytes=2_000_000)
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            answer = await connections.get("/v1/p/jobs", HEADERS)
+            assert len(answer.body) == 1_000_000
+            del answer
+            await asyncio.sleep(0)  # the loop's handle that woke this task holds the answer until it ends
+            held = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert (await connections.get("/v1/p/jobs", HEADERS)).body == b"{}"
+        await connections.aclose()
+    assert server.connections == 1  # the connection was kept, and reused
+    assert held < 100_000
 
 
 async def test_chunked_and_close_delimited_bodies_are_read_whole() -> None:
