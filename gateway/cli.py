@@ -24,6 +24,7 @@ from gateway.config.url_signing import UrlSigningKey, url_signing_keys
 from gateway.credentials.chain import select_credentials
 from gateway.credentials.holder import CredentialsHolder
 from gateway.errors import ConfigError
+from gateway.numbers import ascii_digits
 from gateway.observability.logs import configure_logging
 from gateway.server import serve_until_signalled
 from gateway.shared.tier import describe as describe_shared_tier
@@ -42,13 +43,13 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def _port(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or not 0 <= int(text) < 65536:
+    if not ascii_digits(text) or not 0 <= int(text) < 65536:
         raise argparse.ArgumentTypeError(f"not a port number: {text!r}")
     return int(text)
 
 
 def _count(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 1_000_000:
+    if not ascii_digits(text) or not 1 <= int(text) <= 1_000_000:
         raise argparse.ArgumentTypeError(f"not a count from 1 to 1000000: {text!r}")
     return int(text)
 

@@ -38,6 +38,7 @@ from gateway.credentials.providers import (
     PodIdentity,
 )
 from gateway.credentials.static import KEY_PAIR_VARIABLES, CredentialsError, CredentialSource
+from gateway.numbers import ascii_digits
 
 DEFAULT_IAM_ENDPOINT = "https://iam.myhuaweicloud.com"
 DEFAULT_METADATA_ENDPOINT = "http://169.254.169.254"
@@ -71,7 +72,7 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     text = _get(env, name)
     if not text:
         return default
-    if not (text.isascii() and text.isdigit()) or int(text) <= 0:
+    if not ascii_digits(text) or int(text) <= 0:
         raise CredentialsError([f"{name}: not a positive whole number of seconds"])
     return int(text)
 

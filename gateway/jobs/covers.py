@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from time import strptime
 from urllib.parse import unquote_plus
 
+from gateway.numbers import ascii_digits
+
 COVER_LIFETIME_SECONDS = 24 * 3600
 _V4_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 _V4_PREFIXES = ("x-amz", "x-obs")
@@ -67,7 +69,7 @@ def cover_expiry(url: str, fetched_at: float) -> float:
     """Unix time at which ``url`` stops working; ``fetched_at`` + 24 h when it does not say."""
     params = expiry_parameters(url_query(url))
     expires = params.get("expires")
-    if expires is not None and expires.isascii() and expires.isdigit():  # "²" is a digit to isdigit
+    if expires is not None and ascii_digits(expires):
         return float(expires)
     for prefix in _V4_PREFIXES:
         parsed = _parse_v4(params, prefix)

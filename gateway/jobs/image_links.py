@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from gateway.config.url_signing import UrlSigningKey
 from gateway.errors import Forbidden, LinkExpired
 from gateway.jobs.shaping import job_path
+from gateway.numbers import ascii_digits
 from gateway.tenant import Tenant
 
 LINK_PARAMETERS = ("tenant", "exp", "kid", "sig")
@@ -97,7 +98,7 @@ class CoverImageLinks:
         tenant_id, exp, kid, sig = (link.get(name, "") for name in LINK_PARAMETERS)
         secret = self._secrets.get(kid)
         tenant = self._tenants.get(tenant_id)
-        if secret is None or tenant is None or not (exp.isascii() and exp.isdigit()) or len(exp) > _MAX_EXP_DIGITS:
+        if secret is None or tenant is None or not ascii_digits(exp) or len(exp) > _MAX_EXP_DIGITS:
             raise Forbidden(NOT_GENUINE)
         expected = _LinkSigner(secret, tenant_id, exp, kid).signature(job_id)
         if not hmac.compare_digest(expected.encode("ascii"), sig.encode("utf-8", "surrogateescape")):

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 from gateway.errors import InvalidParameter
 from gateway.jobs.states import ALL_STATES, STATE_GROUPS
+from gateway.numbers import ascii_digits
 from gateway.upstream.query import UpstreamQuery
 
 MAX_INT32 = 2_147_483_647
@@ -33,7 +34,7 @@ _RFC3339 = re.compile(
 
 
 def _integer(name: str, value: str, low: int, high: int) -> str:
-    if not value.isascii() or not value.isdigit() or len(value) > 10 or not low <= int(value) <= high:
+    if not ascii_digits(value) or len(value) > 10 or not low <= int(value) <= high:
         raise InvalidParameter(name, f"must be an integer from {low} to {high}")
     return str(int(value))
 

@@ -41,6 +41,7 @@ from gateway.config.settings import CircuitBreakerSettings, UpstreamSettings
 from gateway.credentials.holder import CredentialsHolder
 from gateway.credentials.issued import CredentialsUnavailable, IamToken, UpstreamAuth
 from gateway.errors import UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
+from gateway.numbers import ascii_digits
 from gateway.observability.accesslog import note_upstream_attempt
 from gateway.observability.metrics import Metrics
 from gateway.upstream.breaker import CircuitBreaker
@@ -77,7 +78,7 @@ def _refused_credentials() -> UpstreamRejected:
 
 def _retry_after_seconds(answer: UpstreamAnswer) -> float | None:
     value = answer.headers.get("retry-after", "")
-    return float(value) if value.isascii() and value.isdigit() else None  # "²" is a digit to isdigit
+    return float(value) if ascii_digits(value) else None
 
 
 _OUTCOMES: list[tuple[type[UpstreamHttpError], str, type[UpstreamRejected | UpstreamUnavailable]]] = [
