@@ -61,30 +61,28 @@ async def test_faults_can_be_limited_in_number(make_gateway: GatewayFactory) -> 
     assert not gateway.simulator.state.faults
 
 
-async def test_a_retry_after_that_is_not_ascii_digits_is_ignored(make_gateway: GatewayFactory) -> None:
-    """A 429 whose Retry-After is "\xb2" (Latin-1 for "²", a digit to str.isdigit but not a number
-    to float) is an ordinary 429: retried at once, then 503 upstream_unavailable, never a 500."""
+@pytest.mark.parametrize(
+    ("answer", "then_close"),
+    [
+        (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 50\r\n\r\n{", True),
+        (b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: \xb2\r\nContent-Length: 2\r\n\r\n{}", False),
+    ],
+    ids=["503-with-its-body-cut-short", "429-with-a-retry-after-of-0xb2"],
+)
+async def test_an_odd_error_answer_goes_by_its_status(
+    make_gateway: GatewayFactory, answer: bytes, then_close: bool
+) -> None:
+    """An error answer odd in another way is retried for its status, then 503 upstream_unavailable:
+    a 503 whose body is cut short is not a broken 200 (502), as error bodies are not used; a 429
+    whose Retry-After is 0xB2 (Latin-1 "²", a digit to str.isdigit but not a number to float) is
+    an ordinary 429, not a 500."""
 
     async def script(server: Server, _number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
             await server.read_head(reader)
-            writer.write(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: \xb2\r\nContent-Length: 2\r\n\r\n{}")
-
-    async with serving(script) as (upstream, url):
-        gateway = await make_gateway(endpoint=url, max_attempts=2)
-        response = await gateway.client.get("/v1/training-jobs", headers=ACME)
-        assert response.status == 503
-        assert (await response.json())["error"]["code"] == "upstream_unavailable"
-    assert len(upstream.heads) == 2
-
-
-async def test_an_error_answer_with_a_broken_body_goes_by_its_status(make_gateway: GatewayFactory) -> None:
-    """A 503 whose body is cut short is a 503 (retried, then 503 upstream_unavailable), not a
-    broken 200 (502): the status decides, as error bodies are not used."""
-
-    async def script(server: Server, _number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await server.read_head(reader)
-        writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 50\r\n\r\n{")
+            writer.write(answer)
+            if then_close:
+                return
 
     async with serving(script) as (upstream, url):
         gateway = await make_gateway(endpoint=url, max_attempts=3)
