@@ -40,6 +40,12 @@ LEASE_SECONDS = 2.0
 RENEW_SECONDS = LEASE_SECONDS / 4
 POLL_SECONDS = 0.1
 """A waiter looks again this often even without a hint."""
+KEPT_PAST_FRESH_SECONDS = LEASE_SECONDS
+"""How long Redis keeps an entry past its ``fresh_until``. The fill script hands out only entries
+fresher than the asker's (a replica's stale-if-error is served from its own L1, which holds the
+entry to its ``keep_until``), so an entry kept to its ``keep_until`` (an hour past a minute's
+freshness by default, for a page without cover links) was kept some sixty times longer than any
+replica could use it. The margin is for replicas whose clocks differ a little."""
 
 _FILL_OR_LEASE = """
 -- KEYS: entry, lease, backoff. ARGV: fresh_until a stored entry must pass, token, lease ms.
@@ -187,7 +193,8 @@ class LeasedSingleFlight:
         finally:
             renewing.cancel()
         self._store.put(key, entry)
-        keep_ms = int((entry.keep_until - self._clock.now()) * 1000)
+        kept_until = min(entry.keep_until, entry.fresh_until + KEPT_PAST_FRESH_SECONDS)
+        keep_ms = int((kept_until - self._clock.now()) * 1000)
         if keep_ms > 0:
             data = encode_entry(entry)
             self._tier.spawn(

@@ -9,12 +9,16 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import aiohttp
 import pytest
 import redis
 
+from gateway.cache.keys import list_key
+from gateway.jobs.query import parse_list_query
+from gateway.shared.flights import LEASE_SECONDS
+from gateway.shared.keys import KeySpace
 from tests.shared.helpers import (
     LOADED_MACHINE,
     PREFIX,
@@ -156,6 +160,24 @@ async def test_no_replica_serves_a_cover_inside_the_margin(
     assert len({url for _, url in served}) > len(jobs)  # links were renewed on the way
     assert all(_cover_expiry(url) - margin > asked_at - 1 for asked_at, url in served)
     assert [metric(g.base_url, "metastudio_gateway_expired_covers_served_total") for g in gateways] == [0.0] * 3
+
+
+def test_redis_keeps_an_entry_only_while_a_replica_could_take_it(
+    deployment: tuple[RedisServer, tuple[LiveGateway, ...]],
+) -> None:
+    """A page with no cover links (a search nothing matches) is fresh for the TTL (60 s) and kept
+    by the replica for its stale-if-error hour; Redis keeps it only for the TTL and the lease
+    time, as no replica takes an entry from Redis once it is stale."""
+    server, gateways = deployment
+    query = [("name", "no-job-is-called-this")]
+    assert urllib_get(f"{gateways[0].base_url}/v1/training-jobs?{urlencode(query)}", ACME_KEY) == 200
+    entry = KeySpace(PREFIX).entry(list_key("acme", parse_list_query(query)))
+    client = redis.Redis.from_url(server.url)
+    try:
+        left_ms = client.pttl(entry)
+    finally:
+        client.close()
+    assert 55_000 < left_ms <= (60 + LEASE_SECONDS) * 1000
 
 
 def test_redis_holds_no_secret_and_every_key_starts_with_the_prefix(
