@@ -3,7 +3,8 @@
 Each entry carries its own ``keep_until`` (never served after it: the TTL plus the stale
 windows, cut short by the earliest cover URL inside it and, for a body holding signed
 cover-image links, by their ``serve_until``). cachetools' ``TLRUCache`` evicts by that per-entry
-time and by total size, sized by the bytes each entry really holds, least recently read first.
+time and by total size, sized by the bytes each entry really holds with its key (a key of long
+filters can hold more than a small page's entry), least recently read first.
 Reading its entries for a metric does not count as a read (it would make a scrape reorder them).
 
 Reads, one per cache hit, go through a front: a plain dict of the entries read since
@@ -24,7 +25,7 @@ from __future__ import annotations
 from cachetools import Cache, TLRUCache
 
 from gateway.cache.entry import CacheEntry
-from gateway.cache.keys import CacheKey
+from gateway.cache.keys import CacheKey, key_bytes
 from gateway.clock import Clock
 
 FRONT_KEYS = 512
@@ -37,11 +38,14 @@ class LocalEntryStore:
 
     def __init__(self, *, max_bytes: int, clock: Clock) -> None:
         self._clock = clock
+        self._stored_size = 0
+        """The size of the entry ``put`` is storing, with its key's: ``TLRUCache`` asks for a size
+        by the value alone, and only while storing one (``Cache.__setitem__``)."""
         self._entries: TLRUCache[CacheKey, CacheEntry] = TLRUCache(
             maxsize=max_bytes,
             ttu=lambda _key, entry, _now: entry.keep_until,
             timer=clock.now,
-            getsizeof=lambda entry: entry.size,
+            getsizeof=lambda _entry: self._stored_size,
         )
         self._front: dict[CacheKey, CacheEntry] = {}
         """Entries read since ``TLRUCache`` last changed (or the front last filled up), least
@@ -72,9 +76,11 @@ class LocalEntryStore:
 
     def put(self, key: CacheKey, entry: CacheEntry) -> None:
         """Store an entry; one larger than the whole cache, or already dead, is not kept."""
-        if entry.keep_until <= self._clock.now() or entry.size > self._entries.maxsize:
+        size = entry.size + key_bytes(key)
+        if entry.keep_until <= self._clock.now() or size > self._entries.maxsize:
             return
         self._empty_front()
+        self._stored_size = size
         self._entries[key] = entry
 
     def earliest_cover_expiry(self) -> float | None:
