@@ -6,6 +6,12 @@ Every Redis call of every shared component goes through ``RedisTier.run``, which
 heartbeat (once a second, bypassing the breaker) gets an answer again. So a frozen Redis costs
 each request at most one operation timeout, and sharing resumes about a second after Redis does.
 
+The Pub/Sub listener pings Redis after each second without a message, and subscribes again on a
+new connection when it has heard nothing, pong or message, for ``HEARTBEAT_LAPSE_SECONDS``. A
+subscribed connection otherwise only reads: one that Redis (or a NAT, load balancer or failover
+in between) dropped without the replica hearing it would stay silent for good, and an idle one
+is what such middleboxes drop.
+
 redis-py's defaults are wrong for a cache in front of a cache: 5 s socket timeouts, retries with
 backoff, and an asyncio pool that raises past its size. Here the socket, connect and pool-wait
 timeouts are all the operation timeout, retries are off (the caller has a local answer; retrying
@@ -46,7 +52,8 @@ MAX_CONNECTIONS = 64
 HEARTBEAT_SECONDS = 1.0
 """How often a replica says it is alive (and, while the breaker is open, probes Redis)."""
 HEARTBEAT_LAPSE_SECONDS = 5.0
-"""A replica that has not said so for this long is no longer counted."""
+"""A replica that has not said so for this long is no longer counted; a listener that has heard
+nothing for this long subscribes again."""
 LISTEN_RETRY_SECONDS = 1.0
 
 _HEARTBEAT = """
@@ -220,9 +227,17 @@ class RedisTier:
     async def _listen(self, pubsub: PubSub) -> None:
         async with asyncio.timeout(self._timeout * 10):
             await pubsub.subscribe(*self._handlers)
+        loop = asyncio.get_running_loop()
+        heard = loop.time()
         while True:
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=HEARTBEAT_SECONDS)
-            if message is None or message.get("type") != "message":
+            if message is None:
+                if loop.time() - heard > HEARTBEAT_LAPSE_SECONDS:
+                    raise TimeoutError("the Pub/Sub connection went silent")
+                await pubsub.ping()  # answered by a pong message
+                continue
+            heard = loop.time()
+            if message.get("type") != "message":
                 continue
             channel = message["channel"]
             handler = self._handlers.get(channel.decode() if isinstance(channel, bytes) else str(channel))

@@ -1,5 +1,6 @@
 """Redis is never a single point of failure: frozen (SIGSTOP), killed, and restarted empty, the
-replicas keep answering on their own, stay ready, and share again once Redis is back."""
+replicas keep answering on their own, stay ready, and share again once Redis is back; a
+connection dropped without a word in between is noticed, the Pub/Sub listener's included."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.shared.helpers import REDIS_PASSWORD, UP, Answer, get, metric, replicas
+from gateway.shared.keys import KeySpace
+from gateway.shared.tier import HEARTBEAT_LAPSE_SECONDS
+from tests.shared.helpers import PREFIX, REDIS_PASSWORD, UP, Answer, get, metric, replicas
+from tests.shared.relay import silent_relay
 from tests.stack import LiveGateway, RedisServer, redis_server, upstream_calls
 
 pytestmark = pytest.mark.redis
@@ -112,3 +116,36 @@ def test_redis_down_at_start_up_does_not_stop_a_replica(tmp_path: Path) -> None:
         server.stop()
         with replicas(tmp_path, 1, server.url) as (gateway,):
             assert metric(gateway.base_url, UP) == 0.0
+
+
+def _listeners(server: RedisServer, channel: str) -> int:
+    """How many connections Redis has subscribed to ``channel``."""
+    return int(server.cli("PUBSUB", "NUMSUB", channel).split()[1])
+
+
+async def test_replicas_listen_again_after_their_connections_were_dropped_without_a_word(tmp_path: Path) -> None:
+    """Something between the replicas and Redis drops every connection and tells only Redis (a
+    NAT or a load balancer forgetting them): within the lapse and a second, both replicas are
+    subscribed again on new connections, and a cover link one learns reaches the other."""
+    channels = KeySpace(PREFIX)
+    with (
+        redis_server(tmp_path, REDIS_PASSWORD) as server,
+        silent_relay(server.port) as relay,
+        replicas(tmp_path, 2, f"redis://:{REDIS_PASSWORD}@127.0.0.1:{relay.port}/0") as gateways,
+    ):
+        assert _listeners(server, channels.covers_channel) == 2
+        assert relay.drop_silently() >= 2
+        assert _listeners(server, channels.covers_channel) == 0
+        deadline = time.monotonic() + HEARTBEAT_LAPSE_SECONDS + 5
+        while _listeners(server, channels.covers_channel) < 2:
+            assert time.monotonic() < deadline, "a replica never subscribed again"
+            await asyncio.sleep(0.2)
+        assert _listeners(server, channels.fill_channel) == 2
+        async with aiohttp.ClientSession() as session:
+            listing = await get(session, f"{gateways[0].base_url}/v1/training-jobs?limit=5")
+            job = next(job for job in listing.json()["jobs"] if job.get("cover_download_url"))  # type: ignore[index]
+            await asyncio.sleep(0.3)  # the links are published to the other replica
+            before = upstream_calls(gateways[0].simulator_url)
+            cover = await get(session, f"{gateways[1].base_url}/v1/training-jobs/{job['job_id']}/cover")
+        assert (cover.status, cover.headers["Location"]) == (302, job["cover_download_url"])
+        assert upstream_calls(gateways[0].simulator_url) == before
