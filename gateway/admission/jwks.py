@@ -35,6 +35,7 @@ import aiohttp
 import jwt
 import orjson
 
+from gateway.bounded_reads import read_at_most
 from gateway.clock import Clock
 from gateway.config.settings import OidcIssuer
 from gateway.observability.metrics import Metrics
@@ -202,12 +203,10 @@ class IssuerKeys:
                 if response.status != 200:
                     result = "bad_status"
                 else:
-                    body = bytearray()
-                    async for chunk in response.content.iter_chunked(65536):
-                        body += chunk
-                        if len(body) > MAX_JWKS_BYTES:
-                            raise ValueError("too large")
-                    self._install(parse_jwks(bytes(body), self.settings.algorithms))
+                    body = await read_at_most(response, MAX_JWKS_BYTES)
+                    if body is None:
+                        raise ValueError("too large")
+                    self._install(parse_jwks(body, self.settings.algorithms))
         except (aiohttp.ClientError, TimeoutError):
             result = "error"
         except ValueError:

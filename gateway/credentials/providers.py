@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
+from gateway.bounded_reads import read_at_most
 from gateway.config.secret_files import UnusableValue, read_secret_file
 from gateway.credentials.issued import FetchFailed, Grant, IamToken, credential_fields, parse_expiry
 
@@ -35,11 +36,16 @@ IMDS_TOKEN_TTL_SECONDS = 21600
 AGENCY_MISSING_TEXT = "Please configure Cloud Service Agency first"
 _ERROR_CODE = re.compile(r"[A-Za-z0-9._-]{1,40}")
 
-# connect + read, per service (the SDK's, except IAM/STS: a minute to connect helps nobody).
-METADATA_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=3, sock_read=3)
+# connect + read, per service (the SDK's, except IAM/STS: a minute to connect helps nobody), and
+# a whole call's deadline, which the SDK lacks: an endpoint that answers a byte at a time within
+# the read timeout would otherwise hold the renewal for good.
+METADATA_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=3, sock_read=3)
 METADATA_PROBE_TIMEOUT = aiohttp.ClientTimeout(total=2, connect=1, sock_read=1)
-POD_IDENTITY_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=5, sock_read=5)
-IAM_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=30)
+POD_IDENTITY_TIMEOUT = aiohttp.ClientTimeout(total=15, connect=5, sock_read=5)
+IAM_TIMEOUT = aiohttp.ClientTimeout(total=60, connect=10, sock_read=30)
+MAX_ANSWER_BYTES = 1024 * 1024
+"""Longer answers are refused: the services answer a few KB (IAM tokens are asked without their
+catalog), and an endpoint that answers without end must not take the memory."""
 
 
 class Provider(Protocol):
@@ -117,7 +123,10 @@ async def _call(
         async with session.request(
             method, url, data=data, headers=headers, timeout=limits, allow_redirects=False
         ) as response:
-            return _Answer(response.status, response.headers, await response.read())
+            body = await read_at_most(response, MAX_ANSWER_BYTES)
+            if body is None:
+                raise FetchFailed(f"{what} answered more than {MAX_ANSWER_BYTES} bytes")
+            return _Answer(response.status, response.headers, body)
     except TimeoutError as exc:
         raise FetchFailed(f"{what} did not answer in time") from exc
     except aiohttp.ClientError as exc:

@@ -7,7 +7,8 @@ accept only credentials this cloud issued (unexpired, with their own security to
 own unexpired IAM tokens scoped to the project. Validity runs on the simulator's clock.
 
 Per route, tests turn the knobs of an ``EndpointControl``: lifetime, expiry format (``6-digit``,
-``3-digit``, ``no-fraction``, ``offset``), statuses to answer next ("fail N times") and latency;
+``3-digit``, ``no-fraction``, ``offset``), statuses to answer next ("fail N times"), latency and
+an answer without end (``flood``: as fast as it is read; ``drip``: a byte a second);
 ``CloudState`` also says which id token, pod token, IAM user and agency are genuine, whether the
 instance has an agency and IMDS v2. Every request is logged (route and status), so tests count
 fetches. Over HTTP: ``GET /_simulator/cloud`` (counts and controls), ``PUT`` (a JSON object of
@@ -33,6 +34,7 @@ from gateway.clock import Clock
 
 ROUTES = ("oidc", "id-token", "securitytokens", "iam-token", "metadata-token", "metadata", "pod-identity")
 EXPIRY_FORMATS = ("6-digit", "3-digit", "no-fraction", "offset")
+ENDLESS_ANSWERS = ("", "flood", "drip")
 POD_IDENTITY_PATH = "/pod-identity/v1/credentials"
 AGENCY_MISSING_TEXT = "Please configure Cloud Service Agency first"
 IAM_TOKEN_CHARACTERS = 9120
@@ -52,6 +54,9 @@ class EndpointControl:
     """Statuses to answer, one per request, before answering normally again."""
     latency_seconds: float = 0.0
     """Real seconds each answer waits (to hold a fetch in flight)."""
+    endless: str = ""
+    """``flood`` or ``drip``: answer 200 with a body that never ends, 64 KB chunks as fast as
+    they are read or a byte a second; empty: answer normally."""
 
     def update(self, changes: dict[str, Any]) -> None:
         """Apply a JSON object of changes; raises ``ValueError`` on an unknown name or bad value."""
@@ -61,6 +66,8 @@ class EndpointControl:
                 raise ValueError(f"unknown control {name!r}")
             if name == "expiry_format" and value not in EXPIRY_FORMATS:
                 raise ValueError(f"expiry_format must be one of {', '.join(EXPIRY_FORMATS)}")
+            if name == "endless" and value not in ENDLESS_ANSWERS:
+                raise ValueError("endless must be flood, drip or empty")
             setattr(self, name, list(value) if name == "fail" else value)
 
 
@@ -177,6 +184,19 @@ def format_expiry(moment: float, form: str) -> str:
     return f"{base}.{when.microsecond:06d}Z"
 
 
+async def _endless(request: web.Request, *, drip: bool) -> web.StreamResponse:
+    """A 200 whose body ends only when the client leaves."""
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    chunk = b" " if drip else b" " * 65536
+    try:
+        while True:
+            await response.write(chunk)
+            await asyncio.sleep(1.0 if drip else 0)
+    except ConnectionError:
+        return response
+
+
 def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error_code": code, "error_msg": message}, status=status)
 
@@ -230,6 +250,9 @@ class FakeCloud:
             settings = self.state.controls[route]
             if settings.latency_seconds > 0:
                 await asyncio.sleep(settings.latency_seconds)
+            if settings.endless:
+                self.state.log.append(CloudRequest(route, 200, dict(request.headers)))
+                return await _endless(request, drip=settings.endless == "drip")
             if settings.fail:
                 status = settings.fail.pop(0)
                 response: web.StreamResponse = _error(status, "SIM.0500", "injected failure")

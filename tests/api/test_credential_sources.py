@@ -6,6 +6,7 @@ are held; the IAM token mode sends a token and no signature."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
@@ -228,6 +229,35 @@ async def test_a_failing_endpoint_inside_the_validity_fails_no_request(
     await eventually(lambda: fetches(gateway, "pod-identity") == 2, "renewed after recovery")
     assert gateway.metric("metastudio_gateway_credential_refreshes_total", source="pod-identity", result="failure") == 4
     assert {entry.status for entry in gateway.simulator.state.request_log} == {200}
+
+
+@pytest.mark.parametrize("endless", ["flood", "drip"])
+async def test_an_endpoint_answering_without_end_is_given_up_while_requests_go_on(
+    make_gateway: GatewayFactory, tmp_path: Path, clock: ManualClock, endless: str
+) -> None:
+    """At the renewal point the metadata service answers 200 with a body that never ends, as fast
+    as it is read (flood) or a byte a second (drip): the renewal is given up, past 1 MiB or at the
+    call's 10 s deadline, while requests are served with the held credentials; once the service
+    answers normally the next try renews them."""
+    gateway = await started(make_gateway, "metadata", tmp_path, clock)
+    cloud = gateway.simulator.cloud
+    cloud.controls["metadata"].endless = endless
+    clock.advance(RENEWAL_POINT + 1)
+    failures = {"source": "metadata", "result": "failure"}
+    deadline = time.monotonic() + 20
+    offset = 0
+    while gateway.metric("metastudio_gateway_credential_refreshes_total", **failures) == 0:
+        assert time.monotonic() < deadline, "the renewal was never given up"
+        offset += 1
+        assert await list_status(gateway, offset) == 200
+        await asyncio.sleep(0.5)
+    cloud.controls["metadata"].endless = ""
+    clock.advance(61)  # past the longest backoff
+    successes = {"source": "metadata", "result": "success"}
+    await eventually(
+        lambda: gateway.metric("metastudio_gateway_credential_refreshes_total", **successes) == 2, "renewed"
+    )
+    assert await list_status(gateway, offset + 1) == 200
 
 
 async def test_an_endpoint_failing_from_start_up_keeps_readyz_503_until_it_recovers(
