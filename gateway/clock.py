@@ -2,6 +2,12 @@
 
 ``SystemClock`` is production; ``ManualClock`` is the test double (shipped as code so tests,
 the demo and benchmarks share it) whose time only moves when told to.
+
+Two readings. ``now`` is wall time, for instants shared with others: expiry times the cloud and
+the identity provider write, cover links, signed links, entry times other replicas read, log
+and header dates. ``monotonic`` only moves forward, for this process's own durations: backoffs,
+breaker and budget windows, cooldowns. The wall clock can step (NTP at boot, a VM resumed after
+suspend), and a duration measured on it would then last hours longer, or end at once.
 """
 
 from __future__ import annotations
@@ -12,23 +18,33 @@ from typing import Protocol
 
 
 class Clock(Protocol):
-    """Wall-clock time in Unix seconds."""
+    """Wall-clock time in Unix seconds, and a clock for durations."""
 
     def now(self) -> float: ...
 
+    def monotonic(self) -> float:
+        """Seconds that only move forward, from an arbitrary start: for durations only."""
+        ...
+
 
 class SystemClock:
-    """The real wall clock."""
+    """The real wall clock, and the system's monotonic clock."""
 
     def now(self) -> float:
         return time.time()
 
+    def monotonic(self) -> float:
+        return time.monotonic()
+
 
 class ManualClock:
-    """A clock that stands still until ``advance`` or ``set`` moves it (a test double)."""
+    """A clock that stands still until ``advance`` or ``set`` moves it (a test double). Moving
+    it forward is time passing, for both readings; moving it back is a step of the wall clock
+    alone (``monotonic`` stays where it is)."""
 
     def __init__(self, start: float = 1_700_000_000.0) -> None:
         self._now = start
+        self._monotonic = 1000.0
         self._failure: Exception | None = None
 
     def now(self) -> float:
@@ -41,11 +57,15 @@ class ManualClock:
         """Make the next ``now`` raise ``error`` (once): a fault in whatever reads the clock next."""
         self._failure = error
 
+    def monotonic(self) -> float:
+        return self._monotonic
+
     def advance(self, seconds: float) -> None:
         self._now += seconds
+        self._monotonic += max(0.0, seconds)
 
     def set(self, moment: float) -> None:
-        self._now = moment
+        self.advance(moment - self._now)
 
 
 def utc_datetime(moment: float) -> datetime:

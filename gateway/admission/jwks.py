@@ -144,6 +144,7 @@ class IssuerKeys:
         self._clock = clock
         self._metrics = metrics
         self._last_fetch_started = -math.inf
+        """When the last fetch began, on the monotonic clock: the refetch cooldown runs from it."""
         self._in_flight: asyncio.Future[None] | None = None
         self._wake: asyncio.Event | None = None
         metrics.jwks_age.labels(issuer=issuer.name).set_function(self.age)
@@ -156,8 +157,8 @@ class IssuerKeys:
 
     def retry_after(self, now: float) -> int:
         """Whole seconds until the next fetch may bring keys (at least 1)."""
-        next_fetch = max(self.refresh_due_at, self._last_fetch_started + self.settings.jwks_refetch_cooldown_seconds)
-        return max(1, math.ceil(next_fetch - now))
+        cooldown_left = self._last_fetch_started + self.settings.jwks_refetch_cooldown_seconds - self._clock.monotonic()
+        return max(1, math.ceil(max(self.refresh_due_at - now, cooldown_left)))
 
     def nudge(self) -> None:
         """Wake the keeper: a reader found its refresh overdue by the clock (it sleeps on the
@@ -170,7 +171,7 @@ class IssuerKeys:
         new one if the cooldown since the last allows it; ``None`` when there is none to wait for."""
         if self._in_flight is not None:
             return self._in_flight
-        now = self._clock.now()
+        now = self._clock.monotonic()
         if self._wake is None or now - self._last_fetch_started < self.settings.jwks_refetch_cooldown_seconds:
             return None
         self._last_fetch_started = now
@@ -191,10 +192,13 @@ class IssuerKeys:
                 fetch.set_result(None)
             wake.clear()  # nudges during the fetch asked for what it just did
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), max(0.0, self.refresh_due_at - self._clock.now()))
+                # At most the refresh interval: the wall clock may have stepped back during the fetch.
+                due_in = min(self.settings.jwks_refresh_seconds, self.refresh_due_at - self._clock.now())
+                await asyncio.wait_for(wake.wait(), max(0.0, due_in))
 
     async def _fetch(self, session: aiohttp.ClientSession) -> None:
-        started = self._last_fetch_started = self._clock.now()
+        started = self._clock.now()
+        self._last_fetch_started = self._clock.monotonic()
         result = "ok"
         try:
             async with session.get(

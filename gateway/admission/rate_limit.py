@@ -77,7 +77,7 @@ class TenantRateLimiter:
         limit = self._limits.get(tenant_id)
         if limit is None:
             return 0
-        now = self._clock.now()
+        now = self._clock.monotonic()
         bucket = self._buckets.get(tenant_id)
         if bucket is None:
             bucket = self._buckets[tenant_id] = _Bucket(tokens=limit.burst, updated_at=now)

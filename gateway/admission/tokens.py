@@ -161,7 +161,7 @@ class TokenAuthenticator:
         self._verified: dict[str | None, _Verified] = {}
         self._refused: dict[str, tuple[float, str, str]] = {}
         """Invalid tokens seen in the last ``REFUSAL_KEPT_SECONDS`` (at most ``REFUSALS_KEPT`` of
-        ``MAX_TOKEN_BYTES`` each): when, the issuer, the result."""
+        ``MAX_TOKEN_BYTES`` each): when (monotonic), the issuer, the result."""
 
     def cached(self, authorization: str | None) -> Tenant | None:
         """The tenant of an already verified token that is still good, else ``None``."""
@@ -212,7 +212,7 @@ class TokenAuthenticator:
             return
         if len(self._refused) >= REFUSALS_KEPT:
             del self._refused[next(iter(self._refused))]
-        self._refused[authorization] = (self._clock.now(), refusal.issuer, refusal.result)
+        self._refused[authorization] = (self._clock.monotonic(), refusal.issuer, refusal.result)
 
     def _count(self, refusal: _Refused) -> GatewayError:
         self._metrics.jwt_validations.labels(issuer=refusal.issuer, result=refusal.result).inc()
@@ -224,7 +224,7 @@ class TokenAuthenticator:
         kept = self._refused.get(authorization)
         if kept is not None:
             refused_at, issuer, result = kept
-            if self._clock.now() - refused_at < REFUSAL_KEPT_SECONDS:
+            if self._clock.monotonic() - refused_at < REFUSAL_KEPT_SECONDS:
                 raise _invalid(issuer, result)
             del self._refused[authorization]
         token = bearer_credential(authorization) or ""

@@ -31,14 +31,17 @@ class KeyBackoff:
         self._clock = clock
         self._base = base_seconds
         self._cap = cap_seconds
-        self._failing: TTLCache[Hashable, _Failing] = TTLCache(maxsize=100_000, ttl=cap_seconds * 4, timer=clock.now)
+        self._failing: TTLCache[Hashable, _Failing] = TTLCache(
+            maxsize=100_000, ttl=cap_seconds * 4, timer=clock.monotonic
+        )
 
     def blocked(self, key: Hashable) -> UpstreamError | None:
         """A fresh error like the last one while ``key`` is backing off, else ``None``."""
         failing = self._failing.get(key)
-        if failing is None or self._clock.now() >= failing.until:
+        now = self._clock.monotonic()
+        if failing is None or now >= failing.until:
             return None
-        return failing.kind(failing.message, outcome="backoff", retry_after_seconds=failing.until - self._clock.now())
+        return failing.kind(failing.message, outcome="backoff", retry_after_seconds=failing.until - now)
 
     def failed(self, key: Hashable, error: UpstreamError) -> None:
         """Count a failure of ``key`` and push its next try out."""
@@ -47,7 +50,7 @@ class KeyBackoff:
         delay = min(self._cap, self._base * 2 ** (failures - 1))
         if error.retry_after_seconds is not None:
             delay = max(delay, min(self._cap, error.retry_after_seconds))
-        self._failing[key] = _Failing(failures, self._clock.now() + delay, type(error), error.message)
+        self._failing[key] = _Failing(failures, self._clock.monotonic() + delay, type(error), error.message)
 
     def succeeded(self, key: Hashable) -> None:
         """Forget ``key``'s failures, and those of keys that have not failed for a while: the

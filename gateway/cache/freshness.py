@@ -16,6 +16,10 @@ state                     when                                  what the caller 
 ``fresh_until`` and ``keep_until`` are already cut short by the earliest cover link inside the
 entry (minus the refresh margin) and, for a body holding signed cover-image links, by their
 ``serve_until``, so no state here ever serves a dying link.
+
+An entry fetched "later" than ``now`` (the wall clock stepped back since, or another replica's
+clock runs ahead) is ``REFRESH_AHEAD``: served, and re-fetched at once, instead of staying fresh
+for its TTL plus the step.
 """
 
 from __future__ import annotations
@@ -51,7 +55,8 @@ def freshness(entry: CacheEntry | None, now: float, stale_while_revalidate_secon
         return MISS
     fresh_until = entry.fresh_until
     if now < fresh_until:
-        if fresh_until - now < (fresh_until - entry.fetched_at) * REFRESH_AHEAD_FRACTION:
+        fetched_at = entry.fetched_at
+        if fresh_until - now < (fresh_until - fetched_at) * REFRESH_AHEAD_FRACTION or now < fetched_at:
             return REFRESH_AHEAD
         return FRESH
     if now < fresh_until + stale_while_revalidate_seconds:

@@ -139,7 +139,10 @@ class RefreshingHolder:
         self._clock = clock
         self._must_answer = None if must_answer is None else list(must_answer)
         self._held: Issued | None = None
-        self._next_attempt_at = clock.now()
+        self._renew_at = clock.now()
+        """When renewal is due, on the wall clock: the cloud's expiry sets it."""
+        self._retry_at = 0.0
+        """After a failure, when the backoff ends, on the monotonic clock."""
         self._failures = 0
         self._flight: asyncio.Task[bool] | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -168,7 +171,7 @@ class RefreshingHolder:
     def authorization(self) -> UpstreamAuth:
         held = self._held
         now = self._clock.now()
-        if now >= self._next_attempt_at:
+        if self._until_due(now) <= 0:
             self._start_fetch()
         if held is None or now >= held.expires_at:
             raise CredentialsUnavailable(f"no unexpired credentials from {self.source} yet")
@@ -178,7 +181,7 @@ class RefreshingHolder:
         held = self._held
         if held is not None and held.auth is not refused:
             return True  # already replaced since that attempt
-        if self._failures and self._clock.now() < self._next_attempt_at:
+        if self._failures and self._until_due(self._clock.now()) > 0:
             return False  # the source is failing: its backoff holds for forced renewals too
         flight = self._start_fetch()
         return flight is not None and await asyncio.shield(flight)
@@ -214,13 +217,21 @@ class RefreshingHolder:
 
     async def _renew_in_background(self) -> None:
         while True:
-            now = self._clock.now()
-            flight = self._start_fetch() if now >= self._next_attempt_at else None
+            due_in = self._until_due(self._clock.now())
+            flight = self._start_fetch() if due_in <= 0 else None
             if flight is not None:
                 await asyncio.shield(flight)
                 continue
             # Real sleep, bounded by the tick: an injected clock moved meanwhile is noticed soon.
-            await asyncio.sleep(min(TICK_SECONDS, max(self._next_attempt_at - now, 0.01)))
+            await asyncio.sleep(min(TICK_SECONDS, max(due_in, 0.01)))
+
+    def _until_due(self, now: float) -> float:
+        """Seconds until the next fetch is due (0 or less: due now). After a failure the backoff
+        runs on the monotonic clock: a step back of the wall clock must not stretch it by the step
+        (an hour's step would leave the held credentials to expire unrenewed)."""
+        if self._failures:
+            return self._retry_at - self._clock.monotonic()
+        return self._renew_at - now
 
     def _start_fetch(self) -> asyncio.Task[bool] | None:
         """The fetch in flight, starting one if none is (and the app is running)."""
@@ -258,14 +269,14 @@ class RefreshingHolder:
             raise FetchFailed(f"answered credentials that expired at {rfc3339(issued.expires_at)}")
         self._held = issued
         self._failures = 0
-        self._next_attempt_at = issued.renew_at
+        self._renew_at = issued.renew_at
         return issued
 
     def _record_failure(self, reason: str) -> None:
         self._failures += 1
         delay = min(BACKOFF_FIRST_SECONDS * 2 ** (self._failures - 1), BACKOFF_MAX_SECONDS)
         now = self._clock.now()
-        self._next_attempt_at = now + delay
+        self._retry_at = self._clock.monotonic() + delay
         if self._metrics is not None:
             self._metrics.credential_refreshes.labels(source=self.source, result="failure").inc()
         held = self._held

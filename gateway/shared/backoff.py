@@ -26,7 +26,7 @@ class SharedBackoff:
         self._local = local
         self._clock = clock
         self._learned: TTLCache[Hashable, tuple[float, type[UpstreamError]]] = TTLCache(
-            maxsize=LEARNED_KEPT, ttl=LEARNED_MAX_SECONDS, timer=clock.now
+            maxsize=LEARNED_KEPT, ttl=LEARNED_MAX_SECONDS, timer=clock.monotonic
         )
 
     def blocked(self, key: Hashable) -> UpstreamError | None:
@@ -38,7 +38,7 @@ class SharedBackoff:
         if learned is None:
             return None
         until, kind = learned
-        now = self._clock.now()
+        now = self._clock.monotonic()
         return kind(outcome="backoff", retry_after_seconds=until - now) if now < until else None
 
     def failed(self, key: Hashable, error: UpstreamError) -> None:
@@ -54,5 +54,5 @@ class SharedBackoff:
         """Note that another replica's load of ``key`` failed with ``kind`` and may not be retried
         for ``seconds``; returns the error to answer with meanwhile."""
         error_type = _KINDS.get(kind, UpstreamUnavailable)
-        self._learned[key] = (self._clock.now() + min(seconds, LEARNED_MAX_SECONDS), error_type)
+        self._learned[key] = (self._clock.monotonic() + min(seconds, LEARNED_MAX_SECONDS), error_type)
         return error_type(outcome="backoff", retry_after_seconds=seconds)

@@ -62,7 +62,7 @@ class SharedRateLimiter:
         allowance = self._allowances.get(tenant_id)
         if allowance is None:
             allowance = self._allowances[tenant_id] = Allowance()
-        now = self._clock.now()
+        now = self._clock.monotonic()
         size, credit = self._terms(tenant_id, limit)
         decision = allowance.take(now, credit)
         asked = allowance.want(now, size)
@@ -108,4 +108,4 @@ class SharedRateLimiter:
             )
         finally:
             allowance.leasing = False
-        allowance.leased(self._clock.now(), asked, int(granted), int(wait_us) / 1_000_000)
+        allowance.leased(self._clock.monotonic(), asked, int(granted), int(wait_us) / 1_000_000)

@@ -33,7 +33,7 @@ class CircuitBreaker:
 
     @property
     def state(self) -> str:
-        if self._state == OPEN and self._clock.now() >= self._opened_at + self._policy.open_seconds:
+        if self._state == OPEN and self._clock.monotonic() >= self._opened_at + self._policy.open_seconds:
             return HALF_OPEN
         return self._state
 
@@ -62,7 +62,7 @@ class CircuitBreaker:
                 self._state = CLOSED
                 self._seconds.clear()
             return
-        now = self._clock.now()
+        now = self._clock.monotonic()
         second = float(int(now))
         if self._seconds and self._seconds[-1][0] == second:
             self._seconds[-1][1] += 1
@@ -78,5 +78,5 @@ class CircuitBreaker:
 
     def _open(self) -> None:
         self._state = OPEN
-        self._opened_at = self._clock.now()
+        self._opened_at = self._clock.monotonic()
         self._seconds.clear()

@@ -27,13 +27,13 @@ class RetryBudget:
     def record_first_attempt(self) -> None:
         """A new request went upstream. Attempts that left the window are dropped here too, not
         only when a retry is asked for: an upstream that never fails never asks."""
-        now = self._clock.now()
+        now = self._clock.monotonic()
         self._trim(now)
         self._first.append(now)
 
     def try_retry(self) -> bool:
         """Spend one retry if the budget allows it."""
-        now = self._clock.now()
+        now = self._clock.monotonic()
         self._trim(now)
         if len(self._retries) < self._floor + self._ratio * len(self._first):
             self._retries.append(now)

@@ -51,11 +51,12 @@ def represent(
     ``result`` is how the cache answered (hit, miss, coalesced or stale)."""
     gzipped = entry.gzip_body is not None and accept_encoding is not None and accepts_gzip(accept_encoding)
     etag = entry.gzip_etag if gzipped else entry.etag
+    fresh_for = min(entry.fresh_until - now, entry.fresh_until - entry.fetched_at)  # no longer than its life
     headers = {
         "Content-Type": "application/json",
         "ETag": etag,
         "X-Cache": X_CACHE[result],
-        "Cache-Control": f"private, max-age={max(0, int(entry.fresh_until - now))}",
+        "Cache-Control": f"private, max-age={max(0, int(fresh_for))}",
         "Vary": VARY,
     }
     if result in ("hit", "stale"):

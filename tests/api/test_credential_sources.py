@@ -260,6 +260,25 @@ async def test_an_endpoint_answering_without_end_is_given_up_while_requests_go_o
     assert await list_status(gateway, offset + 1) == 200
 
 
+async def test_a_failed_renewal_is_tried_again_after_its_backoff_whatever_the_clock_did(
+    make_gateway: GatewayFactory, tmp_path: Path, clock: ManualClock
+) -> None:
+    """A renewal fails (the next try is due 1 s later); the wall clock steps back an hour and 2 s
+    pass: the next try renews the credentials, not an hour later, when the held ones may have
+    expired."""
+    gateway = await started(make_gateway, "pod-identity", tmp_path, clock)
+    gateway.simulator.cloud.controls["pod-identity"].fail = [500]
+    clock.advance(RENEWAL_POINT + 1)
+    assert await list_status(gateway, 1) == 200
+    failures = {"source": "pod-identity", "result": "failure"}
+    await eventually(
+        lambda: gateway.metric("metastudio_gateway_credential_refreshes_total", **failures) == 1, "the failed try"
+    )
+    clock.advance(-3600)
+    clock.advance(2)
+    await eventually(lambda: fetches(gateway, "pod-identity") == 2, "renewed after the backoff")
+
+
 async def test_an_endpoint_failing_from_start_up_keeps_readyz_503_until_it_recovers(
     make_gateway: GatewayFactory, tmp_path: Path, clock: ManualClock
 ) -> None:

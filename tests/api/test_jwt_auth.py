@@ -253,6 +253,36 @@ async def test_random_kids_cause_at_most_one_fetch(gateway: Gateway, idp: Runnin
     assert idp.control.jwks_fetches - before <= 1
 
 
+async def test_a_rotation_is_fetched_for_when_the_clock_has_stepped_back(
+    gateway: Gateway, idp: RunningIdP, clock: ManualClock
+) -> None:
+    """The cooldown between key fetches has passed when the wall clock steps back an hour and the
+    IdP rotates its key: a token under the new key causes one fetch and is accepted (the cooldown
+    is not an hour longer)."""
+    assert (await answer(gateway, bearer(idp.control.issue(ALICE))))[0] == 200
+    clock.advance(COOLDOWN)
+    clock.advance(-3600)
+    idp.control.rotate()
+    before = idp.control.jwks_fetches
+    assert (await answer(gateway, bearer(idp.control.issue(ALICE, claims={"jti": "new"}))))[0] == 200
+    assert idp.control.jwks_fetches == before + 1
+
+
+async def test_a_token_refused_while_the_clock_ran_ahead_is_accepted_once_it_is_corrected(
+    gateway: Gateway, idp: RunningIdP, clock: ManualClock
+) -> None:
+    """The wall clock runs two hours ahead (a resumed VM) and a token valid for an hour is refused
+    as expired; NTP steps the clock back and a few seconds pass: the same token is accepted (the
+    one-second memo of refusals is not two hours long)."""
+    token = bearer(idp.control.issue(ALICE))
+    clock.advance(7200)
+    status, headers, _ = await answer(gateway, token)
+    assert status == 401 and "expired" in headers["WWW-Authenticate"]
+    clock.advance(-7200)
+    clock.advance(5)
+    assert (await answer(gateway, token))[0] == 200
+
+
 async def test_after_a_rotation_concurrent_requests_share_one_fetch(
     gateway: Gateway, idp: RunningIdP, clock: ManualClock
 ) -> None:

@@ -64,6 +64,32 @@ def test_old_failures_leave_the_window() -> None:
     assert breaker.state == CLOSED
 
 
+def test_the_breaker_and_the_retry_budget_keep_their_windows_when_the_clock_steps_back() -> None:
+    """An hour of healthy traffic, then the wall clock steps back an hour: the retry budget still
+    grants retries at its ratio of the last 10 s (not of the hour), and failures open the breaker
+    once they are half of the last 30 s of calls (the hour's successes are out of its window)."""
+    clock = ManualClock()
+    budget = RetryBudget(clock, ratio=0.2, floor=3, window_seconds=10)
+    breaker = CircuitBreaker(CircuitBreakerSettings(window_seconds=30, min_calls=10, failure_ratio=0.5), clock)
+    for _ in range(3600):
+        budget.record_first_attempt()
+        breaker.record(failed=False)
+        clock.advance(1)
+    clock.advance(-3600)
+    opened_after = None
+    for second in range(1, 31):
+        budget.record_first_attempt()
+        breaker.record(failed=True)
+        if opened_after is None and breaker.state == OPEN:
+            opened_after = second
+        clock.advance(1)
+    granted = 0
+    while budget.try_retry():
+        granted += 1
+    assert granted <= 3 + 0.2 * 10
+    assert opened_after == 15  # half of the last 30 s of calls failed
+
+
 def test_token_bucket_allows_burst_then_rate() -> None:
     """Burst tokens first, then one per 1/rate seconds; the wait is reported in whole seconds."""
     clock = ManualClock()
