@@ -37,7 +37,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeout
 
 from gateway.config.settings import SharedSettings
@@ -46,6 +46,10 @@ from gateway.shared.keys import KeySpace
 
 _T = TypeVar("_T")
 logger = logging.getLogger(__name__)
+
+REDIS_ERRORS = (RedisError, RedisClusterException, OSError)
+"""What a Redis call raises when Redis is not there: redis-py's cluster errors (no node
+reachable, a slot not covered) are not ``RedisError``s."""
 
 MAX_CONNECTIONS = 64
 """Bound on this replica's Redis connections (per node in a cluster); one is the Pub/Sub listener."""
@@ -147,7 +151,7 @@ class RedisTier:
         except (TimeoutError, RedisTimeout) as exc:
             result = "timeout"
             raise SharedUnavailable from exc
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             result = "error"
             raise SharedUnavailable from exc
         finally:
@@ -186,7 +190,7 @@ class RedisTier:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        with contextlib.suppress(RedisError, OSError, TimeoutError):
+        with contextlib.suppress(*REDIS_ERRORS, TimeoutError):
             async with asyncio.timeout(self._timeout * 5):
                 await self._client.aclose()
 
@@ -209,17 +213,22 @@ class RedisTier:
     async def _beat_forever(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
-            await self._beat()
+            try:
+                await self._beat()
+            except Exception:  # a bug: said, and the heartbeat goes on (else this replica never shares again)
+                logger.exception("shared tier heartbeat failed")
 
     async def _listen_forever(self) -> None:
         while True:
             pubsub = self._client.pubsub()
             try:
                 await self._listen(pubsub)
-            except (RedisError, OSError, TimeoutError):
+            except (*REDIS_ERRORS, TimeoutError):
                 pass  # Redis went away: the breaker and heartbeat say so; listen again later
+            except Exception:  # a bug: said, and the listener listens again
+                logger.exception("shared tier listener failed")
             finally:
-                with contextlib.suppress(RedisError, OSError, TimeoutError):
+                with contextlib.suppress(*REDIS_ERRORS, TimeoutError):
                     async with asyncio.timeout(self._timeout):
                         await pubsub.aclose()
             await asyncio.sleep(LISTEN_RETRY_SECONDS)

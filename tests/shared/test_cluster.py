@@ -4,13 +4,14 @@ each tenant's keys in one slot by their hash tag, and still one upstream call pe
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.shared.helpers import LOADED_MACHINE, REDIS_PASSWORD, get, replicas
+from tests.shared.helpers import LOADED_MACHINE, REDIS_PASSWORD, UP, get, metric, replicas
 from tests.stack import GLOBEX_KEY, redis_cluster, set_faults, upstream_calls
 
 pytestmark = pytest.mark.redis
@@ -33,3 +34,21 @@ async def test_concurrent_cold_requests_make_one_upstream_call_on_a_cluster(tmp_
             )
         assert Counter(answer.status for answer in answers) == {200: 300}
         assert upstream_calls(simulator) == 2
+
+
+def test_a_replica_starts_without_its_cluster_and_shares_once_the_cluster_is_back(tmp_path: Path) -> None:
+    """Every node of the cluster is down when a replica starts (redis-py's "cluster unreachable"
+    is not one of its RedisErrors): the replica starts, is ready and says the shared tier is
+    down; once the nodes are back, its heartbeat finds them and it shares again."""
+    with redis_cluster(tmp_path, REDIS_PASSWORD) as nodes:
+        for node in nodes:
+            node.stop()
+        with replicas(tmp_path, 1, nodes[0].url, cluster=True) as (gateway,):
+            assert metric(gateway.base_url, UP) == 0.0
+            time.sleep(2)  # heartbeats meet the unreachable cluster
+            for node in nodes:
+                node.start()
+            deadline = time.monotonic() + 20
+            while metric(gateway.base_url, UP) != 1.0:
+                assert time.monotonic() < deadline, "the replica never shared again"
+                time.sleep(0.2)
