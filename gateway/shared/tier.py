@@ -97,7 +97,9 @@ def _client(settings: SharedSettings) -> Redis | RedisCluster:
     pool = BlockingConnectionPool.from_url(
         settings.redis_url, max_connections=MAX_CONNECTIONS, timeout=timeout, **options
     )
-    return Redis(connection_pool=pool)  # connections take their retry (none) from the pool's options
+    # Connections take their retry (none) from the pool's options. ``from_pool``: the client owns
+    # the pool, so closing it closes the connections (``Redis(connection_pool=...)`` would not).
+    return Redis.from_pool(pool)
 
 
 class RedisTier:
@@ -114,6 +116,8 @@ class RedisTier:
         self._up = False
         self._handlers: dict[str, Callable[[bytes], None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._loops: list[asyncio.Task[Any]] = []
+        """The heartbeat and the listener: the background work that never ends by itself."""
         self._heartbeat = self._client.register_script(_HEARTBEAT)
         metrics.shared_tier_up.set_function(lambda: 1.0 if self._up else 0.0)
 
@@ -161,12 +165,14 @@ class RedisTier:
                 self._up = False
                 logger.warning("shared tier down (Redis %s on %s): this replica acts on its own", result, operation)
 
-    def spawn(self, work: Awaitable[Any]) -> None:
-        """Run ``work`` in the background, kept until done and cancelled at ``close``; a
-        ``SharedUnavailable`` it raises is expected (the breaker counted it) and dropped."""
+    def spawn(self, work: Awaitable[Any]) -> asyncio.Task[Any]:
+        """Run ``work`` in the background, kept until done (``close`` lets it finish, within
+        bounds); a ``SharedUnavailable`` it raises is expected (the breaker counted it) and
+        dropped."""
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._forget)
+        return task
 
     def _forget(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -180,12 +186,22 @@ class RedisTier:
         """One heartbeat (bounded: Redis being down does not delay start-up), then the heartbeat
         and the Pub/Sub listener in the background."""
         await self._beat()
-        self.spawn(self._beat_forever())
+        self._loops.append(self.spawn(self._beat_forever()))
         if self._handlers:
-            self.spawn(self._listen_forever())
+            self._loops.append(self.spawn(self._listen_forever()))
 
     async def close(self) -> None:
-        """Stop the background work and close the connections."""
+        """Stop the heartbeat and the listener; let the writes already under way finish (a fill,
+        a give-up, a cover publish, a lease: one bounded call each, so the other replicas get
+        what this one loaded instead of waiting out its lease and loading it again); leave the
+        replica count; close the connections."""
+        for loop in self._loops:
+            loop.cancel()
+        writes = self._tasks.difference(self._loops)
+        if writes:
+            await asyncio.wait(writes, timeout=self._timeout * 2)
+        with contextlib.suppress(SharedUnavailable):
+            await self.run("leave", lambda: self._client.zrem(self.keys.replicas, self.replica_id))
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

@@ -12,9 +12,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from prometheus_client import CollectorRegistry
 
+from gateway.config.settings import SharedSettings
+from gateway.observability.metrics import Metrics
 from gateway.shared.keys import KeySpace
-from gateway.shared.tier import HEARTBEAT_LAPSE_SECONDS
+from gateway.shared.tier import HEARTBEAT_LAPSE_SECONDS, RedisTier
 from tests.shared.helpers import PREFIX, REDIS_PASSWORD, UP, Answer, get, metric, replicas
 from tests.shared.relay import silent_relay
 from tests.stack import LiveGateway, RedisServer, redis_server, upstream_calls
@@ -157,3 +160,25 @@ async def test_replicas_listen_again_after_their_connections_were_dropped_withou
             cover = await get(session, f"{gateways[1].base_url}/v1/training-jobs/{job['job_id']}/cover")
         assert (cover.status, cover.headers["Location"]) == (302, job["cover_download_url"])
         assert upstream_calls(gateways[0].simulator_url) == before
+
+
+async def test_a_stopping_replica_sends_the_writes_under_way_and_leaves_the_replica_count(tmp_path: Path) -> None:
+    """Writes queued just before a replica stops (its last fill, a give-up, a cover publish) are
+    sent before its connections close, within bounds: here three, on a Redis 0.1 s away (a relay)
+    with one connection open, so that two must open another first. They land, and the replica's
+    heartbeat entry is gone: the others stop counting it at once, not up to 5 s later."""
+    with redis_server(tmp_path, REDIS_PASSWORD) as server, silent_relay(server.port, delay=0.1) as relay:
+        settings = SharedSettings(
+            redis_url=f"redis://:{REDIS_PASSWORD}@127.0.0.1:{relay.port}/0",
+            key_prefix=PREFIX,
+            operation_timeout_seconds=2,
+        )
+        tier = RedisTier(settings, Metrics(CollectorRegistry()))
+        await tier.start()
+        assert tier.up
+        setter = tier.script("return redis.call('SET', KEYS[1], 'x')")
+        for n in range(3):
+            tier.spawn(tier.run("fill", lambda n=n: setter(keys=[f"{PREFIX}:last-{n}"])))
+        await tier.close()
+        assert [server.cli("EXISTS", f"{PREFIX}:last-{n}").strip() for n in range(3)] == ["1"] * 3
+        assert server.cli("ZSCORE", KeySpace(PREFIX).replicas, tier.replica_id).strip() == ""
