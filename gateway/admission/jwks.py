@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ from gateway.bounded_reads import read_at_most
 from gateway.clock import Clock
 from gateway.config.settings import OidcIssuer
 from gateway.observability.metrics import Metrics
+
+logger = logging.getLogger(__name__)
 
 ALGORITHM_KEY_TYPES: dict[str, tuple[str, str | None]] = {
     "RS256": ("RSA", None),
@@ -215,6 +218,9 @@ class IssuerKeys:
             result = "error"
         except ValueError:
             result = "garbage"
+        except Exception:  # a bug: said, and counted; the keeper must go on fetching
+            logger.exception("JWKS fetch for %s failed unexpectedly", self.settings.name)
+            result = "error"
         self._metrics.jwks_fetches.labels(issuer=self.settings.name, result=result).inc()
         if result == "ok":
             self._fetched_at = started

@@ -20,6 +20,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from gateway.admission import jwks as jwks_module
 from gateway.admission.api_keys import hash_key
 from gateway.admission.tokens import REFUSAL_KEPT_SECONDS, TokenAuthenticator
 from gateway.clock import ManualClock
@@ -265,6 +266,29 @@ async def test_a_rotation_is_fetched_for_when_the_clock_has_stepped_back(
     idp.control.rotate()
     before = idp.control.jwks_fetches
     assert (await answer(gateway, bearer(idp.control.issue(ALICE, claims={"jti": "new"}))))[0] == 200
+    assert idp.control.jwks_fetches == before + 1
+
+
+async def test_a_key_fetch_that_fails_unexpectedly_does_not_stop_the_next_ones(
+    gateway: Gateway, idp: RunningIdP, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The IdP rotates its key and the fetch it causes fails in a way nobody planned for (a bug
+    reading the key set): that token is refused, and after the cooldown the next token under the
+    new key causes another fetch and is accepted (the keeper did not die with the first)."""
+    assert (await answer(gateway, bearer(idp.control.issue(ALICE))))[0] == 200
+    clock.advance(COOLDOWN)
+    idp.control.rotate()
+    parse = jwks_module.parse_jwks
+
+    def fails_once(*args: Any) -> Any:
+        monkeypatch.setattr(jwks_module, "parse_jwks", parse)
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(jwks_module, "parse_jwks", fails_once)
+    assert (await answer(gateway, bearer(idp.control.issue(ALICE, claims={"jti": "one"}))))[0] == 401
+    clock.advance(COOLDOWN)
+    before = idp.control.jwks_fetches
+    assert (await answer(gateway, bearer(idp.control.issue(ALICE, claims={"jti": "two"}))))[0] == 200
     assert idp.control.jwks_fetches == before + 1
 
 
