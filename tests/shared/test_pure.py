@@ -3,6 +3,7 @@ leased rate-limit allowance's bookkeeping."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 from typing import Any, cast
@@ -245,3 +246,44 @@ def test_the_shared_limiter_follows_the_replica_count_for_its_credit() -> None:
     tier.replicas_seen = 4
     decisions = [limiter.retry_after("acme") for _ in range(20)]
     assert decisions == [0] * 15 + [1] * 5  # 25 on credit in all, 10 of them taken already
+
+
+class _RefusingTier(_SilentTier):
+    """A tier whose bucket is empty: each lease is refused, the next token due in 1 s."""
+
+    keys = KeySpace("t")
+
+    def __init__(self) -> None:
+        super().__init__(replicas=1)
+        self.leases = 0
+        self.tasks: set[asyncio.Future[Any]] = set()
+
+    def script(self, _source: str) -> Any:
+        async def take(*, keys: list[str], args: list[object]) -> list[int]:
+            self.leases += 1
+            return [0, 1_000_000]
+
+        return take
+
+    async def run(self, _operation: str, call: Any) -> Any:
+        return await call()
+
+    def spawn(self, coroutine: Any) -> None:
+        self.tasks.add(asyncio.ensure_future(coroutine))
+
+
+async def test_a_refused_tenant_is_asked_for_again_when_the_next_token_is_due_whatever_the_clock_did() -> None:
+    """The shared bucket refuses a lease (the next token due in 1 s); the wall clock steps back an
+    hour and 1.5 s pass: the replica asks Redis again and tells the caller to wait a second, not
+    an hour."""
+    tier = _RefusingTier()
+    clock = ManualClock()
+    limiter = SharedRateLimiter({"acme": RateLimit(per_second=1, burst=1)}, cast(Any, tier), clock)
+    assert limiter.retry_after("acme") == 0  # on credit, while the first lease is asked for
+    await asyncio.sleep(0)
+    assert (tier.leases, limiter.retry_after("acme")) == (1, 1)
+    clock.advance(-3600)
+    clock.advance(1.5)
+    assert limiter.retry_after("acme") == 1
+    await asyncio.sleep(0)
+    assert tier.leases == 2
