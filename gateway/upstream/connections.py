@@ -93,7 +93,9 @@ class UpstreamAnswer:
 
     status: int
     headers: dict[str, str]
-    body: bytes
+    body: bytes | bytearray
+    """As read: a ``bytearray`` when it came in pieces (kept in one buffer: a body sent a few
+    bytes at a time held a ``bytes`` object per piece, 22 times its size)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +113,8 @@ class _Connection(asyncio.Protocol):
     _head_received: int
     _field_bytes: int
     _headers: dict[str, str]
-    _chunks: list[bytes]
+    _body: bytes | bytearray
+    _compressed: int
     _size: int
     _decompressor: Any
     _until_close: bool
@@ -162,12 +165,14 @@ class _Connection(asyncio.Protocol):
         if self._answer is None or self._answer.done():
             return
         if self._until_close and exc is None:
-            if self._decompressor is not None and not self._decompressor.eof:
+            if self._decompressor is not None and not self._decompressor.eof and self._compressed:
                 self._fail(UpstreamBodyBroken("the upstream's gzip body ended early"))
             else:
                 self._complete()
         elif not self._received:
             self._fail(_ClosedUnanswered("the upstream closed the connection without answering"))
+        elif self._in_head:  # a connection failure, retried as one: no answer was given
+            self._fail(UpstreamConnectFailed("the upstream closed the connection in the middle of its answer's head"))
         else:
             self._fail(UpstreamBodyBroken("the upstream closed the connection before the answer was whole"))
 
@@ -181,37 +186,64 @@ class _Connection(asyncio.Protocol):
         self._field_bytes += len(name) + len(value)
         if self._field_bytes > self._limits.max_head_bytes:
             self._refuse(UpstreamAnswerMalformed("the upstream's answer head is over the limit"))
-        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        if self._in_head:  # not a trailer (after a chunked body): those are not the answer's headers
+            self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
+        if status < 100:
+            self._refuse(UpstreamAnswerMalformed("the upstream's answer has no valid status"))
         if status < 200:
             return  # an interim answer (1xx): the real one follows
         self._in_head = False
         headers = self._headers
-        if int(headers.get("content-length", "0") or "0") > self._limits.max_body_bytes:
+        if status not in (204, 304) and int(headers.get("content-length", "0") or "0") > self._limits.max_body_bytes:
             self._refuse(UpstreamBodyTooLarge("the upstream's body is over the limit"))
         encoding = headers.get("content-encoding", "identity").strip().lower()
         if encoding == "gzip":
             self._decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
         elif encoding != "identity":
             self._refuse(UpstreamBodyBroken("the upstream's body has an encoding that was not asked for"))
-        chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        chunked = headers.get("transfer-encoding", "").rpartition(",")[2].strip().lower() == "chunked"
         self._until_close = "content-length" not in headers and not chunked and status not in (204, 304)
 
     def on_body(self, body: bytes) -> None:
         if self._decompressor is not None:
-            room = self._limits.max_body_bytes - self._size + 1
-            try:
-                body = self._decompressor.decompress(body, room)
-            except zlib.error:
-                self._refuse(UpstreamBodyBroken("the upstream's gzip body could not be decoded"))
-            if self._decompressor.unconsumed_tail:
-                self._refuse(UpstreamBodyTooLarge("the upstream's body is over the limit"))
+            body = self._inflate(body)
         self._size += len(body)
         if self._size > self._limits.max_body_bytes:
             self._refuse(UpstreamBodyTooLarge("the upstream's body is over the limit"))
-        self._chunks.append(body)
+        held = self._body
+        if not held:
+            self._body = body
+        elif isinstance(held, bytearray):
+            held += body
+        else:  # a second piece: from here on, one buffer
+            buffer = bytearray(held)
+            buffer += body
+            self._body = buffer
+
+    def _inflate(self, data: bytes) -> bytes:
+        """``data`` decoded. A gzip body may be several members one after another (RFC 1952), as
+        aiohttp reads it; bytes after a member that do not begin another are refused (by the
+        next decoder, or as a body that ended early)."""
+        self._compressed += len(data)
+        decoder = self._decompressor
+        pieces = []
+        room = self._limits.max_body_bytes - self._size + 1
+        while data:
+            try:
+                piece = decoder.decompress(data, room)
+            except zlib.error:
+                self._refuse(UpstreamBodyBroken("the upstream's gzip body could not be decoded"))
+            room -= len(piece)
+            if decoder.unconsumed_tail or room <= 0:
+                self._refuse(UpstreamBodyTooLarge("the upstream's body is over the limit"))
+            pieces.append(piece)
+            data = decoder.unused_data  # after the end of a member: the next one
+            if data:
+                decoder = self._decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def on_message_complete(self) -> None:
         if self._parser.get_status_code() < 200:
@@ -220,7 +252,7 @@ class _Connection(asyncio.Protocol):
                 self._refuse(UpstreamAnswerMalformed("the upstream sent interim answers without end"))
             self._start_answer()
             return
-        if self._decompressor is not None and not self._decompressor.eof:
+        if self._decompressor is not None and not self._decompressor.eof and self._compressed:
             self._refuse(UpstreamBodyBroken("the upstream's gzip body ended early"))
         self.reusable = self._parser.should_keep_alive()
         self._complete()
@@ -234,14 +266,13 @@ class _Connection(asyncio.Protocol):
 
     def _start_answer(self) -> None:
         self._in_head, self._head_received, self._field_bytes = True, 0, 0
-        self._headers, self._chunks, self._size = {}, [], 0
+        self._headers, self._body, self._size, self._compressed = {}, b"", 0, 0
         self._decompressor, self._until_close = None, False
 
     def _complete(self) -> None:
         answer = self._answer
         if answer is not None and not answer.done():
-            body = b"".join(self._chunks)
-            self._chunks = []  # the answer's body: an idle connection holds none of it
+            body, self._body = self._body, b""  # an idle connection holds none of its last answer
             answer.set_result(UpstreamAnswer(self._parser.get_status_code(), self._headers, body))
 
     def _fail(self, failure: UpstreamHttpError) -> None:

@@ -126,6 +126,59 @@ async def test_gzip_is_decoded_and_capped_by_what_it_decodes_to() -> None:
             await connections.get("/d", HEADERS)
 
 
+async def test_a_gzip_body_of_several_members_is_decoded_whole_and_bytes_after_it_are_refused() -> None:
+    """A gzip body may be several members one after another (RFC 1952): all are decoded, as
+    aiohttp does (the first alone was kept: a page cut short, and a 502). Bytes after the last
+    member that begin no other are refused; an empty gzip body is an empty body."""
+    members = gzip.compress(b'{"a":') + gzip.compress(b"1}")
+    trailing = gzip.compress(b'{"a":1}') + b"garbage!"
+
+    def gzipped(body: bytes) -> bytes:
+        return b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    async with answers(gzipped(members), gzipped(trailing), gzipped(b"")) as (_server, url):
+        connections = pool(url)
+        assert (await connections.get("/a", HEADERS)).body == b'{"a":1}'
+        with pytest.raises(UpstreamBodyBroken):
+            await connections.get("/b", HEADERS)
+        assert (await connections.get("/c", HEADERS)).body == b""
+
+
+async def test_trailers_after_a_chunked_body_are_not_taken_for_its_headers() -> None:
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nRetry-After: 1\r\n\r\n"
+    wire = head + b"2\r\n{}\r\n0\r\nRetry-After: 999\r\n\r\n"
+    async with answers(wire) as (_server, url):
+        answer = await pool(url).get("/a", HEADERS)
+    assert (answer.body, answer.headers["retry-after"]) == (b"{}", "1")
+
+
+async def test_a_body_sent_a_few_bytes_at_a_time_is_held_once() -> None:
+    """A 256 KB body in pieces of 4 bytes: reading it takes memory of about its size at most (a
+    bytes object per piece took over ten times as much)."""
+    body = b"x" * 262_144
+    pieces = b"".join(b"4\r\n" + body[n : n + 4] + b"\r\n" for n in range(0, len(body), 4))
+    wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + pieces + b"0\r\n\r\n"
+
+    async def script(server: Server, _number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_head(reader)
+        writer.write(wire)
+        await writer.drain()
+
+    async with serving(script) as (_server, url):
+        connections = pool(url, max_body_bytes=1_000_000)
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            tracemalloc.reset_peak()
+            answer = await connections.get("/a", HEADERS)
+            peak = tracemalloc.get_traced_memory()[1] - before
+        finally:
+            tracemalloc.stop()
+        await connections.aclose()
+    assert answer.body == body
+    assert peak < 3 * len(body)
+
+
 async def test_a_gzip_body_ending_with_the_connection_must_be_whole() -> None:
     """Without a length, the body ends when the connection does: gzip cut short there is broken."""
     body = gzip.compress(b'{"jobs":[' + b'{"job_id":"j"},' * 50 + b"{}]}")
@@ -168,6 +221,24 @@ async def test_a_body_over_the_cap_is_refused_at_its_length_or_as_it_streams() -
             async with asyncio.timeout(2):
                 with pytest.raises(UpstreamBodyTooLarge):
                     await connections.get(target, HEADERS)
+
+
+@pytest.mark.parametrize(
+    "sent", [b"HTTP/1.1 200 O", b"HTTP/1.1 100 Continue\r\n\r\n"], ids=["part of a head", "an interim answer"]
+)
+async def test_a_close_before_the_answers_head_is_whole_fails_as_a_connection_does(sent: bytes) -> None:
+    """The upstream closes after part of a head (or after an interim answer only): no answer was
+    given, so this is a connection failure (retried by the client), not a broken body (a 502)."""
+
+    async def script(server: Server, _number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_head(reader)
+        writer.write(sent)
+        await writer.drain()
+
+    async with serving(script) as (_server, url):
+        with pytest.raises(UpstreamConnectFailed) as failed:
+            await pool(url).get("/a", HEADERS)
+    assert failed.value.head is None
 
 
 async def test_a_body_cut_short_is_broken_and_a_close_before_any_answer_fails_to_connect() -> None:
@@ -334,8 +405,17 @@ async def test_a_failure_after_the_head_carries_the_status() -> None:
         b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 5000,
         b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
         b"HTTP/1.1 103 Early Hints\r\n\r\n" * 9,
+        b"HTTP/1.1 099 Below\r\nContent-Length: 2\r\n\r\n{}",
     ],
-    ids=["status", "protocol", "head over the limit", "unfinished head over the limit", "upgrade", "endless 1xx"],
+    ids=[
+        "status",
+        "protocol",
+        "head over the limit",
+        "unfinished head over the limit",
+        "upgrade",
+        "endless 1xx",
+        "status under 100",
+    ],
 )
 async def test_a_malformed_answer_is_refused_at_once(wire: bytes) -> None:
     """Refused as soon as it is seen to be wrong (the server then waits: no timeout decides it)."""
