@@ -144,6 +144,25 @@ async def test_a_gzip_body_of_several_members_is_decoded_whole_and_bytes_after_i
         assert (await connections.get("/c", HEADERS)).body == b""
 
 
+async def test_framing_goes_by_the_last_transfer_coding_and_a_304_has_no_body_to_measure() -> None:
+    """A body whose last transfer coding is not chunked ends with the connection, as llhttp reads
+    it; a 304 that states its representation's length (over the cap) is answered, not refused."""
+
+    async def script(server: Server, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_head(reader)
+        if number == 0:
+            writer.write(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 100000000\r\n\r\n")
+            await writer.drain()
+            await server.read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, identity\r\n\r\n{}")
+        writer.close()
+
+    async with serving(script) as (_server, url):
+        connections = pool(url)
+        assert (await connections.get("/a", HEADERS)).status == 304
+        assert (await connections.get("/b", HEADERS)).body == b"{}"
+
+
 async def test_trailers_after_a_chunked_body_are_not_taken_for_its_headers() -> None:
     head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nRetry-After: 1\r\n\r\n"
     wire = head + b"2\r\n{}\r\n0\r\nRetry-After: 999\r\n\r\n"
