@@ -30,6 +30,8 @@ from gateway.server import serve_until_signalled
 from gateway.shared.tier import describe as describe_shared_tier
 
 EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130
+"""128 + SIGINT, as shells report a command ended by Ctrl-C."""
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -128,11 +130,15 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         host=args.host or settings.server.host,
         port=settings.server.port if args.port is None else args.port,  # 0 is a port: pick a free one
     )
-    with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        runner.run(credentials.confirm())  # auto mode's last resort (ECS metadata) must answer now
-        configure_logging()
-        app = create_app(settings, credentials=credentials, url_signing_keys=keys)
-        runner.run(serve_until_signalled(app, server))
+    try:
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            runner.run(credentials.confirm())  # auto mode's last resort (ECS metadata) must answer now
+            configure_logging()
+            app = create_app(settings, credentials=credentials, url_signing_keys=keys)
+            runner.run(serve_until_signalled(app, server))  # from here on a SIGINT drains, as SIGTERM does
+    except KeyboardInterrupt:  # before serving began: nothing to drain
+        print("metastudio-gateway: interrupted before serving began", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
 
 

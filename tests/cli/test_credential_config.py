@@ -4,12 +4,16 @@ why it was skipped, when none is usable."""
 
 from __future__ import annotations
 
+import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.cli.test_commands import run
-from tests.stack import free_port
+from tests.stack import clean_env, free_port
 
 
 @pytest.fixture
@@ -73,3 +77,27 @@ def test_a_forced_source_that_is_not_configured_says_so(config: Path) -> None:
     result = run("check-config", "--config", str(config), env=env)
     assert result.returncode == 2
     assert "HC_CONTAINER_CREDENTIALS_FULL_URI" in result.stderr
+
+
+def test_ctrl_c_while_serve_waits_for_its_first_credentials_ends_it_quietly(config: Path) -> None:
+    """In auto mode the metadata service is the last resort and must answer before serving
+    starts; a metadata address that accepts and never answers keeps serve waiting (2 s at most).
+    Ctrl-C meanwhile: serve ends at once with 130, saying so in one line, without a traceback."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        env = {
+            "METASTUDIO_PROJECT_ID": "p1",
+            "METASTUDIO_METADATA_ENDPOINT": f"http://127.0.0.1:{silent.getsockname()[1]}",
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", "0"],
+            env=clean_env(**env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        asking, _ = silent.accept()  # serve is asking the metadata service now
+        with asking:
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert "Traceback" not in stderr and stderr.count("\n") == 1
