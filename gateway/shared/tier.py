@@ -50,6 +50,8 @@ logger = logging.getLogger(__name__)
 REDIS_ERRORS = (RedisError, RedisClusterException, OSError)
 """What a Redis call raises when Redis is not there: redis-py's cluster errors (no node
 reachable, a slot not covered) are not ``RedisError``s."""
+_GONE = (*REDIS_ERRORS, TimeoutError)
+"""What ends a subscription or a close when Redis is not there or does not answer."""
 
 MAX_CONNECTIONS = 64
 """Bound on this replica's Redis connections (per node in a cluster); one is the Pub/Sub listener."""
@@ -206,7 +208,7 @@ class RedisTier:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        with contextlib.suppress(*REDIS_ERRORS, TimeoutError):
+        with contextlib.suppress(*_GONE):
             async with asyncio.timeout(self._timeout * 5):
                 await self._client.aclose()
 
@@ -239,12 +241,12 @@ class RedisTier:
             pubsub = self._client.pubsub()
             try:
                 await self._listen(pubsub)
-            except (*REDIS_ERRORS, TimeoutError):
+            except _GONE:
                 pass  # Redis went away: the breaker and heartbeat say so; listen again later
             except Exception:  # a bug: said, and the listener listens again
                 logger.exception("shared tier listener failed")
             finally:
-                with contextlib.suppress(*REDIS_ERRORS, TimeoutError):
+                with contextlib.suppress(*_GONE):
                     async with asyncio.timeout(self._timeout):
                         await pubsub.aclose()
             await asyncio.sleep(LISTEN_RETRY_SECONDS)

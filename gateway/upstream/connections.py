@@ -165,7 +165,7 @@ class _Connection(asyncio.Protocol):
         if self._answer is None or self._answer.done():
             return
         if self._until_close and exc is None:
-            if self._decompressor is not None and not self._decompressor.eof and self._compressed:
+            if self._gzip_unfinished():
                 self._fail(UpstreamBodyBroken("the upstream's gzip body ended early"))
             else:
                 self._complete()
@@ -197,7 +197,8 @@ class _Connection(asyncio.Protocol):
             return  # an interim answer (1xx): the real one follows
         self._in_head = False
         headers = self._headers
-        if status not in (204, 304) and int(headers.get("content-length", "0") or "0") > self._limits.max_body_bytes:
+        bodiless = status in (204, 304)
+        if not bodiless and int(headers.get("content-length", "0") or "0") > self._limits.max_body_bytes:
             self._refuse(UpstreamBodyTooLarge("the upstream's body is over the limit"))
         encoding = headers.get("content-encoding", "identity").strip().lower()
         if encoding == "gzip":
@@ -205,7 +206,7 @@ class _Connection(asyncio.Protocol):
         elif encoding != "identity":
             self._refuse(UpstreamBodyBroken("the upstream's body has an encoding that was not asked for"))
         chunked = headers.get("transfer-encoding", "").rpartition(",")[2].strip().lower() == "chunked"
-        self._until_close = "content-length" not in headers and not chunked and status not in (204, 304)
+        self._until_close = "content-length" not in headers and not chunked and not bodiless
 
     def on_body(self, body: bytes) -> None:
         if self._decompressor is not None:
@@ -243,7 +244,12 @@ class _Connection(asyncio.Protocol):
             data = decoder.unused_data  # after the end of a member: the next one
             if data:
                 decoder = self._decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        return b"".join(pieces)  # one piece (the usual case) is returned as it is, not copied
+
+    def _gzip_unfinished(self) -> bool:
+        """Whether a gzip body began and its last member has not ended."""
+        decoder = self._decompressor
+        return decoder is not None and not decoder.eof and self._compressed > 0
 
     def on_message_complete(self) -> None:
         if self._parser.get_status_code() < 200:
@@ -252,7 +258,7 @@ class _Connection(asyncio.Protocol):
                 self._refuse(UpstreamAnswerMalformed("the upstream sent interim answers without end"))
             self._start_answer()
             return
-        if self._decompressor is not None and not self._decompressor.eof and self._compressed:
+        if self._gzip_unfinished():
             self._refuse(UpstreamBodyBroken("the upstream's gzip body ended early"))
         self.reusable = self._parser.should_keep_alive()
         self._complete()
