@@ -48,6 +48,7 @@ from gateway.upstream.breaker import CircuitBreaker
 from gateway.upstream.connections import (
     UpstreamAnswer,
     UpstreamBodyBroken,
+    UpstreamBodyCut,
     UpstreamBodyTooLarge,
     UpstreamConnections,
     UpstreamHttpError,
@@ -83,7 +84,8 @@ def _retry_after_seconds(answer: UpstreamAnswer) -> float | None:
 
 _OUTCOMES: list[tuple[type[UpstreamHttpError], str, type[UpstreamRejected | UpstreamUnavailable]]] = [
     (UpstreamBodyTooLarge, "oversized_body", UpstreamRejected),
-    (UpstreamBodyBroken, "truncated_body", UpstreamRejected),
+    (UpstreamBodyBroken, "undecodable_body", UpstreamRejected),
+    (UpstreamBodyCut, "truncated_body", UpstreamUnavailable),  # a connection failure after the head: retried
     (UpstreamTimedOut, "timeout", UpstreamUnavailable),
     (UpstreamHttpError, "connection_error", UpstreamUnavailable),  # connect failures, malformed answers
 ]

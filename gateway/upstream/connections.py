@@ -24,7 +24,9 @@ they lack it, ``Accept-Encoding: gzip``) and returns the answer's status, header
 
 Failures are ``UpstreamHttpError`` subclasses, each saying what a caller needs to decide whether
 to retry: ``UpstreamConnectFailed``, ``UpstreamTimedOut``, ``UpstreamBodyTooLarge``,
-``UpstreamBodyBroken`` (cut short, or not decodable) and ``UpstreamAnswerMalformed``. One that
+``UpstreamBodyCut`` (the connection closed, or was reset, before the body was whole: a
+connection failure after the head), ``UpstreamBodyBroken`` (whole as framed, but not decodable)
+and ``UpstreamAnswerMalformed``. One that
 happens after the answer's head was read carries that head (``head``: status and headers, no
 body), so a caller can still go by the status, as a client that reads no error body would.
 
@@ -75,8 +77,12 @@ class UpstreamBodyTooLarge(UpstreamHttpError):
     """The body is (or decompresses to) more than ``max_body_bytes``."""
 
 
+class UpstreamBodyCut(UpstreamHttpError):
+    """The connection closed, or was reset, after the head and before the body was whole."""
+
+
 class UpstreamBodyBroken(UpstreamHttpError):
-    """The body was cut short, or its content encoding could not be decoded."""
+    """The body is whole as framed, but its content encoding could not be decoded."""
 
 
 class UpstreamAnswerMalformed(UpstreamHttpError):
@@ -174,7 +180,7 @@ class _Connection(asyncio.Protocol):
         elif self._in_head:  # a connection failure, retried as one: no answer was given
             self._fail(UpstreamConnectFailed("the upstream closed the connection in the middle of its answer's head"))
         else:
-            self._fail(UpstreamBodyBroken("the upstream closed the connection before the answer was whole"))
+            self._fail(UpstreamBodyCut("the upstream closed the connection before the answer was whole"))
 
     # -- httptools callbacks
 

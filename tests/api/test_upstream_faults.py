@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from gateway.config.settings import CircuitBreakerSettings
 from gateway.simulator.faults import Fault
 from tests.api.conftest import ACME, GLOBEX, GatewayFactory
 from tests.scripted_upstream import Server, serving
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.asyncio
     ("fault", "status", "code"),
     [
         (Fault("reset"), 503, "upstream_unavailable"),
-        (Fault("truncated"), 502, "upstream_error"),
+        (Fault("truncated"), 503, "upstream_unavailable"),
         (Fault("not_json"), 502, "upstream_error"),
         (Fault("wrong_shape"), 502, "upstream_error"),
         (Fault("huge"), 502, "upstream_error"),
@@ -59,6 +60,27 @@ async def test_faults_can_be_limited_in_number(make_gateway: GatewayFactory) -> 
     gateway.simulator.state.faults.append(Fault("reset", remaining=1))
     assert (await gateway.client.get("/v1/training-jobs", headers=ACME)).status == 200
     assert not gateway.simulator.state.faults
+
+
+async def test_a_body_cut_short_is_retried_as_a_connection_failure(make_gateway: GatewayFactory) -> None:
+    """The upstream closing the connection halfway through a 200's body is a connection failure:
+    the next attempt is made (a 200 for the caller), and the circuit breaker counts it as a
+    failure, so cut bodies alone open the circuit. (Until stop 29 it was a 502 at once, never
+    retried, and counted as the upstream answering.)"""
+    gateway = await make_gateway()
+    gateway.simulator.state.faults.append(Fault("truncated", remaining=1))
+    response = await gateway.client.get("/v1/training-jobs", headers=ACME)
+    assert response.status == 200
+    assert gateway.upstream_calls == 2
+    assert gateway.metric("metastudio_gateway_upstream_requests_total", outcome="truncated_body") == 1
+
+    breaker = CircuitBreakerSettings(window_seconds=30, min_calls=4, failure_ratio=0.5, open_seconds=10)
+    gateway = await make_gateway(max_attempts=1, circuit_breaker=breaker)
+    gateway.simulator.state.faults.append(Fault("truncated"))
+    for offset in range(4):  # distinct keys: each goes upstream once, and its body is cut
+        response = await gateway.client.get(f"/v1/training-jobs?offset={offset}", headers=ACME)
+        assert (response.status, (await response.json())["error"]["code"]) == (503, "upstream_unavailable")
+    assert gateway.metric("metastudio_gateway_circuit_state", tenant="acme") == 2
 
 
 @pytest.mark.parametrize(

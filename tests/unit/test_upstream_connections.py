@@ -14,6 +14,7 @@ import pytest
 from gateway.upstream.connections import (
     UpstreamAnswerMalformed,
     UpstreamBodyBroken,
+    UpstreamBodyCut,
     UpstreamBodyTooLarge,
     UpstreamConnectFailed,
     UpstreamConnections,
@@ -260,7 +261,7 @@ async def test_a_close_before_the_answers_head_is_whole_fails_as_a_connection_do
     assert failed.value.head is None
 
 
-async def test_a_body_cut_short_is_broken_and_a_close_before_any_answer_fails_to_connect() -> None:
+async def test_a_body_cut_short_is_cut_and_a_close_before_any_answer_fails_to_connect() -> None:
     async def script(server: Server, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await server.read_head(reader)
         if number == 0:
@@ -269,7 +270,7 @@ async def test_a_body_cut_short_is_broken_and_a_close_before_any_answer_fails_to
 
     async with serving(script) as (server, url):
         connections = pool(url)
-        with pytest.raises(UpstreamBodyBroken):
+        with pytest.raises(UpstreamBodyCut):
             await connections.get("/a", HEADERS)
         with pytest.raises(UpstreamConnectFailed):
             await connections.get("/b", HEADERS)
@@ -406,7 +407,7 @@ async def test_a_failure_after_the_head_carries_the_status() -> None:
 
     async with serving(script) as (_server, url):
         connections = pool(url)
-        with pytest.raises(UpstreamBodyBroken) as cut:
+        with pytest.raises(UpstreamBodyCut) as cut:
             await connections.get("/a", HEADERS)
         with pytest.raises(UpstreamConnectFailed) as unanswered:
             await connections.get("/b", HEADERS)
