@@ -27,8 +27,10 @@ ACCEPTED_HEADERS_KEPT = 1024
 
 
 def hash_key(api_key: str) -> str:
-    """The ``api_key_sha256`` value for an API key."""
-    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
+    """The ``api_key_sha256`` value for an API key. A header's bytes that are not UTF-8 reach
+    here as aiohttp decodes them, as lone surrogates (``surrogateescape``): hashed as the bytes
+    they were, they match no key, where UTF-8 alone would raise."""
+    return hashlib.sha256(api_key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 class TenantDirectory:

@@ -102,9 +102,12 @@ def _verification_key(jwk: Any, algorithms: Iterable[str]) -> VerificationKey | 
     if algorithm is None:
         return None
     try:
-        key = jwt.PyJWK(jwk, algorithm).key
+        parsed = jwt.PyJWK(jwk, algorithm)
     except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError):
         return None
+    if parsed.Algorithm.check_key_length(parsed.key) is not None:  # under PyJWT's minimum: an RSA key under 2048 bits
+        return None
+    key = parsed.key
     return VerificationKey(kid, kty, crv, alg, key, orjson.dumps(jwk, option=orjson.OPT_SORT_KEYS))
 
 

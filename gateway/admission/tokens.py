@@ -36,6 +36,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -72,7 +73,7 @@ REASONS = {
     "bad_signature": "the token's signature does not verify",
     "bad_audience": "the token's audience is not accepted",
     "missing_claim": "the token lacks a required claim (exp, iss and aud are required)",
-    "bad_time_claim": "the token's exp, nbf or iat is not a number",
+    "bad_time_claim": "the token's exp, nbf or iat is not a finite number",
     "expired": "the token has expired",
     "not_yet_valid": "the token is not valid yet (nbf)",
     "issued_in_future": "the token is issued in the future (iat)",
@@ -141,9 +142,18 @@ def _header(token: str) -> dict[str, Any]:
 
 
 def _number(value: Any) -> float:
+    """A time claim as a float; ``TypeError`` unless it is a finite number (JSON as Python reads
+    it has ``NaN`` and ``Infinity``, against which every comparison passes, and integers past a
+    float's range)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError("not a number")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise TypeError("not a finite number") from None
+    if not math.isfinite(number):
+        raise TypeError("not a finite number")
+    return number
 
 
 class TokenAuthenticator:

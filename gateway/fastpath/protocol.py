@@ -46,8 +46,9 @@ This uses aiohttp 3.14 internals: on ``RequestHandler``, ``_parser`` (wrapped; i
 ``_close`` (``data_received`` ignores bytes once they are set), ``_keepalive_timeout`` and
 ``_next_keepalive_close_time`` (so an answered request keeps an idle connection alive as aiohttp
 would), ``_process_keepalive`` and ``_keepalive_handle`` (the timer, which a fetched answer
-defers) and ``shutdown(timeout)`` (which waits for it), ``log_access`` being called once per
-answered request, ``data_received`` calling
+defers) and ``shutdown(timeout)`` (which waits for it), ``handle_error(request, status, exc, message)``
+(``gateway.fastpath.refusals``), ``log_access`` being called once per answered request,
+``data_received`` calling
 ``_parser.feed_data``; on ``web.Server``, ``_kwargs`` (the handler arguments) and ``_loop``;
 ``web.AppRunner._make_server``; and ``web_protocol._ErrInfo`` (the queue entry aiohttp answers
 with a 400). ``writing_paused``, ``transport``, ``request_handler``, ``request_factory`` and
@@ -56,7 +57,10 @@ with a 400). ``writing_paused``, ``transport``, ``request_handler``, ``request_f
 The fast path fails closed. ``GatewayRunner.setup`` first runs ``missing_internals`` (attribute
 presence and shape, plus a probe: a ``RequestHandler`` built for a dummy ``web.Server``, no
 transport, fed one request). If anything is missing it serves with stock aiohttp, every request
-through the handler chain, and logs one warning naming what is missing. The app's
+through the handler chain (and a request aiohttp's parser refuses answered with its own text,
+which quotes the request), and logs one warning naming what is missing. With
+``fast_hit_path = false`` connections are ``RedactingRequestHandler``: every request through the
+handler chain, refusals redacted. The app's
 ``FAST_PATH_STATUS`` gauge, when the composition root sets one, reads 1 when connections answer
 plain hits and 0 when they do not (fallen back, or ``[server] fast_hit_path = false``). The
 check is passed in (``GatewayRunner(app, internals_check=...)``), so a test can run it against
@@ -82,6 +86,7 @@ from prometheus_client import Gauge
 
 from gateway.fastpath.heads import MAX_PLAIN_HEAD_BYTES
 from gateway.fastpath.hits import Fetched, HitResponder, Wire
+from gateway.fastpath.refusals import RedactingRequestHandler
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +156,12 @@ def missing_internals(
             _ERROR_ENTRY(status=400, exc=HttpProcessingError(), message="probe")
         except TypeError:
             missing.append("web_protocol._ErrInfo(status, exc, message)")
+    try:
+        handle_error = list(inspect.signature(handler_class.handle_error).parameters)
+    except (AttributeError, TypeError, ValueError):
+        handle_error = []
+    if handle_error != ["self", "request", "status", "exc", "message"]:
+        missing.append("RequestHandler.handle_error(request, status, exc, message)")
     if not callable(getattr(handler_class, "_process_keepalive", None)):
         missing.append("RequestHandler._process_keepalive")
     shutdown = getattr(handler_class, "shutdown", None)
@@ -265,7 +276,7 @@ class _AnsweringParser:
         return getattr(self._parser, name)
 
 
-class HitServingRequestHandler(web.RequestHandler):
+class HitServingRequestHandler(RedactingRequestHandler):
     """A server connection that answers plain cache hits itself (see the module docstring)."""
 
     def __init__(self, manager: web.Server, *, responder: HitResponder, **kwargs: Any) -> None:
@@ -445,10 +456,11 @@ class HitServingRequestHandler(web.RequestHandler):
         super().log_access(request, response, time)
 
 
-class _HitServingServer(web.Server):
-    """``web.Server`` making ``HitServingRequestHandler`` connections."""
+class _GatewayServer(web.Server):
+    """``web.Server`` making ``HitServingRequestHandler`` connections, or with no responder
+    (``fast_hit_path = false``) ``RedactingRequestHandler`` ones."""
 
-    def __init__(self, like: web.Server, responder: HitResponder) -> None:
+    def __init__(self, like: web.Server, responder: HitResponder | None) -> None:
         super().__init__(
             like.request_handler,
             request_factory=like.request_factory,
@@ -459,13 +471,17 @@ class _HitServingServer(web.Server):
         self._responder = responder
 
     def __call__(self) -> web.RequestHandler:
+        if self._responder is None:
+            return RedactingRequestHandler(self, loop=self._loop, **self._kwargs)
         return HitServingRequestHandler(self, responder=self._responder, loop=self._loop, **self._kwargs)
 
 
 class GatewayRunner(web.AppRunner):
     """``web.AppRunner`` for the gateway: plain cache hits are answered by the connection when
     the app provides a ``HitResponder`` (``[server] fast_hit_path``, on by default) and
-    ``internals_check`` finds every aiohttp internal in place; otherwise stock aiohttp serves."""
+    ``internals_check`` finds every aiohttp internal in place; without a ``HitResponder``, its
+    connections only redact refusals (``gateway.fastpath.refusals``); with an internal missing,
+    stock aiohttp serves."""
 
     def __init__(
         self, app: web.Application, *, internals_check: InternalsCheck = missing_internals, **kwargs: Any
@@ -477,7 +493,7 @@ class GatewayRunner(web.AppRunner):
     async def setup(self) -> None:
         self._missing = self._internals_check(asyncio.get_running_loop())
         await super().setup()
-        answers_hits = isinstance(self.server, _HitServingServer)
+        answers_hits = isinstance(self.server, _GatewayServer) and self.app.get(HIT_RESPONDER) is not None
         if self._missing and self.app.get(HIT_RESPONDER) is not None:
             logger.warning(
                 "fast hit path off: aiohttp internals missing (%s); every request takes the handler chain",
@@ -489,5 +505,4 @@ class GatewayRunner(web.AppRunner):
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
-        responder = self.app.get(HIT_RESPONDER)
-        return server if responder is None or self._missing else _HitServingServer(server, responder)
+        return server if self._missing else _GatewayServer(server, self.app.get(HIT_RESPONDER))

@@ -36,10 +36,14 @@ _KNOWN_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "D
 
 
 def check_request_shape(request: web.Request) -> None:
-    """Refuse oversized targets and header sets, and bodies on the read-only methods."""
+    """Refuse oversized targets and header sets, bodies on the read-only methods, and more than
+    one ``Authorization`` header (which the size limit does not count, and which a proxy in
+    front may read otherwise: the last where this would read the first)."""
     check_size(request.raw_path, request.raw_headers)
     if request.body_exists and request.method in _READ_METHODS:
         raise InvalidRequest(f"{request.method} requests take no body")
+    if len(request.headers.getall("Authorization", ())) > 1:
+        raise InvalidRequest("the request has more than one Authorization header")
 
 
 def error_response(error: GatewayError, request_id: str) -> web.Response:

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from gateway.fastpath.protocol import missing_internals
-from tests.api.conftest import ACME, Gateway, GatewayFactory
+from tests.api.conftest import ACME, ACME_KEY, Gateway, GatewayFactory
 from tests.api.test_hit_path import RawResponse, chain_responses, connect, http_request, read_response
 
 pytestmark = pytest.mark.asyncio
@@ -62,6 +62,14 @@ class HandlerShuttingDownAtOnce(web.RequestHandler):
 
     async def shutdown(self) -> None:  # type: ignore[override]
         """Stands in for a changed signature."""
+
+
+class HandlerWithAnotherHandleError(web.RequestHandler):
+    """A connection whose ``handle_error`` takes other arguments."""
+
+    def handle_error(self, request: web.BaseRequest, status: int = 500) -> web.StreamResponse:  # type: ignore[override]
+        """Stands in for a changed signature."""
+        return super().handle_error(request, status)
 
 
 class ServerWithoutKwargs(web.Server):
@@ -135,6 +143,31 @@ async def test_a_request_handed_to_the_chain_before_a_malformed_one_is_answered_
     await still_serves(gateway)
 
 
+CREDENTIAL_LINES = {
+    "a-control-byte-after-the-key": b"Authorization: Bearer " + ACME_KEY.encode() + b"\x1f",
+    "a-space-before-the-colon": b"Authorization : Bearer " + ACME_KEY.encode(),
+    "a-folded-line": b"Authorization: Bearer\r\n " + ACME_KEY.encode(),
+}
+
+
+@pytest.mark.parametrize("fast_hit_path", [True, False], ids=["fast-path", "chain-only"])
+@pytest.mark.parametrize("line", CREDENTIAL_LINES.values(), ids=CREDENTIAL_LINES.keys())
+async def test_a_request_the_parser_refuses_is_not_quoted_back(
+    make_gateway: GatewayFactory, fast_hit_path: bool, line: bytes
+) -> None:
+    """A malformed ``Authorization`` line gets aiohttp's 400 naming the kind of error only: its
+    text used to quote the line, the caller's API key with it (a JWT whole), to whatever keeps
+    error bodies on the way back."""
+    gateway = await make_gateway(fast_hit_path=fast_hit_path)
+    request = b"GET " + HIT.encode() + b" HTTP/1.1\r\nHost: gateway.test\r\n" + line + b"\r\n\r\n"
+    responses, rest = await read_all(gateway, request, 1)
+    (response,) = responses
+    assert response.status == 400
+    assert response.body.startswith(b"400 Bad Request\n\nmalformed HTTP request (")
+    assert ACME_KEY.encode() not in response.body + rest
+    assert rest == b""
+
+
 async def test_with_every_internal_in_place_the_check_finds_nothing_missing() -> None:
     """On the pinned aiohttp the start-up check passes, so the fast path is on."""
     assert missing_internals(asyncio.get_running_loop()) == []
@@ -148,9 +181,13 @@ async def test_with_every_internal_in_place_the_check_finds_nothing_missing() ->
         ({"handler_class": HandlerParsingElsewhere}, "RequestHandler.data_received -> _parser.feed_data"),
         ({"handler_class": HandlerWithoutKeepaliveCheck}, "RequestHandler._process_keepalive"),
         ({"handler_class": HandlerShuttingDownAtOnce}, "RequestHandler.shutdown(timeout)"),
+        (
+            {"handler_class": HandlerWithAnotherHandleError},
+            "RequestHandler.handle_error(request, status, exc, message)",
+        ),
         ({"server_class": ServerWithoutKwargs}, "Server._kwargs"),
     ],
-    ids=["force-close", "log-access", "data-received", "keepalive-check", "shutdown", "server-kwargs"],
+    ids=["force-close", "log-access", "data-received", "keepalive-check", "shutdown", "handle-error", "server-kwargs"],
 )
 async def test_the_check_names_each_missing_internal(classes: dict[str, Any], named: str) -> None:
     """A class lacking an internal the connection relies on is reported by name."""

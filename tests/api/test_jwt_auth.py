@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import secrets
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -152,6 +153,13 @@ def attacks(idp: RunningIdP, clock: ManualClock) -> dict[str, str]:
         "disallowed alg (PS256)": control.sign(claims, signed_as="PS256"),
         "unknown crit": control.issue(ALICE, headers={"crit": ["exp-ext"], "exp-ext": True}),
         "20 KB token": control.issue(ALICE, claims={"pad": "p" * 15 * 1024}),
+        # JSON as Python reads it has NaN and Infinity (every comparison with NaN is false: a token
+        # that never expired), and integers past a float's range (float() raised: a 500).
+        "exp NaN": control.issue(ALICE, claims={"exp": math.nan}),
+        "exp Infinity": control.issue(ALICE, claims={"exp": math.inf}),
+        "nbf NaN": control.issue(ALICE, claims={"nbf": math.nan}),
+        "exp of 400 digits": control.issue(ALICE, claims={"exp": 10**400}),
+        "iat of 400 digits": control.issue(ALICE, claims={"iat": 10**400}),
         "malformed": f"{head}.{payload}",
         "malformed parts": "eyJub3QiOiJqc29uIn0.@@@.###",
     }
@@ -184,6 +192,8 @@ async def test_every_attack_gets_401_invalid_token_saying_why(
     assert reasons["unknown crit"].startswith("the token has critical header parameters")
     assert reasons["alg none"] == reasons["disallowed alg (PS256)"] == "the token's signature algorithm is not allowed"
     assert reasons["iss as a list"] == reasons["iss as an object"] == "the token's issuer is not accepted"
+    odd_times = ("exp NaN", "exp Infinity", "nbf NaN", "exp of 400 digits", "iat of 400 digits")
+    assert {reasons[name] for name in odd_times} == {"the token's exp, nbf or iat is not a finite number"}
     assert idp.control.jwks_fetches == before + 1  # the start-up fetch: a bad signature fetches nothing
 
 
@@ -238,6 +248,27 @@ async def test_start_up_does_not_wait_for_the_idp(make_gateway: GatewayFactory, 
     gateway.clock.advance(COOLDOWN)
     status, _, _ = await answer(gateway, token)
     assert status == 200
+
+
+async def test_a_published_rsa_key_under_2048_bits_is_not_used(
+    gateway: Gateway, idp: RunningIdP, clock: ManualClock
+) -> None:
+    """A JWKS key too short to trust (RSA under 2048 bits, PyJWT's minimum: 512 bits factor in
+    hours) is dropped as unusable, so a token it signs gets 401 after the one fetch its kid
+    causes; the other keys stay in use. (It was used: PyJWT only warned.)"""
+    assert (await answer(gateway, bearer(idp.control.issue(ALICE))))[0] == 200
+    short = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    short_jwk = {**jwt.algorithms.RSAAlgorithm.to_jwk(short.public_key(), as_dict=True), "kid": "short", "alg": "RS256"}
+    idp.control.jwks_body = json.dumps({"keys": [*idp.control.jwks()["keys"], short_jwk]}).encode()
+    clock.advance(COOLDOWN)
+    before = idp.control.jwks_fetches
+    with pytest.warns(jwt.InsecureKeyLengthWarning):  # PyJWT signs with it, and says why not to
+        token = jwt.encode(idp.control.standard_claims(ALICE), short, algorithm="RS256", headers={"kid": "short"})
+    status, headers, _ = await answer(gateway, bearer(token))
+    assert status == 401
+    assert "the token's key id is not one of the issuer's keys" in headers["WWW-Authenticate"]
+    assert idp.control.jwks_fetches == before + 1
+    assert (await answer(gateway, bearer(idp.control.issue(ALICE))))[0] == 200
 
 
 async def test_random_kids_cause_at_most_one_fetch(gateway: Gateway, idp: RunningIdP, clock: ManualClock) -> None:

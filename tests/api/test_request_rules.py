@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.jobs.states import STATE_GROUPS
-from tests.api.conftest import ACME, ACME_KEY, Gateway
+from tests.api.conftest import ACME, ACME_KEY, GLOBEX_KEY, Gateway
 
 pytestmark = pytest.mark.asyncio
 
@@ -130,3 +130,28 @@ async def test_a_header_value_is_parsed_up_to_32768_bytes(gateway: Gateway) -> N
     status, content_type, _ = await _raw(gateway, _request("/v1/training-jobs", "X-Big: " + "z" * 32769))
     assert status == 400
     assert content_type.startswith("text/plain")
+
+
+async def test_authorization_given_twice_is_refused_whichever_comes_first(gateway: Gateway) -> None:
+    """Two ``Authorization`` headers are a 400 saying so, nothing asked upstream: the gateway read
+    the first, a proxy in front may read the last, and the size limit counted neither. (It used
+    to answer as the first key's tenant.)"""
+    await gateway.client.get("/v1/training-jobs", headers=ACME)  # a hit is ready: the fast path declines such heads
+    calls = gateway.upstream_calls
+    for first, second in ((GLOBEX_KEY, ACME_KEY), (ACME_KEY, GLOBEX_KEY), (ACME_KEY, ACME_KEY)):
+        lines = ["GET /v1/training-jobs HTTP/1.1", "Host: localhost"]
+        lines += [f"Authorization: Bearer {first}", f"authorization: Bearer {second}"]
+        status, content_type, body = await _raw(gateway, ("\r\n".join(lines) + "\r\n\r\n").encode())
+        assert (status, content_type) == (400, "application/json")
+        assert b"the request has more than one Authorization header" in body
+    assert gateway.upstream_calls == calls
+
+
+@pytest.mark.parametrize("credential", [b"caf\xe9", b"\xff", b"a.b.\xff"], ids=["latin-1", "0xff", "jwt-shaped"])
+async def test_a_credential_that_is_not_utf8_is_an_unknown_key(gateway: Gateway, credential: bytes) -> None:
+    """A key whose bytes are not UTF-8 is a 401 like any unknown key (it was a 500: hashing it
+    raised)."""
+    request = b"GET /v1/training-jobs HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer " + credential + b"\r\n\r\n"
+    status, content_type, body = await _raw(gateway, request)
+    assert (status, content_type) == (401, "application/json")
+    assert b"unknown API key" in body
