@@ -82,7 +82,8 @@ class VerificationKey:
 
 
 def _verification_key(jwk: Any, algorithms: Iterable[str]) -> VerificationKey | None:
-    """The key a JWK describes, if it is a public signing key one of ``algorithms`` can use."""
+    """The key a JWK describes, if it is a public signing key one of ``algorithms`` can use, of at
+    least PyJWT's minimum length for it."""
     if not isinstance(jwk, dict) or "d" in jwk:  # "d": private material has no place in a JWKS
         return None
     kid, kty, crv, alg = jwk.get("kid"), jwk.get("kty"), jwk.get("crv"), jwk.get("alg")
@@ -105,10 +106,9 @@ def _verification_key(jwk: Any, algorithms: Iterable[str]) -> VerificationKey | 
         parsed = jwt.PyJWK(jwk, algorithm)
     except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError):
         return None
-    if parsed.Algorithm.check_key_length(parsed.key) is not None:  # under PyJWT's minimum: an RSA key under 2048 bits
+    if parsed.Algorithm.check_key_length(parsed.key) is not None:  # under PyJWT's minimum: RSA under 2048 bits
         return None
-    key = parsed.key
-    return VerificationKey(kid, kty, crv, alg, key, orjson.dumps(jwk, option=orjson.OPT_SORT_KEYS))
+    return VerificationKey(kid, kty, crv, alg, parsed.key, orjson.dumps(jwk, option=orjson.OPT_SORT_KEYS))
 
 
 def parse_jwks(body: bytes, algorithms: Iterable[str]) -> dict[str, VerificationKey]:
