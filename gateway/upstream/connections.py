@@ -12,10 +12,11 @@ they lack it, ``Accept-Encoding: gzip``) and returns the answer's status, header
   handshake together; ``read_timeout`` for the longest silence while the answer is awaited or
   read; at most ``MAX_INTERIM_ANSWERS`` 1xx answers before the real one;
 - keep-alive: an answered connection is kept for the next call unless either side said close,
-  for up to ``IDLE_SECONDS``; a kept connection that closes before any byte of the answer came
-  is retried once at once on a new connection (RFC 9112 9.3.1.1: the server may have closed it
-  idle while the request was on its way); newer connections are used first; bytes beyond the
-  answer (another message, or anything while idle) close the connection;
+  for up to ``IDLE_SECONDS`` (then closed, by the next call or by a timer if none comes); a
+  kept connection that closes before any byte of the answer came is retried once at once on a
+  new connection (RFC 9112 9.3.1.1: the server may have closed it idle while the request was on
+  its way); newer connections are used first; bytes beyond the answer (another message, or
+  anything while idle) close the connection;
 - at most ``max_connections`` at once; further calls wait for one to be free;
 - ``https`` endpoints: TLS with the certificate and host name verified against the system's CA
   store (``ssl.create_default_context``, what aiohttp uses by default);
@@ -364,6 +365,8 @@ class UpstreamConnections:
         self._slots = asyncio.Semaphore(max_connections)
         self._idle: list[_Connection] = []
         self._closed = False
+        self._sweep: asyncio.TimerHandle | None = None
+        """The timer closing idle connections when no call comes to (``_close_idle``)."""
 
     async def get(self, target: str, headers: Mapping[str, str]) -> UpstreamAnswer:
         """GET ``target`` (origin form, sent as given) with ``headers``; the whole answer."""
@@ -385,6 +388,9 @@ class UpstreamConnections:
     async def aclose(self) -> None:
         """Close every idle connection; those in use close when their call ends."""
         self._closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         idle, self._idle = self._idle, []
         for connection in idle:
             connection.close()
@@ -412,16 +418,31 @@ class UpstreamConnections:
 
     def _kept(self, now: float) -> _Connection | None:
         """The newest idle connection still open and not idle too long; those idle too long are
-        closed (the oldest first: the list is in the order they fell idle)."""
+        closed."""
+        self._close_expired(now)
         idle = self._idle
-        while idle and now - idle[0].idle_since >= IDLE_SECONDS:
-            idle.pop(0).close()
         while idle:
             connection = idle.pop()
             if connection.reusable and now - connection.idle_since < IDLE_SECONDS:
                 return connection
             connection.close()
         return None
+
+    def _close_expired(self, now: float) -> None:
+        """Close the connections idle for ``IDLE_SECONDS`` or more (the oldest first: the list is
+        in the order they fell idle)."""
+        idle = self._idle
+        while idle and now - idle[0].idle_since >= IDLE_SECONDS:
+            idle.pop(0).close()
+
+    def _close_idle(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The timer's turn: close what was idle too long, as the next call would, so a quiet
+        gateway does not hold connections open until the upstream closes them; come back when
+        the oldest one left is due."""
+        now = loop.time()
+        self._close_expired(now)
+        idle = self._idle
+        self._sweep = loop.call_later(idle[0].idle_since + IDLE_SECONDS - now, self._close_idle, loop) if idle else None
 
     async def _connect(self, loop: asyncio.AbstractEventLoop, connect_by: float) -> _Connection:
         limits = self._limits
@@ -447,6 +468,8 @@ class UpstreamConnections:
         if connection.reusable and not self._closed:
             connection.idle_since = loop.time()
             self._idle.append(connection)
+            if self._sweep is None:
+                self._sweep = loop.call_later(IDLE_SECONDS, self._close_idle, loop)
         else:
             connection.close()  # whoever said close, we need not wait for the other side
         return answer

@@ -339,6 +339,24 @@ async def test_connections_idle_too_long_are_closed_and_not_reused(monkeypatch: 
     assert server.connections == 3
 
 
+async def test_connections_idle_too_long_are_closed_with_no_call_coming(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection idle past the idle time is closed even if no call comes to close it (a
+    quiet gateway held its connections until the upstream closed them); one that fell idle
+    later is closed when its own time is up; after ``aclose`` nothing is left to fire."""
+    monkeypatch.setattr("gateway.upstream.connections.IDLE_SECONDS", 0.3)
+    async with answers(*[OK] * 4) as (server, url):
+        connections = pool(url)
+        await asyncio.gather(connections.get("/a", HEADERS), connections.get("/b", HEADERS))
+        await asyncio.sleep(0.2)
+        await connections.get("/c", HEADERS)  # the newer connection: idle again from here
+        await server.until_closed(1)  # the other one, by the timer, about 0.3 s after /a and /b
+        await server.until_closed(2)  # this one, by the timer set again, 0.3 s after /c
+        await connections.get("/d", HEADERS)
+        await connections.aclose()
+        await server.until_closed(3)
+    assert server.connections == 3
+
+
 async def test_a_cancelled_call_closes_its_connection() -> None:
     """A call given up (the caller's deadline) closes its connection; the next call opens another."""
     asked = asyncio.Event()
