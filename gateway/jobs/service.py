@@ -151,8 +151,12 @@ class TrainingJobService:
         try:
             entry, result = await self._flights.load(key, self._remembering_failures(key, loader))
         except UpstreamError:
-            if entry is not None:  # stale-if-error: kept entries never hold a dying cover link
-                return self._served(entry, "stale", self._clock.now())
+            # Stale-if-error while the entry may still be served: its keep_until is cut short by
+            # its cover links, and the failure may have taken up to the deadline to come.
+            now = self._clock.now()
+            if freshness(entry, now, self._stale_while_revalidate) is not MISS:
+                assert entry is not None  # narrowed by freshness: a missing entry is a MISS
+                return self._served(entry, "stale", now)
             raise
         return self._served(entry, result, now)
 

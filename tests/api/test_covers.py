@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -121,3 +122,25 @@ async def test_earliest_cover_expiry_is_exported(gateway: Gateway) -> None:
     jobs = await _all_jobs(gateway)
     earliest = min(_expires_at(job) for job in jobs if "cover_expires_at" in job)
     assert gateway.metric("metastudio_gateway_cover_earliest_expiry_timestamp_seconds") == earliest
+
+
+async def test_a_kept_page_is_not_served_once_its_covers_entered_the_margin_while_the_upstream_failed(
+    make_gateway: GatewayFactory,
+) -> None:
+    """Stale-if-error is judged when the failure comes, not when the request came: a page whose
+    covers reach the margin while a slow upstream call fails is refused (503), not served with
+    a dying link (it was served, and counted in expired_covers_served_total)."""
+    gateway = await make_gateway(ttl_seconds=60, margin_seconds=HOUR, max_attempts=1)
+    gateway.simulator.state.cover_issue_lag_seconds = 24 * HOUR - (HOUR + 100)  # covers expire 100 s past the margin
+    await _all_jobs(gateway)
+    gateway.clock.advance(95)  # past the fresh life and the revalidate window; kept until 100 s
+    state = gateway.simulator.state
+    state.fail_next.append(500)
+    state.response_delay_seconds = 0.3
+    request = asyncio.create_task(gateway.client.get("/v1/training-jobs?limit=100", headers=ACME))
+    await asyncio.sleep(0.1)  # the call is under way: 8 s pass on the clock before it fails
+    gateway.clock.advance(8)
+    response = await request
+    state.response_delay_seconds = 0
+    assert response.status == 503
+    assert gateway.metric("metastudio_gateway_expired_covers_served_total") == 0
