@@ -5,7 +5,7 @@ shared implementation keeps a local front and feeds it in the background."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Protocol
 
 from gateway.cache.entry import CacheEntry, CoverLink
@@ -64,3 +64,6 @@ class CoverLinks(Protocol):
 
     def remember(self, tenant_id: str, covers: Mapping[str, CoverLink]) -> None:
         """Note the links a load just brought, by job id."""
+
+    def forget(self, tenant_id: str, job_ids: Iterable[str]) -> None:
+        """Drop the links of jobs a load just found without a cover, or gone."""

@@ -7,6 +7,7 @@ or OBS's ``X-Obs-`` spelling), otherwise we assume fetch time + 24 h.
 
 from __future__ import annotations
 
+import re
 from calendar import timegm
 from collections.abc import Iterable
 from time import strptime
@@ -15,6 +16,12 @@ from urllib.parse import unquote_plus
 from gateway.numbers import ascii_digits
 
 COVER_LIFETIME_SECONDS = 24 * 3600
+MAX_STATED_LIFETIME_SECONDS = 7 * 24 * 3600
+"""The longest a URL is believed when it says when it expires: the most a SigV4 pre-signed URL
+may live. A later stated expiry (a value past year 9999 among them, which no date can hold) is
+not believed, and the 24 h default applies."""
+_UNSENDABLE = re.compile(r"[\x00-\x20\x7f]")
+"""What a URL handed out may not hold: it goes into a ``Location`` header and an ``<img src>``."""
 _V4_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 _V4_PREFIXES = ("x-amz", "x-obs")
 _EXPIRY_PARAMETERS = frozenset(
@@ -61,12 +68,12 @@ def _parse_v4(params: dict[str, str], prefix: str) -> float | None:
         return None
     try:
         return float(timegm(strptime(date, _V4_DATE_FORMAT)) + int(lifetime))
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: a lifetime past a float's range
         return None
 
 
-def cover_expiry(url: str, fetched_at: float) -> float:
-    """Unix time at which ``url`` stops working; ``fetched_at`` + 24 h when it does not say."""
+def _stated_expiry(url: str) -> float | None:
+    """When ``url`` says it expires, if it says so."""
     params = expiry_parameters(url_query(url))
     expires = params.get("expires")
     if expires is not None and ascii_digits(expires):
@@ -75,7 +82,21 @@ def cover_expiry(url: str, fetched_at: float) -> float:
         parsed = _parse_v4(params, prefix)
         if parsed is not None:
             return parsed
-    return fetched_at + COVER_LIFETIME_SECONDS
+    return None
+
+
+def cover_expiry(url: str, fetched_at: float) -> float:
+    """Unix time at which ``url`` stops working: what it says, unless it says nothing or more
+    than ``MAX_STATED_LIFETIME_SECONDS`` ahead, then ``fetched_at`` + 24 h."""
+    stated = _stated_expiry(url)
+    if stated is None or not stated <= fetched_at + MAX_STATED_LIFETIME_SECONDS:
+        return fetched_at + COVER_LIFETIME_SECONDS
+    return stated
+
+
+def is_usable_url(url: str) -> bool:
+    """Whether a cover URL can be handed out at all: http(s), with no space or control character."""
+    return url.partition("://")[0].lower() in ("http", "https") and not _UNSENDABLE.search(url)
 
 
 def is_servable(expires_at: float, now: float, margin_seconds: float) -> bool:

@@ -199,6 +199,7 @@ class TrainingJobService:
     async def _load_list(self, tenant: Tenant, query: UpstreamQuery) -> CacheEntry:
         raw, fetched_at = await self._client.list_jobs(tenant.app_user_id, query)
         page = self._shape(tenant, raw, fetched_at)
+        self._cover_links.forget(tenant.id, page.coverless)
         return self._entry(tenant, self._page_body(query, page.count, page.jobs), fetched_at, page.covers)
 
     async def _load_job(self, tenant: Tenant, job_id: str) -> CacheEntry:
@@ -206,8 +207,11 @@ class TrainingJobService:
         page = self._shape(tenant, raw, fetched_at)
         job = next((job for job in page.jobs if job["job_id"] == job_id), None)
         if job is None:
+            self._cover_links.forget(tenant.id, (job_id,))
             raise NotFound("no such training job")
         covers = {job_id: page.covers[job_id]} if job_id in page.covers else {}
+        if not covers:
+            self._cover_links.forget(tenant.id, (job_id,))
         return self._entry(tenant, self._encode(job), fetched_at, covers)
 
     def _entry(self, tenant: Tenant, body: bytes, fetched_at: float, covers: Mapping[str, CoverLink]) -> CacheEntry:

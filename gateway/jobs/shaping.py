@@ -4,7 +4,8 @@ Validates the upstream body's shape (garbage becomes ``UpstreamRejected``), keep
 documented job fields minus personal data (``contact``) and internals (``project_id``), adds
 ``state_group``, ``cover_expires_at``, the stable ``cover_url`` and the signed ``cover_image_url``
 (made by the caller, who knows the tenant: see ``gateway.jobs.image_links``), and drops any
-``cover_download_url`` that is not servable for longer than the refresh margin.
+``cover_download_url`` that is not servable for longer than the refresh margin. A job whose URL
+cannot be handed out (not http(s), or holding a space or control character) has no cover.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from urllib.parse import quote
 from gateway.cache.entry import CoverLink
 from gateway.clock import rfc3339
 from gateway.errors import UpstreamRejected
-from gateway.jobs.covers import cover_expiry, is_servable
+from gateway.jobs.covers import cover_expiry, is_servable, is_usable_url
 from gateway.jobs.states import state_group
 
 _expiry_text = functools.lru_cache(maxsize=256)(rfc3339)
@@ -56,6 +57,8 @@ class ShapedPage:
     count: int
     jobs: list[dict[str, Any]]
     covers: dict[str, CoverLink]
+    coverless: list[str]
+    """The ids of the page's jobs without a cover (or with one that cannot be handed out)."""
 
 
 @functools.lru_cache(maxsize=4096)
@@ -78,12 +81,13 @@ def _shape_job(
     margin_seconds: float,
     image_url: ImageUrl,
     covers: dict[str, CoverLink],
+    coverless: list[str],
 ) -> dict[str, Any]:
     job = {name: raw[name] for name in PUBLIC_FIELDS if name in raw}
     job_id = job["job_id"]
     job["state_group"] = state_group(job.get("state"))
     url = job.pop("cover_download_url", None)
-    if isinstance(url, str) and url:
+    if isinstance(url, str) and is_usable_url(url):  # else no cover: one odd URL costs only its job's
         expires_at = cover_expiry(url, fetched_at)
         covers[job_id] = CoverLink(url, expires_at)
         if is_servable(expires_at, fetched_at, margin_seconds):
@@ -91,6 +95,8 @@ def _shape_job(
             job["cover_expires_at"] = _expiry_text(expires_at)
         job["cover_url"] = cover_path(job_id)
         job["cover_image_url"] = image_url(job_id)
+    else:
+        coverless.append(job_id)
     return job
 
 
@@ -103,11 +109,19 @@ def shape_page(body: Any, *, fetched_at: float, margin_seconds: float, image_url
     if isinstance(count, bool) or not isinstance(count, int) or count < 0 or not isinstance(jobs, list):
         raise UpstreamRejected("the upstream answered with an unexpected body")
     covers: dict[str, CoverLink] = {}
+    coverless: list[str] = []
     shaped = []
     for raw in jobs:
         if not isinstance(raw, dict) or not isinstance(raw.get("job_id"), str) or not raw["job_id"]:
             raise UpstreamRejected("the upstream answered with an unexpected body")
         shaped.append(
-            _shape_job(raw, fetched_at=fetched_at, margin_seconds=margin_seconds, image_url=image_url, covers=covers)
+            _shape_job(
+                raw,
+                fetched_at=fetched_at,
+                margin_seconds=margin_seconds,
+                image_url=image_url,
+                covers=covers,
+                coverless=coverless,
+            )
         )
-    return ShapedPage(count=count, jobs=shaped, covers=covers)
+    return ShapedPage(count=count, jobs=shaped, covers=covers, coverless=coverless)

@@ -5,7 +5,7 @@ URLs the upstream signed, the same for every replica: no secret is published."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from gateway.cache.cover_links import LocalCoverLinks
 from gateway.cache.entry import CoverLink
@@ -32,6 +32,12 @@ class SharedCoverLinks:
         if covers and self._tier.up:
             message = encode_covers(tenant_id, dict(covers))
             self._tier.spawn(self._tier.run("publish_covers", lambda: self._tier.publish(self._channel, message)))
+
+    def forget(self, tenant_id: str, job_ids: Iterable[str]) -> None:
+        """Drop the links of jobs a load found without a cover, or gone, here only: another
+        replica keeps the link it knows until a load of its own finds the same, or the link
+        reaches the refresh margin (a link published later by a load that found it wins again)."""
+        self._local.forget(tenant_id, job_ids)
 
     def _heard(self, data: bytes) -> None:
         try:

@@ -144,3 +144,56 @@ async def test_a_kept_page_is_not_served_once_its_covers_entered_the_margin_whil
     state.response_delay_seconds = 0
     assert response.status == 503
     assert gateway.metric("metastudio_gateway_expired_covers_served_total") == 0
+
+
+@pytest.mark.parametrize(
+    "bad_url",
+    [
+        "http://obs.example/a.png?Expires=300000000000",
+        "http://obs.example/a.png?X-Amz-Date=20231114T221320Z&X-Amz-Expires=" + "9" * 400,
+        "http://obs.example/a.png?Expires=1800000000\r\nSet-Cookie: x=1",
+        "http://obs.example/a.png?Expires=1800000000\x00",
+    ],
+    ids=["expires-past-year-9999", "lifetime-past-a-float", "a-line-break", "a-nul"],
+)
+async def test_one_odd_cover_url_costs_only_its_jobs_cover(gateway: Gateway, bad_url: str) -> None:
+    """A cover URL from the upstream that says it lives past any date, or that could not go into
+    a header, leaves the list, the job and the others' covers as they are: the page is served
+    (it was a 500, the whole page's), and that job's cover is either believed for 24 h or, if
+    it cannot be handed out, absent (/cover 404; it was a connection closed with nothing)."""
+    await _all_jobs(gateway)  # the simulator makes acme's jobs
+    job = next(job for job in gateway.simulator.state.jobs if job.get("app_user_id") == "acme-web")
+    job["_has_cover"] = False
+    job["cover_download_url"] = bad_url  # what the upstream now sends for this one job
+    gateway.clock.advance(3600)
+    jobs = await _all_jobs(gateway)
+    assert sum("cover_download_url" in shown for shown in jobs) > 1
+    shown = next(shown for shown in jobs if shown["job_id"] == job["job_id"])
+    cover = await gateway.client.get(f"/v1/training-jobs/{job['job_id']}/cover", headers=ACME, allow_redirects=False)
+    if "\r" in bad_url or "\x00" in bad_url:
+        assert "cover_url" not in shown and "cover_download_url" not in shown
+        assert cover.status == 404
+    else:
+        assert shown["cover_download_url"] == bad_url
+        assert _expires_at(shown) == gateway.clock.now() + 24 * HOUR
+        assert (cover.status, cover.headers["Location"]) == (302, bad_url)
+
+
+async def test_a_job_found_gone_or_without_its_cover_no_longer_redirects_to_it(gateway: Gateway) -> None:
+    """Once a load finds a job gone upstream, or without its cover, /cover and the job's signed
+    image link say 404 instead of redirecting to the link remembered from before (an image the
+    upstream no longer offers: it did, for as long as that link was outside the margin)."""
+    jobs = [job for job in await _all_jobs(gateway) if "cover_url" in job]
+    gone, bare = jobs[0], jobs[1]
+    state = gateway.simulator.state
+    state.jobs = [job for job in state.jobs if job["job_id"] != gone["job_id"]]
+    next(job for job in state.jobs if job["job_id"] == bare["job_id"])["_has_cover"] = False
+    for job in (gone, bare):
+        before = await gateway.client.get(job["cover_url"], headers=ACME, allow_redirects=False)
+        assert before.status == 302  # nothing has been asked since: the remembered link
+        status = 404 if job is gone else 200
+        assert (await gateway.client.get(f"/v1/training-jobs/{job['job_id']}", headers=ACME)).status == status
+        after = await gateway.client.get(job["cover_url"], headers=ACME, allow_redirects=False)
+        assert after.status == 404
+        image = await gateway.client.get(job["cover_image_url"], allow_redirects=False)
+        assert image.status == 404

@@ -15,6 +15,7 @@ from gateway.jobs.covers import (
     earliest,
     expiry_parameters,
     is_servable,
+    is_usable_url,
     url_query,
 )
 
@@ -49,10 +50,17 @@ def test_obs_spelling_of_v4_is_used() -> None:
         "https://example.com/a.png?X-Amz-Date=garbage&X-Amz-Expires=60",
         "https://example.com/a.png?X-Amz-Date=20231114T221320Z",
         "not a url at all",
+        # Past what a pre-signed URL may live: past year 9999 (no date holds it: a 500 once), a
+        # float's range (OverflowError, a 500 once), or just eight days ahead.
+        "https://example.com/a.png?Expires=300000000000",
+        "https://example.com/a.png?Expires=" + "9" * 400,
+        "https://example.com/a.png?X-Amz-Date=20231114T221320Z&X-Amz-Expires=" + "9" * 400,
+        f"https://example.com/a.png?Expires={int(FETCHED) + 8 * 86400}",
     ],
 )
 def test_unreadable_expiry_falls_back_to_fetch_time_plus_24h(url: str) -> None:
-    """A URL that does not say (or says nonsense) is assumed valid 24 h from fetch."""
+    """A URL that does not say (or says nonsense, or more than 7 days ahead) is assumed valid
+    24 h from fetch."""
     assert cover_expiry(url, FETCHED) == FETCHED + COVER_LIFETIME_SECONDS
 
 
@@ -118,3 +126,21 @@ def test_a_url_query_is_found_as_urlsplit_finds_it(url: str) -> None:
         assert isinstance(url_query(url), str)
         return
     assert url_query(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "usable"),
+    [
+        ("https://obs.example.com/a.png?Expires=1700003600&Signature=abc%3D", True),
+        ("HTTP://obs.example.com/a.png", True),
+        ("https://obs.example.com/a.png?Expires=1700003600\r\nSet-Cookie: x=1", False),
+        ("https://obs.example.com/a.png?Expires=1700003600\x00", False),
+        ("https://obs.example.com/a b.png", False),
+        ("javascript:alert(1)", False),
+        ("/relative/a.png", False),
+    ],
+)
+def test_only_an_http_url_without_spaces_or_control_characters_is_handed_out(url: str, usable: bool) -> None:
+    """A cover URL goes into a ``Location`` header and an ``<img src>``: one holding a line break
+    could not be sent (the connection closed with nothing), and one not http(s) is no image."""
+    assert is_usable_url(url) is usable
