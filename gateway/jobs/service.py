@@ -98,17 +98,22 @@ class TrainingJobService:
         return await self._serve(job_key(tenant.id, job_id), lambda: self._load_job(tenant, job_id))
 
     async def cover_location(self, tenant: Tenant, job_id: str) -> str:
-        """A cover URL for the job valid for at least the refresh margin, re-fetched if needed."""
+        """A cover URL for the job valid for at least the refresh margin, re-fetched if needed:
+        unless the job was fetched within its fresh life, whose answer stands (a job with no
+        cover, or whose link the upstream issued already dying, is not asked for again on every
+        image view)."""
         now = self._clock.now()
         link = self._cover_links.get(tenant.id, job_id)
         if link is None or not is_servable(link.expires_at, now, self._margin):
             key = job_key(tenant.id, job_id)
-            blocked = self._backoff.blocked(key)
-            if blocked is not None:
-                raise blocked
-            self._metrics.cover_refreshes.labels(reason="cover_request").inc()
-            loader = self._remembering_failures(key, lambda: self._load_job(tenant, job_id))
-            entry, _ = await self._flights.load(key, loader)
+            entry = self._store.get(key)
+            if entry is None or not entry.fetched_at <= now < entry.fresh_until:
+                blocked = self._backoff.blocked(key)
+                if blocked is not None:
+                    raise blocked
+                self._metrics.cover_refreshes.labels(reason="cover_request").inc()
+                loader = self._remembering_failures(key, lambda: self._load_job(tenant, job_id))
+                entry, _ = await self._flights.load(key, loader)
             link = entry.covers.get(job_id)
             if link is None:
                 raise NotFound("this job has no cover")

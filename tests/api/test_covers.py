@@ -197,3 +197,25 @@ async def test_a_job_found_gone_or_without_its_cover_no_longer_redirects_to_it(g
         assert after.status == 404
         image = await gateway.client.get(job["cover_image_url"], allow_redirects=False)
         assert image.status == 404
+
+
+async def test_a_cover_the_upstream_cannot_give_is_asked_for_once_per_fresh_life(make_gateway: GatewayFactory) -> None:
+    """Image views of a job whose link the upstream issues already dying (502), or of a job with
+    no cover (404), cost one upstream call per fresh life of the job, not one per view (each
+    view was a call: a page of 30 images, 30 calls)."""
+    gateway = await make_gateway(margin_seconds=HOUR)
+    gateway.simulator.state.cover_issue_lag_seconds = 23.5 * HOUR
+    jobs = await _all_jobs(gateway)
+    dying = next(job for job in jobs if "cover_url" in job)
+    bare = next(job for job in jobs if "cover_url" not in job)
+    for path, status in ((dying["cover_url"], 502), (f"/v1/training-jobs/{bare['job_id']}/cover", 404)):
+        calls = gateway.upstream_calls
+        for _ in range(10):
+            assert (await gateway.client.get(path, headers=ACME, allow_redirects=False)).status == status
+        image = await gateway.client.get(dying["cover_image_url"], allow_redirects=False)
+        assert image.status == 502
+        assert gateway.upstream_calls == calls + 1
+    gateway.clock.advance(61)  # the jobs' fresh life is over: asked again
+    calls = gateway.upstream_calls
+    assert (await gateway.client.get(dying["cover_url"], headers=ACME, allow_redirects=False)).status == 502
+    assert gateway.upstream_calls == calls + 1
