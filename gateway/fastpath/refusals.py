@@ -5,7 +5,8 @@ folded line, a line too long) with a plain-text 400 whose body quotes the offend
 ``Authorization`` line's API key or whole JWT among them, sent back to the client, where a proxy,
 an error reporter or a browser extension may keep it. ``RedactingRequestHandler`` answers the same
 status with the kind of error only (``BadHttpMessage``, ``LineTooLong``...), the words the
-process log uses for it (``gateway.observability.logs.RedactParseErrors``). It overrides
+process log uses for it (``gateway.observability.logs.RedactParseErrors``), and the headers every
+error of the gateway's carries (``nosniff``, ``no-store``). It overrides
 ``handle_error(request, status, exc, message)``, which ``missing_internals`` checks with the rest.
 """
 
@@ -32,6 +33,10 @@ class RedactingRequestHandler(web.RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
-        if exc is not None and status < 500:  # a parser's refusal: its message quotes the request
-            message = refusal_text(status, exc)
-        return super().handle_error(request, status, exc, message)
+        if exc is None or status >= 500:
+            return super().handle_error(request, status, exc, message)
+        # A parser's refusal: its message quotes the request. Headers as every error of ours has.
+        response = super().handle_error(request, status, exc, refusal_text(status, exc))
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Cache-Control"] = "no-store"
+        return response
