@@ -14,7 +14,8 @@ the request, with everything after it, to aiohttp, which judges it as it judges 
 - the message ends with the head (no body) and keeps the connection open (no ``Connection:
   close``, no upgrade);
 - ``Host`` is there (aiohttp refuses an HTTP/1.1 request without it), no header appears twice,
-  and none of ``Content-Length``, ``Transfer-Encoding``, ``Upgrade`` and ``Expect`` appears;
+  and none of ``Content-Length``, ``Transfer-Encoding``, ``Upgrade``, ``Expect`` and
+  ``Sec-WebSocket-Key1`` appears;
 - within the request limits (``check_limits``: the chain answers a request over them with the
   error saying which).
 
@@ -53,7 +54,7 @@ from typing import TypeVar, cast
 
 import httptools
 
-from gateway.admission.request_limits import MAX_HEADER_COUNT, check_limits, counted_header_bytes
+from gateway.admission.request_limits import MAX_HEADER_COUNT, MAX_TARGET_BYTES, check_limits, counted_header_bytes
 from gateway.errors import InvalidRequest
 
 MAX_PLAIN_HEAD_BYTES = 32768
@@ -67,7 +68,9 @@ PER_REQUEST_HEADERS = (b"x-request-id", b"traceparent")
 """Headers a client may send with a new value on every request: a head is remembered without them."""
 
 _METHODS = frozenset({b"GET", b"HEAD"})
-_REFUSED = frozenset({b"content-length", b"transfer-encoding", b"upgrade", b"expect"})
+_REFUSED = frozenset({b"content-length", b"transfer-encoding", b"upgrade", b"expect", b"sec-websocket-key1"})
+"""Headers whose head is never plain. ``Sec-WebSocket-Key1`` (hixie-76's handshake, whose body
+has no length) is one aiohttp's parser refuses outright: a 400 from the chain."""
 _WHITESPACE = b" \t"
 _REQUEST_LINE_FRAME = len(b"  HTTP/1.1")
 """A request line's length beyond its method and target: two single spaces and the version."""
@@ -76,6 +79,35 @@ _PER_REQUEST_LINES = tuple((name, b"\r\n" + name + b":") for name in PER_REQUEST
 _PER_REQUEST_VALUE = re.compile(rb"[ \t]*([!-~]+)")
 """A per-request header's value taken out of a head: visible ASCII (what llhttp passes on as it
 is), no whitespace inside or after."""
+
+
+_PLAIN_STARTS = (b"GET /", b"HEAD /")
+_MAX_PLAIN_REQUEST_LINE = len(b"HEAD ") + MAX_TARGET_BYTES + len(b" HTTP/1.1")
+_NOT_IN_A_REQUEST_LINE = re.compile(rb"[^!-~ ]")
+"""Anything but visible ASCII and spaces: a bare CR or LF, a tab, NUL, other bytes."""
+
+
+def could_begin_plain_head(partial: bytes) -> bool:
+    """Whether ``partial``, the start of a head not yet whole, can still become one read here:
+    its request line, as far as it goes, is a plain one's (``GET /`` or ``HEAD /``, visible ASCII
+    and spaces, within the target limit, and once whole ending in `` HTTP/1.1``). Only the request
+    line is looked at, so a head sent a byte at a time costs at most its first 4 KiB a read. A
+    connection offering anything else (a TLS handshake, an SSH banner, a bare-LF client, a
+    lower-case method) hands its bytes to aiohttp's parser at once, which refuses them as they
+    come, instead of waiting for a blank line that may never be sent."""
+    line = partial[: _MAX_PLAIN_REQUEST_LINE + 2]
+    end = line.find(b"\r\n")
+    if end >= 0:
+        line = line[:end]
+    elif len(line) > _MAX_PLAIN_REQUEST_LINE + 1:
+        return False
+    else:
+        line = line.removesuffix(b"\r")  # a CRLF split between two reads
+    if not any(start.startswith(line[: len(start)]) for start in _PLAIN_STARTS):
+        return False
+    if _NOT_IN_A_REQUEST_LINE.search(line):
+        return False
+    return end < 0 or line.endswith(b" HTTP/1.1")
 
 
 class PlainHead:

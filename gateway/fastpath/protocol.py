@@ -22,9 +22,12 @@ held behind it are not served, as aiohttp serves nothing new once shutdown start
 
 The first head ``HitResponder`` declines, with everything after it, goes to aiohttp's parser
 and queue as usual, so aiohttp never sees the answered requests and never builds a message for
-them. An incomplete head is kept for the next read (up to ``MAX_PLAIN_HEAD_BYTES``; a longer one
-goes to aiohttp's parser, which judges it). Requests with a body, and any request while the peer
-is not reading (the transport's write buffer is over its limit), are handed on.
+them. An incomplete head is kept for the next read while it can still become a plain one (up to
+``MAX_PLAIN_HEAD_BYTES``, and with a plain request line as far as it goes:
+``heads.could_begin_plain_head``); anything else goes to aiohttp's parser, which judges it as it
+comes (a TLS handshake or a non-HTTP probe gets its 400 at once, not a connection held open).
+Requests with a body, and any request while the peer is not reading (the transport's write
+buffer is over its limit), are handed on.
 
 Responses stay in request order on a pipelined connection: nothing is answered here while a
 request handed to aiohttp is still unanswered. Once aiohttp has answered everything it was
@@ -84,7 +87,7 @@ from aiohttp.http import HttpProcessingError, RawRequestMessage
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from prometheus_client import Gauge
 
-from gateway.fastpath.heads import MAX_PLAIN_HEAD_BYTES
+from gateway.fastpath.heads import MAX_PLAIN_HEAD_BYTES, could_begin_plain_head
 from gateway.fastpath.hits import Fetched, HitResponder, Wire
 from gateway.fastpath.refusals import RedactingRequestHandler
 
@@ -330,9 +333,9 @@ class HitServingRequestHandler(RedactingRequestHandler):
             cut = data.find(_END_OF_HEAD, position)
             if cut < 0:
                 rest = data[position:]
-                if len(rest) > MAX_PLAIN_HEAD_BYTES:
+                if len(rest) > MAX_PLAIN_HEAD_BYTES or not could_begin_plain_head(rest):
                     self._partial_head = b""
-                    return rest  # no plain hit is this long: aiohttp's parser judges it
+                    return rest  # it cannot become a plain hit: aiohttp's parser judges it as it comes
                 self._partial_head = rest
                 break
             end = cut + len(_END_OF_HEAD)

@@ -101,6 +101,17 @@ MALFORMED = {
     "bad-request-line": b"NOT AN HTTP REQUEST LINE\r\nHost: gateway.test\r\n\r\n",
     "invalid-header": b"GET " + HIT.encode() + b" HTTP/1.1\r\nHost: gateway.test\r\nBad Header: x\r\n\r\n",
     "9-kib-request-line": b"GET /v1/training-jobs?limit=" + b"5" * 9216 + b" HTTP/1.1\r\nHost: gateway.test\r\n\r\n",
+    # a hit but for hixie-76's handshake header (its body has no length), which aiohttp's parser
+    # refuses outright: the fast path answered it
+    "sec-websocket-key1": http_request(HIT, Sec_WebSocket_Key1="x"),
+}
+NEVER_A_WHOLE_HEAD = {
+    "tls-client-hello": bytes.fromhex("16030100c4010000c00303") + b"\x11" * 32 + b"\x00\x00\x02\x13\x01\x01\x00",
+    "ssh-banner": b"SSH-2.0-OpenSSH_9.6\r\n",
+    "bare-lf-request": b"GET " + HIT.encode() + b" HTTP/1.1\nHost: gateway.test\n\n",
+    "lower-case-method": b"get " + HIT.encode() + b" HTTP/1.1\r\nHost: gateway.test\r\n",
+    "http-9.9": b"GET / HTTP/9.9\r\n",
+    "9-kb-line-unended": b"GET /" + b"a" * 9000,
 }
 
 
@@ -117,6 +128,22 @@ async def test_hits_before_a_malformed_request_are_answered_then_400_and_close(
     assert [r.status for r in responses] == [200, 200, 400]
     assert [r.headers.get("x-request-id") for r in responses[:2]] == ["one", "two"]
     assert [r.headers["x-cache"] for r in responses[:2]] == ["HIT", "HIT"]
+    assert rest == b""
+    await still_serves(gateway)
+
+
+@pytest.mark.parametrize("start", NEVER_A_WHOLE_HEAD.values(), ids=NEVER_A_WHOLE_HEAD.keys())
+async def test_bytes_that_cannot_begin_a_plain_head_get_their_400_without_a_blank_line(
+    gateway: Gateway, start: bytes
+) -> None:
+    """Hit, hit, then bytes no plain head begins with and no blank line follows (a TLS handshake
+    on the plain port, a non-HTTP probe, a bare-LF or lower-case client): the hits, then
+    aiohttp's 400 at once and the connection closed, as the chain answers them (the connection
+    used to wait, silent, for a blank line or 32 KiB)."""
+    await gateway.client.get(HIT, headers=ACME)
+    payload = http_request(HIT, X_Request_Id="one") + http_request(HIT, X_Request_Id="two") + start
+    responses, rest = await read_all(gateway, payload, 3)
+    assert [r.status for r in responses] == [200, 200, 400]
     assert rest == b""
     await still_serves(gateway)
 

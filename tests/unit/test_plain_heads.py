@@ -28,6 +28,7 @@ from gateway.fastpath.heads import (
     MAX_PLAIN_HEAD_BYTES,
     MAX_REMEMBERED_HEAD_BYTES,
     PlainHeads,
+    could_begin_plain_head,
 )
 
 HEAD = (
@@ -254,6 +255,7 @@ TRICKY = [b" ", b"\t", b"\r", b"\n", b"\r\n", b":", b"#", b"\x00", b"\x7f", b"\x
 TRICKY += [b"Connection: close\r\n", b"Connection: upgrade\r\n", b"Connection: keep-alive, TE\r\n", b"HTTP/1.0"]
 TRICKY += [b"Content-Length: 1\r\n", b"Transfer-Encoding: chunked\r\n", b"Expect: 100-continue\r\n"]
 TRICKY += [b"Upgrade: h2c\r\n", b"Host: x\r\n", b"X-Request-Id: y\r\n", b"Authorization: Bearer z\r\n"]
+TRICKY += [b"Sec-WebSocket-Key1: k\r\n"]
 
 
 REMEMBERING = PlainHeads().reader()
@@ -292,6 +294,8 @@ def test_whatever_is_read_here_aiohttp_reads_the_same_way(aiohttp_parser: Any, h
     assert remembered is not None and again is not None
     assert (remembered.method, remembered.target, remembered.fields) == (plain.method, plain.target, plain.fields)
     assert (again.method, again.target, again.fields) == (plain.method, plain.target, plain.fields)
+    # Arriving in pieces, it is held until whole: no start of it is handed to aiohttp early.
+    assert all(could_begin_plain_head(head[:cut]) for cut in range(len(head)))
     try:
         messages, upgraded, _ = aiohttp_parser().feed_data(head)
     except HttpProcessingError as exc:
