@@ -333,7 +333,7 @@ class HitServingRequestHandler(RedactingRequestHandler):
             cut = data.find(_END_OF_HEAD, position)
             if cut < 0:
                 rest = data[position:]
-                if len(rest) > MAX_PLAIN_HEAD_BYTES or not could_begin_plain_head(rest):
+                if rest and (len(rest) > MAX_PLAIN_HEAD_BYTES or not could_begin_plain_head(rest)):
                     self._partial_head = b""
                     return rest  # it cannot become a plain hit: aiohttp's parser judges it as it comes
                 self._partial_head = rest
