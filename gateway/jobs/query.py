@@ -1,21 +1,25 @@
 """Strict validation of ``GET /v1/training-jobs`` query strings.
 
 The result is the normalised upstream query: a sorted tuple of ``(name, value)`` pairs with
-defaults made explicit, so equivalent requests (other order, default spelled out, a group
-versus its states) produce the same cache key and the same upstream request. Anything
-unknown, repeated or malformed raises ``InvalidParameter`` naming the parameter.
+defaults made explicit (``offset``, ``limit``) or left out (``sort_dir=asc``, the upstream's
+default), so equivalent requests (other order, default spelled out, a group versus its states)
+produce the same cache key and the same upstream request. Times are whole seconds in UTC,
+rounded so that no job outside the range asked for can match: ``create_since`` up,
+``create_until`` down. Anything unknown, repeated or malformed raises ``InvalidParameter``
+naming the parameter.
 
 ``state`` and ``state_group`` given together both apply: the upstream is asked for the states in
-both sets. When no state is in both, the query carries ``NO_STATE_MATCHES`` (``state`` with an
-empty value, which no client can send): no job can match, so the service answers an empty page
-without calling the upstream (see ``matches_nothing``).
+both sets. When no state is in both, or the time range holds no whole second, the query carries
+``NO_STATE_MATCHES`` (``state`` with an empty value, which no client can send): no job can match,
+so the service answers an empty page without calling the upstream (see ``matches_nothing``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from gateway.errors import InvalidParameter
 from gateway.jobs.states import ALL_STATES, STATE_GROUPS
@@ -51,6 +55,8 @@ def _choice(*choices: str) -> Callable[[str, str], str]:
 def _text(name: str, value: str) -> str:
     if not value or len(value) > MAX_TEXT_LENGTH or _CONTROL.search(value):
         raise InvalidParameter(name, f"must be 1 to {MAX_TEXT_LENGTH} printable characters")
+    if "\ufffd" in value:  # what percent-encoded bytes that are not UTF-8 decode to
+        raise InvalidParameter(name, "must be percent-encoded UTF-8")
     return value
 
 
@@ -69,6 +75,8 @@ def check_job_id(name: str, value: str) -> str:
 def parse_time(name: str, value: str) -> datetime:
     """An RFC 3339 time with an explicit offset, as an aware UTC datetime."""
     if len(value) > 40 or not _RFC3339.fullmatch(value):
+        if " " in value:  # a '+' sent as it is: a query string decodes it to a space
+            raise InvalidParameter(name, "must be an RFC 3339 time; write a '+' in its offset as %2B")
         raise InvalidParameter(name, "must be an RFC 3339 time, e.g. 2024-05-01T00:00:00Z")
     try:
         moment = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
@@ -82,8 +90,21 @@ def parse_time(name: str, value: str) -> datetime:
         return (datetime.min if moment.year == 1 else datetime.max).replace(tzinfo=UTC)
 
 
-def _time(name: str, value: str) -> str:
-    return parse_time(name, value).isoformat(timespec="seconds").replace("+00:00", "Z")
+def _whole_second(moment: datetime, *, up: bool) -> str:
+    """``moment`` to the whole second (``up``: the next one, if it has a fraction), as the upstream
+    takes it."""
+    if up and moment.microsecond:
+        with contextlib.suppress(OverflowError):  # the last second of year 9999: none comes after it
+            moment += timedelta(seconds=1)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _since(name: str, value: str) -> str:
+    return _whole_second(parse_time(name, value), up=True)
+
+
+def _until(name: str, value: str) -> str:
+    return _whole_second(parse_time(name, value), up=False)
 
 
 def _comma_list(name: str, value: str, known: Iterable[str]) -> list[str]:
@@ -100,8 +121,8 @@ _SIMPLE: dict[str, Callable[[str, str], str]] = {
     "limit": lambda n, v: _integer(n, v, 1, 100),
     "sort_key": _choice("create_time", "update_time", "asset_order"),
     "sort_dir": _choice("asc", "desc"),
-    "create_since": _time,
-    "create_until": _time,
+    "create_since": _since,
+    "create_until": _until,
     "batch_name": _text,
     "tag": _text,
     "name": _text,
@@ -132,8 +153,13 @@ def parse_list_query(items: Iterable[tuple[str, str]]) -> UpstreamQuery:
     states = _states(seen)
     if states is not None:
         params["state"] = ",".join(states)  # empty: NO_STATE_MATCHES
-    if "create_since" in params and "create_until" in params and params["create_since"] > params["create_until"]:
-        raise InvalidParameter("create_since", "must not be later than create_until")
+    if "create_since" in params and "create_until" in params:
+        if parse_time("create_since", seen["create_since"]) > parse_time("create_until", seen["create_until"]):
+            raise InvalidParameter("create_since", "must not be later than create_until")
+        if params["create_since"] > params["create_until"]:  # within one second: no whole second
+            params["state"] = NO_STATE_MATCHES[1]
+    if params.get("sort_dir") == "asc":
+        del params["sort_dir"]  # the upstream's default: the same request as without it
     params.setdefault("offset", str(DEFAULT_OFFSET))
     params.setdefault("limit", str(DEFAULT_LIMIT))
     return tuple(sorted(params.items()))

@@ -174,3 +174,16 @@ async def test_another_tenants_job_is_not_found(gateway: Gateway) -> None:
     response = await gateway.client.get(f"/v1/training-jobs/{listed['jobs'][0]['job_id']}", headers=ACME)
     assert response.status == 404
     assert (await response.json())["error"]["code"] == "not_found"
+
+
+async def test_a_create_since_with_a_fraction_of_a_second_returns_no_job_created_before_it(gateway: Gateway) -> None:
+    """A job created at a whole second T is not in create_since=T+0.5s (the fraction was cut, so it
+    was, and the query shared the cache entry of create_since=T)."""
+    first = await gateway.client.get("/v1/training-jobs?limit=1", headers=ACME)
+    created = (await first.json())["jobs"][0]["create_time"]
+    assert created.endswith("Z") and "." not in created
+    at = created[:-1]
+    whole = await gateway.client.get(f"/v1/training-jobs?create_since={at}Z&create_until={at}Z", headers=ACME)
+    assert (await whole.json())["count"] >= 1
+    later = await gateway.client.get(f"/v1/training-jobs?create_since={at}.5Z&create_until={at}.9Z", headers=ACME)
+    assert (await later.json())["count"] == 0

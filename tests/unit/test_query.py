@@ -30,8 +30,9 @@ def test_any_query_is_normalised_or_refused_with_a_named_parameter(pairs: list[t
     names = [name for name, _ in query]
     assert names == sorted(set(names))
     assert {"offset", "limit"} <= set(names)
-    if matches_nothing(query):  # state and state_group with nothing in common: never re-parsed or sent
-        assert {name for name, _ in pairs} >= {"state", "state_group"}
+    if matches_nothing(query):  # no state in both filters, or no whole second in the range: never sent
+        names = {name for name, _ in pairs}
+        assert names >= {"state", "state_group"} or names >= {"create_since", "create_until"}
         return
     assert parse_list_query(query) == query  # normalising twice changes nothing
 
@@ -100,3 +101,44 @@ def test_job_id_with_a_trailing_newline_is_refused() -> None:
     """The job id pattern must match the whole value."""
     with pytest.raises(InvalidParameter):
         parse_list_query([("job_id", "abc\n")])
+
+
+def test_a_time_with_a_fraction_is_rounded_so_no_job_outside_the_range_matches() -> None:
+    """The upstream takes whole seconds: create_since rounds up, create_until down (create_since
+    used to be cut down, so a job a fraction before it matched, and 28.5 s shared 28 s's cache
+    entry). A range that holds no whole second matches nothing; one given backwards is refused
+    by the times as sent, not as rounded (28.9 s to 28.1 s used to pass)."""
+    since = dict(parse_list_query([("create_since", "2023-05-22T09:53:28.5Z")]))["create_since"]
+    until = dict(parse_list_query([("create_until", "2023-05-22T09:53:28.5Z")]))["create_until"]
+    assert (since, until) == ("2023-05-22T09:53:29Z", "2023-05-22T09:53:28Z")
+    assert parse_list_query([("create_since", "2023-05-22T09:53:28Z")]) != parse_list_query(
+        [("create_since", "2023-05-22T09:53:28.5Z")]
+    )
+    assert matches_nothing(
+        parse_list_query([("create_since", "2023-05-22T09:53:28.1Z"), ("create_until", "2023-05-22T09:53:28.9Z")])
+    )
+    with pytest.raises(InvalidParameter) as backwards:
+        parse_list_query([("create_since", "2023-05-22T09:53:28.9Z"), ("create_until", "2023-05-22T09:53:28.1Z")])
+    assert backwards.value.parameter == "create_since"
+    assert parse_list_query([("create_since", "9999-12-31T23:59:59.5Z")])  # no second after it: kept as it is
+
+
+def test_the_upstreams_default_sort_direction_spelled_out_is_the_same_query() -> None:
+    """sort_dir=asc is the upstream's default: the same cache entry and upstream call as without it."""
+    assert parse_list_query([("sort_dir", "asc")]) == parse_list_query([])
+    assert dict(parse_list_query([("sort_dir", "desc")]))["sort_dir"] == "desc"
+
+
+def test_a_plus_sent_unencoded_in_a_time_says_how_to_write_it() -> None:
+    """A '+' offset pasted into a URL decodes to a space; the refusal says to write it %2B."""
+    with pytest.raises(InvalidParameter) as caught:
+        parse_list_query([("create_until", "2024-12-31T23:59:59 08:00")])
+    assert "%2B" in caught.value.message
+
+
+def test_text_whose_percent_encoding_is_not_utf8_is_refused() -> None:
+    """%FF decodes to U+FFFD: refused naming the parameter, not sent upstream as a replacement character."""
+    for name in ("name", "batch_name", "tag"):
+        with pytest.raises(InvalidParameter) as caught:
+            parse_list_query([(name, "a\ufffdb")])
+        assert caught.value.parameter == name
