@@ -120,8 +120,11 @@ def create_app(
             backoff=shared_backoff,
             clock=clock,
             wait_seconds=settings.upstream.timeout_seconds,
+            fresh_seconds=settings.cache.ttl_seconds,
+            kept_seconds=settings.cache.ttl_seconds
+            + max(settings.cache.stale_if_error_seconds, settings.cache.stale_while_revalidate_seconds),
         )
-        cover_links = SharedCoverLinks(tier, LocalCoverLinks())
+        cover_links = SharedCoverLinks(tier, LocalCoverLinks(), clock)
         rate_limiter = SharedRateLimiter(limits, tier, clock)
     metrics.cache_entries.set_function(lambda: store.entry_count)
     metrics.cache_bytes.set_function(lambda: store.byte_count)

@@ -9,6 +9,8 @@ from collections.abc import Iterable, Mapping
 
 from gateway.cache.cover_links import LocalCoverLinks
 from gateway.cache.entry import CoverLink
+from gateway.clock import Clock
+from gateway.jobs.covers import MAX_STATED_LIFETIME_SECONDS, is_usable_url
 from gateway.shared.codec import decode_covers, encode_covers
 from gateway.shared.tier import RedisTier
 
@@ -16,9 +18,10 @@ from gateway.shared.tier import RedisTier
 class SharedCoverLinks:
     """A ``CoverLinks`` whose local front hears every replica's links."""
 
-    def __init__(self, tier: RedisTier, local: LocalCoverLinks) -> None:
+    def __init__(self, tier: RedisTier, local: LocalCoverLinks, clock: Clock) -> None:
         self._tier = tier
         self._local = local
+        self._clock = clock
         self._channel = tier.keys.covers_channel
         tier.on_message(self._channel, self._heard)
 
@@ -44,8 +47,13 @@ class SharedCoverLinks:
             tenant_id, covers = decode_covers(data)
         except ValueError:
             return
+        now = self._clock.now()
         newer = {}
         for job_id, link in covers.items():
+            # What no load of this build would have kept: a URL it could not hand out, an expiry
+            # past or beyond what it believes (milliseconds for seconds, a buggy build's NaN).
+            if not (now < link.expires_at <= now + MAX_STATED_LIFETIME_SECONDS and is_usable_url(link.url)):
+                continue
             known = self._local.get(tenant_id, job_id)
             if known is None or known.expires_at < link.expires_at:
                 newer[job_id] = link

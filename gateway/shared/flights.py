@@ -40,6 +40,12 @@ LEASE_SECONDS = 2.0
 RENEW_SECONDS = LEASE_SECONDS / 4
 POLL_SECONDS = 0.1
 """A waiter looks again this often even without a hint."""
+IGNORE_STORED = 1e300
+"""A floor no stored entry passes: asked with it, the fill script takes the lease (or waits for
+its holder) whatever Redis holds, so the fill replaces an entry this replica refused."""
+CLOCK_SKEW_SECONDS = 60.0
+"""How far ahead of this replica's clock another replica's entry times may run and still be
+believed (see ``LeasedSingleFlight._adopt``)."""
 KEPT_PAST_FRESH_SECONDS = LEASE_SECONDS
 """How long Redis keeps an entry past its ``fresh_until``. The fill script hands out only entries
 fresher than the asker's (a replica's stale-if-error is served from its own L1, which holds the
@@ -49,17 +55,26 @@ replica could use it. The margin is for replicas whose clocks differ a little.""
 
 _FILL_OR_LEASE = """
 -- KEYS: entry, lease, backoff. ARGV: fresh_until a stored entry must pass, token, lease ms.
-local stored = redis.call('HMGET', KEYS[1], 'fresh_until', 'entry')
-if stored[1] and tonumber(stored[1]) > tonumber(ARGV[1]) then return {'entry', stored[2]} end
-local failing = redis.call('GET', KEYS[3])
-if failing then return {'backoff', failing, redis.call('PTTL', KEYS[3])} end
+-- A key of another type, a value that is not a number, a lease or backoff that never expires
+-- (none of them written by a replica) counts as absent: the lease is taken, the fill replaces it.
+if redis.call('TYPE', KEYS[1]).ok == 'hash' then
+  local stored = redis.call('HMGET', KEYS[1], 'fresh_until', 'entry')
+  local fresh = tonumber(stored[1])
+  if fresh and stored[2] and fresh > tonumber(ARGV[1]) then return {'entry', stored[2]} end
+end
+local backoff = redis.call('TYPE', KEYS[3]).ok
+if backoff == 'string' and redis.call('PTTL', KEYS[3]) > 0 then
+  return {'backoff', redis.call('GET', KEYS[3]), redis.call('PTTL', KEYS[3])}
+end
+if backoff ~= 'none' then redis.call('DEL', KEYS[3]) end
+if redis.call('PTTL', KEYS[2]) == -1 then redis.call('DEL', KEYS[2]) end
 if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then return {'lease'} end
 return {'wait'}
 """
 _FILL = """
 -- KEYS: entry, lease, backoff. ARGV: token, fresh_until, entry, ms to keep it, hint channel.
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 redis.call('HSET', KEYS[1], 'fresh_until', ARGV[2], 'entry', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PUBLISH', ARGV[5], KEYS[1])
@@ -92,13 +107,20 @@ class LeasedSingleFlight:
         backoff: SharedBackoff,
         clock: Clock,
         wait_seconds: float,
+        fresh_seconds: float,
+        kept_seconds: float,
     ) -> None:
+        """``fresh_seconds`` and ``kept_seconds``: the longest this replica's own entries stay
+        fresh and kept (its TTL, and the TTL plus its stale windows); an entry from Redis that
+        claims more is refused."""
         self._store = store
         self._tier = tier
         self._keys: KeySpace = tier.keys
         self._backoff = backoff
         self._clock = clock
         self._wait_seconds = wait_seconds
+        self._fresh_seconds = fresh_seconds
+        self._kept_seconds = kept_seconds
         self._in_flight: KeyedTasks[Fetched] = KeyedTasks()
         self._hints: dict[str, asyncio.Event] = {}
         self._fill_or_lease = tier.script(_FILL_OR_LEASE)
@@ -150,8 +172,9 @@ class LeasedSingleFlight:
             verdict = reply[0]
             if verdict == b"entry":
                 entry = self._adopt(key, reply[1])
-                if entry is None:  # unreadable (another format): load here, the next fill replaces it
-                    return await self._load_here(key, loader), "miss"
+                if entry is None:  # unreadable or out of bounds: take the lease, and the fill replaces it
+                    better_than = IGNORE_STORED
+                    continue
                 return entry, "coalesced" if waited else "hit"
             if verdict == b"backoff":
                 raise self._backoff.learn(key, reply[1].decode(), int(reply[2]) / 1000)
@@ -164,9 +187,21 @@ class LeasedSingleFlight:
             waited = True
 
     def _adopt(self, key: CacheKey, data: bytes) -> CacheEntry | None:
+        """The entry Redis held, into L1; ``None`` if this replica would never have stored it:
+        not an entry in this build's format, or times past what its own entries get (fetched
+        later than its clock allows for, fresh or kept longer than its TTL and stale windows: a
+        buggy build or a hand-written value would otherwise be served, and told to browsers as
+        ``max-age``, for as long as it claims)."""
         try:
             entry = decode_entry(data)
         except ValueError:
+            return None
+        latest = self._clock.now() + CLOCK_SKEW_SECONDS
+        if not (
+            entry.fetched_at <= latest
+            and entry.fresh_until <= latest + self._fresh_seconds
+            and entry.keep_until <= latest + self._kept_seconds
+        ):
             return None
         self._store.put(key, entry)
         return entry
