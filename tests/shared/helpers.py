@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 
 from tests.leaks import record, register_secrets, unwatch, watch
-from tests.stack import ACME_KEY, GLOBEX_KEY, LIVE_AK, LIVE_SK, LiveGateway, live_replicas
+from tests.stack import ACME_KEY, GLOBEX_KEY, LIVE_AK, LIVE_SK, LiveGateway, RedisServer, live_replicas, redis_server
 
 REDIS_PASSWORD = "redis-pass-never-logged-7f3a"
 PREFIX = "mgwtest"
@@ -54,6 +54,19 @@ def replicas(
     finally:
         for log in logs:
             unwatch(log)
+
+
+@contextmanager
+def deployment_on_redis(
+    workdir: Path, count: int, *, extra_config: str = ""
+) -> Iterator[tuple[RedisServer, tuple[LiveGateway, ...]]]:
+    """A redis-server (password ``REDIS_PASSWORD``) and ``count`` replicas sharing it, Redis calls
+    given the time a loaded machine needs (``LOADED_MACHINE``)."""
+    with (
+        redis_server(workdir, REDIS_PASSWORD) as server,
+        replicas(workdir, count, server.url, extra_config=extra_config, shared_config=LOADED_MACHINE) as gateways,
+    ):
+        yield server, gateways
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from gateway.cache.keys import list_key
 from gateway.jobs.query import parse_list_query
 from gateway.shared.codec import decode_entry, encode_covers, encode_entry
 from gateway.shared.keys import KeySpace
-from tests.shared.helpers import LOADED_MACHINE, PREFIX, REDIS_PASSWORD, get, metric, replicas
-from tests.stack import LiveGateway, RedisServer, redis_server, upstream_calls
+from tests.shared.helpers import PREFIX, deployment_on_redis, get, metric
+from tests.stack import LiveGateway, RedisServer, upstream_calls
 
 pytestmark = pytest.mark.redis
 
@@ -30,12 +30,8 @@ FILL_ERRORS = 'metastudio_gateway_shared_tier_operations_total{operation="fill_o
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisServer, tuple[LiveGateway, ...]]]:
-    workdir = tmp_path_factory.mktemp("foreign")
-    with (
-        redis_server(workdir, REDIS_PASSWORD) as server,
-        replicas(workdir, 2, server.url, shared_config=LOADED_MACHINE) as gateways,
-    ):
-        yield server, gateways
+    with deployment_on_redis(tmp_path_factory.mktemp("foreign"), 2) as deployed:
+        yield deployed
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from gateway.shared.keys import KeySpace
-from tests.shared.helpers import LOADED_MACHINE, PREFIX, REDIS_PASSWORD, UP, Answer, metric, offer_three_times, replicas
-from tests.stack import ACME_KEY, GLOBEX_KEY, LiveGateway, RedisServer, redis_server
+from tests.shared.helpers import PREFIX, UP, Answer, deployment_on_redis, metric, offer_three_times
+from tests.stack import ACME_KEY, GLOBEX_KEY, LiveGateway, RedisServer
 
 pytestmark = pytest.mark.redis
 
@@ -26,12 +26,8 @@ HEARTBEATS = 'metastudio_gateway_shared_tier_operations_total{operation="heartbe
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisServer, tuple[LiveGateway, ...]]]:
-    workdir = tmp_path_factory.mktemp("rate-outage")
-    with (
-        redis_server(workdir, REDIS_PASSWORD) as server,
-        replicas(workdir, 2, server.url, extra_config=CONFIG, shared_config=LOADED_MACHINE) as gateways,
-    ):
-        yield server, gateways
+    with deployment_on_redis(tmp_path_factory.mktemp("rate-outage"), 2, extra_config=CONFIG) as deployed:
+        yield deployed
 
 
 async def _until(condition: Callable[[], bool], what: str, seconds: float = 10.0) -> None:

@@ -23,6 +23,7 @@ from tests.shared.helpers import (
     LOADED_MACHINE,
     PREFIX,
     REDIS_PASSWORD,
+    deployment_on_redis,
     get,
     metric,
     replicas,
@@ -56,12 +57,8 @@ burst = 1000
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisServer, tuple[LiveGateway, ...]]]:
-    workdir = tmp_path_factory.mktemp("replicas")
-    with (
-        redis_server(workdir, REDIS_PASSWORD) as server,
-        replicas(workdir, 3, server.url, extra_config=CONFIG, shared_config=LOADED_MACHINE) as gws,
-    ):
-        yield server, gws
+    with deployment_on_redis(tmp_path_factory.mktemp("replicas"), 3, extra_config=CONFIG) as deployed:
+        yield deployed
 
 
 async def test_concurrent_cold_requests_over_three_replicas_make_one_upstream_call(
