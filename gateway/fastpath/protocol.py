@@ -496,8 +496,9 @@ class GatewayRunner(web.AppRunner):
     async def setup(self) -> None:
         self._missing = self._internals_check(asyncio.get_running_loop())
         await super().setup()
-        answers_hits = isinstance(self.server, _GatewayServer) and self.app.get(HIT_RESPONDER) is not None
-        if self._missing and self.app.get(HIT_RESPONDER) is not None:
+        responder = self.app.get(HIT_RESPONDER)
+        answers_hits = responder is not None and not self._missing
+        if self._missing and responder is not None:
             logger.warning(
                 "fast hit path off: aiohttp internals missing (%s); every request takes the handler chain",
                 ", ".join(self._missing),

@@ -16,6 +16,8 @@ from http import HTTPStatus
 
 from aiohttp import web
 
+from gateway.web.tail import NO_STORE, NOSNIFF
+
 
 def refusal_text(status: int, exc: BaseException) -> str:
     """What a client is told of a request aiohttp's parser refused: the status and the error's
@@ -37,6 +39,6 @@ class RedactingRequestHandler(web.RequestHandler):
             return super().handle_error(request, status, exc, message)
         # A parser's refusal: its message quotes the request. Headers as every error of ours has.
         response = super().handle_error(request, status, exc, refusal_text(status, exc))
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Content-Type-Options"] = NOSNIFF
+        response.headers["Cache-Control"] = NO_STORE
         return response

@@ -85,11 +85,16 @@ def _stated_expiry(url: str) -> float | None:
     return None
 
 
+def is_believable(expires_at: float, at: float) -> bool:
+    """Whether an expiry said at ``at`` is believed: at most ``MAX_STATED_LIFETIME_SECONDS`` ahead."""
+    return expires_at <= at + MAX_STATED_LIFETIME_SECONDS
+
+
 def cover_expiry(url: str, fetched_at: float) -> float:
-    """Unix time at which ``url`` stops working: what it says, unless it says nothing or more
-    than ``MAX_STATED_LIFETIME_SECONDS`` ahead, then ``fetched_at`` + 24 h."""
+    """Unix time at which ``url`` stops working: what it says, unless it says nothing or is not
+    believable, then ``fetched_at`` + 24 h."""
     stated = _stated_expiry(url)
-    if stated is None or not stated <= fetched_at + MAX_STATED_LIFETIME_SECONDS:
+    if stated is None or not is_believable(stated, fetched_at):
         return fetched_at + COVER_LIFETIME_SECONDS
     return stated
 

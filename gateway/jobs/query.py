@@ -99,14 +99,6 @@ def _whole_second(moment: datetime, *, up: bool) -> str:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _since(name: str, value: str) -> str:
-    return _whole_second(parse_time(name, value), up=True)
-
-
-def _until(name: str, value: str) -> str:
-    return _whole_second(parse_time(name, value), up=False)
-
-
 def _comma_list(name: str, value: str, known: Iterable[str]) -> list[str]:
     items = value.split(",")
     allowed = set(known)
@@ -121,8 +113,6 @@ _SIMPLE: dict[str, Callable[[str, str], str]] = {
     "limit": lambda n, v: _integer(n, v, 1, 100),
     "sort_key": _choice("create_time", "update_time", "asset_order"),
     "sort_dir": _choice("asc", "desc"),
-    "create_since": _since,
-    "create_until": _until,
     "batch_name": _text,
     "tag": _text,
     "name": _text,
@@ -130,7 +120,9 @@ _SIMPLE: dict[str, Callable[[str, str], str]] = {
     "model_resolution": _choice("1080P", "4K"),
     "is_flexus": _choice("true", "false"),
 }
-ACCEPTED_PARAMETERS = frozenset({*_SIMPLE, "state", "state_group"})
+_ROUNDED_UP = {"create_since": True, "create_until": False}
+"""The time filters, and whether each is rounded up to a whole second (else down)."""
+ACCEPTED_PARAMETERS = frozenset({*_SIMPLE, *_ROUNDED_UP, "state", "state_group"})
 NO_STATE_MATCHES = ("state", "")
 """The pair a query carries when ``state`` and ``state_group`` have no state in common."""
 
@@ -153,8 +145,10 @@ def parse_list_query(items: Iterable[tuple[str, str]]) -> UpstreamQuery:
     states = _states(seen)
     if states is not None:
         params["state"] = ",".join(states)  # empty: NO_STATE_MATCHES
-    if "create_since" in params and "create_until" in params:
-        if parse_time("create_since", seen["create_since"]) > parse_time("create_until", seen["create_until"]):
+    times = {name: parse_time(name, seen[name]) for name in _ROUNDED_UP if name in seen}
+    params.update((name, _whole_second(moment, up=_ROUNDED_UP[name])) for name, moment in times.items())
+    if len(times) == 2:
+        if times["create_since"] > times["create_until"]:
             raise InvalidParameter("create_since", "must not be later than create_until")
         if params["create_since"] > params["create_until"]:  # within one second: no whole second
             params["state"] = NO_STATE_MATCHES[1]

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from gateway.cache.cover_links import LocalCoverLinks
 from gateway.cache.entry import CoverLink
 from gateway.clock import Clock
-from gateway.jobs.covers import MAX_STATED_LIFETIME_SECONDS, is_usable_url
+from gateway.jobs.covers import is_believable, is_usable_url
 from gateway.shared.codec import decode_covers, encode_covers
 from gateway.shared.tier import RedisTier
 
@@ -52,7 +52,7 @@ class SharedCoverLinks:
         for job_id, link in covers.items():
             # What no load of this build would have kept: a URL it could not hand out, an expiry
             # past or beyond what it believes (milliseconds for seconds, a buggy build's NaN).
-            if not (now < link.expires_at <= now + MAX_STATED_LIFETIME_SECONDS and is_usable_url(link.url)):
+            if not (now < link.expires_at and is_believable(link.expires_at, now) and is_usable_url(link.url)):
                 continue
             known = self._local.get(tenant_id, job_id)
             if known is None or known.expires_at < link.expires_at:

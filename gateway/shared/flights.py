@@ -62,10 +62,8 @@ if redis.call('TYPE', KEYS[1]).ok == 'hash' then
   local fresh = tonumber(stored[1])
   if fresh and stored[2] and fresh > tonumber(ARGV[1]) then return {'entry', stored[2]} end
 end
-local backoff = redis.call('TYPE', KEYS[3]).ok
-if backoff == 'string' and redis.call('PTTL', KEYS[3]) > 0 then
-  return {'backoff', redis.call('GET', KEYS[3]), redis.call('PTTL', KEYS[3])}
-end
+local backoff, left = redis.call('TYPE', KEYS[3]).ok, redis.call('PTTL', KEYS[3])
+if backoff == 'string' and left > 0 then return {'backoff', redis.call('GET', KEYS[3]), left} end
 if backoff ~= 'none' then redis.call('DEL', KEYS[3]) end
 if redis.call('PTTL', KEYS[2]) == -1 then redis.call('DEL', KEYS[2]) end
 if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then return {'lease'} end
