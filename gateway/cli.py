@@ -135,11 +135,11 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             runner.run(credentials.confirm())  # auto mode's last resort (ECS metadata) must answer now
             configure_logging()
             app = create_app(settings, credentials=credentials, url_signing_keys=keys)
-            runner.run(serve_until_signalled(app, server))  # from here on a SIGINT drains, as SIGTERM does
+            # From here on a SIGINT drains, as SIGTERM does, and a second one stops at once.
+            return runner.run(serve_until_signalled(app, server))
     except KeyboardInterrupt:  # before serving began: nothing to drain
         print("metastudio-gateway: interrupted before serving began", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return 0
 
 
 def _check_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:

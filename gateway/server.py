@@ -2,7 +2,10 @@
 
 On the signal: ``/readyz`` turns 503 at once; the listener stays open ``drain_seconds`` so
 load balancers see it and stop sending; then new connections are refused, requests in flight
-get up to ``shutdown_grace_seconds`` to finish, and the process exits 0.
+get up to ``shutdown_grace_seconds`` to finish, and the process exits 0. A second signal during
+all that (Ctrl-C pressed again) ends the drain and the grace at once: the requests still in
+flight are called off and their connections closed, the app's clean-up runs as usual, and the
+process exits with 128 + the signal's number, as a shell reports a command the signal ended.
 
 Start-up and drain are logged as JSON lines (``gateway.observability.logs``). Port 0 binds an
 ephemeral port; the start-up line gives the port actually bound.
@@ -14,6 +17,7 @@ import asyncio
 import gc
 import logging
 import signal
+from typing import Any
 
 from aiohttp import web
 
@@ -32,12 +36,21 @@ def bound_port(runner: web.BaseRunner) -> int:
     return int(runner.addresses[0][1])
 
 
-async def serve_until_signalled(app: web.Application, server: ServerSettings) -> None:
-    """Serve ``app`` on ``server.host:port`` until SIGTERM or SIGINT, then drain and stop."""
+async def serve_until_signalled(app: web.Application, server: ServerSettings) -> int:
+    """Serve ``app`` on ``server.host:port`` until SIGTERM or SIGINT, then drain and stop; the
+    exit status: 0, or 128 + the number of a second signal that stopped it at once."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    second: asyncio.Future[int] = loop.create_future()
+
+    def signalled(signum: int) -> None:
+        if not stop.is_set():
+            stop.set()
+        elif not second.done():
+            second.set_result(signum)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, signalled, sig)
     runner = GatewayRunner(app, access_log=None, shutdown_timeout=server.shutdown_grace_seconds)
     await runner.setup()
     try:
@@ -64,7 +77,18 @@ async def serve_until_signalled(app: web.Application, server: ServerSettings) ->
             drain_seconds=server.drain_seconds,
             shutdown_grace_seconds=server.shutdown_grace_seconds,
         )
-        await asyncio.sleep(server.drain_seconds)
+        await asyncio.wait([second], timeout=server.drain_seconds)
     finally:
-        await runner.cleanup()
+        stopping: asyncio.Future[Any] = asyncio.ensure_future(runner.cleanup())
+        await asyncio.wait([stopping, second], return_when=asyncio.FIRST_COMPLETED)
+        cut = not stopping.done()
+        if cut:  # a second signal: the requests in flight are called off, the grace ends now
+            runner.cut_short()
+        await stopping
+    if cut:
+        signum = second.result()
+        name = signal.Signals(signum).name
+        log_event(_log, f"stopped at once on a second signal ({name})", event="stopped", forced_by=name)
+        return 128 + signum
     log_event(_log, "stopped", event="stopped")
+    return 0

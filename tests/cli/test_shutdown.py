@@ -48,3 +48,50 @@ def test_sigterm_drains_in_flight_requests_and_exits_zero(tmp_path: Path) -> Non
         assert live.process.wait(timeout=15) == 0
         with pytest.raises(urllib.error.URLError):
             urllib.request.urlopen(f"{live.base_url}/healthz", timeout=2)
+
+
+@pytest.mark.parametrize(
+    ("server_config", "signalled_in"),
+    [("drain_seconds = 30", "the drain"), ("drain_seconds = 0.5\nfast_hit_path = false", "the grace")],
+    ids=["drain, fast path", "grace, handler chain"],
+)
+def test_a_second_signal_stops_at_once(tmp_path: Path, server_config: str, signalled_in: str) -> None:
+    """Ctrl-C pressed again while stopping (during the drain, or in the grace after it): the
+    process waits out neither for a slow request; it calls the request off, exits at once with
+    130, and says so in its log."""
+    config = f"[server]\nshutdown_grace_seconds = 30\n{server_config}\n"
+    with live_gateway(tmp_path, extra_config=config) as live:
+        faults = urllib.request.Request(
+            f"{live.simulator_url}/_simulator/faults",
+            data=json.dumps([{"kind": "latency", "seconds": 30.0}]).encode(),
+            method="PUT",
+        )
+        urllib.request.urlopen(faults, timeout=5).close()
+        in_flight: list[object] = []
+
+        def slow_request() -> None:
+            try:
+                in_flight.append(_get(f"{live.base_url}/v1/training-jobs", live.acme_key, timeout=40))
+            except (urllib.error.URLError, ConnectionError) as exc:
+                in_flight.append(type(exc))
+
+        slow = threading.Thread(target=slow_request)
+        slow.start()
+        time.sleep(0.5)  # let the slow request reach the upstream
+        live.process.send_signal(signal.SIGTERM)
+        if signalled_in == "the drain":
+            time.sleep(0.5)
+            assert _get(f"{live.base_url}/readyz") == 503
+        else:
+            time.sleep(1.5)  # the drain is over: the listener is closed, the grace runs
+            with pytest.raises(urllib.error.URLError):
+                urllib.request.urlopen(f"{live.base_url}/healthz", timeout=2)
+        signalled = time.monotonic()
+        live.process.send_signal(signal.SIGINT)
+        assert live.process.wait(timeout=10) == 128 + signal.SIGINT
+        assert time.monotonic() - signalled < 10
+        slow.join(timeout=10)
+        assert in_flight and in_flight[0] != 200  # called off, not answered
+    lines = (tmp_path / "gateway.log").read_text().splitlines()
+    events = [json.loads(line) for line in lines if line.startswith("{") and '"event"' in line]
+    assert {"event": "stopped", "forced_by": "SIGINT"}.items() <= events[-1].items()
