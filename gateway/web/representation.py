@@ -7,12 +7,16 @@ protocol-level hit path in ``gateway.fastpath.hits``), so both send the same sta
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from gateway.cache.entry import CacheEntry
 
 X_CACHE = {"hit": "HIT", "miss": "MISS", "coalesced": "MISS", "stale": "STALE"}
 VARY = "Authorization, Accept-Encoding"
+_WEIGHED_CODINGS = frozenset(("gzip", "x-gzip", "identity"))
+_WEIGHT = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
+"""A weight (``q``) as HTTP writes one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,15 +29,33 @@ class Representation:
 
 
 def accepts_gzip(accept_encoding: str) -> bool:
-    """Whether an Accept-Encoding value admits gzip (``gzip;q=0`` refuses it)."""
-    if "gzip" not in accept_encoding:
-        return False
-    for part in accept_encoding.split(","):
-        coding, _, params = part.partition(";")
-        if coding.strip().lower() in ("gzip", "*"):
-            quality = params.strip().lower()
-            return not quality.startswith("q=") or quality[2:].strip() not in ("0", "0.0", "0.00", "0.000")
-    return False
+    """Whether an Accept-Encoding value asks for gzip: it names ``gzip`` (or ``x-gzip``, any
+    case) with a weight above 0, and no ``identity`` with a higher weight. The order of its
+    parts does not matter (``*, gzip;q=0`` refuses gzip, ``*;q=0, gzip`` asks for it), and a
+    weight that does not parse counts as 0. ``*`` alone gets identity, as from nginx."""
+    gzip: float | None = None
+    identity: float | None = None
+    for part in accept_encoding.lower().split(","):
+        coding, *params = part.split(";")
+        coding = coding.strip()
+        if coding not in _WEIGHED_CODINGS:
+            continue
+        weight = _weight(params)
+        if coding == "identity":
+            identity = weight if identity is None else min(identity, weight)
+        else:
+            gzip = weight if gzip is None else min(gzip, weight)
+    return gzip is not None and gzip > 0 and (identity is None or identity <= gzip)
+
+
+def _weight(params: list[str]) -> float:
+    """The ``q`` of a coding's parameters: 1 if absent; 0 if it is not a weight (0 to 1, at most
+    three decimals)."""
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip() == "q":
+            return float(value) if _WEIGHT.fullmatch(value := value.strip()) else 0.0
+    return 1.0
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
