@@ -12,10 +12,12 @@ object) from a ``Provider``:
 * the old credentials serve until they expire; a failed fetch is retried after 1 s, doubling to
   60 s, counted and logged, and never fails a request while valid credentials are held;
 * an upstream 401/403 forces one fetch (``renew_refused``), unless the refused credentials
-  were already replaced.
+  were already replaced, and at most one every ``FORCED_RENEWAL_SECONDS``: a refusal that
+  renewing does not cure (the identity lacks a MetaStudio permission) must not make every
+  request a credential fetch (a login, for an IAM token) as well as a second upstream call.
 
 ``StaticHolder`` puts the static keys (``static.CredentialSource``) behind the same front: they
-never expire, and a refusal re-reads their files.
+never expire, and a refusal re-reads their files; the call is retried only if they changed.
 
 Nothing logged or raised here contains a secret: sources are named, values never.
 """
@@ -42,6 +44,9 @@ logger = logging.getLogger(__name__)
 BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 60.0
 TICK_SECONDS = 1.0  # the background renewal re-reads the clock at least this often
+FORCED_RENEWAL_SECONDS = 30.0
+"""At most one renewal forced by a refusal this often (on the monotonic clock); refusals in
+between are answered as refusals, with no fetch and no retry."""
 
 
 class CredentialsHolder(Protocol):
@@ -110,9 +115,13 @@ class StaticHolder:
         return credentials
 
     async def renew_refused(self, refused: UpstreamAuth) -> bool:
+        if self._keys.current() is not refused:
+            return True  # already replaced since that attempt
         self._keys.reload()
+        if self._metrics is not None:
+            self._metrics.credential_reloads.labels(trigger="upstream_auth_failure").inc()
         self._generation = self._keys.generation
-        return True
+        return self._keys.current() is not refused  # the same keys would be refused again
 
     async def confirm(self) -> None:
         return None
@@ -144,6 +153,8 @@ class RefreshingHolder:
         self._retry_at = 0.0
         """After a failure, when the backoff ends, on the monotonic clock."""
         self._failures = 0
+        self._forced_at: float | None = None
+        """When a refusal last forced a renewal, on the monotonic clock."""
         self._flight: asyncio.Task[bool] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._metrics: Metrics | None = None
@@ -183,8 +194,18 @@ class RefreshingHolder:
             return True  # already replaced since that attempt
         if self._failures and self._until_due(self._clock.now()) > 0:
             return False  # the source is failing: its backoff holds for forced renewals too
-        flight = self._start_fetch()
-        return flight is not None and await asyncio.shield(flight)
+        flight = self._flight
+        if flight is None or flight.done():  # else join the fetch in flight
+            monotonic = self._clock.monotonic()
+            if self._forced_at is not None and monotonic - self._forced_at < FORCED_RENEWAL_SECONDS:
+                return False  # the last forced renewal did not cure the refusal: no fetch per request
+            flight = self._start_fetch()
+            if flight is None:
+                return False
+            self._forced_at = monotonic
+            if self._metrics is not None:
+                self._metrics.credential_reloads.labels(trigger="upstream_auth_failure").inc()
+        return await asyncio.shield(flight)
 
     async def confirm(self) -> None:
         if self._must_answer is None or self._held is not None:

@@ -60,7 +60,7 @@ class Metrics:
         )
         self.credential_reloads = Counter(
             f"{PREFIX}_credential_reloads",
-            "Credential re-reads, by trigger: file_changed or upstream_auth_failure.",
+            "Credential re-reads and forced renewals, by trigger: file_changed or upstream_auth_failure.",
             ["trigger"],
             registry=registry,
         )

@@ -144,7 +144,6 @@ class MetaStudioClient:
                     return await self._with_retries(app_user_id, query, deadline)
                 except _CredentialsRefused as refusal:
                     # Perhaps the credentials were rotated or revoked: renew them and try once more.
-                    self._metrics.credential_reloads.labels(trigger="upstream_auth_failure").inc()
                     if not await self._credentials.renew_refused(refusal.refused):
                         raise _refused_credentials() from refusal
                     try:

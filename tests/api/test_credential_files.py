@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.simulator.faults import Fault
 from tests.api.conftest import ACME, SIM_AK, SIM_SK, Gateway, GatewayFactory
 
 pytestmark = pytest.mark.asyncio
@@ -53,6 +54,20 @@ async def test_upstream_401_rereads_the_files_at_once(make_gateway: GatewayFacto
     assert response.status == 200
     assert [r.status for r in gateway.simulator.state.request_log] == [401, 200]
     assert gateway.metric("metastudio_gateway_credential_reloads_total", trigger="upstream_auth_failure") == 1
+
+
+async def test_a_refusal_the_same_keys_would_meet_again_is_not_retried(
+    make_gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    """The upstream refuses the pair and the files still hold it: the files are re-read, and the
+    call is not made again with the same keys (each refused request was two upstream calls)."""
+    gateway, _ak, _sk = await _file_gateway(make_gateway, tmp_path)
+    gateway.simulator.state.faults.append(Fault("status", status=403))
+    for offset in range(5):
+        response = await gateway.client.get(f"/v1/training-jobs?offset={offset}", headers=ACME)
+        assert response.status == 502
+    assert len(gateway.simulator.state.request_log) == 5
+    assert gateway.metric("metastudio_gateway_credential_reloads_total", trigger="upstream_auth_failure") == 5
 
 
 async def test_security_token_is_sent_and_signed(make_gateway: GatewayFactory) -> None:

@@ -14,9 +14,10 @@ import pytest
 
 from gateway.clock import ManualClock
 from gateway.credentials.chain import select_credentials
-from gateway.credentials.holder import CredentialsHolder
+from gateway.credentials.holder import FORCED_RENEWAL_SECONDS, CredentialsHolder
 from gateway.simulator import RunningSimulator
 from gateway.simulator.cloud import POD_IDENTITY_PATH
+from gateway.simulator.faults import Fault
 from tests.api.conftest import ACME, Gateway, GatewayFactory
 from tests.leaks import register_secrets
 
@@ -323,6 +324,27 @@ async def test_refused_temporary_credentials_are_renewed_and_the_call_retried(
     assert await list_status(gateway) == 200
     assert [entry.status for entry in gateway.simulator.state.request_log] == [401, 200]
     assert fetches(gateway, "pod-identity") == 2
+
+
+@pytest.mark.parametrize("source", ["pod-identity", "iam-password"])
+async def test_a_refusal_renewing_does_not_cure_forces_one_renewal_per_interval(
+    make_gateway: GatewayFactory, tmp_path: Path, clock: ManualClock, source: str
+) -> None:
+    """The upstream goes on refusing fresh credentials too (the identity lacks a MetaStudio
+    permission): one forced renewal and retry, then refusals answered as such, without a
+    credential fetch (a login, in token mode) and a second upstream call each, until the
+    interval has passed."""
+    gateway = await started(make_gateway, source, tmp_path, clock)
+    gateway.simulator.state.faults.append(Fault("status", status=403))
+    statuses = [await list_status(gateway, offset) for offset in range(10)]
+    assert statuses == [502] * 10
+    assert fetches(gateway, source) == 2  # start-up, and the one forced renewal
+    assert len(gateway.simulator.state.request_log) == 11  # ten calls and the one retry
+    assert gateway.metric("metastudio_gateway_credential_reloads_total", trigger="upstream_auth_failure") == 1
+    clock.advance(FORCED_RENEWAL_SECONDS)
+    assert await list_status(gateway, 10) == 502
+    assert fetches(gateway, source) == 3
+    assert len(gateway.simulator.state.request_log) == 13
 
 
 async def test_token_files_are_read_again_on_every_renewal(
