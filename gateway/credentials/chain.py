@@ -169,13 +169,13 @@ def _pod_identity(env: Mapping[str, str], clock: Clock) -> CredentialsHolder:
     return RefreshingHolder(provider, clock=clock)
 
 
-def _metadata_provider(env: Mapping[str, str], timeout: aiohttp.ClientTimeout) -> EcsMetadata:
+def _metadata_provider(env: Mapping[str, str], probe_timeout: aiohttp.ClientTimeout | None = None) -> EcsMetadata:
     endpoint = _get(env, "METASTUDIO_METADATA_ENDPOINT") or DEFAULT_METADATA_ENDPOINT
-    return EcsMetadata(endpoint=endpoint, timeout=timeout)
+    return EcsMetadata(endpoint=endpoint, timeout=METADATA_TIMEOUT, probe_timeout=probe_timeout)
 
 
 def _metadata(env: Mapping[str, str], clock: Clock) -> CredentialsHolder:
-    return RefreshingHolder(_metadata_provider(env, METADATA_TIMEOUT), clock=clock)
+    return RefreshingHolder(_metadata_provider(env), clock=clock)
 
 
 _CHAIN: dict[str, Callable[[Mapping[str, str], Clock], CredentialsHolder]] = {

@@ -272,36 +272,52 @@ class EcsMetadata:
 
     endpoint: str = "http://169.254.169.254"
     timeout: aiohttp.ClientTimeout = METADATA_TIMEOUT
+    probe_timeout: aiohttp.ClientTimeout | None = None
+    """The limits until the service has answered once (auto mode's start-up probe, quick on a
+    machine that is not an ECS); ``timeout`` from then on."""
     source: str = "metadata"
     _session_token: str | None = field(default=None, repr=False)
+    _answered: bool = field(default=False, repr=False)
 
     def describe(self) -> str:
         return f"ECS metadata at {base_url(self.endpoint)}"
 
     async def fetch(self, session: aiohttp.ClientSession) -> Grant:
-        for _ in range(2):
-            if self._session_token is None:
-                self._session_token = await self._new_session_token(session)
-            headers = {"X-Metadata-Token": self._session_token} if self._session_token else {}
-            what = "ECS metadata securitykey"
-            answer = await _call(
-                session,
-                "GET",
-                base_url(self.endpoint) + "/openstack/latest/securitykey",
-                what=what,
-                limits=self.timeout,
-                headers=headers,
-            )
-            agency_missing = AGENCY_MISSING_TEXT.encode() in answer.body
-            if answer.status == 401 and self._session_token and not agency_missing:
-                self._session_token = None  # expired or foreign session token: take a new one, once
-                continue
-            if agency_missing:
-                raise FetchFailed(f"{what} answered {answer.status}: no agency is attached to this instance")
-            if answer.status >= 400:
-                raise FetchFailed(f"{what} answered {answer.status}")
-            return credential_fields(answer.json(what), what=what)
-        raise FetchFailed("ECS metadata refused a new session token too")
+        what = "ECS metadata securitykey"
+        answer = await self._securitykey(session, what)
+        if answer.status == 401 and not self._agency_missing(answer):
+            # The session token expired or is foreign; or the instance requires v2 and v1 was
+            # taken when the token service failed for a moment: take a new one, once.
+            self._session_token = None
+            answer = await self._securitykey(session, what)
+        if self._agency_missing(answer):
+            raise FetchFailed(f"{what} answered {answer.status}: no agency is attached to this instance")
+        if answer.status >= 400:
+            raise FetchFailed(f"{what} answered {answer.status}")
+        grant = credential_fields(answer.json(what), what=what)
+        self._answered = True
+        return grant
+
+    @property
+    def _limits(self) -> aiohttp.ClientTimeout:
+        return self.timeout if self._answered or self.probe_timeout is None else self.probe_timeout
+
+    async def _securitykey(self, session: aiohttp.ClientSession, what: str) -> _Answer:
+        if self._session_token is None:
+            self._session_token = await self._new_session_token(session)
+        headers = {"X-Metadata-Token": self._session_token} if self._session_token else {}
+        return await _call(
+            session,
+            "GET",
+            base_url(self.endpoint) + "/openstack/latest/securitykey",
+            what=what,
+            limits=self._limits,
+            headers=headers,
+        )
+
+    @staticmethod
+    def _agency_missing(answer: _Answer) -> bool:
+        return AGENCY_MISSING_TEXT.encode() in answer.body
 
     async def _new_session_token(self, session: aiohttp.ClientSession) -> str:
         """An IMDS v2 session token, or ``""`` when the service offers only v1."""
@@ -311,7 +327,7 @@ class EcsMetadata:
             "PUT",
             base_url(self.endpoint) + "/meta-data/latest/api/token",
             what=what,
-            limits=self.timeout,
+            limits=self._limits,
             headers={"X-Metadata-Token-Ttl-Seconds": str(IMDS_TOKEN_TTL_SECONDS)},
         )
         if answer.status in (404, 405, 503):

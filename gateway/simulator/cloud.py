@@ -126,6 +126,8 @@ class CloudState:
     """(domain name, agency name) pairs that may be assumed."""
     instance_has_agency: bool = True
     imds_v2: bool = True
+    imds_v1_refused: bool = False
+    """The instance requires v2: a metadata request without a session token is a 401."""
     keys: dict[str, IssuedKeys] = field(default_factory=dict, repr=False)
     tokens: dict[str, IssuedToken] = field(default_factory=dict, repr=False)
     metadata_sessions: set[str] = field(default_factory=set, repr=False)
@@ -403,7 +405,8 @@ class FakeCloud:
 
     async def _metadata(self, request: web.Request) -> web.Response:
         session = request.headers.get("X-Metadata-Token")
-        if session is not None and session not in self.state.metadata_sessions:
+        refused = self.state.imds_v1_refused if session is None else session not in self.state.metadata_sessions
+        if refused:
             return web.Response(status=401, text="Unauthorized")
         if not self.state.instance_has_agency:
             return _error(404, "ECS.0001", AGENCY_MISSING_TEXT)

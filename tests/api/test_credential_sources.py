@@ -301,6 +301,43 @@ async def test_an_endpoint_failing_from_start_up_keeps_readyz_503_until_it_recov
     assert await list_status(gateway) == 200
 
 
+async def test_metadata_takes_a_session_token_again_after_a_passing_failure_of_the_token_service(
+    make_gateway: GatewayFactory, tmp_path: Path, clock: ManualClock
+) -> None:
+    """An instance that requires IMDS v2, whose token service answers 503 once: the fetch goes on
+    without a session token (v1), is refused, and asks for a session token again. It used to stay
+    on v1 for good: every renewal refused until the credentials expired."""
+
+    def v2_required_and_a_passing_failure(simulator: RunningSimulator) -> None:
+        simulator.cloud.imds_v1_refused = True
+        simulator.cloud.controls["metadata-token"].fail = [503]
+
+    gateway = await started(make_gateway, "metadata", tmp_path, clock, v2_required_and_a_passing_failure)
+    assert await list_status(gateway) == 200
+    assert gateway.simulator.cloud.count("metadata-token") == 2
+    assert gateway.simulator.cloud.count("metadata", 401) == 1
+
+
+async def test_auto_mode_gives_metadata_renewals_the_full_time_limits(
+    make_gateway: GatewayFactory, clock: ManualClock
+) -> None:
+    """Auto mode tries the metadata service last, with 2-second limits at start-up; a renewal
+    later gets the 10 s (3 s a read) metadata calls always get. Before, a renewal answered in
+    1.5 s failed in auto mode, and only there."""
+    holder = lambda simulator: select_credentials(  # noqa: E731
+        {"METASTUDIO_METADATA_ENDPOINT": simulator.base_url}, clock=clock
+    )
+    gateway = await make_gateway(ttl_seconds=1, holder=holder)
+    await eventually(lambda: ready(gateway), "ready")
+    gateway.simulator.cloud.controls["metadata"].latency_seconds = 1.5
+    clock.advance(RENEWAL_POINT + 1)
+    await eventually(lambda: fetches(gateway, "metadata") == 2, "renewed, answered in 1.5 s")
+    assert gateway.metric("metastudio_gateway_credential_refreshes_total", source="metadata", result="failure") in (
+        None,
+        0,
+    )
+
+
 @pytest.mark.parametrize("form", ["6-digit", "3-digit", "no-fraction", "offset"])
 async def test_every_expiry_form_is_understood(
     make_gateway: GatewayFactory, tmp_path: Path, clock: ManualClock, form: str

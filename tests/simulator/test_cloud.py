@@ -77,6 +77,10 @@ async def test_metadata_session_token_needs_the_ttl_header_and_v1_can_be_require
     async with http.get("/openstack/latest/securitykey", headers={"X-Metadata-Token": "forged"}) as forged:
         assert forged.status == 401
         assert AGENCY_MISSING_TEXT not in await forged.text()
+    simulator.cloud.imds_v1_refused = True
+    async with http.get("/openstack/latest/securitykey") as v1_refused:
+        assert v1_refused.status == 401
+    simulator.cloud.imds_v1_refused = False
     simulator.cloud.imds_v2 = False
     async with http.put("/meta-data/latest/api/token", headers={"X-Metadata-Token-Ttl-Seconds": "21600"}) as put:
         assert put.status == 404
