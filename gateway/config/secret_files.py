@@ -1,8 +1,8 @@
 """Reading a secret from the file a ``*_FILE`` variable names (a Kubernetes Secret mounted as a file).
 
 One reader for every such variable (the cloud credentials, the URL-signing keys, the Redis URL):
-at most ``MAX_FILE_BYTES``, UTF-8, surrounding white space stripped. Its messages name the
-variable and the path, never the contents.
+at most ``MAX_FILE_BYTES``, UTF-8 (a leading byte-order mark dropped), surrounding white space
+stripped. Its messages name the variable and the path, never the contents.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def read_secret_file(variable: str, path: str) -> str:
     if len(data) > MAX_FILE_BYTES:
         raise UnusableValue(f"{variable}: {path} is larger than {MAX_FILE_BYTES} bytes")
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a byte-order mark, as some editors write, is not the value
     except UnicodeDecodeError as exc:
         raise UnusableValue(f"{variable}: {path} is not UTF-8 text") from exc
     return text.strip()

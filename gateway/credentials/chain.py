@@ -12,7 +12,8 @@ process environment) and fetches nothing: it returns a holder that has not start
 6. ``metadata``: last, as a last resort that must answer at start-up within a short timeout
 
 A source with only some of its variables set is an error, not a skip: a typo must not fall
-through to another identity. ``METASTUDIO_CREDENTIALS_SOURCE`` forces one source;
+through to another identity. So is a profile file named by ``HUAWEICLOUD_SDK_CREDENTIALS_FILE``
+that gives no credentials. ``METASTUDIO_CREDENTIALS_SOURCE`` forces one source;
 ``METASTUDIO_AUTH_MODE=token`` selects the IAM token instead. When nothing is usable the
 ``CredentialsError`` names every source tried and why it was skipped.
 """
@@ -42,7 +43,8 @@ from gateway.numbers import ascii_digits
 
 DEFAULT_IAM_ENDPOINT = "https://iam.myhuaweicloud.com"
 DEFAULT_METADATA_ENDPOINT = "http://169.254.169.254"
-PROFILE_SECTION = "basic"  # what the docs say; the SDK's builder looks for [basiccredentials] (its bug)
+PROFILE_SECTION = "basic"  # what the docs say
+SDK_BUILDER_SECTION = "basiccredentials"  # what the SDK's client builder looks for (its bug)
 
 
 class _Skipped(Exception):
@@ -129,11 +131,19 @@ def _profile(env: Mapping[str, str], clock: Clock) -> CredentialsHolder:
         raise _Skipped(f"no file at {path}")
     parser = configparser.ConfigParser(interpolation=None)
     try:
-        parser.read(path, encoding="utf-8")
+        with path.open(encoding="utf-8-sig") as handle:  # opened here: ConfigParser.read skips what it cannot open
+            parser.read_file(handle)
     except (configparser.Error, OSError, UnicodeDecodeError) as exc:
         raise CredentialsError([f"profile {path}: not a readable INI file ({type(exc).__name__})"]) from exc
+    # The file named by the variable must give credentials; the one in HOME may be for other tools.
+    unusable = _named_profile_unusable if named else _Skipped
     if not parser.has_section(PROFILE_SECTION):
-        raise _Skipped(f"{path} has no [{PROFILE_SECTION}] section")
+        hint = (
+            f" (the SDK's client builder reads [{SDK_BUILDER_SECTION}]: name it [{PROFILE_SECTION}])"
+            if parser.has_section(SDK_BUILDER_SECTION)
+            else ""
+        )
+        raise unusable(f"{path} has no [{PROFILE_SECTION}] section{hint}")
     section = parser[PROFILE_SECTION]
     item = {key: section.get(key, "").strip() for key in ("ak", "sk", "security_token", "idp_id", "id_token_file")}
     if item["idp_id"] and item["id_token_file"]:
@@ -156,7 +166,11 @@ def _profile(env: Mapping[str, str], clock: Clock) -> CredentialsHolder:
             problems = [problem.replace("HUAWEICLOUD_SDK_", f"{path} [{PROFILE_SECTION}] ") for problem in exc.problems]
             raise CredentialsError(problems) from exc
         return StaticHolder(source, source="profile", description=f"credentials: profile {path} [{PROFILE_SECTION}]")
-    raise _Skipped(f"{path} [{PROFILE_SECTION}] has neither ak + sk nor idp_id + id_token_file")
+    raise unusable(f"{path} [{PROFILE_SECTION}] has neither ak + sk nor idp_id + id_token_file")
+
+
+def _named_profile_unusable(reason: str) -> CredentialsError:
+    return CredentialsError([f"HUAWEICLOUD_SDK_CREDENTIALS_FILE: {reason}"])
 
 
 def _pod_identity(env: Mapping[str, str], clock: Clock) -> CredentialsHolder:

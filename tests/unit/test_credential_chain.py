@@ -92,3 +92,30 @@ def test_a_bad_oidc_duration_is_refused_by_name(duration: str) -> None:
     a digit to str.isdigit, not to int): anything else is a message naming the variable."""
     with pytest.raises(CredentialsError, match="HUAWEICLOUD_OIDC_DURATION_SECONDS"):
         source({**OIDC, "HUAWEICLOUD_OIDC_DURATION_SECONDS": duration})
+
+
+def test_the_profile_file_named_must_give_credentials(tmp_path: Path) -> None:
+    """``HUAWEICLOUD_SDK_CREDENTIALS_FILE`` names a file without a usable ``[basic]`` section (the
+    SDK builder's section name, other keys): refused, naming the variable; it used to be skipped,
+    and the gateway started as the pod's or the node's identity instead."""
+    profile = tmp_path / "credentials"
+    env = {"HUAWEICLOUD_SDK_CREDENTIALS_FILE": str(profile)}
+    cases = {
+        "[basiccredentials]\nak = AK-PROFILE-1\nsk = SK-PROFILE-1\n": "has no [basic] section (the SDK's client"
+        " builder reads [basiccredentials]: name it [basic])",
+        "[global]\nproject_id = p\n": "has no [basic] section",
+        "[basic]\naccess_key = AK-PROFILE-1\n": "[basic] has neither ak + sk nor idp_id + id_token_file",
+    }
+    for text, reason in cases.items():
+        profile.write_text(text)
+        with pytest.raises(CredentialsError) as refused:
+            select_credentials(env, clock=ManualClock())
+        assert refused.value.problems == [f"HUAWEICLOUD_SDK_CREDENTIALS_FILE: {profile} {reason}"]
+
+
+def test_a_profile_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    """A profile saved with a UTF-8 byte-order mark (it was refused: no section header)."""
+    profile = tmp_path / "credentials"
+    profile.write_text("\ufeff[basic]\nak = AK-PROFILE-1\nsk = SK-PROFILE-1\n", encoding="utf-8")
+    holder = select_credentials({"HUAWEICLOUD_SDK_CREDENTIALS_FILE": str(profile)}, clock=ManualClock())
+    assert holder.source == "profile"

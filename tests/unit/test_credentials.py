@@ -84,6 +84,18 @@ def test_file_variants_are_read_and_stripped(files: dict[str, str]) -> None:
     assert load(files).current() == Credentials(AK, SK, TOKEN)
 
 
+def test_a_byte_order_mark_an_editor_wrote_is_not_part_of_the_value(tmp_path: Path) -> None:
+    """A file saved by an editor that writes a UTF-8 byte-order mark first: the value is what
+    follows it (it was refused as a value with a non-printable character; a token file's was sent)."""
+    source = load(
+        {
+            "HUAWEICLOUD_SDK_AK_FILE": write(tmp_path / "ak", "\ufeff" + AK + "\r\n"),
+            "HUAWEICLOUD_SDK_SK_FILE": write(tmp_path / "sk", "\ufeff" + SK),
+        }
+    )
+    assert source.current() == Credentials(AK, SK)
+
+
 def test_fallback_file_variants(tmp_path: Path) -> None:
     """CLOUD_SDK_AK_FILE and CLOUD_SDK_SK_FILE are accepted too."""
     source = load({"CLOUD_SDK_AK_FILE": write(tmp_path / "ak", AK), "CLOUD_SDK_SK_FILE": write(tmp_path / "sk", SK)})
