@@ -215,6 +215,8 @@ class RefreshingHolder:
                 self._accept(await self._provider.fetch(session))
             except FetchFailed as exc:  # said once, in the refusal: nothing is serving yet
                 raise CredentialsError([*self._must_answer, f"{self.source}: {exc}"]) from exc
+            except Exception as exc:  # a provider bug: a refusal too, not a traceback
+                raise CredentialsError([*self._must_answer, f"{self.source}: unexpected {type(exc).__name__}"]) from exc
 
     @asynccontextmanager
     async def running(self, session: aiohttp.ClientSession, metrics: Metrics) -> AsyncIterator[None]:

@@ -7,7 +7,8 @@
   came (Unix seconds on the injected clock), swapped in as one object so AK, SK and token
   always change together.
 * ``parse_expiry``: every expiry form the services use; ``credential_fields``: the field names
-  every source may use; ``renew_at``: when renewal is due.
+  every source may use; ``header_safe``/``is_header_safe``: what a key or token may hold; ``renew_at``: when
+  renewal is due.
 
 Pure: no I/O, no clock reading. No ``repr`` or message here contains a secret value.
 """
@@ -25,6 +26,10 @@ from gateway.credentials.static import Credentials
 RENEW_AHEAD_MAX_SECONDS = 40 * 60
 """Renewal starts when less than this (or half the lifetime, if shorter) remains: the SDK's
 40 minutes, without its flaw of refetching on every request when credentials live less."""
+
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
+"""What a key or token may hold: visible ASCII (AK and SK are, as issued, and the static keys
+are held to the same)."""
 
 _EXPIRY = re.compile(
     r"(?P<date>\d{4}-\d{2}-\d{2})[T ](?P<time>\d{2}:\d{2}:\d{2})(?:\.(?P<fraction>\d{1,9}))?"
@@ -101,9 +106,23 @@ def parse_expiry(text: str) -> float:
     zone = "+00:00" if zone in ("Z", "z") else zone
     try:
         moment = datetime.fromisoformat(f"{match['date']}T{match['time']}.{fraction}{zone}")
-    except ValueError as exc:
+        return moment.astimezone(UTC).timestamp()
+    except (ValueError, OverflowError) as exc:  # no such date, or one past year 9999 in UTC
         raise FetchFailed(f"unreadable expiry time {text.strip()[:40]!r}") from exc
-    return moment.astimezone(UTC).timestamp()
+
+
+def is_header_safe(value: str) -> bool:
+    """Whether a key or token holds only visible ASCII, as every header carrying it can."""
+    return _HEADER_SAFE.fullmatch(value) is not None
+
+
+def header_safe(value: str, label: str, *, what: str) -> str:
+    """``value`` if it is visible ASCII; else ``FetchFailed`` naming the item (never the value):
+    a key or token with a line break or a non-ASCII character could never be sent, and would
+    fail every request until it expired."""
+    if not is_header_safe(value):
+        raise FetchFailed(f"{what} answered a {label} with characters other than visible ASCII")
+    return value
 
 
 def _first(record: Mapping[str, Any], names: tuple[str, ...]) -> str | None:
@@ -140,4 +159,9 @@ def credential_fields(body: Any, *, what: str) -> Grant:
     ]
     if access_key is None or secret_key is None or token is None or expiry is None:
         raise FetchFailed(f"{what} answered without {', '.join(missing)}")
-    return Grant(Credentials(access_key, secret_key, token), parse_expiry(expiry))
+    credentials = Credentials(
+        header_safe(access_key, "access key", what=what),
+        header_safe(secret_key, "secret key", what=what),
+        header_safe(token, "security token", what=what),
+    )
+    return Grant(credentials, parse_expiry(expiry))

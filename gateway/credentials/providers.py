@@ -27,7 +27,15 @@ import orjson
 
 from gateway.bounded_reads import read_at_most
 from gateway.config.secret_files import UnusableValue, read_secret_file
-from gateway.credentials.issued import FetchFailed, Grant, IamToken, credential_fields, parse_expiry
+from gateway.credentials.issued import (
+    FetchFailed,
+    Grant,
+    IamToken,
+    credential_fields,
+    header_safe,
+    is_header_safe,
+    parse_expiry,
+)
 
 IAM_TOKEN_HEADER = "X-Subject-Token"  # noqa: S105 - a header name
 JSON_UTF8 = "application/json;charset=UTF-8"
@@ -104,7 +112,7 @@ class _Answer:
         token: str = self.headers.get(IAM_TOKEN_HEADER, "")
         if not token:
             raise FetchFailed(f"{what} answered {self.status} without {IAM_TOKEN_HEADER}")
-        return token
+        return header_safe(token, "token", what=what)
 
 
 async def _call(
@@ -250,7 +258,10 @@ class PodIdentity:
 
     async def fetch(self, session: aiohttp.ClientSession) -> Grant:
         what = "the pod identity endpoint"
-        token = _read_token("HC_CONTAINER_AUTHORIZATION_TOKEN_FILE", self.token_file)
+        variable = "HC_CONTAINER_AUTHORIZATION_TOKEN_FILE"
+        token = _read_token(variable, self.token_file)
+        if not is_header_safe(token):  # sent as a header, as it is
+            raise FetchFailed(f"{variable}: {self.token_file} holds more than one line, or a character a header cannot")
         answer = await _call(
             session,
             "POST",
@@ -334,7 +345,7 @@ class EcsMetadata:
             return ""
         if answer.status != 200 or not answer.body.strip():
             raise FetchFailed(f"{what} answered {answer.status}")
-        return answer.body.decode("ascii", "replace").strip()
+        return header_safe(answer.body.decode("ascii", "replace").strip(), "session token", what=what)
 
 
 @dataclass(frozen=True, slots=True, repr=False)
