@@ -27,6 +27,7 @@ may stop it.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from typing import Any
@@ -139,15 +140,15 @@ class MetaStudioClient:
         """One page of jobs: the parsed upstream body and the clock time it arrived."""
         deadline = asyncio.get_running_loop().time() + self._settings.timeout_seconds  # the renewal's retries share it
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout_at(deadline) as cut:
                 try:
-                    return await self._with_retries(app_user_id, query, deadline)
+                    return await self._with_retries(app_user_id, query, cut)
                 except _CredentialsRefused as refusal:
                     # Perhaps the credentials were rotated or revoked: renew them and try once more.
                     if not await self._credentials.renew_refused(refusal.refused):
                         raise _refused_credentials() from refusal
                     try:
-                        return await self._with_retries(app_user_id, query, deadline)
+                        return await self._with_retries(app_user_id, query, cut)
                     except _CredentialsRefused as exc:
                         raise _refused_credentials() from exc
         except CredentialsUnavailable as exc:
@@ -155,13 +156,12 @@ class MetaStudioClient:
             raise UpstreamUnavailable(
                 "the gateway holds no valid cloud credentials yet", outcome="no_credentials"
             ) from exc
-        except TimeoutError as exc:
-            self._metrics.upstream_requests.labels(outcome="timeout").inc()
+        except TimeoutError as exc:  # the attempt it cut, if any, is recorded as a timeout
             raise UpstreamTimeout() from exc
 
-    async def _with_retries(self, app_user_id: str, query: UpstreamQuery, deadline: float) -> tuple[Any, float]:
+    async def _with_retries(self, app_user_id: str, query: UpstreamQuery, cut: asyncio.Timeout) -> tuple[Any, float]:
         """Attempts until one answers, a failure is not to be retried, ``max_attempts`` are made,
-        or the next wait would reach ``deadline`` (the loop's clock)."""
+        or the next wait would reach the deadline ``cut`` enforces."""
         breaker = self.breaker(app_user_id)
         settings = self._settings
         loop = asyncio.get_running_loop()
@@ -169,7 +169,7 @@ class MetaStudioClient:
         attempt = 1
         while True:
             try:
-                return await self._guarded_attempt(breaker, app_user_id, query)
+                return await self._guarded_attempt(breaker, app_user_id, query, cut)
             except UpstreamUnavailable as failure:
                 # An open circuit is not retried; other unavailability is, while the budget allows.
                 # The budget is asked before the limits below, so a retry they then refuse still
@@ -177,13 +177,14 @@ class MetaStudioClient:
                 if failure.outcome == "circuit_open" or not self._budget.try_retry():
                     raise
                 delay = retry_delay(attempt, failure.retry_after_seconds, settings.retry_after_cap_seconds)
+                deadline = cut.when() or math.inf
                 if attempt >= settings.max_attempts or loop.time() + delay >= deadline:
                     raise
             await asyncio.sleep(delay)
             attempt += 1
 
     async def _guarded_attempt(
-        self, breaker: CircuitBreaker, app_user_id: str, query: UpstreamQuery
+        self, breaker: CircuitBreaker, app_user_id: str, query: UpstreamQuery, cut: asyncio.Timeout
     ) -> tuple[Any, float]:
         auth = self._credentials.authorization()  # before the breaker: no credentials is not an outage
         if not breaker.allow():
@@ -191,7 +192,7 @@ class MetaStudioClient:
             raise UpstreamUnavailable("the upstream is failing; calls are paused briefly", outcome="circuit_open")
         failed = True
         try:
-            result = await self._attempt(auth, app_user_id, query)
+            result = await self._attempt(auth, app_user_id, query, cut)
             failed = False
             return result
         except (UpstreamRejected, _CredentialsRefused):
@@ -229,11 +230,17 @@ class MetaStudioClient:
         )
         return signed.path_and_query, signed.headers  # sent as signed, byte for byte
 
-    async def _attempt(self, auth: UpstreamAuth, app_user_id: str, query: UpstreamQuery) -> tuple[Any, float]:
+    async def _attempt(
+        self, auth: UpstreamAuth, app_user_id: str, query: UpstreamQuery, cut: asyncio.Timeout
+    ) -> tuple[Any, float]:
         target, headers = self._authenticated_request(auth, app_user_id, query)
         started = time.perf_counter()
         try:
             answer = await self._connections.get(target, headers)
+        except asyncio.CancelledError:
+            if cut.expired():  # the deadline cut it: an attempt that timed out, logged and timed as one
+                self._record("timeout", started)
+            raise
         except UpstreamHttpError as exc:
             if exc.head is None or exc.head.status == 200:
                 outcome, error = next((outcome, error) for kind, outcome, error in _OUTCOMES if isinstance(exc, kind))

@@ -100,11 +100,17 @@ async def test_transient_upstream_failure_is_retried_transparently(gateway: Gate
 
 
 async def test_slow_upstream_is_504_within_the_deadline(make_gateway: GatewayFactory) -> None:
-    """An upstream slower than timeout_seconds answers 504 upstream_timeout."""
+    """An upstream slower than timeout_seconds answers 504 upstream_timeout; the attempt the
+    deadline cut is counted, timed and logged as a timed-out attempt (it was counted only: no
+    duration observed, and the 504's log line named no upstream attempt)."""
     gateway = await make_gateway(timeout_seconds=0.2)
     gateway.simulator.state.response_delay_seconds = 2.0
     await _error(await gateway.client.get("/v1/training-jobs", headers=ACME), 504, "upstream_timeout")
     assert gateway.metric("metastudio_gateway_upstream_requests_total", outcome="timeout") == 1
+    assert gateway.metric("metastudio_gateway_upstream_request_duration_seconds_count") == 1
+    (logged,) = [record for record in gateway.log_records() if record.get("status") == 504]
+    assert (logged["upstream_status"], logged["upstream_attempts"]) == ("timeout", 1)
+    assert 150 <= logged["upstream_duration_ms"] <= logged["duration_ms"]
 
 
 async def test_internal_failure_is_500_without_a_traceback(make_gateway: GatewayFactory) -> None:
