@@ -42,7 +42,8 @@ async def pieces(simulator_url: str, workdir: Path) -> dict[str, float]:
             request = reader.read(raw)
             tenant = responder._admission.caller(request.header(b"authorization"))
             now = responder._clock.now()
-            route, _query, entry = responder._resource(tenant, LIST_PATH, "", now)
+            route, query, plain_hit = responder._wanted(LIST_PATH, "")
+            entry = plain_hit(tenant, query, now)
             status, response_head, _ = responder._hit_head(entry, now, request)
             request_id = responder._tail.request_id(None)
             stats, access_log = responder._tail._stats, responder._tail._access_log
@@ -64,7 +65,7 @@ async def pieces(simulator_url: str, workdir: Path) -> dict[str, float]:
                 "caller": best_microseconds(lambda: responder._admission.caller(request.authorization)),
                 "clock": best_microseconds(responder._clock.now),
                 "query, cache look-up, freshness": best_microseconds(
-                    lambda: responder._resource(tenant, LIST_PATH, "", now)
+                    lambda: (responder._wanted(LIST_PATH, ""), plain_hit(tenant, query, now))
                 ),
                 "rate limit": best_microseconds(lambda: responder._admission.retry_after(tenant)),
                 "counting the cache result": best_microseconds(lambda: responder._service.count_hit(entry, now)),

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
@@ -67,6 +67,9 @@ _Head = tuple[str, float, bytes, bool]
 """A kept head (always a 200's: a request that could get a 304 is never answered from the
 memo): the entry's etag and fetch time (which entry it was built for, without keeping the entry
 alive past its eviction), the head bytes, and whether the body is gzip."""
+
+_PlainHit = Callable[[Tenant, Any, float], CacheEntry | None]
+"""``TrainingJobService.list_hit`` or ``job_hit``, as ``_wanted`` pairs it with what is wanted."""
 
 HEADS_KEPT = 1024
 """Heads kept for reuse (then all forgotten at once): a client cannot grow the memo past this
@@ -111,6 +114,8 @@ class HitResponder:
         self._head_end = _HeadEnd()
         self._heads = PlainHeads()
         self._built: dict[tuple[int, int, int, tuple[bytes | None, bytes | None]], _Head] = {}
+        self._list_hit: _PlainHit = service.list_hit
+        self._job_hit: _PlainHit = service.job_hit
         self.settle = tail.settle
         """Does the batch work of the hits answered (``ResponseTail.settle``): the connection
         calls it after writing their answers."""
@@ -140,13 +145,16 @@ class HitResponder:
         request = reader.read(head)
         if request is None:
             return None
+        route, wanted, plain_hit = self._wanted(request.path, request.query)
+        if wanted is None:  # not a route answered here, or a query the chain must refuse
+            return None
+        # Only now the caller: a token is not verified (and counted) for a request the chain
+        # takes, which would verify and count it again.
         tenant = self._admission.caller(request.authorization)
         if tenant is None:
             return None
         now = self._clock.now()
-        route, wanted, entry = self._resource(tenant, request.path, request.query, now)
-        if wanted is None:  # not a route answered here, or a query the chain must refuse
-            return None
+        entry = plain_hit(tenant, wanted, now)
         if self._admission.retry_after(tenant):
             return None
         # From here on the request is answered here.
@@ -242,19 +250,15 @@ class HitResponder:
         assert isinstance(body, bytes)  # error_response's body is bytes
         return response.status, _wire_head(response.status, response.headers, body), body
 
-    def _resource(
-        self, tenant: Tenant, path: str, raw_query: str, now: float
-    ) -> tuple[str, UpstreamQuery | str | None, CacheEntry | None]:
-        """The route template, what is wanted (the validated list query or the job id; ``None``:
-        not answered here) and the plain hit, if there is one."""
+    def _wanted(self, path: str, raw_query: str) -> tuple[str, UpstreamQuery | str | None, _PlainHit]:
+        """The route template, what is wanted (the validated list query or the job id; ``None``
+        if the request is not answered here) and the service's look-up of its plain hit."""
         if path == LIST_ROUTE:
             query = self._queries.known(raw_query)
-            if query is None:
-                return LIST_ROUTE, self._new_query(raw_query), None
-            return LIST_ROUTE, query, self._service.list_hit(tenant, query, now)
+            return LIST_ROUTE, self._new_query(raw_query) if query is None else query, self._list_hit
         if path.startswith(JOB_PREFIX) and not raw_query and is_job_id(job_id := path[len(JOB_PREFIX) :]):
-            return JOB_ROUTE, job_id, self._service.job_hit(tenant, job_id, now)
-        return "", None, None
+            return JOB_ROUTE, job_id, self._job_hit
+        return "", None, self._list_hit
 
     def _new_query(self, raw_query: str) -> UpstreamQuery | None:
         """A query string not seen before, validated as the chain validates it (decoded by

@@ -486,3 +486,18 @@ async def test_a_forged_token_is_verified_once_not_by_both_paths(
     assert (await answer(gateway, forged))[0] == 401
     verifications = len(verified)
     assert verifications == 2
+
+
+async def test_a_token_is_verified_and_counted_once_for_a_request_the_chain_answers(
+    gateway: Gateway, idp: RunningIdP
+) -> None:
+    """A valid token sent with spaces (accepted, not remembered) to a route or query the
+    connection does not answer: the chain verifies and counts it, the connection no longer does
+    so first (each such request counted two ok validations, and /healthz one)."""
+    padded = {"Authorization": f"Bearer   {secret(idp.control.issue(ALICE))}"}
+    ok = {"issuer": "corp", "result": "ok"}
+    for target, status in ((f"{LIST}?limit=0", 400), ("/v1/training-jobs/not%20a%20job", 400), ("/healthz", 200)):
+        before = gateway.metric("metastudio_gateway_jwt_validations_total", **ok)
+        assert (await answer(gateway, padded, target))[0] == status
+        expected = 0 if target == "/healthz" else 1  # the health check takes no credential
+        assert gateway.metric("metastudio_gateway_jwt_validations_total", **ok) - before == expected
