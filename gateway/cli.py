@@ -19,7 +19,7 @@ from gateway import __version__
 from gateway.admission.api_keys import hash_key
 from gateway.app import create_app
 from gateway.clock import SystemClock
-from gateway.config.settings import Settings, load_settings
+from gateway.config.settings import Settings, listen_address, load_settings
 from gateway.config.url_signing import UrlSigningKey, url_signing_keys
 from gateway.credentials.chain import select_credentials
 from gateway.credentials.holder import CredentialsHolder
@@ -50,6 +50,13 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _host(text: str) -> str:
+    try:
+        return listen_address(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IP address or a host name: {text!r}") from None
+
+
 def _count(text: str) -> int:
     if not ascii_digits(text) or not 1 <= int(text) <= 1_000_000:
         raise argparse.ArgumentTypeError(f"not a count from 1 to 1000000: {text!r}")
@@ -66,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the production server")
     serve.add_argument("--config", help="TOML config file (default: $GATEWAY_CONFIG)")
-    serve.add_argument("--host", help="listen address (default: $GATEWAY_HOST or 0.0.0.0)")
+    serve.add_argument("--host", type=_host, help="listen address (default: $GATEWAY_HOST or 0.0.0.0)")
     serve.add_argument("--port", type=_port, help="listen port; 0 picks a free one (default: $GATEWAY_PORT or 8080)")
 
     demo = commands.add_parser(
@@ -127,7 +134,7 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     settings, credentials, keys = _load(env, args.config)
     server = dataclasses.replace(
         settings.server,
-        host=args.host or settings.server.host,
+        host=settings.server.host if args.host is None else args.host,
         port=settings.server.port if args.port is None else args.port,  # 0 is a port: pick a free one
     )
     try:

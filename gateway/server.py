@@ -55,7 +55,10 @@ async def serve_until_signalled(app: web.Application, server: ServerSettings) ->
     await runner.setup()
     try:
         # A deep accept queue: bursts of new connections wait instead of needing SYN retransmits.
-        await web.TCPSite(runner, server.host, server.port, backlog=LISTEN_BACKLOG).start()
+        try:
+            await web.TCPSite(runner, server.host, server.port, backlog=LISTEN_BACKLOG).start()
+        except OSError as exc:  # said with the address: "Name or service not known" alone names nothing
+            raise OSError(exc.errno, f"cannot listen on {server.host}:{server.port}: {exc.strerror or exc}") from exc
         # Everything made at start-up (modules, config, the app) lives as long as the process:
         # kept out of the collector, a full collection no longer walks it while serving.
         gc.freeze()

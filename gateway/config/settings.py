@@ -11,11 +11,15 @@ Credentials are not here: see ``gateway.credentials``.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import re
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, with_config
+from redis.asyncio.connection import parse_url as parse_redis_url
 
 from gateway.config.schema import TABLE, Env, json_schema, load
 from gateway.config.secret_files import UnusableValue, read_secret_file
@@ -66,6 +70,36 @@ def _without_trailing_slash(value: Any) -> Any:
     return value.rstrip("/") if isinstance(value, str) else value
 
 
+def _reachable(url: str) -> str:
+    """A URL whose host and port a connection could be opened to (``urlsplit`` reads them as a
+    client will: a port that is not a number from 0 to 65535, or an unclosed ``[``, failed
+    ``serve`` at start-up after ``check-config`` had passed it), with no user:password in it
+    (nothing sends it, and messages would show it)."""
+    if url:
+        parts = urlsplit(url)  # ValueError: "Invalid IPv6 URL"
+        parts.port  # noqa: B018 - read for its ValueError
+        if not parts.hostname:
+            raise ValueError("it names no host")
+        if "@" in parts.netloc:
+            raise ValueError("user info (user:password@) is not used here: leave it out")
+    return url
+
+
+_LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"  # underscores: what a resolver takes
+_HOST_NAME = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?")
+
+
+def listen_address(host: str) -> str:
+    """``host`` if it is an IP address or a host name the server could listen on; else
+    ``ValueError`` (a space or an empty value failed only at the bind, naming nothing)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if len(host) > 253 or not _HOST_NAME.fullmatch(host):
+            raise ValueError("not an IP address or a host name") from None
+    return host
+
+
 def _known_region_unless_endpoint(region: str, info: ValidationInfo) -> str:
     if region not in REGION_ENDPOINTS and not info.data.get("endpoint", "(invalid)"):
         known = ", ".join(REGION_ENDPOINTS)
@@ -83,6 +117,7 @@ class UpstreamSettings:
             description="Base URL http(s)://host[:port], no path; empty: the region's endpoint.",
         ),
         BeforeValidator(_without_trailing_slash),
+        AfterValidator(_reachable),
         Env("METASTUDIO_ENDPOINT", file=False),
     ] = ""
     project_id: Annotated[
@@ -129,9 +164,12 @@ class UpstreamSettings:
 @with_config(TABLE)
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
-    host: Annotated[str, Field(min_length=1, description="Listen address."), Env("GATEWAY_HOST", file=False)] = (
-        DEFAULT_HOST
-    )
+    host: Annotated[
+        str,
+        Field(min_length=1, description="Listen address: an IP address or a host name."),
+        AfterValidator(listen_address),
+        Env("GATEWAY_HOST", file=False),
+    ] = DEFAULT_HOST
     port: Annotated[
         int,
         Field(ge=0, le=65535, description="Listen port; 0 picks a free one (the start-up log line names it)."),
@@ -151,6 +189,7 @@ class ServerSettings:
             " absolute; empty: a root-relative path.",
         ),
         BeforeValidator(_without_trailing_slash),
+        AfterValidator(_reachable),
     ] = ""
     fast_hit_path: Annotated[
         bool,
@@ -184,6 +223,20 @@ class RateLimitSettings:
     burst: Annotated[float, Field(ge=1, description="Token bucket size per tenant.")] = 100.0
 
 
+def _usable_redis_url(url: str) -> str:
+    """A URL redis-py can connect with, read as it will read it (its port, its query
+    parameters); its messages name the part, never the password."""
+    if url:
+        parse_redis_url(url)
+    return url
+
+
+def _cluster_over_tcp(cluster: bool, info: ValidationInfo) -> bool:
+    if cluster and str(info.data.get("redis_url", "")).startswith("unix://"):
+        raise ValueError("a Redis Cluster is reached over TCP (redis:// or rediss://), not a unix socket")
+    return cluster
+
+
 @with_config(TABLE)
 @dataclass(frozen=True, slots=True)
 class SharedSettings:
@@ -196,10 +249,13 @@ class SharedSettings:
             description="redis://, rediss:// (TLS) or unix:// URL of the Redis every replica shares (may hold"
             " a password); empty: this replica on its own.",
         ),
+        AfterValidator(_usable_redis_url),
         Env(REDIS_URL_VARIABLE),
     ] = dataclasses.field(default="", repr=False)
     cluster: Annotated[
-        bool, Field(description="redis_url names one node of a Redis Cluster (e.g. a Huawei DCS cluster instance).")
+        bool,
+        Field(description="redis_url names one node of a Redis Cluster (e.g. a Huawei DCS cluster instance)."),
+        AfterValidator(_cluster_over_tcp),
     ] = False
     key_prefix: Annotated[
         str,
@@ -229,7 +285,7 @@ JwtAlgorithm = Annotated[
     BeforeValidator(_asymmetric),
 ]
 IssuerName = Annotated[str, Field(pattern=r"^[a-z0-9-]{1,64}$")]
-HttpUrl = Annotated[str, Field(pattern=r"^https?://[^\s/?#]+[^\s#]*$", max_length=2048)]
+HttpUrl = Annotated[str, Field(pattern=r"^https?://[^\s/?#]+[^\s#]*$", max_length=2048), AfterValidator(_reachable)]
 NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
 
 
@@ -480,8 +536,10 @@ def _with_secret_files(env: Mapping[str, str]) -> tuple[Mapping[str, str], list[
         return env, [f"{REDIS_URL_VARIABLE} and {file_variable} are both set: set one"]
     try:
         value = read_secret_file(file_variable, path)
-    except UnusableValue:
-        return env, [f"{file_variable}: cannot read the file it names"]
+    except UnusableValue as exc:
+        return env, [str(exc)]
+    if not value:  # an empty Secret must not quietly leave this replica on its own
+        return env, [f"{file_variable}: {path} is empty"]
     return {**env, REDIS_URL_VARIABLE: value}, []
 
 

@@ -73,6 +73,28 @@ def test_a_bad_port_is_a_usage_error_in_its_own_words(port: str) -> None:
     assert f"not a port number: {port!r}" in result.stderr
 
 
+@pytest.mark.parametrize("host", ["", " ", "not a host", "gw/1"])
+def test_a_listen_address_that_is_neither_ip_nor_host_name_is_refused(config: Path, host: str) -> None:
+    """``--host`` and ``GATEWAY_HOST`` must be an IP address or a host name: refused naming the
+    flag or variable (exit 2). ``--host ''`` used to listen on every interface (the default),
+    and a space failed only at the bind, in words that named neither."""
+    flag = run("serve", "--config", str(config), "--port", "0", "--host", host, env=CREDENTIALS)
+    assert flag.returncode == 2
+    assert f"argument --host: not an IP address or a host name: {host!r}" in flag.stderr
+    if host.strip():  # an empty variable counts as unset
+        variable = run("check-config", "--config", str(config), env={**CREDENTIALS, "GATEWAY_HOST": host})
+        assert variable.returncode == 2
+        assert "GATEWAY_HOST: not an IP address or a host name" in variable.stderr
+
+
+def test_an_address_serve_cannot_listen_on_is_named(config: Path) -> None:
+    """A well-formed address this machine does not have: one line naming it, no traceback."""
+    result = run("serve", "--config", str(config), "--port", "0", "--host", "192.0.2.1", env=CREDENTIALS)
+    assert result.returncode == 1
+    assert "metastudio-gateway: cannot listen on 192.0.2.1:0: " in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_check_config_accepts_a_good_configuration(config: Path) -> None:
     """A valid config and credentials: exit 0 and a one-line summary without secret values."""
     result = run("check-config", "--config", str(config), env=CREDENTIALS)

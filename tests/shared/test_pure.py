@@ -124,15 +124,35 @@ def test_redis_url_from_a_file_variable_and_never_in_repr(tmp_path: Path) -> Non
         ({"GATEWAY_REDIS_URL_FILE": "/nonexistent/url"}, "", "GATEWAY_REDIS_URL_FILE"),
         ({}, 'key_prefix = "a{b}"', "shared.key_prefix"),
         ({}, "operation_timeout_seconds = 0", "shared.operation_timeout_seconds"),
+        # URLs redis-py cannot connect with: they passed check-config and failed serve with a traceback
+        ({"GATEWAY_REDIS_URL": f"redis://:{PASSWORD}@127.0.0.1:notaport"}, "", "GATEWAY_REDIS_URL: Port could not"),
+        ({"GATEWAY_REDIS_URL": f"redis://:{PASSWORD}@redis:99999"}, "", "GATEWAY_REDIS_URL: Port out of range"),
+        ({"GATEWAY_REDIS_URL": "rediss://[::1"}, "", "GATEWAY_REDIS_URL: Invalid IPv6 URL"),
+        ({"GATEWAY_REDIS_URL": "redis://redis/?socket_timeout=soon"}, "", "Invalid value for 'socket_timeout'"),
+        ({"GATEWAY_REDIS_URL": "unix:///run/redis.sock"}, "cluster = true", "shared.cluster: a Redis Cluster is"),
     ],
 )
 def test_bad_shared_settings_name_the_key(tmp_path: Path, env: dict[str, str], shared: str, named: str) -> None:
-    """A wrong scheme, both URL variables, an unreadable file, a prefix that would break hash tags, a zero timeout."""
+    """A wrong scheme, both URL variables, an unreadable file, a prefix that would break hash tags,
+    a zero timeout, a URL redis-py cannot use, a cluster on a unix socket; never the password."""
     config = tmp_path / "c.toml"
     config.write_text(TENANT + "[shared]\n" + shared + "\n")
     with pytest.raises(ConfigError) as raised:
         load_settings({**ENV, **env}, str(config))
     assert named in str(raised.value)
+    assert PASSWORD not in str(raised.value)
+
+
+@pytest.mark.parametrize("contents", ["", "\n"])
+def test_an_empty_redis_url_file_is_refused_not_taken_for_no_shared_tier(tmp_path: Path, contents: str) -> None:
+    """A Secret mounted with an empty value: refused, naming the file, as the other secret files
+    are; it quietly left the replica on its own (no shared cache, single flight or rate limits)."""
+    config, secret = tmp_path / "c.toml", tmp_path / "redis-url"
+    config.write_text(TENANT)
+    secret.write_text(contents)
+    with pytest.raises(ConfigError) as raised:
+        load_settings({**ENV, "GATEWAY_REDIS_URL_FILE": str(secret)}, str(config))
+    assert raised.value.problems == [f"GATEWAY_REDIS_URL_FILE: {secret} is empty"]
 
 
 @pytest.mark.parametrize("secret_file", ["missing", "a directory", "not UTF-8"])
@@ -149,7 +169,11 @@ def test_an_unreadable_redis_url_file_is_reported_with_every_other_problem(tmp_p
     with pytest.raises(ConfigError) as raised:
         load_settings(env, str(config))
     problems = raised.value.problems
-    assert "GATEWAY_REDIS_URL_FILE: cannot read the file it names" in problems
+    assert any(
+        problem.startswith(f"GATEWAY_REDIS_URL_FILE: {secret} is not UTF-8")
+        or problem.startswith(f"GATEWAY_REDIS_URL_FILE: cannot read {secret}")
+        for problem in problems
+    )
     assert any(problem.startswith("shared.key_prefix") for problem in problems)
     assert any(problem.startswith("GATEWAY_CACHE_TTL_SECONDS") for problem in problems)
 

@@ -79,6 +79,12 @@ def test_project_id_fallback_name(tmp_path: Path) -> None:
         (TENANT, {}, "METASTUDIO_PROJECT_ID"),
         (TENANT, {**ENV, "METASTUDIO_REGION": "mars-1"}, "METASTUDIO_REGION"),
         (TENANT, {**ENV, "METASTUDIO_ENDPOINT": "ftp://x"}, "METASTUDIO_ENDPOINT"),
+        # endpoints a connection could not be opened to: they passed, and serve failed with a traceback
+        (TENANT, {**ENV, "METASTUDIO_ENDPOINT": "http://127.0.0.1:99999"}, "METASTUDIO_ENDPOINT: Port out of range"),
+        (TENANT, {**ENV, "METASTUDIO_ENDPOINT": "http://[::1"}, "METASTUDIO_ENDPOINT: Invalid IPv6 URL"),
+        (TENANT, {**ENV, "METASTUDIO_ENDPOINT": "http://proxy:abc"}, "METASTUDIO_ENDPOINT: Port could not"),
+        (TENANT, {**ENV, "METASTUDIO_ENDPOINT": "http://u:pw@proxy:8443"}, "METASTUDIO_ENDPOINT: user info"),
+        (TENANT + '[server]\npublic_base_url = "https://gw:0x50"\n', ENV, "server.public_base_url: Port"),
         (TENANT, {**ENV, "GATEWAY_PORT": "99999"}, "GATEWAY_PORT"),
         (TENANT, {**ENV, "GATEWAY_CACHE_TTL_SECONDS": "soon"}, "GATEWAY_CACHE_TTL_SECONDS"),
         (TENANT + "[server]\nfast_hit_path = 1\n", ENV, "server.fast_hit_path"),
