@@ -166,6 +166,67 @@ def test_ambiguous_tenants_fail_the_render(tenants: list[dict[str, Any]], messag
         render({"tenants": tenants})
 
 
+OTHER_ISSUER = {**ISSUER, "name": "partner", "issuer": "https://partner.example.com"}
+
+
+def _oidc_tenant(issuer: str, *values: str, tenant_id: str = "acme") -> dict[str, Any]:
+    return {"id": tenant_id, "app_user_id": "web", "oidc": [{"issuer": issuer, "claim_values": list(values)}]}
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"config": {"shared": {"redis_url": "redis://:pw@redis:6379/0"}}}, "shared.existingSecret"),
+        (
+            {"config": {"oidc": {"issuers": [ISSUER, {**OTHER_ISSUER, "name": "corp"}]}}},
+            r'issuers\[1\].name: "corp" appears twice',
+        ),
+        (
+            {"config": {"oidc": {"issuers": [ISSUER, {**OTHER_ISSUER, "issuer": ISSUER["issuer"]}]}}},
+            r"issuers\[1\].issuer: .* appears twice",
+        ),
+        (
+            {"config": {"oidc": {"issuers": [ISSUER]}}, "tenants": [_oidc_tenant("partner", "acme")]},
+            r'tenants\[0\].oidc\[0\].issuer: "partner" names no config.oidc.issuers entry',
+        ),
+        (
+            {
+                "config": {"oidc": {"issuers": [ISSUER]}},
+                "tenants": [_oidc_tenant("corp", "acme"), _oidc_tenant("corp", "x", "acme", tenant_id="beta")],
+            },
+            r'tenants\[1\].oidc\[0\]: claim value "acme" of issuer "corp" already names another tenant',
+        ),
+    ],
+    ids=["redis-url-in-config-map", "issuer-name-twice", "issuer-twice", "unknown-issuer", "claim-value-twice"],
+)
+def test_what_the_gateway_would_refuse_fails_the_render(values: dict[str, Any], message: str) -> None:
+    """A Redis URL (and its password) in the ConfigMap instead of the Secret the chart offers, and
+    OIDC settings the gateway refuses at start-up (an issuer twice, a tenant naming an unknown
+    issuer, a claim value naming two tenants): the render fails saying which. They rendered, and
+    the pods crash-looped (or, for the URL, kept a password in a ConfigMap)."""
+    helm = require_module("helm_python")
+    with pytest.raises(helm.HelmError, match=message):
+        render({"tenants": TENANTS, **values})
+
+
+def test_a_claim_value_two_issuers_share_is_fine(tmp_path: Path) -> None:
+    """The same claim value under two issuers names two tenants without a conflict: the pair is what
+    must be unique, and the gateway's loader agrees."""
+    values = {
+        "config": {"oidc": {"issuers": [ISSUER, OTHER_ISSUER]}},
+        "tenants": [_oidc_tenant("corp", "acme"), _oidc_tenant("partner", "acme", tenant_id="beta")],
+    }
+    settings = load_settings({"METASTUDIO_PROJECT_ID": "p"}, _write(tmp_path, _toml(values)))
+    assert [tenant.id for tenant in settings.tenants] == ["acme", "beta"]
+
+
+def test_numbers_past_int64_are_rendered_as_floats_not_wrapped(tmp_path: Path) -> None:
+    """A whole number too large for int64 stays a float: it rendered as a negative integer, which
+    the gateway refused as below its minimum."""
+    data = tomllib.loads(_toml({"config": {"cache": {"stale_if_error_seconds": 1.5e300}}, "tenants": TENANTS}))
+    assert data["cache"]["stale_if_error_seconds"] == 1.5e300
+
+
 def test_config_map_holds_no_credentials(full_docs: list[dict[str, Any]]) -> None:
     """The config file has no credential section or key: those come from files only."""
     text = find(full_docs, "ConfigMap", "-config")["data"]["gateway.toml"].lower()

@@ -107,6 +107,17 @@ def test_termination_grace_outlasts_pre_stop_and_drain(values: dict[str, Any], m
     assert _pod(_deployment(values))["terminationGracePeriodSeconds"] > minimum
 
 
+def test_the_gateways_default_drain_is_counted_as_it_is_set() -> None:
+    """drain_seconds unset is the gateway's default, 1 s: a grace that is too short with it set to
+    1 is too short without it too (it was counted as 0, so Kubernetes could kill the pod as its
+    work ended)."""
+    helm = require_module("helm_python")
+    for values in ({}, {"config": {"server": {"drain_seconds": 1}}}):
+        with pytest.raises(helm.HelmError, match="terminationGracePeriodSeconds"):
+            render({**values, "terminationGracePeriodSeconds": 16})
+    assert _pod(_deployment({"terminationGracePeriodSeconds": 17}))["terminationGracePeriodSeconds"] == 17
+
+
 def test_too_short_termination_grace_is_refused() -> None:
     """An explicit terminationGracePeriodSeconds that would cut the drain short fails the render."""
     helm = require_module("helm_python")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.helm.conftest import CHART, FULL_VALUES, HASH_A, ROOT, render, require_module
+from tests.helm.conftest import CHART, FULL_VALUES, HASH_A, ISSUER, ROOT, render, require_module
 
 SCHEMA = CHART / "values.schema.json"
 TENANT = {"id": "acme", "app_user_id": "acme-web", "api_key_sha256": [HASH_A]}
@@ -67,7 +67,8 @@ GOOD_VALUES: dict[str, dict[str, Any]] = {
     "existing-secret-without-create": {"credentials": {"create": False, "existingSecret": "cloud-creds"}},
     "uppercase-hash": {"tenants": [{**TENANT, "api_key_sha256": [HASH_A.upper()]}]},
     "jwt-only-tenant": {
-        "tenants": [{"id": "acme", "app_user_id": "acme-web", "oidc": [{"issuer": "corp", "claim_values": ["acme"]}]}]
+        "config": {"oidc": {"issuers": [ISSUER]}},
+        "tenants": [{"id": "acme", "app_user_id": "acme-web", "oidc": [{"issuer": "corp", "claim_values": ["acme"]}]}],
     },
     "two-signing-keys": {"urlSigning": {"keys": "k2:" + "s" * 40 + ", k1:" + "t" * 32}},
     "signing-existing-secret": {"urlSigning": {"existingSecret": "url-keys", "secretKey": "signing.keys"}},

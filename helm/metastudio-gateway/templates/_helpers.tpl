@@ -76,7 +76,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "metastudio-gateway.terminationGracePeriodSeconds" -}}
 {{- $server := .Values.config.server | default dict }}
 {{- $grace := ceil (hasKey $server "shutdown_grace_seconds" | ternary $server.shutdown_grace_seconds 10) }}
-{{- $drain := ceil (hasKey $server "drain_seconds" | ternary $server.drain_seconds 0) }}
+{{- $drain := ceil (hasKey $server "drain_seconds" | ternary $server.drain_seconds 1) }}
 {{- $needed := add (int .Values.preStop.seconds) (int $grace) (int $drain) }}
 {{- if kindIs "invalid" .Values.terminationGracePeriodSeconds }}
 {{- add $needed 5 }}
@@ -93,7 +93,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- else if kindIs "slice" . }}[{{ range $i, $v := . }}{{ if $i }}, {{ end }}{{ include "metastudio-gateway.tomlValue" $v }}{{ end }}]
 {{- else if kindIs "bool" . }}{{ ternary "true" "false" . }}
 {{- else if or (kindIs "int64" .) (kindIs "int" .) }}{{ . }}
-{{- else if kindIs "float64" . }}{{ if eq . (floor .) }}{{ int64 . }}{{ else }}{{ . }}{{ end }}
+{{- /* A whole float as an integer (max_bytes is no 1.34e+08), but only within int64's range. */}}
+{{- else if kindIs "float64" . }}{{ if and (eq . (floor .)) (lt . 9e15) (gt . -9e15) }}{{ int64 . }}{{ else }}{{ . }}{{ end }}
 {{- else if kindIs "map" . }}
 {{- /* An inline table ({ issuer = "corp", claim_values = ["acme"] }); null entries are left out. */}}
 {{- $map := . }}
