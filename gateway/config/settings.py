@@ -381,7 +381,20 @@ class TenantOidc:
     ]
 
 
-Origin = Annotated[str, Field(pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")]
+_DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+
+
+def _as_browsers_send(origin: str) -> str:
+    """An origin as a browser's ``Origin`` header says it: scheme and host in lower case, no
+    default port (``https://App.example.com:443`` matched no browser's request)."""
+    scheme, _, rest = origin.lower().partition("://")
+    port = urlsplit(origin).port  # ValueError: a port past 65535
+    if port == 0:
+        raise ValueError("port 0 is no origin's")
+    return f"{scheme}://{rest.removesuffix(_DEFAULT_PORTS[scheme])}"
+
+
+Origin = Annotated[str, Field(pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$"), AfterValidator(_as_browsers_send)]
 
 
 @with_config(TABLE)

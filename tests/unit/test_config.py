@@ -183,6 +183,31 @@ def test_list_settings_are_read_as_tuples(tmp_path: Path) -> None:
     assert settings.cors.allowed_origins == ("https://app.example.com", "http://localhost:3000")
 
 
+def test_origins_are_kept_as_browsers_send_them(tmp_path: Path) -> None:
+    """An allowed origin with capitals or its scheme's default port is kept as a browser's
+    ``Origin`` header says it (lower case, no default port), so the browser's requests match it:
+    kept as written, it matched none and the frontend was blocked while check-config passed.
+    Another port stays; port 0 and one past 65535 are refused."""
+    text = TENANT + (
+        '[cors]\nallowed_origins = ["https://App.Example.com", "https://b.example.com:443",'
+        ' "http://LocalHost:80", "http://localhost:3000", "https://c.example.com:80"]\n'
+    )
+    settings = load_settings(ENV, _file(tmp_path, text))
+    assert settings.cors.allowed_origins == (
+        "https://app.example.com",
+        "https://b.example.com",
+        "http://localhost",
+        "http://localhost:3000",
+        "https://c.example.com:80",
+    )
+    for port in ("0", "65536"):
+        with pytest.raises(ConfigError) as caught:
+            load_settings(
+                ENV, _file(tmp_path, TENANT + f'[cors]\nallowed_origins = ["https://a.example.com:{port}"]\n')
+            )
+        assert caught.value.problems[0].startswith("cors.allowed_origins[0]")
+
+
 def test_bad_list_items_are_named_by_index(tmp_path: Path) -> None:
     """Each bad item of a list is named with its index."""
     text = TENANT + '[cors]\nallowed_origins = ["https://ok.example.com", "https://app.example.com/ui", 3]\n'
