@@ -1,4 +1,5 @@
-"""Throwaway TLS material for tests: a private CA and a server certificate for 127.0.0.1."""
+"""Throwaway TLS material for tests: a private CA and a server certificate for an IP address (127.0.0.1
+by default), good or expired."""
 
 from __future__ import annotations
 
@@ -13,9 +14,14 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
 def _certificate(
-    subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Certificate | None, signer: ec.EllipticCurvePrivateKey
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Certificate | None,
+    signer: ec.EllipticCurvePrivateKey,
+    *,
+    expired: bool = False,
 ) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
+    now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=2 if expired else 0)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     builder = (
         x509.CertificateBuilder()
@@ -31,16 +37,17 @@ def _certificate(
         builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     else:
         builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(subject))]), critical=False
         ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
     return builder.sign(signer, hashes.SHA256())
 
 
-def private_ca(directory: Path) -> tuple[Path, Path, Path]:
-    """A throwaway CA and a server certificate it signed for 127.0.0.1: (CA, cert, key) PEM files."""
+def private_ca(directory: Path, *, server_ip: str = "127.0.0.1", expired: bool = False) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate it signed for ``server_ip`` (expired a day ago if
+    ``expired``): (CA, cert, key) PEM files."""
     ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca = _certificate("gateway test CA", ca_key, None, ca_key)
-    server = _certificate("127.0.0.1", server_key, ca, ca_key)
+    server = _certificate(server_ip, server_key, ca, ca_key, expired=expired)
     paths = directory / "ca.pem", directory / "server.pem", directory / "server.key"
     paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))

@@ -27,6 +27,7 @@ may stop it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 import time
@@ -54,12 +55,17 @@ from gateway.upstream.connections import (
     UpstreamConnections,
     UpstreamHttpError,
     UpstreamTimedOut,
+    UpstreamTlsFailed,
 )
 from gateway.upstream.query import UpstreamQuery
 from gateway.upstream.retry_budget import RetryBudget
 from gateway.upstream.signing import path_and_query, sign
 
+logger = logging.getLogger(__name__)
+
 USER_AGENT = f"metastudio-gateway/{__version__}"
+TLS_WARNING_SECONDS = 60.0
+"""A TLS failure's reason is logged when it changes and at most this often while it lasts."""
 BACKOFF_SECONDS = 0.05
 """The backoff ceiling after the first failed attempt; it doubles with each attempt after."""
 MAX_BACKOFF_SECONDS = 1.0
@@ -88,6 +94,7 @@ _OUTCOMES: list[tuple[type[UpstreamHttpError], str, type[UpstreamRejected | Upst
     (UpstreamBodyBroken, "undecodable_body", UpstreamRejected),
     (UpstreamBodyCut, "truncated_body", UpstreamUnavailable),  # a connection failure after the head: retried
     (UpstreamTimedOut, "timeout", UpstreamUnavailable),
+    (UpstreamTlsFailed, "tls_error", UpstreamUnavailable),  # a certificate not verified, or no TLS
     (UpstreamHttpError, "connection_error", UpstreamUnavailable),  # connect failures, malformed answers
 ]
 """How a failed exchange is recorded and raised: the first class it is an instance of decides."""
@@ -128,6 +135,8 @@ class MetaStudioClient:
         self._breakers: dict[str, CircuitBreaker] = {}
         self._outcome_counters: dict[str, Counter] = {}
         self._budget = RetryBudget(clock, ratio=settings.retry_budget_ratio)
+        self._tls_warned: tuple[str, float] = ("", -math.inf)
+        """The TLS failure last logged, and when (monotonic)."""
 
     def breaker(self, app_user_id: str) -> CircuitBreaker:
         """The circuit breaker guarding calls for ``app_user_id``."""
@@ -245,6 +254,8 @@ class MetaStudioClient:
             if exc.head is None or exc.head.status == 200:
                 outcome, error = next((outcome, error) for kind, outcome, error in _OUTCOMES if isinstance(exc, kind))
                 self._record(outcome, started)
+                if isinstance(exc, UpstreamTlsFailed):
+                    self._warn_tls(str(exc))
                 raise error(outcome=outcome) from exc
             answer = exc.head  # an error answer whose body failed: its status decides, as its body is not used
         status = answer.status
@@ -259,6 +270,15 @@ class MetaStudioClient:
             return orjson.loads(answer.body), self._clock.now()
         except orjson.JSONDecodeError as exc:
             raise UpstreamRejected(outcome="invalid_body") from exc
+
+    def _warn_tls(self, reason: str) -> None:
+        """Say why TLS failed (an expired or rotated certificate, a CA not trusted, an inspecting
+        proxy): the operator's first question, which the outcome alone does not answer."""
+        last, at = self._tls_warned
+        now = self._clock.monotonic()
+        if reason != last or now - at >= TLS_WARNING_SECONDS:
+            self._tls_warned = (reason, now)
+            logger.warning("%s; upstream calls fail as tls_error until it is mended", reason)
 
     def _record(self, outcome: str, started: float) -> None:
         elapsed = time.perf_counter() - started

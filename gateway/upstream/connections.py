@@ -19,12 +19,15 @@ they lack it, ``Accept-Encoding: gzip``) and returns the answer's status, header
   anything while idle) close the connection;
 - at most ``max_connections`` at once; further calls wait for one to be free;
 - ``https`` endpoints: TLS with the certificate and host name verified against the system's CA
-  store (``ssl.create_default_context``, what aiohttp uses by default);
+  store (``ssl.create_default_context``, what aiohttp uses by default; a host name's trailing dot
+  left out of the check, as aiohttp does); a failure says OpenSSL's reason
+  (``UpstreamTlsFailed``); a connection with nothing in flight is closed politely (TLS
+  close_notify), one given up on is aborted;
 - a call that is cancelled (the caller's deadline) closes its connection, which is never reused
   half-read.
 
 Failures are ``UpstreamHttpError`` subclasses, each saying what a caller needs to decide whether
-to retry: ``UpstreamConnectFailed``, ``UpstreamTimedOut``, ``UpstreamBodyTooLarge``,
+to retry: ``UpstreamConnectFailed`` (``UpstreamTlsFailed`` among them), ``UpstreamTimedOut``, ``UpstreamBodyTooLarge``,
 ``UpstreamBodyCut`` (the connection closed, or was reset, before the body was whole: a
 connection failure after the head), ``UpstreamBodyBroken`` (whole as framed, but not decodable)
 and ``UpstreamAnswerMalformed``. One that
@@ -68,6 +71,16 @@ class UpstreamHttpError(Exception):
 
 class UpstreamConnectFailed(UpstreamHttpError):
     """No connection: refused, reset, unreachable, TLS refused, or closed before any answer."""
+
+
+class UpstreamTlsFailed(UpstreamConnectFailed):
+    """TLS with the upstream failed: a certificate not verified (expired, for another name, from
+    a CA not trusted), or no TLS at all; the text says OpenSSL's reason, which holds no secret."""
+
+
+def _tls_failed(exc: ssl.SSLError) -> UpstreamTlsFailed:
+    reason = getattr(exc, "verify_message", None) or exc.reason or type(exc).__name__
+    return UpstreamTlsFailed(f"TLS with the upstream failed: {reason}")
 
 
 class UpstreamTimedOut(UpstreamHttpError):
@@ -176,6 +189,8 @@ class _Connection(asyncio.Protocol):
                 self._fail(UpstreamBodyBroken("the upstream's gzip body ended early"))
             else:
                 self._complete()
+        elif not self._received and isinstance(exc, ssl.SSLError):  # an alert: a client certificate required...
+            self._fail(_tls_failed(exc))
         elif not self._received:
             self._fail(_ClosedUnanswered("the upstream closed the connection without answering"))
         elif self._in_head:  # a connection failure, retried as one: no answer was given
@@ -338,6 +353,14 @@ class _Connection(asyncio.Protocol):
         """Close now, whatever is in flight."""
         self._fail(UpstreamConnectFailed("the connection was closed"))
 
+    def close_idle(self) -> None:
+        """Close a connection with nothing in flight, politely: over TLS a close_notify first
+        (an abort looks like a truncation to the server, which logs it as one)."""
+        self.reusable = False
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
 
 class UpstreamConnections:
     """The upstream's keep-alive connections (see the module docstring)."""
@@ -393,7 +416,7 @@ class UpstreamConnections:
             self._sweep = None
         idle, self._idle = self._idle, []
         for connection in idle:
-            connection.close()
+            connection.close_idle()
 
     async def _slot(self, connect_by: float) -> None:
         if not self._slots.locked():
@@ -425,7 +448,7 @@ class UpstreamConnections:
             connection = idle.pop()
             if connection.reusable and now - connection.idle_since < IDLE_SECONDS:
                 return connection
-            connection.close()
+            connection.close_idle()
         return None
 
     def _close_expired(self, now: float) -> None:
@@ -433,7 +456,7 @@ class UpstreamConnections:
         in the order they fell idle)."""
         idle = self._idle
         while idle and now - idle[0].idle_since >= IDLE_SECONDS:
-            idle.pop(0).close()
+            idle.pop(0).close_idle()
 
     def _close_idle(self, loop: asyncio.AbstractEventLoop) -> None:
         """The timer's turn: close what was idle too long, as the next call would, so a quiet
@@ -453,11 +476,13 @@ class UpstreamConnections:
                     self._host,
                     self._port,
                     ssl=self._ssl,
-                    server_hostname=self._host if self._ssl is not None else None,
+                    server_hostname=self._host.rstrip(".") if self._ssl is not None else None,
                 )
         except TimeoutError:
             raise UpstreamTimedOut("the upstream did not accept a connection within the connect timeout") from None
-        except (OSError, ssl.CertificateError) as exc:
+        except ssl.SSLError as exc:  # ssl.CertificateError among them
+            raise _tls_failed(exc) from None
+        except OSError as exc:
             raise UpstreamConnectFailed(f"could not connect to the upstream ({type(exc).__name__})") from None
         return connection
 
@@ -471,5 +496,5 @@ class UpstreamConnections:
             if self._sweep is None:
                 self._sweep = loop.call_later(IDLE_SECONDS, self._close_idle, loop)
         else:
-            connection.close()  # whoever said close, we need not wait for the other side
+            connection.close_idle()  # whoever said close, we need not wait for the other side
         return answer

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import ssl
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gateway.config.settings import CircuitBreakerSettings
 from gateway.simulator.faults import Fault
 from tests.api.conftest import ACME, GLOBEX, GatewayFactory
+from tests.certificates import private_ca
 from tests.scripted_upstream import Server, serving
 
 pytestmark = pytest.mark.asyncio
@@ -112,3 +117,33 @@ async def test_an_odd_error_answer_goes_by_its_status(
         assert response.status == 503
         assert (await response.json())["error"]["code"] == "upstream_unavailable"
     assert len(upstream.heads) == 3
+
+
+async def test_an_upstream_certificate_not_trusted_is_a_tls_error_saying_why(
+    make_gateway: GatewayFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The upstream's certificate is from a CA the system does not trust (a new TLS-inspecting
+    proxy, a private CA): the caller gets the 503 envelope as for other outages, and the operator
+    sees it for what it is: outcome tls_error, and one warning naming OpenSSL's reason (it was a
+    connection_error, and nothing was logged)."""
+    caplog.set_level(logging.WARNING, logger="gateway.upstream.client")
+    _ca, certificate, key = private_ca(tmp_path)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(certificate, key)
+
+    async def never_reached(_server: Server, _number: int, _reader: Any, _writer: Any) -> None:
+        return None
+
+    async with serving(never_reached, tls=tls) as (_server, url):
+        gateway = await make_gateway(endpoint=url)
+        for offset in range(2):
+            response = await gateway.client.get(f"/v1/training-jobs?offset={offset}", headers=ACME)
+            assert response.status == 503
+            assert (await response.json())["error"]["code"] == "upstream_unavailable"
+    assert gateway.metric("metastudio_gateway_upstream_requests_total", outcome="tls_error") >= 2
+    assert gateway.metric("metastudio_gateway_upstream_requests_total", outcome="connection_error") == 0
+    warnings = [record.getMessage() for record in caplog.records if record.name == "gateway.upstream.client"]
+    assert warnings == [
+        "TLS with the upstream failed: unable to get local issuer certificate;"
+        " upstream calls fail as tls_error until it is mended"
+    ]

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import socket
 import ssl
+import threading
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +22,7 @@ from gateway.upstream.connections import (
     UpstreamConnectFailed,
     UpstreamConnections,
     UpstreamTimedOut,
+    UpstreamTlsFailed,
     _Connection,
 )
 from tests.certificates import private_ca
@@ -531,3 +535,93 @@ async def test_tls_is_verified_against_the_trusted_certificates(tmp_path: Path) 
         assert (await trusting.get("/a", HEADERS)).body == b"{}"
         with pytest.raises(UpstreamConnectFailed):
             await pool(url).get("/b", HEADERS)
+
+
+def _tls_server(directory: Path, **certificate: Any) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A TLS server context with a certificate from a private CA, and a client context trusting it."""
+    ca, cert, key = private_ca(directory, **certificate)
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(cert, key)
+    return server_side, ssl.create_default_context(cafile=str(ca))
+
+
+@pytest.mark.parametrize(
+    ("certificate", "reason"),
+    [({"expired": True}, "certificate has expired"), ({"server_ip": "127.0.0.2"}, "IP address mismatch")],
+    ids=["expired", "for another address"],
+)
+async def test_a_certificate_not_verified_is_a_tls_failure_saying_why(
+    tmp_path: Path, certificate: dict[str, Any], reason: str
+) -> None:
+    """An expired certificate, or one for another address, from a trusted CA: ``UpstreamTlsFailed``
+    with OpenSSL's reason (it was a connection failure naming only the exception's class, which
+    nothing logged: an operator could not tell it from a network outage)."""
+    server_side, trusting = _tls_server(tmp_path, **certificate)
+    async with serving(answering(OK), tls=server_side) as (_server, url):
+        with pytest.raises(UpstreamTlsFailed) as failed:
+            await pool(url, ssl_context=trusting).get("/a", HEADERS)  # type: ignore[arg-type]
+    assert str(failed.value).startswith(f"TLS with the upstream failed: {reason}")
+
+
+async def test_plain_http_on_the_tls_port_is_a_tls_failure(tmp_path: Path) -> None:
+    """A server that answers plain HTTP where TLS is expected (a wrong port, a proxy): a TLS
+    failure with OpenSSL's reason, not a connection failure."""
+
+    async def plain(_server: Server, _number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)  # the ClientHello's first byte: not a request line, a plain server refuses it
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+
+    async with serving(plain) as (_server, url):
+        with pytest.raises(UpstreamTlsFailed, match="TLS with the upstream failed: "):
+            await pool(url.replace("http://", "https://")).get("/a", HEADERS)
+
+
+async def test_the_host_name_is_verified_without_its_trailing_dot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``https://metastudio.cn-north-4.myhuaweicloud.com.`` (a trailing dot, to skip the search
+    domains of a pod's resolver): the certificate is checked for the name without the dot, as
+    aiohttp does; with it, every call failed as a host name mismatch."""
+    asked: dict[str, Any] = {}
+
+    async def create_connection(_factory: Any, host: str, port: int, **options: Any) -> Any:
+        asked.update(options, host=host, port=port)
+        raise ConnectionRefusedError
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "create_connection", create_connection)
+    with pytest.raises(UpstreamConnectFailed):
+        await pool("https://metastudio.cn-north-4.myhuaweicloud.com.").get("/a", HEADERS)
+    assert asked["host"] == "metastudio.cn-north-4.myhuaweicloud.com."  # resolved as given
+    assert asked["server_hostname"] == "metastudio.cn-north-4.myhuaweicloud.com"
+
+
+async def test_an_idle_tls_connection_is_closed_with_a_close_notify(tmp_path: Path) -> None:
+    """Closing the pool closes its idle TLS connection politely: the server (OpenSSL in blocking
+    mode, as most servers read) sees the close_notify, not an EOF without one (``SSLEOFError``,
+    which servers log as a possible truncation: the connection used to be aborted)."""
+    server_side, trusting = _tls_server(tmp_path)
+    listener = socket.create_server(("127.0.0.1", 0))
+    ended: list[str] = []
+
+    def serve() -> None:
+        accepted, _ = listener.accept()
+        with server_side.wrap_socket(accepted, server_side=True, suppress_ragged_eofs=False) as tls:
+            tls.settimeout(5)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += tls.recv(4096)
+            tls.sendall(OK)
+            try:
+                ended.append("clean" if tls.recv(4096) == b"" else "more bytes")
+            except ssl.SSLError as exc:
+                ended.append(type(exc).__name__)
+
+    server = threading.Thread(target=serve)
+    server.start()
+    try:
+        connections = pool(f"https://127.0.0.1:{listener.getsockname()[1]}", ssl_context=trusting)  # type: ignore[arg-type]
+        assert (await connections.get("/a", HEADERS)).body == b"{}"
+        await connections.aclose()
+        await asyncio.to_thread(server.join, 10)
+    finally:
+        listener.close()
+    assert ended == ["clean"]
