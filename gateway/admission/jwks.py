@@ -37,7 +37,7 @@ import jwt
 import orjson
 
 from gateway.bounded_reads import read_at_most
-from gateway.clock import Clock
+from gateway.clock import Clock, rfc3339
 from gateway.config.settings import OidcIssuer
 from gateway.observability.metrics import Metrics
 
@@ -150,6 +150,8 @@ class IssuerKeys:
         self._clock = clock
         self._metrics = metrics
         self._last_fetch_started = -math.inf
+        self._failing = ""
+        """Why the last fetch failed, as logged; empty once one succeeds."""
         """When the last fetch began, on the monotonic clock: the refetch cooldown runs from it."""
         self._in_flight: asyncio.Future[None] | None = None
         self._wake: asyncio.Event | None = None
@@ -205,32 +207,52 @@ class IssuerKeys:
     async def _fetch(self, session: aiohttp.ClientSession) -> None:
         started = self._clock.now()
         self._last_fetch_started = self._clock.monotonic()
-        result = "ok"
+        result, why = "ok", ""
         try:
             async with session.get(
                 self.settings.jwks_uri, timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT_SECONDS)
             ) as response:
                 if response.status != 200:
-                    result = "bad_status"
+                    result, why = "bad_status", f"the key set's URL answered {response.status}"
                 else:
                     body = await read_at_most(response, MAX_JWKS_BYTES)
                     if body is None:
                         raise ValueError("too large")
                     self._install(parse_jwks(body, self.settings.algorithms))
-        except (aiohttp.ClientError, TimeoutError):
-            result = "error"
-        except ValueError:
-            result = "garbage"
-        except Exception:  # a bug: said, and counted; the keeper must go on fetching
+        except aiohttp.ClientConnectorCertificateError as exc:
+            certificate = exc.certificate_error
+            reason = getattr(certificate, "verify_message", None) or type(certificate).__name__
+            result, why = "error", f"TLS with the identity provider failed: {reason}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            result, why = "error", f"the key set could not be fetched ({type(exc).__name__})"
+        except ValueError as exc:
+            result, why = "garbage", f"the key set is not usable ({exc})"
+        except Exception as exc:  # a bug: said, and counted; the keeper must go on fetching
             logger.exception("JWKS fetch for %s failed unexpectedly", self.settings.name)
-            result = "error"
+            result, why = "error", f"unexpected {type(exc).__name__}"
         self._metrics.jwks_fetches.labels(issuer=self.settings.name, result=result).inc()
+        self._say(why)
         if result == "ok":
             self._fetched_at = started
             self.refresh_due_at = started + self.settings.jwks_refresh_seconds
             self.usable_until = self.refresh_due_at + self.settings.jwks_stale_if_error_seconds
         else:
             self.refresh_due_at = started + self.settings.jwks_refetch_cooldown_seconds
+
+    def _say(self, why: str) -> None:
+        """Log a failure when it starts or changes (with what the issuer's tokens meet meanwhile),
+        and the recovery; a failure going on is counted, not logged again each time."""
+        if why == self._failing:
+            return
+        name = self.settings.name
+        if not why:
+            logger.info("JWKS fetch for %s works again", name)
+        elif self._clock.now() < self.usable_until:
+            until = rfc3339(self.usable_until)
+            logger.warning("JWKS fetch for %s failed: %s; the keys held stay in use until %s", name, why, until)
+        else:
+            logger.warning("JWKS fetch for %s failed: %s; its tokens are refused (503) meanwhile", name, why)
+        self._failing = why
 
     def _install(self, fetched: dict[str, VerificationKey]) -> None:
         # An unchanged key keeps its object: tokens verified with it stay in the verified cache.

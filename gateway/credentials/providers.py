@@ -137,6 +137,10 @@ async def _call(
             return _Answer(response.status, response.headers, body)
     except TimeoutError as exc:
         raise FetchFailed(f"{what} did not answer in time") from exc
+    except aiohttp.ClientConnectorCertificateError as exc:
+        certificate = exc.certificate_error
+        reason = getattr(certificate, "verify_message", None) or type(certificate).__name__
+        raise FetchFailed(f"TLS with {what} failed: {reason}") from exc
     except aiohttp.ClientError as exc:
         raise FetchFailed(f"{what} could not be reached ({type(exc).__name__})") from exc
 

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -102,6 +103,19 @@ def _client(settings: SharedSettings) -> Redis | RedisCluster:
     # Connections take their retry (none) from the pool's options. ``from_pool``: the client owns
     # the pool, so closing it closes the connections (``Redis(connection_pool=...)`` would not).
     return Redis.from_pool(pool)
+
+
+def _why(error: BaseException | None) -> str:
+    """What a failed Redis call met, in words without data: the error's kind, and OpenSSL's
+    reason when TLS failed (a certificate not trusted is the first thing to tell from an outage)."""
+    if isinstance(error, TimeoutError | RedisTimeout):
+        return "timeout"
+    cause = error
+    while cause is not None and not isinstance(cause, ssl.SSLError):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, ssl.SSLError):
+        return f"TLS failed: {getattr(cause, 'verify_message', None) or cause.reason or type(cause).__name__}"
+    return f"error ({type(error).__name__})"
 
 
 class RedisTier:
@@ -185,9 +199,13 @@ class RedisTier:
             logger.error("shared tier task failed", exc_info=error)
 
     async def start(self) -> None:
-        """One heartbeat (bounded: Redis being down does not delay start-up), then the heartbeat
-        and the Pub/Sub listener in the background."""
-        await self._beat()
+        """One heartbeat (bounded: Redis being down does not delay start-up; saying why it
+        failed), then the heartbeat and the Pub/Sub listener in the background."""
+        failure = await self._beat()
+        if failure is not None:
+            logger.warning(
+                "shared tier not reached at start-up (Redis %s): this replica acts on its own until it answers", failure
+            )
         self._loops.append(self.spawn(self._beat_forever()))
         if self._handlers:
             self._loops.append(self.spawn(self._listen_forever()))
@@ -212,7 +230,8 @@ class RedisTier:
             async with asyncio.timeout(self._timeout * 5):
                 await self._client.aclose()
 
-    async def _beat(self) -> None:
+    async def _beat(self) -> str | None:
+        """One heartbeat; why it failed (for the log), or ``None``."""
         was_up = self._up
         try:
             count = await self._attempt(
@@ -221,12 +240,13 @@ class RedisTier:
                     keys=[self.keys.replicas], args=[self.replica_id, int(HEARTBEAT_LAPSE_SECONDS * 1000)]
                 ),
             )
-        except SharedUnavailable:
-            return
+        except SharedUnavailable as unavailable:
+            return _why(unavailable.__cause__)
         self.replicas_seen = max(1, int(count))
         self._up = True
         if not was_up:
             logger.info("shared tier up: %d replica(s) share Redis", self.replicas_seen)
+        return None
 
     async def _beat_forever(self) -> None:
         while True:

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import math
 import secrets
 import tracemalloc
@@ -501,3 +502,32 @@ async def test_a_token_is_verified_and_counted_once_for_a_request_the_chain_answ
         assert (await answer(gateway, padded, target))[0] == status
         expected = 0 if target == "/healthz" else 1  # the health check takes no credential
         assert gateway.metric("metastudio_gateway_jwt_validations_total", **ok) - before == expected
+
+
+async def test_a_key_set_outage_is_logged_when_it_starts_and_when_it_ends(
+    gateway: Gateway, idp: RunningIdP, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The IdP's key set fails to load: one warning saying why and until when the keys held stay
+    in use, not one per failed fetch, and one line when a fetch works again (a failure was only
+    counted: 503 auth_unavailable came with nothing in the log saying why)."""
+    caplog.set_level(logging.INFO, logger="gateway.admission.jwks")
+
+    async def fetched(result: str, times: int) -> bool:
+        return gateway.metric("metastudio_gateway_jwks_fetches_total", issuer="corp", result=result) == times
+
+    cached = bearer(idp.control.issue(ALICE))
+    assert (await answer(gateway, cached))[0] == 200
+    idp.control.outage = True
+    for times in (1, 2):
+        clock.advance(REFRESH)
+        await answer(gateway, cached)  # a cached token's check nudges the refresh due
+        assert await until(lambda times=times: fetched("bad_status", times))
+    idp.control.outage = False
+    clock.advance(COOLDOWN)
+    await answer(gateway, cached)
+    assert await until(lambda: fetched("ok", 2))
+    said = [record.getMessage() for record in caplog.records if record.name == "gateway.admission.jwks"]
+    assert len(said) == 2
+    failed = "JWKS fetch for corp failed: the key set's URL answered 503; the keys held stay in use until "
+    assert said[0].startswith(failed)
+    assert said[1] == "JWKS fetch for corp works again"
