@@ -214,12 +214,27 @@ class CircuitBreakerSettings:
     ] = 15.0
 
 
+MIN_RATE = 1 / 86400
+"""The slowest rate limit: one request a day. Below it a refusal's Retry-After ran to hundreds of
+digits (1e-300 a second: a 300-digit header)."""
+
+
+def _unlimited_or_daily(rate: float | None) -> float | None:
+    if rate is not None and 0 < rate < MIN_RATE:
+        raise ValueError("must be 0 (unlimited) or at least one request a day (1/86400)")
+    return rate
+
+
 @with_config(TABLE)
 @dataclass(frozen=True, slots=True)
 class RateLimitSettings:
     """The default limit for tenants that set none; 0 requests per second means unlimited."""
 
-    requests_per_second: Annotated[float, Field(ge=0, description="Token bucket rate per tenant (0: unlimited).")] = 0.0
+    requests_per_second: Annotated[
+        float,
+        Field(ge=0, description="Token bucket rate per tenant (0: unlimited; else at least one a day)."),
+        AfterValidator(_unlimited_or_daily),
+    ] = 0.0
     burst: Annotated[float, Field(ge=1, description="Token bucket size per tenant.")] = 100.0
 
 
@@ -446,7 +461,12 @@ class TenantTable:
         BeforeValidator(_one_or_more),
     ] = ()
     requests_per_second: Annotated[
-        float | None, Field(ge=0, description="This tenant's rate limit (0: unlimited); absent: [rate_limit]'s.")
+        float | None,
+        Field(
+            ge=0,
+            description="This tenant's rate limit (0: unlimited; else at least one a day); absent: [rate_limit]'s.",
+        ),
+        AfterValidator(_unlimited_or_daily),
     ] = None
     burst: Annotated[float | None, Field(ge=1, description="This tenant's burst; absent: [rate_limit]'s.")] = None
     oidc: Annotated[

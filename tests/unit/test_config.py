@@ -88,6 +88,9 @@ def test_project_id_fallback_name(tmp_path: Path) -> None:
         (TENANT, {**ENV, "GATEWAY_PORT": "99999"}, "GATEWAY_PORT"),
         (TENANT, {**ENV, "GATEWAY_CACHE_TTL_SECONDS": "soon"}, "GATEWAY_CACHE_TTL_SECONDS"),
         (TENANT + "[server]\nfast_hit_path = 1\n", ENV, "server.fast_hit_path"),
+        # a rate so slow a refusal's Retry-After ran to hundreds of digits
+        (TENANT + "[rate_limit]\nrequests_per_second = 1e-300\n", ENV, "rate_limit.requests_per_second: must be 0"),
+        (TENANT + "requests_per_second = 1e-6\n", ENV, "tenants[0].requests_per_second: must be 0"),
     ],
 )
 def test_bad_configuration_names_the_key(tmp_path: Path, text: str, env: dict[str, str], named: str) -> None:
