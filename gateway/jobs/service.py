@@ -111,7 +111,8 @@ class TrainingJobService:
                 blocked = self._backoff.blocked(key)
                 if blocked is not None:
                     raise blocked
-                self._metrics.cover_refreshes.labels(reason="cover_request").inc()
+                if link is not None:  # a link to renew; a job whose cover was never loaded is a first load
+                    self._metrics.cover_refreshes.labels(reason="cover_request").inc()
                 loader = self._remembering_failures(key, lambda: self._load_job(tenant, job_id))
                 entry, _ = await self._flights.load(key, loader)
             link = entry.covers.get(job_id)

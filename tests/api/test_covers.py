@@ -97,6 +97,18 @@ async def test_cover_redirect_refetches_when_the_known_link_is_near_expiry(
     assert gateway.metric("metastudio_gateway_cover_refreshes_total", reason="cover_request") >= 1
 
 
+async def test_a_cover_asked_for_a_job_never_loaded_is_no_refresh(gateway: Gateway) -> None:
+    """/cover for job ids the gateway never loaded (ones that do not exist): each asks the
+    upstream, and none is counted as renewing a cover URL, which it is not: any caller could push
+    cover_refreshes_total{reason="cover_request"} up by one a request, which dashboards and
+    runbooks read as links expiring."""
+    for number in range(3):
+        response = await gateway.client.get(f"/v1/training-jobs/never-loaded-{number}/cover", headers=ACME)
+        assert response.status == 404
+    assert gateway.upstream_calls == 3
+    assert gateway.metric("metastudio_gateway_cover_refreshes_total", reason="cover_request") == 0
+
+
 async def test_aging_upstream_links_are_withheld(make_gateway: GatewayFactory) -> None:
     """When the upstream hands out links already inside the margin, lists omit them and /cover answers 502."""
     gateway = await make_gateway(margin_seconds=HOUR)
