@@ -45,7 +45,7 @@ from gateway.shared.rate_limit import SharedRateLimiter
 from gateway.shared.tier import RedisTier
 from gateway.upstream.client import MetaStudioClient
 from gateway.upstream.connections import UpstreamConnections
-from gateway.web.appkeys import ADMISSION, CORS, LIFECYCLE, REGISTRY, SERVICE, Lifecycle
+from gateway.web.appkeys import ADMISSION, CORS, LIFECYCLE, NOT_ROUTED, REGISTRY, SERVICE, Lifecycle
 from gateway.web.cors import CorsPolicy
 from gateway.web.handlers import (
     CoverImageHandler,
@@ -255,5 +255,6 @@ def create_app(
         resource.add_route("HEAD", observe(path, handler))
         resource.add_route("OPTIONS", observe(path, options))
         resource.add_route("*", observe(path, method_not_allowed))
-    app.router.add_route("*", "/{path:.*}", observe(UNMATCHED_ROUTE, not_found))
+    app[NOT_ROUTED] = observe(UNMATCHED_ROUTE, not_found)
+    app.router.add_route("*", "/{path:.*}", app[NOT_ROUTED])
     return app

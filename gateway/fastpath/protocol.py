@@ -90,6 +90,7 @@ from prometheus_client import Gauge
 from gateway.fastpath.heads import MAX_PLAIN_HEAD_BYTES, could_begin_plain_head
 from gateway.fastpath.hits import Fetched, HitResponder, Wire
 from gateway.fastpath.refusals import RedactingRequestHandler
+from gateway.web.appkeys import NOT_ROUTED
 
 logger = logging.getLogger(__name__)
 
@@ -460,13 +461,27 @@ class HitServingRequestHandler(RedactingRequestHandler):
         super().log_access(request, response, time)
 
 
+def _every_target_observed(
+    handle: Callable[[web.BaseRequest], Any], not_routed: Callable[[web.Request], Any] | None
+) -> Callable[[web.BaseRequest], Any]:
+    """The app's handling, but a request whose target is no path (``*``, ``host:port``), which
+    no route matches, goes to ``not_routed`` (the app's observed 404): aiohttp answered it with a
+    plain-text 404 outside the handlers' wrapper (no request id, ``nosniff``, count or log line).
+    A plain function returning the awaitable: no frame added to the chain's requests."""
+    if not_routed is None:
+        return handle
+    return lambda request: handle(request) if request.path.startswith("/") else not_routed(cast(web.Request, request))
+
+
 class _GatewayServer(web.Server):
     """``web.Server`` making ``HitServingRequestHandler`` connections, or with no responder
-    (``fast_hit_path = false``) ``RedactingRequestHandler`` ones."""
+    (``fast_hit_path = false``) ``RedactingRequestHandler`` ones; see ``_every_target_observed``."""
 
-    def __init__(self, like: web.Server, responder: HitResponder | None) -> None:
+    def __init__(
+        self, like: web.Server, responder: HitResponder | None, not_routed: Callable[[web.Request], Any] | None
+    ) -> None:
         super().__init__(
-            like.request_handler,
+            _every_target_observed(like.request_handler, not_routed),
             request_factory=like.request_factory,
             handler_cancellation=like.handler_cancellation,
             loop=asyncio.get_running_loop(),
@@ -510,7 +525,9 @@ class GatewayRunner(web.AppRunner):
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
-        return server if self._missing else _GatewayServer(server, self.app.get(HIT_RESPONDER))
+        return (
+            server if self._missing else _GatewayServer(server, self.app.get(HIT_RESPONDER), self.app.get(NOT_ROUTED))
+        )
 
     def cut_short(self) -> None:
         """Call off every request in flight and close its connection, so that ``cleanup`` need

@@ -47,13 +47,16 @@ def log_event(logger: logging.Logger, message: str, **fields: Any) -> None:
 
 
 class RedactParseErrors(logging.Filter):
-    """Strip the quoted request text from aiohttp's parse-error records."""
+    """Strip the quoted request text from aiohttp's parse-error records, and log them as the
+    warnings they are: a client's malformed request is no error of the server's (at aiohttp's
+    level, error, any client could raise error-level lines, and the alerts on them)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], HttpProcessingError):
             record.msg = f"rejected a malformed HTTP request ({type(record.exc_info[1]).__name__})"
             record.args = ()
             record.exc_info = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
 
 

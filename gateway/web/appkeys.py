@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -32,5 +32,12 @@ ADMISSION = web.AppKey("admission", Admission)
 CORS = web.AppKey("cors", CorsPolicy)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+"""A route's handler."""
+
+NOT_ROUTED: web.AppKey[Handler] = web.AppKey("not_routed")
+"""The observed 404 for a request target no route can match, not even the catch-all (``*`` of
+``OPTIONS *``, ``host:port`` of ``CONNECT``): the connection hands such requests to it."""
 
 REQUEST_CONTEXT = web.RequestKey("request_context", RequestContext)

@@ -9,7 +9,7 @@ paths and methods reach catch-all routes that are wrapped the same way.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import orjson
 from aiohttp import web
@@ -26,10 +26,9 @@ from gateway.errors import (
     Unauthenticated,
 )
 from gateway.observability.accesslog import CURRENT_REQUEST, AccessLog, RequestContext, exception_record
-from gateway.web.appkeys import REQUEST_CONTEXT
+from gateway.web.appkeys import REQUEST_CONTEXT, Handler
 from gateway.web.tail import ResponseTail
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ALLOWED_METHODS = "GET, HEAD, OPTIONS"
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})

@@ -196,6 +196,31 @@ async def test_a_request_the_parser_refuses_is_not_quoted_back(
     assert rest == b""
 
 
+@pytest.mark.parametrize("fast_hit_path", [True, False], ids=["fast-path", "chain-only"])
+@pytest.mark.parametrize(
+    "line", [b"OPTIONS * HTTP/1.1", b"CONNECT gateway.test:443 HTTP/1.1"], ids=["asterisk", "authority"]
+)
+async def test_a_target_no_route_can_match_gets_the_observed_404(
+    make_gateway: GatewayFactory, fast_hit_path: bool, line: bytes
+) -> None:
+    """``OPTIONS *`` and ``CONNECT host:port`` (a scanner's, a proxy's) match no route, not even the
+    catch-all, whose paths begin with '/': they get the gateway's 404 envelope with a request id
+    and ``nosniff``, counted and logged under the route ``unmatched``. aiohttp answered them with
+    its own plain-text 404, outside the handlers' wrapper: no id, no header, no count, no line."""
+    gateway = await make_gateway(fast_hit_path=fast_hit_path)
+    head = line + b"\r\nHost: gateway.test\r\nX-Request-Id: odd-target\r\nConnection: close\r\n\r\n"
+    (response,), _ = await read_all(gateway, head, 1)
+    assert response.status == 404
+    assert response.headers["x-request-id"] == "odd-target"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert b'"code":"not_found"' in response.body
+    method = line.split(b" ")[0].decode()
+    labels = {"route": "unmatched", "method": method if method == "OPTIONS" else "OTHER", "status": "404"}
+    assert gateway.metric("metastudio_gateway_http_requests_total", tenant="anonymous", **labels) == 1
+    (logged,) = [record for record in gateway.log_records() if record.get("request_id") == "odd-target"]
+    assert (logged["route"], logged["status"]) == ("unmatched", 404)
+
+
 async def test_with_every_internal_in_place_the_check_finds_nothing_missing() -> None:
     """On the pinned aiohttp the start-up check passes, so the fast path is on."""
     assert missing_internals(asyncio.get_running_loop()) == []
