@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib.resources import files
 
 from aiohttp import web
+from multidict import CIMultiDictProxy
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.clock import Clock
@@ -53,9 +54,17 @@ def entry_response(request: web.Request, served: Served, clock: Clock) -> web.Re
     request[REQUEST_CONTEXT].cache = served.result
     headers = request.headers
     answer = represent(
-        served.entry, served.result, clock.now(), headers.get("Accept-Encoding"), headers.get("If-None-Match")
+        served.entry, served.result, clock.now(), _list(headers, "Accept-Encoding"), _list(headers, "If-None-Match")
     )
     return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
+
+
+def _list(headers: CIMultiDictProxy[str], name: str) -> str | None:
+    """A list-valued header as one value, however many lines it came on (RFC 9110 5.3: a
+    recipient may join them with commas); ``None`` if absent. Only the first line was read, so
+    an ETag on the second line got a 200, not a 304."""
+    values = headers.getall(name, ())
+    return ", ".join(values) if values else None
 
 
 class JobHandlers:

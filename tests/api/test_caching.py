@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from multidict import CIMultiDict
 
 from tests.api.conftest import ACME, GLOBEX, Gateway, GatewayFactory
 
@@ -120,6 +121,19 @@ async def test_if_none_match_gives_304_without_body(gateway: Gateway) -> None:
     assert not_modified.headers["ETag"] == etag
     other = await gateway.client.get("/v1/training-jobs", headers={**ACME, "If-None-Match": '"nope"'})
     assert other.status == 200
+
+
+async def test_list_headers_on_several_lines_are_read_whole(gateway: Gateway) -> None:
+    """If-None-Match and Accept-Encoding sent on two lines (as a proxy may join or split them)
+    are read as one list: the ETag on the second line gets a 304, gzip asked on the second line
+    gets gzip (only the first line was read)."""
+    first = await gateway.client.get("/v1/training-jobs", headers=ACME)
+    etag = first.headers["ETag"]
+    tags = CIMultiDict([*ACME.items(), ("If-None-Match", '"other"'), ("If-None-Match", etag)])
+    assert (await gateway.client.get("/v1/training-jobs", headers=tags)).status == 304
+    codings = CIMultiDict([*ACME.items(), ("Accept-Encoding", "br"), ("Accept-Encoding", "gzip")])
+    gzipped = await gateway.client.get("/v1/training-jobs", headers=codings, auto_decompress=False)
+    assert gzipped.headers.get("Content-Encoding") == "gzip"
 
 
 async def test_each_page_has_an_etag_of_its_own_bytes(gateway: Gateway) -> None:
