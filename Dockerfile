@@ -57,7 +57,7 @@ EXPOSE 8080
 # No curl in a slim image: the venv's Python asks /healthz on $GATEWAY_PORT, so set the port
 # through GATEWAY_PORT rather than `serve --port`.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('GATEWAY_PORT', '8080'), timeout=4)"]
+    CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % (os.environ.get('GATEWAY_PORT') or '8080'), timeout=4)"]
 
 ENTRYPOINT ["metastudio-gateway"]
 CMD ["serve"]

@@ -121,7 +121,7 @@ def _keys(table: type, prefix: tuple[str, ...] = (), in_array: bool = False) -> 
 def read_toml(path: str) -> tuple[dict[str, Any] | None, str | None]:
     """The parsed file, or ``None`` and the problem (naming the file, never quoting its content)."""
     try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8")), None
+        return tomllib.loads(Path(path).read_text(encoding="utf-8-sig")), None  # a byte-order mark is no key
     except OSError as exc:
         return None, f"config file {path}: cannot read: {exc.strerror or exc}"
     except UnicodeDecodeError:

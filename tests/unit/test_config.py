@@ -179,6 +179,14 @@ def test_config_file_is_read_from_gateway_config(tmp_path: Path) -> None:
     assert settings.cache.ttl_seconds == 7
 
 
+def test_a_config_file_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    """An editor that writes a UTF-8 byte-order mark first: the file is read as without it (it
+    was 'not valid TOML: Invalid statement (at line 1, column 1)')."""
+    path = tmp_path / "c.toml"
+    path.write_text("\ufeff" + TENANT + "[cache]\nttl_seconds = 7\n", encoding="utf-8")
+    assert load_settings(ENV, str(path)).cache.ttl_seconds == 7
+
+
 def test_list_settings_are_read_as_tuples(tmp_path: Path) -> None:
     """``cors.allowed_origins`` is a list in the file and a tuple in the settings."""
     text = TENANT + '[cors]\nallowed_origins = ["https://app.example.com", "http://localhost:3000"]\n'
