@@ -26,6 +26,9 @@ from gateway.credentials.static import Credentials
 RENEW_AHEAD_MAX_SECONDS = 40 * 60
 """Renewal starts when less than this (or half the lifetime, if shorter) remains: the SDK's
 40 minutes, without its flaw of refetching on every request when credentials live less."""
+RENEW_AFTER_MIN_SECONDS = 1.0
+"""...but no sooner than this after they came: a source answering credentials that live a tenth
+of a second (a broken endpoint, a clock far off) is asked once a second, not forty times."""
 
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
 """What a key or token may hold: visible ASCII (AK and SK are, as issued, and the static keys
@@ -86,9 +89,12 @@ class Issued:
 
     @property
     def renew_at(self) -> float:
-        """When renewal is due: min(40 min, half the lifetime) before expiry."""
+        """When renewal is due: min(40 min, half the lifetime) before expiry, and not within
+        ``RENEW_AFTER_MIN_SECONDS`` of obtaining them."""
         lifetime = max(self.expires_at - self.obtained_at, 0.0)
-        return self.expires_at - min(RENEW_AHEAD_MAX_SECONDS, lifetime / 2)
+        return max(
+            self.expires_at - min(RENEW_AHEAD_MAX_SECONDS, lifetime / 2), self.obtained_at + RENEW_AFTER_MIN_SECONDS
+        )
 
 
 def parse_expiry(text: str) -> float:

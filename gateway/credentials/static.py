@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.clock import Clock
 from gateway.config.secret_files import UnusableValue, read_secret_file
@@ -82,7 +82,7 @@ class _Source:
     """The variable an item comes from: its value, or for a ``_FILE`` variable the file path."""
 
     variable: str
-    value: str = ""
+    value: str = field(default="", repr=False)
     path: str | None = None
 
 
@@ -109,7 +109,7 @@ def _fingerprint(path: str) -> _Fingerprint:
 @dataclass(frozen=True, slots=True)
 class _Resolved:
     source: _Source
-    value: str
+    value: str = field(repr=False)
     fingerprint: _Fingerprint = None
 
 
