@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import re
 import tomllib
 import typing
 from collections.abc import Iterator, Mapping
@@ -183,6 +184,14 @@ def _reason(error: ErrorDetails, doc: str) -> str:
     return f"{reason} ({doc.rstrip('.')})" if kind == "string_pattern_mismatch" and doc else reason
 
 
+_PLAIN_NUMBERS: dict[Any, tuple[re.Pattern[str], str]] = {
+    int: (re.compile(r"[0-9]+"), "an integer in ASCII digits"),
+    float: (re.compile(r"[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?|\.[0-9]+([eE][-+]?[0-9]+)?"), "a number in ASCII digits"),
+}
+"""What an environment variable may hold for a number, as ``--port`` takes one: pydantic alone
+reads ``1_000``, ``+80`` and ``8080.0`` as numbers too."""
+
+
 def _apply_environment(
     data: dict[str, Any], keys: Mapping[tuple[str, ...], _Key], env: Mapping[str, str], problems: list[str]
 ) -> dict[str, str]:
@@ -202,6 +211,10 @@ def _apply_environment(
             del table[name]
         variable = next((name for name in key.env.names if env.get(name)), None)
         if variable is None:
+            continue
+        plain = _PLAIN_NUMBERS.get(key.kind)
+        if plain is not None and not plain[0].fullmatch(env[variable]):
+            problems.append(f"{variable}: must be {plain[1]}")
             continue
         try:
             table[name] = TypeAdapter(key.kind).validate_strings(env[variable])

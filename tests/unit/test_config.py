@@ -87,6 +87,11 @@ def test_project_id_fallback_name(tmp_path: Path) -> None:
         (TENANT + '[server]\npublic_base_url = "https://gw:0x50"\n', ENV, "server.public_base_url: Port"),
         (TENANT, {**ENV, "GATEWAY_PORT": "99999"}, "GATEWAY_PORT"),
         (TENANT, {**ENV, "GATEWAY_CACHE_TTL_SECONDS": "soon"}, "GATEWAY_CACHE_TTL_SECONDS"),
+        # numbers in forms --port refuses, which pydantic alone reads
+        (TENANT, {**ENV, "GATEWAY_PORT": "1_000"}, "GATEWAY_PORT: must be an integer in ASCII digits"),
+        (TENANT, {**ENV, "GATEWAY_PORT": "+80"}, "GATEWAY_PORT: must be an integer in ASCII digits"),
+        (TENANT, {**ENV, "GATEWAY_PORT": "8080.0"}, "GATEWAY_PORT: must be an integer in ASCII digits"),
+        (TENANT, {**ENV, "GATEWAY_CACHE_TTL_SECONDS": "1_0"}, "GATEWAY_CACHE_TTL_SECONDS: must be a number"),
         (TENANT + "[server]\nfast_hit_path = 1\n", ENV, "server.fast_hit_path"),
         # a rate so slow a refusal's Retry-After ran to hundreds of digits
         (TENANT + "[rate_limit]\nrequests_per_second = 1e-300\n", ENV, "rate_limit.requests_per_second: must be 0"),
