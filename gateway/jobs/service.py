@@ -249,9 +249,11 @@ class TrainingJobService:
         )
 
     def _empty_page(self, tenant: Tenant, query: UpstreamQuery) -> Served:
-        """The answer to a query no job can match, made here: the upstream is not asked."""
+        """The answer to a query no job can match, made here: the upstream is not asked. Sent as a
+        hit (the caller waits for nothing), but no cache look-up: not counted in the cache's
+        results, whose hit ratio it would inflate."""
         now = self._clock.now()
-        return self._served(self._entry(tenant, self._page_body(query, 0, []), now, {}), "hit", now)
+        return Served(self._entry(tenant, self._page_body(query, 0, []), now, {}), "hit")
 
     def _page_body(self, query: UpstreamQuery, count: int, jobs: list[dict[str, Any]]) -> bytes:
         """A list page's body: the count, the query's offset and limit, and the jobs."""

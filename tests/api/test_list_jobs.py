@@ -187,3 +187,15 @@ async def test_a_create_since_with_a_fraction_of_a_second_returns_no_job_created
     assert (await whole.json())["count"] >= 1
     later = await gateway.client.get(f"/v1/training-jobs?create_since={at}.5Z&create_until={at}.9Z", headers=ACME)
     assert (await later.json())["count"] == 0
+
+
+async def test_a_query_no_job_can_match_is_answered_without_a_cache_look_up(gateway: Gateway) -> None:
+    """A range that holds no whole second is answered here, empty, with no upstream call: as a
+    hit to the caller, but not counted as a cache hit, whose ratio it inflated (no look-up was
+    made; a client asking it in a loop made the cache look healthy)."""
+    response = await gateway.client.get(
+        "/v1/training-jobs?create_since=2026-01-01T00:00:00.2Z&create_until=2026-01-01T00:00:00.8Z", headers=ACME
+    )
+    assert (response.status, (await response.json())["count"]) == (200, 0)
+    assert gateway.upstream_calls == 0
+    assert gateway.metric("metastudio_gateway_cache_requests_total", result="hit") == 0
