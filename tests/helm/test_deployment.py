@@ -20,6 +20,7 @@ from tests.helm.conftest import (
     manifests,
     render,
     require_module,
+    validate_strictly,
     volumes,
 )
 
@@ -254,3 +255,24 @@ def test_pod_scheduling_options_pass_through(full_docs: list[dict[str, Any]]) ->
     for key in ("nodeSelector", "tolerations", "affinity", "topologySpreadConstraints", "priorityClassName"):
         assert pod[key] == FULL_VALUES[key]
     assert pod["imagePullSecrets"] == [{"name": "registry-creds"}]
+
+
+def test_a_ca_bundle_can_be_mounted_and_named_in_ssl_cert_file() -> None:
+    """A private CA or a TLS-inspecting proxy's: ``extraVolumes`` and ``extraVolumeMounts`` mount
+    its bundle, and ``extraEnv`` names it in SSL_CERT_FILE (the README's way to trust it; the
+    chart could not mount a file at all, nor the CA a Redis URL's ssl_ca_certs names). The
+    manifests validate strictly; a volume may not take a name the chart's own use."""
+    values = {
+        "extraVolumes": [{"name": "ca-bundle", "configMap": {"name": "corporate-ca-bundle"}}],
+        "extraVolumeMounts": [{"name": "ca-bundle", "mountPath": "/etc/ca-bundle", "readOnly": True}],
+        "extraEnv": [{"name": "SSL_CERT_FILE", "value": "/etc/ca-bundle/ca-bundle.pem"}],
+    }
+    docs = manifests(render(values))
+    deployment = find(docs, "Deployment")
+    assert volumes(deployment)["ca-bundle"] == {"name": "ca-bundle", "configMap": {"name": "corporate-ca-bundle"}}
+    assert _mount_of(deployment, "ca-bundle") == "/etc/ca-bundle"
+    assert env_of(deployment)["SSL_CERT_FILE"] == "/etc/ca-bundle/ca-bundle.pem"
+    validate_strictly(docs)
+    helm = require_module("helm_python")
+    with pytest.raises(helm.HelmError):
+        render({"extraVolumes": [{"name": "tmp", "emptyDir": {}}]})
