@@ -24,16 +24,21 @@ def _get(url: str, key: str | None = None, timeout: float = 10) -> int:
         return int(exc.code)
 
 
+def _slow_upstream(simulator_url: str, seconds: float) -> None:
+    """The simulator answers every upstream call ``seconds`` late."""
+    faults = urllib.request.Request(
+        f"{simulator_url}/_simulator/faults",
+        data=json.dumps([{"kind": "latency", "seconds": seconds}]).encode(),
+        method="PUT",
+    )
+    urllib.request.urlopen(faults, timeout=5).close()
+
+
 def test_sigterm_drains_in_flight_requests_and_exits_zero(tmp_path: Path) -> None:
     """During the drain /readyz says 503, a slow request in flight still gets 200, then exit 0 and no listener."""
     config = "[server]\ndrain_seconds = 1.5\nshutdown_grace_seconds = 5\n"
     with live_gateway(tmp_path, extra_config=config) as live:
-        faults = urllib.request.Request(
-            f"{live.simulator_url}/_simulator/faults",
-            data=json.dumps([{"kind": "latency", "seconds": 2.0}]).encode(),
-            method="PUT",
-        )
-        urllib.request.urlopen(faults, timeout=5).close()
+        _slow_upstream(live.simulator_url, 2.0)
         in_flight: list[int] = []
         slow = threading.Thread(
             target=lambda: in_flight.append(_get(f"{live.base_url}/v1/training-jobs", live.acme_key))
@@ -61,12 +66,7 @@ def test_a_second_signal_stops_at_once(tmp_path: Path, server_config: str, signa
     130, and says so in its log."""
     config = f"[server]\nshutdown_grace_seconds = 30\n{server_config}\n"
     with live_gateway(tmp_path, extra_config=config) as live:
-        faults = urllib.request.Request(
-            f"{live.simulator_url}/_simulator/faults",
-            data=json.dumps([{"kind": "latency", "seconds": 30.0}]).encode(),
-            method="PUT",
-        )
-        urllib.request.urlopen(faults, timeout=5).close()
+        _slow_upstream(live.simulator_url, 30.0)
         in_flight: list[object] = []
 
         def slow_request() -> None:
