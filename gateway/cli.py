@@ -44,10 +44,6 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-MAX_KEY_INPUT = 64 * 1024
-"""hash-key reads at most this much of stdin: a key is far shorter."""
-
-
 def _port(text: str) -> int:
     if not ascii_digits(text) or not 0 <= int(text) < 65536:
         raise argparse.ArgumentTypeError(f"not a port number: {text!r}")
@@ -170,13 +166,10 @@ def _hash_key() -> int:
             key = getpass.getpass("API key (not echoed): ", stream=sys.stderr).strip()
         except EOFError:
             key = ""
-    else:
-        key = sys.stdin.read(MAX_KEY_INPUT).strip()
+    else:  # the first line that is not blank: nothing more is waited for (stdin may stay open)
+        key = next((line.strip() for line in sys.stdin if line.strip()), "")
     if not key:
         print("metastudio-gateway: hash-key: no API key on stdin", file=sys.stderr)
-        return EXIT_CONFIG
-    if "\n" in key or "\r" in key:  # two keys, or a key and something else: which one is meant?
-        print("metastudio-gateway: hash-key: more than one line on stdin: give one key a call", file=sys.stderr)
         return EXIT_CONFIG
     print(hash_key(key))
     return 0

@@ -150,9 +150,9 @@ class IssuerKeys:
         self._clock = clock
         self._metrics = metrics
         self._last_fetch_started = -math.inf
+        """When the last fetch began, on the monotonic clock: the refetch cooldown runs from it."""
         self._failing = ""
         """Why the last fetch failed, as logged; empty once one succeeds."""
-        """When the last fetch began, on the monotonic clock: the refetch cooldown runs from it."""
         self._in_flight: asyncio.Future[None] | None = None
         self._wake: asyncio.Event | None = None
         metrics.jwks_age.labels(issuer=issuer.name).set_function(self.age)

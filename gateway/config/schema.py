@@ -213,7 +213,7 @@ def _apply_environment(
         if variable is None:
             continue
         plain = _PLAIN_NUMBERS.get(key.kind)
-        if plain is not None and not plain[0].fullmatch(env[variable]):
+        if plain is not None and not plain[0].fullmatch(env[variable].strip()):  # a YAML block's newline is no part
             problems.append(f"{variable}: must be {plain[1]}")
             continue
         try:

@@ -10,10 +10,11 @@ Credentials are not here: see ``gateway.credentials``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import re
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -76,13 +77,34 @@ def _reachable(url: str) -> str:
     ``serve`` at start-up after ``check-config`` had passed it), with no user:password in it
     (nothing sends it, and messages would show it)."""
     if url:
-        parts = urlsplit(url)  # ValueError: "Invalid IPv6 URL"
-        parts.port  # noqa: B018 - read for its ValueError
+        with _said_without_the_url():
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - read for its ValueError
         if not parts.hostname:
             raise ValueError("it names no host")
         if "@" in parts.netloc:
             raise ValueError("user info (user:password@) is not used here: leave it out")
     return url
+
+
+@contextlib.contextmanager
+def _said_without_the_url() -> Iterator[None]:
+    """urllib's and redis-py's complaints about a URL, in words that quote none of it: a password
+    holding an unencoded '/', '?' or '#' ends the host part early, and urllib then quotes the
+    password as the port it could not read."""
+    try:
+        yield
+    except ValueError as exc:
+        reason = str(exc)
+        if "IPv6" in reason:
+            raise ValueError("an unclosed '[' (an IPv6 address is written [addr])") from None
+        if "Port" in reason or "port" in reason:
+            raise ValueError(
+                "its port is not a number from 0 to 65535 (a '/', '?' or '#' in a password must be percent-encoded)"
+            ) from None
+        if reason.startswith("Invalid value for '"):  # redis-py: names the query parameter only
+            raise ValueError(reason) from None
+        raise ValueError("not a URL this client can read") from None
 
 
 _LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"  # underscores: what a resolver takes
@@ -242,7 +264,8 @@ def _usable_redis_url(url: str) -> str:
     """A URL redis-py can connect with, read as it will read it (its port, its query
     parameters); its messages name the part, never the password."""
     if url:
-        parse_redis_url(url)
+        with _said_without_the_url():
+            parse_redis_url(url)
     return url
 
 

@@ -129,14 +129,16 @@ def _profile(env: Mapping[str, str], clock: Clock) -> CredentialsHolder:
         if named:
             raise CredentialsError([f"HUAWEICLOUD_SDK_CREDENTIALS_FILE: {path} is not a file"])
         raise _Skipped(f"no file at {path}")
+    # The file named by the variable must give credentials; the one in HOME may be for other tools.
+    unusable = _named_profile_unusable if named else _Skipped
     parser = configparser.ConfigParser(interpolation=None)
     try:
         with path.open(encoding="utf-8-sig") as handle:  # opened here: ConfigParser.read skips what it cannot open
             parser.read_file(handle)
-    except (configparser.Error, OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise unusable(f"{path} cannot be read ({exc.strerror or type(exc).__name__})") from exc
+    except (configparser.Error, UnicodeDecodeError) as exc:
         raise CredentialsError([f"profile {path}: not a readable INI file ({type(exc).__name__})"]) from exc
-    # The file named by the variable must give credentials; the one in HOME may be for other tools.
-    unusable = _named_profile_unusable if named else _Skipped
     if not parser.has_section(PROFILE_SECTION):
         hint = (
             f" (the SDK's client builder reads [{SDK_BUILDER_SECTION}]: name it [{PROFILE_SECTION}])"

@@ -90,7 +90,7 @@ from prometheus_client import Gauge
 from gateway.fastpath.heads import MAX_PLAIN_HEAD_BYTES, could_begin_plain_head
 from gateway.fastpath.hits import Fetched, HitResponder, Wire
 from gateway.fastpath.refusals import RedactingRequestHandler
-from gateway.web.appkeys import NOT_ROUTED
+from gateway.web.appkeys import NOT_ROUTED, Handler
 
 logger = logging.getLogger(__name__)
 
@@ -462,7 +462,7 @@ class HitServingRequestHandler(RedactingRequestHandler):
 
 
 def _every_target_observed(
-    handle: Callable[[web.BaseRequest], Any], not_routed: Callable[[web.Request], Any] | None
+    handle: Callable[[web.BaseRequest], Any], not_routed: Handler | None
 ) -> Callable[[web.BaseRequest], Any]:
     """The app's handling, but a request whose target is no path (``*``, ``host:port``), which
     no route matches, goes to ``not_routed`` (the app's observed 404): aiohttp answered it with a
@@ -477,9 +477,7 @@ class _GatewayServer(web.Server):
     """``web.Server`` making ``HitServingRequestHandler`` connections, or with no responder
     (``fast_hit_path = false``) ``RedactingRequestHandler`` ones; see ``_every_target_observed``."""
 
-    def __init__(
-        self, like: web.Server, responder: HitResponder | None, not_routed: Callable[[web.Request], Any] | None
-    ) -> None:
+    def __init__(self, like: web.Server, responder: HitResponder | None, not_routed: Handler | None) -> None:
         super().__init__(
             _every_target_observed(like.request_handler, not_routed),
             request_factory=like.request_factory,

@@ -65,7 +65,9 @@ logger = logging.getLogger(__name__)
 
 USER_AGENT = f"metastudio-gateway/{__version__}"
 TLS_WARNING_SECONDS = 60.0
-"""A TLS failure's reason is logged when it changes and at most this often while it lasts."""
+"""Each TLS failure's reason is logged at most this often while it lasts (two reasons that
+alternate, two backends, each once a minute)."""
+TLS_REASONS_KEPT = 64
 BACKOFF_SECONDS = 0.05
 """The backoff ceiling after the first failed attempt; it doubles with each attempt after."""
 MAX_BACKOFF_SECONDS = 1.0
@@ -135,8 +137,8 @@ class MetaStudioClient:
         self._breakers: dict[str, CircuitBreaker] = {}
         self._outcome_counters: dict[str, Counter] = {}
         self._budget = RetryBudget(clock, ratio=settings.retry_budget_ratio)
-        self._tls_warned: tuple[str, float] = ("", -math.inf)
-        """The TLS failure last logged, and when (monotonic)."""
+        self._tls_warned: dict[str, float] = {}
+        """When (monotonic) each TLS failure's reason was last logged."""
 
     def breaker(self, app_user_id: str) -> CircuitBreaker:
         """The circuit breaker guarding calls for ``app_user_id``."""
@@ -274,10 +276,12 @@ class MetaStudioClient:
     def _warn_tls(self, reason: str) -> None:
         """Say why TLS failed (an expired or rotated certificate, a CA not trusted, an inspecting
         proxy): the operator's first question, which the outcome alone does not answer."""
-        last, at = self._tls_warned
+        warned = self._tls_warned
         now = self._clock.monotonic()
-        if reason != last or now - at >= TLS_WARNING_SECONDS:
-            self._tls_warned = (reason, now)
+        if now - warned.get(reason, -math.inf) >= TLS_WARNING_SECONDS:
+            if len(warned) >= TLS_REASONS_KEPT:  # OpenSSL's reasons are few; bounded all the same
+                warned.clear()
+            warned[reason] = now
             logger.warning("%s; upstream calls fail as tls_error until it is mended", reason)
 
     def _record(self, outcome: str, started: float) -> None:

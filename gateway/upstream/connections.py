@@ -78,6 +78,11 @@ class UpstreamTlsFailed(UpstreamConnectFailed):
     a CA not trusted), or no TLS at all; the text says OpenSSL's reason, which holds no secret."""
 
 
+TLS_SHUTDOWN_SECONDS = 1.0
+"""How long a polite close waits for the server's close_notify before the socket is dropped
+(asyncio's default, 30 s, kept each idle connection a server left unanswered open that long)."""
+
+
 def _tls_failed(exc: ssl.SSLError) -> UpstreamTlsFailed:
     reason = getattr(exc, "verify_message", None) or exc.reason or type(exc).__name__
     return UpstreamTlsFailed(f"TLS with the upstream failed: {reason}")
@@ -477,6 +482,7 @@ class UpstreamConnections:
                     self._port,
                     ssl=self._ssl,
                     server_hostname=self._host.rstrip(".") if self._ssl is not None else None,
+                    ssl_shutdown_timeout=TLS_SHUTDOWN_SECONDS if self._ssl is not None else None,
                 )
         except TimeoutError:
             raise UpstreamTimedOut("the upstream did not accept a connection within the connect timeout") from None

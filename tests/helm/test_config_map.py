@@ -220,6 +220,16 @@ def test_a_claim_value_two_issuers_share_is_fine(tmp_path: Path) -> None:
     assert [tenant.id for tenant in settings.tenants] == ["acme", "beta"]
 
 
+def test_a_claim_value_one_tenant_lists_twice_is_fine(tmp_path: Path) -> None:
+    """One tenant naming the same claim value twice (in one list, or in two oidc items of one
+    issuer) names no other tenant: the gateway's loader accepts it, and so does the render."""
+    tenant = _oidc_tenant("corp", "acme", "acme")
+    tenant["oidc"].append({"issuer": "corp", "claim_values": ["acme", "acme-eu"]})
+    values = {"config": {"oidc": {"issuers": [ISSUER]}}, "tenants": [tenant]}
+    settings = load_settings({"METASTUDIO_PROJECT_ID": "p"}, _write(tmp_path, _toml(values)))
+    assert [tenant.id for tenant in settings.tenants] == ["acme"]
+
+
 def test_numbers_past_int64_are_rendered_as_floats_not_wrapped(tmp_path: Path) -> None:
     """A whole number too large for int64 stays a float: it rendered as a negative integer, which
     the gateway refused as below its minimum."""

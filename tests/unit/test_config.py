@@ -57,6 +57,14 @@ def test_fast_hit_path_is_on_unless_switched_off(tmp_path: Path) -> None:
     assert (off.server.fast_hit_path, off.server.drain_seconds) == (False, 2)
 
 
+def test_numbers_in_the_environment_may_have_white_space_around_them(tmp_path: Path) -> None:
+    """A value written as a YAML block in a ConfigMap ends in a newline: the number is read (the
+    digits-only check refused it, and the pod would have crash-looped)."""
+    env = {**ENV, "GATEWAY_PORT": "8081\n", "GATEWAY_CACHE_TTL_SECONDS": " 7 "}
+    settings = load_settings(env, _file(tmp_path, TENANT))
+    assert (settings.server.port, settings.cache.ttl_seconds) == (8081, 7)
+
+
 def test_project_id_fallback_name(tmp_path: Path) -> None:
     """HUAWEICLOUD_SDK_PROJECT_ID is accepted when METASTUDIO_PROJECT_ID is not set."""
     settings = load_settings({"HUAWEICLOUD_SDK_PROJECT_ID": "p2"}, _file(tmp_path, TENANT))
@@ -80,11 +88,11 @@ def test_project_id_fallback_name(tmp_path: Path) -> None:
         (TENANT, {**ENV, "METASTUDIO_REGION": "mars-1"}, "METASTUDIO_REGION"),
         (TENANT, {**ENV, "METASTUDIO_ENDPOINT": "ftp://x"}, "METASTUDIO_ENDPOINT"),
         # endpoints a connection could not be opened to: they passed, and serve failed with a traceback
-        (TENANT, {**ENV, "METASTUDIO_ENDPOINT": "http://127.0.0.1:99999"}, "METASTUDIO_ENDPOINT: Port out of range"),
-        (TENANT, {**ENV, "METASTUDIO_ENDPOINT": "http://[::1"}, "METASTUDIO_ENDPOINT: Invalid IPv6 URL"),
-        (TENANT, {**ENV, "METASTUDIO_ENDPOINT": "http://proxy:abc"}, "METASTUDIO_ENDPOINT: Port could not"),
+        (TENANT, {**ENV, "METASTUDIO_ENDPOINT": "http://127.0.0.1:99999"}, "METASTUDIO_ENDPOINT: its port is not"),
+        (TENANT, {**ENV, "METASTUDIO_ENDPOINT": "http://[::1"}, "METASTUDIO_ENDPOINT: an unclosed '['"),
+        (TENANT, {**ENV, "METASTUDIO_ENDPOINT": "http://proxy:abc"}, "METASTUDIO_ENDPOINT: its port is not"),
         (TENANT, {**ENV, "METASTUDIO_ENDPOINT": "http://u:pw@proxy:8443"}, "METASTUDIO_ENDPOINT: user info"),
-        (TENANT + '[server]\npublic_base_url = "https://gw:0x50"\n', ENV, "server.public_base_url: Port"),
+        (TENANT + '[server]\npublic_base_url = "https://gw:0x50"\n', ENV, "server.public_base_url: its port is not"),
         (TENANT, {**ENV, "GATEWAY_PORT": "99999"}, "GATEWAY_PORT"),
         (TENANT, {**ENV, "GATEWAY_CACHE_TTL_SECONDS": "soon"}, "GATEWAY_CACHE_TTL_SECONDS"),
         # numbers in forms --port refuses, which pydantic alone reads

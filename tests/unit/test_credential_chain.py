@@ -119,3 +119,23 @@ def test_a_profile_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
     profile.write_text("\ufeff[basic]\nak = AK-PROFILE-1\nsk = SK-PROFILE-1\n", encoding="utf-8")
     holder = select_credentials({"HUAWEICLOUD_SDK_CREDENTIALS_FILE": str(profile)}, clock=ManualClock())
     assert holder.source == "profile"
+
+
+def test_a_profile_that_cannot_be_read_is_skipped_in_home_and_refused_when_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The profile in HOME, unreadable (its permissions): skipped, as other tools' files may be;
+    the same file named by HUAWEICLOUD_SDK_CREDENTIALS_FILE: refused, naming it. (As root, a
+    file's permissions do not stop a read: the open is made to fail as it would.)"""
+    (tmp_path / ".huaweicloud").mkdir()
+    profile = tmp_path / ".huaweicloud" / "credentials"
+    profile.write_text("[basic]\nak = AK-PROFILE-1\nsk = SK-PROFILE-1\n")
+
+    def denied(self: Path, *args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "open", denied)
+    assert select_credentials({"HOME": str(tmp_path)}, clock=ManualClock()).source == "metadata"
+    with pytest.raises(CredentialsError) as refused:
+        select_credentials({"HUAWEICLOUD_SDK_CREDENTIALS_FILE": str(profile)}, clock=ManualClock())
+    assert refused.value.problems == [f"HUAWEICLOUD_SDK_CREDENTIALS_FILE: {profile} cannot be read (Permission denied)"]

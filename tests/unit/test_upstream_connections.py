@@ -8,6 +8,7 @@ import gzip
 import socket
 import ssl
 import threading
+import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from gateway.upstream.connections import (
+    TLS_SHUTDOWN_SECONDS,
     UpstreamAnswerMalformed,
     UpstreamBodyBroken,
     UpstreamBodyCut,
@@ -625,3 +627,38 @@ async def test_an_idle_tls_connection_is_closed_with_a_close_notify(tmp_path: Pa
     finally:
         listener.close()
     assert ended == ["clean"]
+
+
+def _established_to(port: int) -> int:
+    """Connections this machine holds ESTABLISHED to ``port`` on 127.0.0.1 (``/proc/net/tcp``)."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for row in rows if row.split()[2].endswith(f":{port:04X}") and row.split()[3] == "01")
+
+
+async def test_a_polite_close_a_server_leaves_unanswered_is_dropped_within_a_second(tmp_path: Path) -> None:
+    """A server that never answers the close_notify of an idle connection being closed: the
+    socket is dropped after ``TLS_SHUTDOWN_SECONDS``, not asyncio's 30 s (each such connection
+    was held open that long)."""
+    server_side, trusting = _tls_server(tmp_path)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        accepted, _ = listener.accept()
+        tls = server_side.wrap_socket(accepted, server_side=True)
+        tls.recv(4096)
+        tls.sendall(OK)
+        time.sleep(3)  # never reads again: the client's close_notify gets no answer
+        tls.close()
+
+    server = threading.Thread(target=serve)
+    server.start()
+    try:
+        connections = pool(f"https://127.0.0.1:{port}", ssl_context=trusting)  # type: ignore[arg-type]
+        assert (await connections.get("/a", HEADERS)).body == b"{}"
+        await connections.aclose()
+        await asyncio.sleep(TLS_SHUTDOWN_SECONDS + 0.6)
+        assert _established_to(port) == 0
+    finally:
+        await asyncio.to_thread(server.join, 10)
+        listener.close()
