@@ -4,12 +4,14 @@ how answers are framed and decoded, the limits and timeouts, keep-alive and its 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import socket
 import ssl
 import threading
 import time
 import tracemalloc
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -596,36 +598,51 @@ async def test_the_host_name_is_verified_without_its_trailing_dot(monkeypatch: p
     assert asked["server_hostname"] == "metastudio.cn-north-4.myhuaweicloud.com"
 
 
-async def test_an_idle_tls_connection_is_closed_with_a_close_notify(tmp_path: Path) -> None:
-    """Closing the pool closes its idle TLS connection politely: the server (OpenSSL in blocking
-    mode, as most servers read) sees the close_notify, not an EOF without one (``SSLEOFError``,
-    which servers log as a possible truncation: the connection used to be aborted)."""
-    server_side, trusting = _tls_server(tmp_path)
+@contextlib.asynccontextmanager
+async def _closed_after_one_answer(directory: Path, after: Callable[[ssl.SSLSocket], None]) -> AsyncIterator[int]:
+    """A TLS server (OpenSSL in blocking mode, in a thread, as most servers read) that answers one
+    request and then runs ``after`` on its socket; the pool gets the answer and is closed. Yields
+    the server's port while its thread runs."""
+    server_side, trusting = _tls_server(directory)
     listener = socket.create_server(("127.0.0.1", 0))
-    ended: list[str] = []
+    port = listener.getsockname()[1]
 
     def serve() -> None:
         accepted, _ = listener.accept()
         with server_side.wrap_socket(accepted, server_side=True, suppress_ragged_eofs=False) as tls:
-            tls.settimeout(5)
             head = b""
             while b"\r\n\r\n" not in head:
                 head += tls.recv(4096)
             tls.sendall(OK)
-            try:
-                ended.append("clean" if tls.recv(4096) == b"" else "more bytes")
-            except ssl.SSLError as exc:
-                ended.append(type(exc).__name__)
+            after(tls)
 
     server = threading.Thread(target=serve)
     server.start()
     try:
-        connections = pool(f"https://127.0.0.1:{listener.getsockname()[1]}", ssl_context=trusting)  # type: ignore[arg-type]
+        connections = pool(f"https://127.0.0.1:{port}", ssl_context=trusting)  # type: ignore[arg-type]
         assert (await connections.get("/a", HEADERS)).body == b"{}"
         await connections.aclose()
-        await asyncio.to_thread(server.join, 10)
+        yield port
     finally:
+        await asyncio.to_thread(server.join, 10)
         listener.close()
+
+
+async def test_an_idle_tls_connection_is_closed_with_a_close_notify(tmp_path: Path) -> None:
+    """Closing the pool closes its idle TLS connection politely: the server sees the
+    close_notify, not an EOF without one (``SSLEOFError``, which servers log as a possible
+    truncation: the connection used to be aborted)."""
+    ended: list[str] = []
+
+    def read_the_end(tls: ssl.SSLSocket) -> None:
+        tls.settimeout(5)
+        try:
+            ended.append("clean" if tls.recv(4096) == b"" else "more bytes")
+        except ssl.SSLError as exc:
+            ended.append(type(exc).__name__)
+
+    async with _closed_after_one_answer(tmp_path, read_the_end):
+        pass
     assert ended == ["clean"]
 
 
@@ -639,26 +656,6 @@ async def test_a_polite_close_a_server_leaves_unanswered_is_dropped_within_a_sec
     """A server that never answers the close_notify of an idle connection being closed: the
     socket is dropped after ``TLS_SHUTDOWN_SECONDS``, not asyncio's 30 s (each such connection
     was held open that long)."""
-    server_side, trusting = _tls_server(tmp_path)
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-
-    def serve() -> None:
-        accepted, _ = listener.accept()
-        tls = server_side.wrap_socket(accepted, server_side=True)
-        tls.recv(4096)
-        tls.sendall(OK)
-        time.sleep(3)  # never reads again: the client's close_notify gets no answer
-        tls.close()
-
-    server = threading.Thread(target=serve)
-    server.start()
-    try:
-        connections = pool(f"https://127.0.0.1:{port}", ssl_context=trusting)  # type: ignore[arg-type]
-        assert (await connections.get("/a", HEADERS)).body == b"{}"
-        await connections.aclose()
+    async with _closed_after_one_answer(tmp_path, lambda _tls: time.sleep(3)) as port:  # never reads again
         await asyncio.sleep(TLS_SHUTDOWN_SECONDS + 0.6)
         assert _established_to(port) == 0
-    finally:
-        await asyncio.to_thread(server.join, 10)
-        listener.close()
