@@ -40,6 +40,7 @@ from gateway.bounded_reads import read_at_most
 from gateway.clock import Clock, rfc3339
 from gateway.config.settings import OidcIssuer
 from gateway.observability.metrics import Metrics
+from gateway.tls import tls_reason
 
 logger = logging.getLogger(__name__)
 
@@ -220,9 +221,7 @@ class IssuerKeys:
                         raise ValueError("too large")
                     self._install(parse_jwks(body, self.settings.algorithms))
         except aiohttp.ClientConnectorCertificateError as exc:
-            certificate = exc.certificate_error
-            reason = getattr(certificate, "verify_message", None) or type(certificate).__name__
-            result, why = "error", f"TLS with the identity provider failed: {reason}"
+            result, why = "error", f"TLS with the identity provider failed: {tls_reason(exc.certificate_error)}"
         except (aiohttp.ClientError, TimeoutError) as exc:
             result, why = "error", f"the key set could not be fetched ({type(exc).__name__})"
         except ValueError as exc:

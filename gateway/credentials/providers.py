@@ -36,6 +36,7 @@ from gateway.credentials.issued import (
     is_header_safe,
     parse_expiry,
 )
+from gateway.tls import tls_reason
 
 IAM_TOKEN_HEADER = "X-Subject-Token"  # noqa: S105 - a header name
 JSON_UTF8 = "application/json;charset=UTF-8"
@@ -138,9 +139,7 @@ async def _call(
     except TimeoutError as exc:
         raise FetchFailed(f"{what} did not answer in time") from exc
     except aiohttp.ClientConnectorCertificateError as exc:
-        certificate = exc.certificate_error
-        reason = getattr(certificate, "verify_message", None) or type(certificate).__name__
-        raise FetchFailed(f"TLS with {what} failed: {reason}") from exc
+        raise FetchFailed(f"TLS with {what} failed: {tls_reason(exc.certificate_error)}") from exc
     except aiohttp.ClientError as exc:
         raise FetchFailed(f"{what} could not be reached ({type(exc).__name__})") from exc
 

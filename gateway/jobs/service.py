@@ -212,12 +212,11 @@ class TrainingJobService:
         raw, fetched_at = await self._client.list_jobs(tenant.app_user_id, parse_list_query([("job_id", job_id)]))
         page = self._shape(tenant, raw, fetched_at)
         job = next((job for job in page.jobs if job["job_id"] == job_id), None)
-        if job is None:
-            self._cover_links.forget(tenant.id, (job_id,))
-            raise NotFound("no such training job")
         covers = {job_id: page.covers[job_id]} if job_id in page.covers else {}
-        if not covers:
+        if not covers:  # gone, or without a cover: no link to keep
             self._cover_links.forget(tenant.id, (job_id,))
+        if job is None:
+            raise NotFound("no such training job")
         return self._entry(tenant, self._encode(job), fetched_at, covers)
 
     def _entry(self, tenant: Tenant, body: bytes, fetched_at: float, covers: Mapping[str, CoverLink]) -> CacheEntry:

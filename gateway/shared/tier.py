@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -44,6 +43,7 @@ from redis.exceptions import TimeoutError as RedisTimeout
 from gateway.config.settings import SharedSettings
 from gateway.observability.metrics import Metrics
 from gateway.shared.keys import KeySpace
+from gateway.tls import tls_error_in, tls_reason
 
 _T = TypeVar("_T")
 logger = logging.getLogger(__name__)
@@ -110,11 +110,9 @@ def _why(error: BaseException | None) -> str:
     reason when TLS failed (a certificate not trusted is the first thing to tell from an outage)."""
     if isinstance(error, TimeoutError | RedisTimeout):
         return "timeout"
-    cause = error
-    while cause is not None and not isinstance(cause, ssl.SSLError):
-        cause = cause.__cause__ or cause.__context__
-    if isinstance(cause, ssl.SSLError):
-        return f"TLS failed: {getattr(cause, 'verify_message', None) or cause.reason or type(cause).__name__}"
+    tls = tls_error_in(error)
+    if tls is not None:
+        return f"TLS failed: {tls_reason(tls)}"
     return f"error ({type(error).__name__})"
 
 

@@ -53,6 +53,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from gateway.tls import tls_reason
+
 IDLE_SECONDS = 15.0
 """How long an idle connection is kept for reuse (aiohttp's default keep-alive)."""
 MAX_INTERIM_ANSWERS = 8
@@ -84,8 +86,7 @@ TLS_SHUTDOWN_SECONDS = 1.0
 
 
 def _tls_failed(exc: ssl.SSLError) -> UpstreamTlsFailed:
-    reason = getattr(exc, "verify_message", None) or exc.reason or type(exc).__name__
-    return UpstreamTlsFailed(f"TLS with the upstream failed: {reason}")
+    return UpstreamTlsFailed(f"TLS with the upstream failed: {tls_reason(exc)}")
 
 
 class UpstreamTimedOut(UpstreamHttpError):
