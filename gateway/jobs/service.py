@@ -10,6 +10,8 @@ reading never go cold and never carry a dying cover link.
 from __future__ import annotations
 
 import hashlib
+import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +34,8 @@ from gateway.tenant import Tenant
 from gateway.upstream.client import MetaStudioClient
 from gateway.upstream.query import UpstreamQuery
 
+logger = logging.getLogger(__name__)
+
 Encoder = Callable[[Any], bytes]
 GZIP_MIN_BYTES = 1024
 GZIP_LEVEL = 2
@@ -39,6 +43,8 @@ GZIP_LEVEL = 2
 in 74, against 89 and 728 for zlib's level 6 (the same hour, ``timeit``), for bodies 6-12%
 larger. An entry is compressed once per fetch and served many times; the fetch is what callers
 wait for."""
+FOREIGN_JOBS_WARNING_SECONDS = 60.0
+"""The warning that the upstream returned jobs of other app users is logged at most this often."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +92,7 @@ class TrainingJobService:
         self._margin = settings.covers.refresh_margin_seconds
         self._stale_if_error = settings.cache.stale_if_error_seconds
         self._stale_while_revalidate = settings.cache.stale_while_revalidate_seconds
+        self._foreign_warned_at = -math.inf
 
     async def list_jobs(self, tenant: Tenant, query: UpstreamQuery) -> Served:
         """A page of the tenant's jobs for a validated query."""
@@ -200,7 +207,25 @@ class TrainingJobService:
     def _shape(self, tenant: Tenant, raw: Any, fetched_at: float) -> ShapedPage:
         """The upstream body as the tenant sees it, cover-image links signed for the tenant."""
         image_url = self._image_links.urls(tenant.id, fetched_at)
-        return shape_page(raw, fetched_at=fetched_at, margin_seconds=self._margin, image_url=image_url)
+        page = shape_page(
+            raw, app_user_id=tenant.app_user_id, fetched_at=fetched_at, margin_seconds=self._margin, image_url=image_url
+        )
+        if page.foreign:
+            self._warn_foreign(tenant, page.foreign)
+        return page
+
+    def _warn_foreign(self, tenant: Tenant, count: int) -> None:
+        """Say that the upstream returned jobs not of the tenant's app user (left out): its list
+        is not limited by ``X-App-UserId`` as the gateway's tenant isolation expects."""
+        now = self._clock.monotonic()
+        if now - self._foreign_warned_at >= FOREIGN_JOBS_WARNING_SECONDS:
+            self._foreign_warned_at = now
+            logger.warning(
+                "the upstream returned %d job(s) for tenant %s that are not its app user's; they were left out"
+                " (X-App-UserId did not limit the list)",
+                count,
+                tenant.id,
+            )
 
     async def _load_list(self, tenant: Tenant, query: UpstreamQuery) -> CacheEntry:
         raw, fetched_at = await self._client.list_jobs(tenant.app_user_id, query)

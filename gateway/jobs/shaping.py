@@ -6,6 +6,11 @@ documented job fields minus personal data (``contact``) and internals (``project
 (made by the caller, who knows the tenant: see ``gateway.jobs.image_links``), and drops any
 ``cover_download_url`` that is not servable for longer than the refresh margin. A job whose URL
 cannot be handed out (not http(s), or holding a space or control character) has no cover.
+
+A job is shown to a tenant only if its ``app_user_id`` is the tenant's: the upstream's page says
+only that ``X-App-UserId`` names a third-party user and that a job carries the id it was created
+with, not that the header limits the list. Tenant isolation does not rest on the upstream alone;
+a job the upstream returns for another app user, or for none, is left out and counted.
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ class ShapedPage:
     covers: dict[str, CoverLink]
     coverless: list[str]
     """The ids of the page's jobs without a cover (or with one that cannot be handed out)."""
+    foreign: int
+    """The jobs left out for not being the tenant's (another app user's, or no app user's)."""
 
 
 @functools.lru_cache(maxsize=4096)
@@ -100,8 +107,11 @@ def _shape_job(
     return job
 
 
-def shape_page(body: Any, *, fetched_at: float, margin_seconds: float, image_url: ImageUrl) -> ShapedPage:
-    """Validate and shape an upstream list body; raises ``UpstreamRejected`` on a wrong shape.
+def shape_page(
+    body: Any, *, app_user_id: str, fetched_at: float, margin_seconds: float, image_url: ImageUrl
+) -> ShapedPage:
+    """Validate and shape an upstream list body asked for as ``app_user_id``; raises
+    ``UpstreamRejected`` on a wrong shape. Jobs of another app user are left out (``foreign``).
     ``image_url`` gives each job with a cover its ``cover_image_url``."""
     if not isinstance(body, dict):
         raise UpstreamRejected("the upstream answered with an unexpected body")
@@ -111,9 +121,13 @@ def shape_page(body: Any, *, fetched_at: float, margin_seconds: float, image_url
     covers: dict[str, CoverLink] = {}
     coverless: list[str] = []
     shaped = []
+    foreign = 0
     for raw in jobs:
         if not isinstance(raw, dict) or not isinstance(raw.get("job_id"), str) or not raw["job_id"]:
             raise UpstreamRejected("the upstream answered with an unexpected body")
+        if raw.get("app_user_id") != app_user_id:
+            foreign += 1
+            continue
         shaped.append(
             _shape_job(
                 raw,
@@ -124,4 +138,4 @@ def shape_page(body: Any, *, fetched_at: float, margin_seconds: float, image_url
                 coverless=coverless,
             )
         )
-    return ShapedPage(count=count, jobs=shaped, covers=covers, coverless=coverless)
+    return ShapedPage(count=count, jobs=shaped, covers=covers, coverless=coverless, foreign=foreign)

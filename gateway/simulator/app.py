@@ -173,7 +173,8 @@ def _answer(request: web.Request, query: list[tuple[str, str]]) -> tuple[int, An
 
     if app_user_id is not None:
         _add_jobs_of(state, app_user_id)
-    count, page = select_jobs(state.jobs, parsed, project_id=state.project_id, app_user_id=app_user_id)
+    scope = app_user_id if state.scoped_by_app_user_id else None
+    count, page = select_jobs(state.jobs, parsed, project_id=state.project_id, app_user_id=scope)
     base_url = f"{request.scheme}://{request.host}"
     issued_at = now - state.cover_issue_lag_seconds
     jobs = [

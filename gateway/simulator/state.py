@@ -73,6 +73,10 @@ class SimulatorState:
     """Each app user id's job count (``None``: 25 to 40)."""
     app_user_ids: set[str] = field(default_factory=set)
     """App user ids whose jobs are in ``jobs``: the built-in ones, then each other id on its first request."""
+    scoped_by_app_user_id: bool = True
+    """Whether ``X-App-UserId`` limits the list to that user's jobs, as the gateway expects. The
+    upstream's page does not say it does (only that a job carries the id it was created with):
+    ``False`` models an upstream that ignores the header and returns every job of the project."""
 
 
 SIMULATOR_STATE: web.AppKey[SimulatorState] = web.AppKey("simulator_state", SimulatorState)
