@@ -73,16 +73,19 @@ def represent(
     ``result`` is how the cache answered (hit, miss, coalesced or stale)."""
     gzipped = entry.gzip_body is not None and accept_encoding is not None and accepts_gzip(accept_encoding)
     etag = entry.gzip_etag if gzipped else entry.etag
-    fresh_for = min(entry.fresh_until - now, entry.fresh_until - entry.fetched_at)  # no longer than its life
+    fresh_for = max(0, int(min(entry.fresh_until - now, entry.fresh_until - entry.fetched_at)))  # within its life
     headers = {
         "Content-Type": "application/json",
         "ETag": etag,
         "X-Cache": X_CACHE[result],
-        "Cache-Control": f"private, max-age={max(0, int(fresh_for))}",
+        "Cache-Control": f"private, max-age={fresh_for}",
         "Vary": VARY,
     }
     if result in ("hit", "stale"):
-        headers["Age"] = str(max(0, int(now - entry.fetched_at)))
+        age = max(0, int(now - entry.fetched_at))
+        headers["Age"] = str(age)
+        if fresh_for:  # a cache counts Age against max-age (RFC 9111 4.2): it keeps fresh_for seconds
+            headers["Cache-Control"] = f"private, max-age={fresh_for + age}"
     if etag_matches(if_none_match, etag):
         del headers["Content-Type"]
         return Representation(304, headers, None)
