@@ -43,14 +43,15 @@ class KeyBackoff:
             return None
         return failing.kind(failing.message, outcome="backoff", retry_after_seconds=failing.until - now)
 
-    def failed(self, key: Hashable, error: UpstreamError) -> None:
-        """Count a failure of ``key`` and push its next try out."""
+    def failed(self, key: Hashable, error: UpstreamError) -> float:
+        """Count a failure of ``key`` and push its next try out; the seconds until then."""
         previous = self._failing.get(key)
         failures = previous.failures + 1 if previous else 1
-        delay = min(self._cap, self._base * 2 ** (failures - 1))
+        delay = min(self._cap, self._base * 2.0 ** min(failures - 1, 32))  # 2.0 ** 1024 overflows
         if error.retry_after_seconds is not None:
             delay = max(delay, min(self._cap, error.retry_after_seconds))
         self._failing[key] = _Failing(failures, self._clock.monotonic() + delay, type(error), error.message)
+        return delay
 
     def succeeded(self, key: Hashable) -> None:
         """Forget ``key``'s failures, and those of keys that have not failed for a while: the

@@ -49,8 +49,8 @@ class Backoff(Protocol):
     def blocked(self, key: CacheKey) -> UpstreamError | None:
         """An error like the last one while ``key`` is backing off, else ``None``."""
 
-    def failed(self, key: CacheKey, error: UpstreamError) -> None:
-        """Count a failure of ``key``."""
+    def failed(self, key: CacheKey, error: UpstreamError) -> float:
+        """Count a failure of ``key``; the seconds until it may be tried again."""
 
     def succeeded(self, key: CacheKey) -> None:
         """Forget ``key``'s failures."""

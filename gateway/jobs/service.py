@@ -187,7 +187,8 @@ class TrainingJobService:
             try:
                 entry = await loader()
             except UpstreamError as error:
-                self._backoff.failed(key, error)
+                # What the caller is told to wait (Retry-After): until this key is asked again.
+                error.retry_after_seconds = self._backoff.failed(key, error)
                 raise
             self._backoff.succeeded(key)
             return entry

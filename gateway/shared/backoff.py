@@ -41,9 +41,10 @@ class SharedBackoff:
         now = self._clock.monotonic()
         return kind(outcome="backoff", retry_after_seconds=until - now) if now < until else None
 
-    def failed(self, key: Hashable, error: UpstreamError) -> None:
-        """Count a failure of ``key`` here (the load that failed publishes it)."""
-        self._local.failed(key, error)
+    def failed(self, key: Hashable, error: UpstreamError) -> float:
+        """Count a failure of ``key`` here (the load that failed publishes it); the seconds until
+        it may be tried again."""
+        return self._local.failed(key, error)
 
     def succeeded(self, key: Hashable) -> None:
         """Forget ``key``'s failures."""

@@ -4,7 +4,8 @@ A ``Fault`` says what goes wrong (``kind``), for whom (``app_user_id``; ``None``
 how often (``probability``) and how many times (``remaining``; ``None`` until cleared).
 Faults apply to authenticated jobs requests, after the signature check, first match wins.
 
-Kinds: ``status`` (an error status in the upstream's error shape, optional ``Retry-After``),
+Kinds: ``status`` (an error status in the upstream's error shape, optional ``Retry-After``:
+seconds or any text),
 ``latency`` (answer normally after ``seconds``), ``reset`` (close the connection without an
 answer), ``truncated`` (promise a body, send half, close), ``not_json``, ``wrong_shape``,
 ``huge`` (a 200 body far above any sane cap, streamed), ``slow_drip`` (a 200 body one byte
@@ -31,7 +32,8 @@ class Fault:
 
     kind: str
     status: int = 500
-    retry_after: int | None = None
+    retry_after: int | str | None = None
+    """Seconds, or a value sent as it is (an HTTP date, or nonsense)."""
     seconds: float = 0.0
     app_user_id: str | None = None
     probability: float = 1.0

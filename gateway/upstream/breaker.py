@@ -41,6 +41,12 @@ class CircuitBreaker:
         """The state as a number, for the metric: 0 closed, 1 half-open, 2 open."""
         return STATE_VALUES[self.state]
 
+    def opens_for(self) -> float:
+        """Seconds until an open circuit lets a probe through (0 when it is not open)."""
+        if self._state != OPEN:
+            return 0.0
+        return max(0.0, self._opened_at + self._policy.open_seconds - self._clock.monotonic())
+
     def allow(self) -> bool:
         """Whether a call may go out now (in half-open, only one probe at a time)."""
         state = self.state

@@ -31,6 +31,8 @@ import logging
 import math
 import random
 import time
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -86,9 +88,19 @@ def _refused_credentials() -> UpstreamRejected:
     return UpstreamRejected("the upstream refused the gateway's credentials", outcome="auth")
 
 
-def _retry_after_seconds(answer: UpstreamAnswer) -> float | None:
+def _retry_after_seconds(answer: UpstreamAnswer, now: float) -> float | None:
+    """The answer's ``Retry-After`` as seconds from ``now`` (Unix time): a number of seconds, or
+    an HTTP date (RFC 9110 10.2.3; one past is 0); ``None`` when absent or unreadable."""
     value = answer.headers.get("retry-after", "")
-    return float(value) if ascii_digits(value) else None
+    if ascii_digits(value):
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if moment.tzinfo is None:  # "-0000": UTC, with no zone said
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, moment.timestamp() - now)
 
 
 _OUTCOMES: list[tuple[type[UpstreamHttpError], str, type[UpstreamRejected | UpstreamUnavailable]]] = [
@@ -187,10 +199,13 @@ class MetaStudioClient:
                 # spends its token (as tenacity's order did): under failure, fewer retries.
                 if failure.outcome == "circuit_open" or not self._budget.try_retry():
                     raise
-                delay = retry_delay(attempt, failure.retry_after_seconds, settings.retry_after_cap_seconds)
+                asked = failure.retry_after_seconds
+                delay = retry_delay(attempt, asked, settings.retry_after_cap_seconds)
                 deadline = cut.when() or math.inf
                 if attempt >= settings.max_attempts or loop.time() + delay >= deadline:
                     raise
+                if asked is not None and asked > settings.retry_after_cap_seconds:
+                    raise  # not before the upstream said: the key backs off instead
             await asyncio.sleep(delay)
             attempt += 1
 
@@ -200,7 +215,11 @@ class MetaStudioClient:
         auth = self._credentials.authorization()  # before the breaker: no credentials is not an outage
         if not breaker.allow():
             self._metrics.upstream_requests.labels(outcome="circuit_open").inc()
-            raise UpstreamUnavailable("the upstream is failing; calls are paused briefly", outcome="circuit_open")
+            raise UpstreamUnavailable(
+                "the upstream is failing; calls are paused briefly",
+                outcome="circuit_open",
+                retry_after_seconds=breaker.opens_for(),
+            )
         failed = True
         try:
             result = await self._attempt(auth, app_user_id, query, cut)
@@ -265,7 +284,8 @@ class MetaStudioClient:
         if status in (401, 403):
             raise _CredentialsRefused(auth)
         if status == 429 or status >= 500:
-            raise UpstreamUnavailable(outcome=str(status), retry_after_seconds=_retry_after_seconds(answer))
+            retry_after = _retry_after_seconds(answer, self._clock.now())
+            raise UpstreamUnavailable(outcome=str(status), retry_after_seconds=retry_after)
         if status != 200:
             raise UpstreamRejected(outcome=str(status))
         try:

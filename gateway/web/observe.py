@@ -8,6 +8,7 @@ paths and methods reach catch-all routes that are wrapped the same way.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -24,6 +25,8 @@ from gateway.errors import (
     MethodNotAllowed,
     RateLimited,
     Unauthenticated,
+    UpstreamTimeout,
+    UpstreamUnavailable,
 )
 from gateway.observability.accesslog import CURRENT_REQUEST, AccessLog, RequestContext, exception_record
 from gateway.web.appkeys import REQUEST_CONTEXT, Handler
@@ -51,6 +54,9 @@ def error_response(error: GatewayError, request_id: str) -> web.Response:
     response = web.Response(status=error.status, body=orjson.dumps(body), content_type="application/json")
     if isinstance(error, RateLimited | AuthUnavailable):
         response.headers["Retry-After"] = str(error.retry_after_seconds)
+    elif isinstance(error, UpstreamUnavailable | UpstreamTimeout) and error.retry_after_seconds is not None:
+        # Until the gateway asks the upstream for this again (the key's backoff, an open circuit).
+        response.headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_seconds)))
     elif isinstance(error, MethodNotAllowed):
         response.headers["Allow"] = ALLOWED_METHODS
     elif isinstance(error, InvalidToken):  # RFC 6750: the reason, in fixed words of our own

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
+from email.utils import format_datetime
 
 import pytest
 
@@ -60,19 +62,24 @@ async def test_stale_list_never_carries_a_cover_inside_the_margin(make_gateway: 
 
 
 async def test_failing_key_is_not_hammered(gateway: Gateway) -> None:
-    """After a failed load, further requests for that key inside its backoff fail fast without upstream calls."""
+    """After a failed load, further requests for that key inside its backoff fail fast without
+    upstream calls; each 503 says when to come back (Retry-After: the backoff left, rounded up)."""
     gateway.simulator.state.fail_next.extend([500] * 3)
-    assert await _status(gateway) == 503
+    failed = await gateway.client.get("/v1/training-jobs", headers=ACME)
+    assert (failed.status, failed.headers["Retry-After"]) == (503, "1")  # the key's backoff: 1 s
     calls = gateway.upstream_calls
+    gateway.clock.advance(0.5)
     for _ in range(10):
-        assert await _status(gateway) == 503
+        blocked = await gateway.client.get("/v1/training-jobs", headers=ACME)
+        assert (blocked.status, blocked.headers["Retry-After"]) == (503, "1")
     assert gateway.upstream_calls == calls
     gateway.clock.advance(2)
     assert await _status(gateway) == 200
 
 
 async def test_circuit_opens_and_fails_fast_then_probes(make_gateway: GatewayFactory) -> None:
-    """Failures open the tenant's circuit: 503 at once without upstream calls; after open_seconds a probe closes it."""
+    """Failures open the tenant's circuit: 503 at once without upstream calls, saying when it
+    will try again (Retry-After); after open_seconds a probe closes it."""
     breaker = CircuitBreakerSettings(window_seconds=30, min_calls=4, failure_ratio=0.5, open_seconds=10)
     gateway = await make_gateway(max_attempts=1, circuit_breaker=breaker)
     gateway.simulator.state.fail_next.extend([500] * 4)
@@ -80,11 +87,13 @@ async def test_circuit_opens_and_fails_fast_then_probes(make_gateway: GatewayFac
         assert await _status(gateway, path=f"/v1/training-jobs?offset={offset}") == 503
     assert gateway.metric("metastudio_gateway_circuit_state", tenant="acme") == 2
     calls = gateway.upstream_calls
-    assert await _status(gateway, path="/v1/training-jobs?offset=99") == 503
+    gateway.clock.advance(3)
+    refused = await gateway.client.get("/v1/training-jobs?offset=99", headers=ACME)
+    assert (refused.status, refused.headers["Retry-After"]) == (503, "7")  # the circuit's 10 s, 3 gone
     assert gateway.upstream_calls == calls
     assert gateway.metric("metastudio_gateway_circuit_state", tenant="globex") == 0
     assert await _status(gateway, GLOBEX) == 200
-    gateway.clock.advance(11)
+    gateway.clock.advance(8)
     assert gateway.metric("metastudio_gateway_circuit_state", tenant="acme") == 1
     assert await _status(gateway, path="/v1/training-jobs?offset=98") == 200
     assert gateway.metric("metastudio_gateway_circuit_state", tenant="acme") == 0
@@ -122,6 +131,29 @@ async def test_retry_after_from_a_429_is_honoured(make_gateway: GatewayFactory) 
     gateway.simulator.state.fail_next.append(429)
     assert await _status(gateway) == 200
     assert [r.status for r in gateway.simulator.state.request_log] == [429, 200]
+
+
+async def test_retry_after_as_an_http_date_is_honoured(make_gateway: GatewayFactory) -> None:
+    """A Retry-After may be an HTTP date (RFC 9110 10.2.3): one 3 s ahead when the caller's
+    deadline is 1 s means no retry, a 503 at once saying to come back in 3 s, and one upstream
+    call. (It was read as no Retry-After: retried at once, against the upstream's word.)"""
+    gateway = await make_gateway(timeout_seconds=1.0, upstream={"retry_after_cap_seconds": 5.0})
+    when = format_datetime(datetime.fromtimestamp(gateway.clock.now() + 3, UTC), usegmt=True)
+    gateway.simulator.state.faults.append(Fault("status", status=429, retry_after=when, remaining=1))
+    response = await gateway.client.get("/v1/training-jobs", headers=ACME)
+    assert (response.status, response.headers["Retry-After"], gateway.upstream_calls) == (503, "3", 1)
+
+
+async def test_a_retry_after_beyond_the_cap_is_not_cut_short(make_gateway: GatewayFactory) -> None:
+    """The upstream asks for 60 s and the gateway waits at most 5 s within a request: it does not
+    call again after 5 s (against the upstream's word) but answers 503 at once, and the key backs
+    off for its longest, 30 s, which the caller is told."""
+    gateway = await make_gateway(timeout_seconds=10.0, upstream={"retry_after_cap_seconds": 5.0})
+    gateway.simulator.state.faults.append(Fault("status", status=429, retry_after=60, remaining=1))
+    started = asyncio.get_running_loop().time()
+    response = await gateway.client.get("/v1/training-jobs", headers=ACME)
+    assert asyncio.get_running_loop().time() - started < 2
+    assert (response.status, response.headers["Retry-After"], gateway.upstream_calls) == (503, "30", 1)
 
 
 async def test_rate_limit_gives_429_with_retry_after_and_spares_other_tenants(make_gateway: GatewayFactory) -> None:

@@ -153,6 +153,25 @@ def test_key_backoff_doubles_and_honours_retry_after() -> None:
     assert backoff.blocked("k") is None
 
 
+def test_key_backoff_says_how_long_and_stays_at_its_cap_however_long_a_key_fails() -> None:
+    """``failed`` gives the seconds until the key may be tried again (what callers are told to
+    wait). A key failing for hours on end (asked again as soon as it may be: 1,100 failures, nine
+    hours at the default 30 s cap) stays at the cap: the doubling overflowed a float from the
+    1,025th failure on, and ``failed`` raised instead of blocking the key (a 500 for the caller,
+    and the key asked again on every request)."""
+    clock = ManualClock()
+    backoff = KeyBackoff(clock, base_seconds=1, cap_seconds=8)
+    assert [backoff.failed("k", UpstreamUnavailable()) for _ in range(5)] == [1, 2, 4, 8, 8]
+    assert backoff.failed("j", UpstreamUnavailable(retry_after_seconds=5)) == 5
+    defaults = KeyBackoff(clock)  # as the app builds it
+    delays = []
+    for _ in range(1_100):
+        clock.advance(30)
+        delays.append(defaults.failed("k", UpstreamUnavailable()))
+    assert delays[:6] == [1, 2, 4, 8, 16, 30] and set(delays[5:]) == {30}
+    assert defaults.blocked("k") is not None
+
+
 class _Held:
     """Something a failed load held (a weak reference can watch it)."""
 
