@@ -17,9 +17,15 @@ from __future__ import annotations
 from collections.abc import Iterable, MutableMapping
 
 ALLOWED_METHODS = "GET, HEAD"
-ALLOWED_REQUEST_HEADERS = frozenset({"authorization", "if-none-match", "x-request-id"})
-EXPOSED_HEADERS = "ETag, X-Cache, X-Request-Id, Age, Retry-After"
-APPROVED_REQUEST_HEADERS = "Authorization, If-None-Match, X-Request-Id"
+_USED_REQUEST_HEADERS = ("Authorization", "If-None-Match", "X-Request-Id")
+_IGNORED_REQUEST_HEADERS = ("Content-Type", "X-Requested-With", "traceparent", "tracestate", "baggage", "sentry-trace")
+"""Headers frontends' libraries add to every call (a JSON ``Content-Type`` on a GET, jQuery's
+marker, W3C trace context and baggage from OpenTelemetry, Sentry's trace): approved so that a
+preflight asking for them is not refused, which fails every call of such a page; the gateway
+reads none of them and sends none upstream."""
+ALLOWED_REQUEST_HEADERS = frozenset(name.lower() for name in _USED_REQUEST_HEADERS + _IGNORED_REQUEST_HEADERS)
+APPROVED_REQUEST_HEADERS = ", ".join(_USED_REQUEST_HEADERS + _IGNORED_REQUEST_HEADERS)
+EXPOSED_HEADERS = "ETag, X-Cache, X-Request-Id, Age, Retry-After, WWW-Authenticate"
 
 
 class CorsPolicy:

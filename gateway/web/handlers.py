@@ -144,24 +144,32 @@ async def not_found(_request: web.Request) -> web.Response:
     raise NotFound("no such route")
 
 
+NOT_STORED = {"Cache-Control": "no-store"}
+"""On answers about this moment (health, readiness, metrics): a cache in front (a CDN, a proxy)
+may otherwise keep an answer without ``Cache-Control`` by its own heuristic (RFC 9111 4.2.2), and
+serve a draining replica's "ready" or frozen metrics."""
+
+
 async def healthz(_request: web.Request) -> web.Response:
     """The process is alive."""
-    return web.json_response({"status": "ok"})
+    return web.json_response({"status": "ok"}, headers=NOT_STORED)
 
 
 async def readyz(request: web.Request) -> web.Response:
     """Tenants are loaded, unexpired cloud credentials are held, and the gateway is not draining."""
     lifecycle = request.app[LIFECYCLE]
     if lifecycle.ready and lifecycle.credentials_valid():
-        return web.json_response({"status": "ready"})
-    return web.json_response({"status": "not_ready"}, status=503)
+        return web.json_response({"status": "ready"}, headers=NOT_STORED)
+    return web.json_response({"status": "not_ready"}, status=503, headers=NOT_STORED)
 
 
 async def prometheus_metrics(request: web.Request) -> web.Response:
     """Prometheus text exposition of the app's registry."""
-    return web.Response(body=generate_latest(request.app[REGISTRY]), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    body = generate_latest(request.app[REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST, **NOT_STORED})
 
 
 async def openapi_spec(_request: web.Request) -> web.Response:
-    """The OpenAPI description of this API."""
-    return web.Response(body=OPENAPI_SPEC.read_bytes(), content_type="application/yaml")
+    """The OpenAPI description of this API (revalidated: it changes with the gateway's version)."""
+    body = OPENAPI_SPEC.read_bytes()
+    return web.Response(body=body, content_type="application/yaml", headers={"Cache-Control": "no-cache"})

@@ -44,6 +44,7 @@ async def every_kind_of_answer(gateway: Gateway) -> list[tuple[str, Any]]:
         ("image link redirect", "GET", job["cover_image_url"], {}),
         ("image link refused", "GET", job["cover_image_url"].replace("sig=", "sig=x"), {}),
         ("healthz", "GET", "/healthz", {}),
+        ("readyz", "GET", "/readyz", {}),
         ("metrics", "GET", "/metrics", {}),
         ("openapi", "GET", "/openapi.yaml", {}),
     ]
@@ -64,11 +65,16 @@ async def test_every_answer_says_nosniff(cors_gateway: Gateway) -> None:
         assert response.headers.get("X-Content-Type-Options") == "nosniff", what
 
 
-async def test_errors_are_never_stored(cors_gateway: Gateway) -> None:
-    """Every error answer carries Cache-Control: no-store; successes keep their own caching headers."""
+async def test_errors_and_answers_about_the_moment_are_never_stored(cors_gateway: Gateway) -> None:
+    """Every error answer, and /healthz, /readyz and /metrics, carry Cache-Control: no-store (a
+    CDN or proxy in front keeps an answer without Cache-Control by its own heuristic, RFC 9111
+    4.2.2: a draining replica's "ready", frozen metrics); /openapi.yaml is revalidated (no-cache);
+    lists, jobs and redirects keep their own caching headers."""
     for what, response in await every_kind_of_answer(cors_gateway):
-        if response.status >= 400:
+        if response.status >= 400 or what in ("healthz", "readyz", "metrics"):
             assert response.headers["Cache-Control"] == "no-store", what
+        elif what == "openapi":
+            assert response.headers["Cache-Control"] == "no-cache", what
         else:
             assert response.headers.get("Cache-Control") != "no-store", what
 

@@ -10,7 +10,8 @@ pytestmark = pytest.mark.asyncio
 
 
 async def test_allowed_origin_gets_cors_headers_on_success_and_errors(cors_gateway: Gateway) -> None:
-    """An allowed Origin is echoed on 200, 401 and 302 answers, with the useful headers exposed."""
+    """An allowed Origin is echoed on 200, 401 and 302 answers, with the useful headers exposed
+    (WWW-Authenticate too: a page can read why its token was refused)."""
     jobs = (await (await cors_gateway.client.get("/v1/training-jobs?limit=50", headers=ACME)).json())["jobs"]
     job_id = next(job["job_id"] for job in jobs if "cover_download_url" in job)
     for path, headers, status in (
@@ -21,7 +22,8 @@ async def test_allowed_origin_gets_cors_headers_on_success_and_errors(cors_gatew
         response = await cors_gateway.client.get(path, headers={**headers, "Origin": APP}, allow_redirects=False)
         assert response.status == status
         assert response.headers["Access-Control-Allow-Origin"] == APP
-        assert "X-Cache" in response.headers["Access-Control-Expose-Headers"]
+        exposed = {name.strip() for name in response.headers["Access-Control-Expose-Headers"].split(",")}
+        assert {"ETag", "X-Cache", "X-Request-Id", "Age", "Retry-After", "WWW-Authenticate"} <= exposed
         vary = [name.strip() for value in response.headers.getall("Vary") for name in value.split(",")]
         assert "Origin" in vary
 
@@ -48,6 +50,25 @@ async def test_preflight_for_allowed_origin_approves_authorization(cors_gateway:
     assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
     assert int(response.headers["Access-Control-Max-Age"]) > 0
     assert cors_gateway.upstream_calls == 0
+
+
+async def test_preflight_approves_the_headers_frontends_libraries_add(cors_gateway: Gateway) -> None:
+    """A page instrumented by OpenTelemetry or Sentry, or whose HTTP client sets a JSON
+    Content-Type on every GET, asks for those headers too: approved (the gateway reads none of
+    them), where the preflight was refused and every call of the page failed."""
+    asked = "authorization, content-type, traceparent, tracestate, baggage, sentry-trace, x-requested-with"
+    response = await cors_gateway.client.options(
+        "/v1/training-jobs",
+        headers={"Origin": APP, "Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": asked},
+    )
+    assert response.status == 204
+    approved = {name.strip().lower() for name in response.headers["Access-Control-Allow-Headers"].split(",")}
+    assert set(asked.split(", ")) <= approved
+    traced = {**ACME, "Origin": APP, "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    answer = await cors_gateway.client.get("/v1/training-jobs", headers={**traced, "Content-Type": "application/json"})
+    assert (answer.status, answer.headers["Access-Control-Allow-Origin"]) == (200, APP)
+    (upstream,) = cors_gateway.simulator.state.request_log
+    assert "traceparent" not in {name.lower() for name in upstream.headers}  # nothing a caller sends goes upstream
 
 
 @pytest.mark.parametrize(
