@@ -6,15 +6,19 @@ open it, a burst of them in light traffic should), and the state must be a metri
 
 States: ``closed`` (calls flow, outcomes counted per second), ``open`` (calls refused at once
 for ``open_seconds``), ``half_open`` (one probe at a time; its success closes the circuit,
-its failure opens it again).
+its failure opens it again). Opening from closed is logged as a warning, closing again as info
+(a probe that fails, re-opening it, is not: the outage goes on).
 """
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 
 from gateway.clock import Clock
 from gateway.config.settings import CircuitBreakerSettings
+
+logger = logging.getLogger(__name__)
 
 CLOSED, HALF_OPEN, OPEN = "closed", "half_open", "open"
 STATE_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
@@ -23,9 +27,11 @@ STATE_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 class CircuitBreaker:
     """Decides whether an upstream call may be made, from recent outcomes."""
 
-    def __init__(self, policy: CircuitBreakerSettings, clock: Clock) -> None:
+    def __init__(self, policy: CircuitBreakerSettings, clock: Clock, name: str = "") -> None:
         self._policy = policy
         self._clock = clock
+        self._name = name
+        """What the circuit guards, for the log (the app user id its calls are made as)."""
         self._state = CLOSED
         self._opened_at = 0.0
         self._probe_in_flight = False
@@ -67,6 +73,7 @@ class CircuitBreaker:
             else:
                 self._state = CLOSED
                 self._seconds.clear()
+                logger.info("upstream calls for app user %s flow again: the circuit closed", self._name)
             return
         now = self._clock.monotonic()
         second = float(int(now))
@@ -81,6 +88,15 @@ class CircuitBreaker:
         failures = sum(bucket[2] for bucket in self._seconds)
         if self._state == CLOSED and calls >= self._policy.min_calls and failures / calls >= self._policy.failure_ratio:
             self._open()
+            logger.warning(
+                "upstream calls for app user %s are paused for %g s (the circuit opened): %d of %d calls"
+                " failed in the last %g s; cached lists are served stale meanwhile",
+                self._name,
+                self._policy.open_seconds,
+                failures,
+                calls,
+                self._policy.window_seconds,
+            )
 
     def _open(self) -> None:
         self._state = OPEN

@@ -30,6 +30,7 @@ import asyncio
 import logging
 import math
 import random
+import re
 import time
 from datetime import UTC
 from email.utils import parsedate_to_datetime
@@ -66,26 +67,39 @@ from gateway.upstream.signing import path_and_query, sign
 logger = logging.getLogger(__name__)
 
 USER_AGENT = f"metastudio-gateway/{__version__}"
-TLS_WARNING_SECONDS = 60.0
-"""Each TLS failure's reason is logged at most this often while it lasts (two reasons that
-alternate, two backends, each once a minute)."""
-TLS_REASONS_KEPT = 64
+WARNING_SECONDS = 60.0
+"""Each warning (a TLS failure's reason, refused credentials) is logged at most this often while
+it lasts, each message on its own (two TLS reasons that alternate, two backends, each once a
+minute)."""
+WARNINGS_KEPT = 64
 BACKOFF_SECONDS = 0.05
 """The backoff ceiling after the first failed attempt; it doubles with each attempt after."""
 MAX_BACKOFF_SECONDS = 1.0
 
 
 class _CredentialsRefused(Exception):
-    """The upstream answered 401/403: our signature or credentials were refused."""
+    """The upstream answered 401/403: our signature or credentials were refused. ``reason`` is
+    the status and the upstream's ``error_code`` when it gave one (``_error_code``)."""
 
-    def __init__(self, refused: UpstreamAuth) -> None:
+    def __init__(self, refused: UpstreamAuth, reason: str) -> None:
         super().__init__("the upstream refused the credentials")
         self.refused = refused
+        self.reason = reason
 
 
-def _refused_credentials() -> UpstreamRejected:
-    """What a caller gets when the upstream refused the credentials even after a renewal."""
-    return UpstreamRejected("the upstream refused the gateway's credentials", outcome="auth")
+_ERROR_CODE = re.compile(r"[A-Za-z0-9._-]{1,40}")
+"""What an upstream ``error_code`` looks like (``APIGW.0301``); anything else is not repeated."""
+
+
+def _error_code(answer: UpstreamAnswer) -> str | None:
+    """The ``error_code`` of an error answer's JSON body (``APIGW.0301``: the signature did not
+    verify; ``APIGW.0302``: no permission), to say in the log; never its message."""
+    try:
+        body = orjson.loads(answer.body)
+    except orjson.JSONDecodeError:
+        return None
+    code = body.get("error_code") if isinstance(body, dict) else None
+    return code if isinstance(code, str) and _ERROR_CODE.fullmatch(code) else None
 
 
 def _retry_after_seconds(answer: UpstreamAnswer, now: float) -> float | None:
@@ -149,14 +163,16 @@ class MetaStudioClient:
         self._breakers: dict[str, CircuitBreaker] = {}
         self._outcome_counters: dict[str, Counter] = {}
         self._budget = RetryBudget(clock, ratio=settings.retry_budget_ratio)
-        self._tls_warned: dict[str, float] = {}
-        """When (monotonic) each TLS failure's reason was last logged."""
+        self._warned: dict[str, float] = {}
+        """When (monotonic) each warning (``_warn``) was last logged."""
+        self._credentials_refused = False
+        """Whether the last refusal of the credentials has not been followed by an answer yet."""
 
     def breaker(self, app_user_id: str) -> CircuitBreaker:
         """The circuit breaker guarding calls for ``app_user_id``."""
         breaker = self._breakers.get(app_user_id)
         if breaker is None:
-            breaker = self._breakers[app_user_id] = CircuitBreaker(self._breaker_policy, self._clock)
+            breaker = self._breakers[app_user_id] = CircuitBreaker(self._breaker_policy, self._clock, app_user_id)
         return breaker
 
     async def list_jobs(self, app_user_id: str, query: UpstreamQuery) -> tuple[Any, float]:
@@ -165,15 +181,15 @@ class MetaStudioClient:
         try:
             async with asyncio.timeout_at(deadline) as cut:
                 try:
-                    return await self._with_retries(app_user_id, query, cut)
+                    page = await self._with_retries(app_user_id, query, cut)
                 except _CredentialsRefused as refusal:
                     # Perhaps the credentials were rotated or revoked: renew them and try once more.
                     if not await self._credentials.renew_refused(refusal.refused):
-                        raise _refused_credentials() from refusal
+                        raise self._refused_credentials(refusal) from refusal
                     try:
-                        return await self._with_retries(app_user_id, query, cut)
+                        page = await self._with_retries(app_user_id, query, cut)
                     except _CredentialsRefused as exc:
-                        raise _refused_credentials() from exc
+                        raise self._refused_credentials(exc) from exc
         except CredentialsUnavailable as exc:
             self._metrics.upstream_requests.labels(outcome="no_credentials").inc()
             raise UpstreamUnavailable(
@@ -181,6 +197,20 @@ class MetaStudioClient:
             ) from exc
         except TimeoutError as exc:  # the attempt it cut, if any, is recorded as a timeout
             raise UpstreamTimeout() from exc
+        if self._credentials_refused:
+            self._credentials_refused = False
+            logger.info("the upstream accepts the gateway's credentials again")
+        return page
+
+    def _refused_credentials(self, refusal: _CredentialsRefused) -> UpstreamRejected:
+        """What a caller gets when the upstream refused the credentials even after a renewal;
+        the log says so (at most once a minute), the operator's first question."""
+        self._credentials_refused = True
+        self._warn(
+            f"the upstream refused the gateway's credentials ({refusal.reason}); callers get 502 until"
+            " they are mended: check the keys or token, their MetaStudio permission and METASTUDIO_PROJECT_ID"
+        )
+        return UpstreamRejected("the upstream refused the gateway's credentials", outcome="auth")
 
     async def _with_retries(self, app_user_id: str, query: UpstreamQuery, cut: asyncio.Timeout) -> tuple[Any, float]:
         """Attempts until one answers, a failure is not to be retried, ``max_attempts`` are made,
@@ -275,34 +305,38 @@ class MetaStudioClient:
             if exc.head is None or exc.head.status == 200:
                 outcome, error = next((outcome, error) for kind, outcome, error in _OUTCOMES if isinstance(exc, kind))
                 self._record(outcome, started)
-                if isinstance(exc, UpstreamTlsFailed):
-                    self._warn_tls(str(exc))
+                if isinstance(exc, UpstreamTlsFailed):  # why: the operator's first question
+                    self._warn(f"{exc}; upstream calls fail as tls_error until it is mended")
                 raise error(outcome=outcome) from exc
             answer = exc.head  # an error answer whose body failed: its status decides, as its body is not used
         status = answer.status
+        if status == 200:
+            try:
+                page = orjson.loads(answer.body)
+            except orjson.JSONDecodeError as exc:
+                self._record("invalid_body", started)  # a 200 of HTML (a proxy's, a WAF's) is no answer
+                raise UpstreamRejected(outcome="invalid_body") from exc
+            self._record("200", started)
+            return page, self._clock.now()
         self._record(str(status), started)
         if status in (401, 403):
-            raise _CredentialsRefused(auth)
+            code = _error_code(answer)
+            raise _CredentialsRefused(auth, f"HTTP {status}" + (f", {code}" if code else ""))
         if status == 429 or status >= 500:
             retry_after = _retry_after_seconds(answer, self._clock.now())
             raise UpstreamUnavailable(outcome=str(status), retry_after_seconds=retry_after)
-        if status != 200:
-            raise UpstreamRejected(outcome=str(status))
-        try:
-            return orjson.loads(answer.body), self._clock.now()
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamRejected(outcome="invalid_body") from exc
+        raise UpstreamRejected(outcome=str(status))
 
-    def _warn_tls(self, reason: str) -> None:
-        """Say why TLS failed (an expired or rotated certificate, a CA not trusted, an inspecting
-        proxy): the operator's first question, which the outcome alone does not answer."""
-        warned = self._tls_warned
+    def _warn(self, message: str) -> None:
+        """Log a warning about the upstream calls (a TLS failure's reason, refused credentials)
+        when it first comes and at most once a minute while it lasts, each message on its own."""
+        warned = self._warned
         now = self._clock.monotonic()
-        if now - warned.get(reason, -math.inf) >= TLS_WARNING_SECONDS:
-            if len(warned) >= TLS_REASONS_KEPT:  # OpenSSL's reasons are few; bounded all the same
+        if now - warned.get(message, -math.inf) >= WARNING_SECONDS:
+            if len(warned) >= WARNINGS_KEPT:  # the messages are few; bounded all the same
                 warned.clear()
-            warned[reason] = now
-            logger.warning("%s; upstream calls fail as tls_error until it is mended", reason)
+            warned[message] = now
+            logger.warning("%s", message)
 
     def _record(self, outcome: str, started: float) -> None:
         elapsed = time.perf_counter() - started

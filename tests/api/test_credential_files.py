@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from pathlib import Path
 
@@ -57,17 +58,27 @@ async def test_upstream_401_rereads_the_files_at_once(make_gateway: GatewayFacto
 
 
 async def test_a_refusal_the_same_keys_would_meet_again_is_not_retried(
-    make_gateway: GatewayFactory, tmp_path: Path
+    make_gateway: GatewayFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The upstream refuses the pair and the files still hold it: the files are re-read, and the
     call is not made again with the same keys (each refused request was two upstream calls)."""
     gateway, _ak, _sk = await _file_gateway(make_gateway, tmp_path)
     gateway.simulator.state.faults.append(Fault("status", status=403))
-    for offset in range(5):
-        response = await gateway.client.get(f"/v1/training-jobs?offset={offset}", headers=ACME)
-        assert response.status == 502
-    assert len(gateway.simulator.state.request_log) == 5
-    assert gateway.metric("metastudio_gateway_credential_reloads_total", trigger="upstream_auth_failure") == 5
+    with caplog.at_level(logging.INFO, logger="gateway.upstream.client"):
+        for offset in range(5):
+            response = await gateway.client.get(f"/v1/training-jobs?offset={offset}", headers=ACME)
+            assert response.status == 502
+        assert len(gateway.simulator.state.request_log) == 5
+        assert gateway.metric("metastudio_gateway_credential_reloads_total", trigger="upstream_auth_failure") == 5
+        gateway.simulator.state.faults.clear()
+        assert (await gateway.client.get("/v1/training-jobs?offset=9", headers=ACME)).status == 200
+    # The log says it once (not once a refusal), with the status and the upstream's error code
+    # (APIGW.0302: no permission), never the keys; and then that the credentials work again.
+    said = [(record.levelno, record.getMessage()) for record in caplog.records]
+    assert [level for level, _ in said] == [logging.WARNING, logging.INFO]
+    assert "refused the gateway's credentials (HTTP 403, APIGW.0302)" in said[0][1]
+    assert "accepts the gateway's credentials again" in said[1][1]
+    assert not [text for _, text in said if SIM_AK in text or SIM_SK in text]
 
 
 async def test_security_token_is_sent_and_signed(make_gateway: GatewayFactory) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
@@ -77,9 +78,13 @@ async def test_failing_key_is_not_hammered(gateway: Gateway) -> None:
     assert await _status(gateway) == 200
 
 
-async def test_circuit_opens_and_fails_fast_then_probes(make_gateway: GatewayFactory) -> None:
+async def test_circuit_opens_and_fails_fast_then_probes(
+    make_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
     """Failures open the tenant's circuit: 503 at once without upstream calls, saying when it
-    will try again (Retry-After); after open_seconds a probe closes it."""
+    will try again (Retry-After); after open_seconds a probe closes it. The log says when it
+    opened and why, and when it closed (nothing did)."""
+    caplog.set_level(logging.INFO, logger="gateway.upstream.breaker")
     breaker = CircuitBreakerSettings(window_seconds=30, min_calls=4, failure_ratio=0.5, open_seconds=10)
     gateway = await make_gateway(max_attempts=1, circuit_breaker=breaker)
     gateway.simulator.state.fail_next.extend([500] * 4)
@@ -97,6 +102,10 @@ async def test_circuit_opens_and_fails_fast_then_probes(make_gateway: GatewayFac
     assert gateway.metric("metastudio_gateway_circuit_state", tenant="acme") == 1
     assert await _status(gateway, path="/v1/training-jobs?offset=98") == 200
     assert gateway.metric("metastudio_gateway_circuit_state", tenant="acme") == 0
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "gateway.upstream.breaker"]
+    assert [level for level, _ in said] == [logging.WARNING, logging.INFO]  # opened, closed: once each
+    assert "app user acme-web are paused for 10 s" in said[0][1] and "4 of 4 calls failed" in said[0][1]
+    assert "app user acme-web flow again" in said[1][1]
 
 
 async def test_open_circuit_still_serves_stale(make_gateway: GatewayFactory) -> None:

@@ -8,6 +8,7 @@ import ssl
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from gateway.config.settings import CircuitBreakerSettings
@@ -49,6 +50,18 @@ async def test_upstream_fault_maps_to_a_documented_error(
     response = await gateway.client.get("/v1/training-jobs", headers=ACME)
     assert response.status == status
     assert (await response.json())["error"]["code"] == code
+
+
+async def test_a_200_that_is_not_json_is_recorded_as_invalid_body(make_gateway: GatewayFactory) -> None:
+    """A 200 whose body is not JSON (a proxy's or a WAF's HTML page) is outcome invalid_body in
+    the metric and the access log, not "200": alerts on the upstream's errors see it."""
+    gateway = await make_gateway(max_attempts=1)
+    gateway.simulator.state.faults.append(Fault("not_json"))
+    assert (await gateway.client.get("/v1/training-jobs", headers=ACME)).status == 502
+    outcomes = "metastudio_gateway_upstream_requests_total"
+    assert (gateway.metric(outcomes, outcome="invalid_body"), gateway.metric(outcomes, outcome="200")) == (1, 0)
+    (line,) = [orjson.loads(raw) for raw in gateway.log.getvalue().splitlines() if b'"route"' in raw]
+    assert line["upstream_status"] == "invalid_body"
 
 
 async def test_one_tenants_trouble_leaves_another_healthy(make_gateway: GatewayFactory) -> None:
