@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 import secrets
 import string
 from collections import Counter
@@ -130,7 +131,8 @@ class CloudState:
     """The instance requires v2: a metadata request without a session token is a 401."""
     keys: dict[str, IssuedKeys] = field(default_factory=dict, repr=False)
     tokens: dict[str, IssuedToken] = field(default_factory=dict, repr=False)
-    metadata_sessions: set[str] = field(default_factory=set, repr=False)
+    metadata_sessions: dict[str, float] = field(default_factory=dict, repr=False)
+    """IMDS v2 session tokens and when each expires (its TTL, on the simulator's clock)."""
     log: list[CloudRequest] = field(default_factory=list)
 
     def count(self, route: str, status: int | None = None) -> int:
@@ -400,16 +402,19 @@ class FakeCloud:
         if not ttl.isdigit() or not 60 <= int(ttl) <= 21600:
             return web.Response(status=400, text="X-Metadata-Token-Ttl-Seconds must be 60 to 21600")
         token = secrets.token_urlsafe(32)
-        self.state.metadata_sessions.add(token)
+        self.state.metadata_sessions[token] = self._clock.now() + int(ttl)
         return web.Response(text=token)
 
     async def _metadata(self, request: web.Request) -> web.Response:
         session = request.headers.get("X-Metadata-Token")
-        refused = self.state.imds_v1_refused if session is None else session not in self.state.metadata_sessions
+        if session is None:
+            refused = self.state.imds_v1_refused
+        else:  # unknown, or past its TTL: the SDK keeps a token until it meets this 401
+            refused = self.state.metadata_sessions.get(session, -math.inf) <= self._clock.now()
         if refused:
             return web.Response(status=401, text="Unauthorized")
-        if not self.state.instance_has_agency:
-            return _error(404, "ECS.0001", AGENCY_MISSING_TEXT)
+        if not self.state.instance_has_agency:  # a 401 whose body says so: asking again will not help
+            return _error(401, "ECS.0001", AGENCY_MISSING_TEXT)
         return self._iam_credential("metadata")
 
     async def _pod_identity(self, request: web.Request) -> web.Response:

@@ -6,6 +6,7 @@ are held; the IAM token mode sends a token and no signature."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from gateway.clock import ManualClock
 from gateway.credentials.chain import select_credentials
 from gateway.credentials.holder import FORCED_RENEWAL_SECONDS, CredentialsHolder
+from gateway.credentials.providers import IMDS_TOKEN_TTL_SECONDS
 from gateway.simulator import RunningSimulator
 from gateway.simulator.cloud import POD_IDENTITY_PATH
 from gateway.simulator.faults import Fault
@@ -316,6 +318,41 @@ async def test_metadata_takes_a_session_token_again_after_a_passing_failure_of_t
     assert await list_status(gateway) == 200
     assert gateway.simulator.cloud.count("metadata-token") == 2
     assert gateway.simulator.cloud.count("metadata", 401) == 1
+
+
+async def test_metadata_takes_a_new_session_token_when_the_held_one_has_expired(
+    make_gateway: GatewayFactory, tmp_path: Path, clock: ManualClock
+) -> None:
+    """The IMDS v2 session token is kept until the service refuses it, as the SDK does; past its
+    6 h the service does (the simulator's tokens now expire), and the renewal takes a new one and
+    asks once more: one 401, two tokens in all, credentials renewed."""
+    gateway = await started(make_gateway, "metadata", tmp_path, clock)
+    assert gateway.simulator.cloud.count("metadata-token") == 1
+    clock.advance(IMDS_TOKEN_TTL_SECONDS + 1)
+    await list_status(gateway)  # the credentials expired long ago: this starts their renewal
+    await eventually(lambda: fetches(gateway, "metadata") == 2, "renewed with a new session token")
+    assert gateway.simulator.cloud.count("metadata-token") == 2
+    assert gateway.simulator.cloud.count("metadata", 401) == 1
+    assert await list_status(gateway, 1) == 200
+
+
+async def test_an_instance_without_an_agency_is_said_so_without_a_new_session_token(
+    make_gateway: GatewayFactory, tmp_path: Path, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The metadata service's 401 saying that no agency is attached (the SDK's own test of the
+    body): the fetch fails naming that, and does not take a new session token and ask again, as
+    it would for a 401 of an expired token. /readyz stays 503."""
+
+    def no_agency(simulator: RunningSimulator) -> None:
+        simulator.cloud.instance_has_agency = False
+
+    with caplog.at_level(logging.WARNING, logger="gateway.credentials.holder"):
+        gateway = await make_gateway(ttl_seconds=1, holder=holder_for("metadata", tmp_path, clock, no_agency))
+        await eventually(lambda: gateway.simulator.cloud.count("metadata", 401) >= 1, "a first try")
+        assert not await ready(gateway)
+    assert gateway.simulator.cloud.count("metadata-token") == 1
+    assert gateway.simulator.cloud.count("metadata", 401) == 1
+    assert any("no agency is attached to this instance" in record.getMessage() for record in caplog.records)
 
 
 async def test_auto_mode_gives_metadata_renewals_the_full_time_limits(

@@ -88,6 +88,7 @@ async def test_metadata_session_token_needs_the_ttl_header_and_v1_can_be_require
         assert v1.status == 200
     simulator.cloud.instance_has_agency = False
     async with http.get("/openstack/latest/securitykey") as no_agency:
+        assert no_agency.status == 401  # as the SDK reads it: a 401 whose body says so
         assert AGENCY_MISSING_TEXT in await no_agency.text()
 
 
