@@ -92,10 +92,12 @@ def check_signature(
 
     ``headers`` are every ``(name, value)`` as received, repeats included. Refused: a missing
     or malformed ``Authorization``, an unknown access key, ``host``/``x-sdk-date``/
-    ``x-project-id`` (and ``x-security-token`` when the credentials have one) not signed, a
-    signed header missing or repeated, ``X-Sdk-Date`` unparsable or more than 15 minutes from
-    ``now``, ``X-Project-Id`` not the path's project, a wrong security token, or a signature
-    that does not match the canonical request rebuilt from the wire.
+    ``x-project-id`` (and ``x-security-token`` when the credentials have one, ``x-app-userid``
+    when sent) not signed, a security token sent with permanent credentials (an old one kept
+    after a change of credentials), a signed header missing or repeated, ``X-Sdk-Date``
+    unparsable or more than 15 minutes from ``now``, ``X-Project-Id`` not the path's project, a
+    wrong security token, or a signature that does not match the canonical request rebuilt from
+    the wire.
     """
     received = _collect(headers)
     authorization = received.get("authorization")
@@ -117,9 +119,13 @@ def check_signature(
     required: tuple[str, ...] = REQUIRED_SIGNED_HEADERS
     if credentials.security_token is not None:
         required += ("x-security-token",)
+    if "x-app-userid" in received:  # the header that picks the tenant's jobs: signed, as the SDK signs it
+        required += ("x-app-userid",)
     unsigned = [name for name in required if name not in signed]
     if unsigned:
         return f"not signed: {', '.join(unsigned)}"
+    if credentials.security_token is None and "x-security-token" in received:
+        return "X-Security-Token with permanent credentials"
 
     values: dict[str, str] = {}
     for name in signed:

@@ -259,6 +259,23 @@ async def test_unsigned_security_token_is_refused(session: aiohttp.ClientSession
     assert status == (401, UNAUTHORIZED)
 
 
+async def test_an_unsigned_app_user_id_is_refused(
+    session: aiohttp.ClientSession, sim: RunningSimulator, clock: ManualClock
+) -> None:
+    """X-App-UserId, which picks whose jobs come back, sent but left out of SignedHeaders: 401
+    (the SDK signs every header; a gateway that stopped signing the tenant's would pass unseen)."""
+    url, headers = signed_request(sim, clock)
+    assert await send(session, url, {**headers, "X-App-UserId": "globex-app"}) == (401, UNAUTHORIZED)
+
+
+async def test_a_security_token_with_permanent_credentials_is_refused(
+    session: aiohttp.ClientSession, sim: RunningSimulator, clock: ManualClock
+) -> None:
+    """Permanent keys with an X-Security-Token, signed: 401 (an old token kept after the
+    credentials changed to permanent ones would have passed unseen)."""
+    assert await list_jobs(session, sim, clock, headers={"X-Security-Token": "old-sts-token"}) == (401, UNAUTHORIZED)
+
+
 async def test_injected_failures_are_answered_then_service_resumes(
     session: aiohttp.ClientSession, sim: RunningSimulator, clock: ManualClock
 ) -> None:
