@@ -1,9 +1,11 @@
 """Strict validation of ``GET /v1/training-jobs`` query strings.
 
 The result is the normalised upstream query: a sorted tuple of ``(name, value)`` pairs with
-defaults made explicit (``offset``, ``limit``) or left out (``sort_dir=asc``, the upstream's
-default), so equivalent requests (other order, default spelled out, a group versus its states)
-produce the same cache key and the same upstream request. Times are whole seconds in UTC,
+the gateway's defaults made explicit (``offset``, ``limit``), so equivalent requests (other
+order, a default spelled out, a group versus its states) produce the same cache key and the same
+upstream request. ``sort_dir=asc`` is sent as asked, not left out as the upstream's documented
+default: its page's own example, asked without it, comes back in descending order, so what
+``asc`` alone does upstream is not known to be the same as nothing. Times are whole seconds in UTC,
 rounded so that no job outside the range asked for can match: ``create_since`` up,
 ``create_until`` down. Anything unknown, repeated or malformed raises ``InvalidParameter``
 naming the parameter.
@@ -152,8 +154,6 @@ def parse_list_query(items: Iterable[tuple[str, str]]) -> UpstreamQuery:
             raise InvalidParameter("create_since", "must not be later than create_until")
         if params["create_since"] > params["create_until"]:  # within one second: no whole second
             params["state"] = NO_STATE_MATCHES[1]
-    if params.get("sort_dir") == "asc":
-        del params["sort_dir"]  # the upstream's default: the same request as without it
     params.setdefault("offset", str(DEFAULT_OFFSET))
     params.setdefault("limit", str(DEFAULT_LIMIT))
     return tuple(sorted(params.items()))
