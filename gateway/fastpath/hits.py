@@ -34,7 +34,6 @@ from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
 
-from aiohttp.http import SERVER_SOFTWARE
 from yarl import URL
 
 from gateway.admission.gate import Admission
@@ -50,7 +49,7 @@ from gateway.upstream.query import UpstreamQuery
 from gateway.web.observe import error_response
 from gateway.web.representation import represent
 from gateway.web.routes import JOB_PREFIX, JOB_ROUTE, LIST_ROUTE
-from gateway.web.tail import ResponseTail
+from gateway.web.tail import SERVER, ResponseTail
 
 _STATUS_LINES = {status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n" for status in HTTPStatus}
 """Each status line as aiohttp writes it (its reason phrases are ``HTTPStatus``'s)."""
@@ -88,7 +87,7 @@ class _HeadEnd:
         second = int(time.time())
         if second != self._second:
             date = formatdate(second, usegmt=True)
-            self._second, self._bytes = second, f"Date: {date}\r\nServer: {SERVER_SOFTWARE}\r\n\r\n".encode("latin-1")
+            self._second, self._bytes = second, f"Date: {date}\r\nServer: {SERVER}\r\n\r\n".encode("latin-1")
         return self._bytes
 
 

@@ -16,7 +16,7 @@ from http import HTTPStatus
 
 from aiohttp import web
 
-from gateway.web.tail import NO_STORE, NOSNIFF
+from gateway.web.tail import NO_STORE, NOSNIFF, SERVER
 
 
 def refusal_text(status: int, exc: BaseException) -> str:
@@ -36,9 +36,11 @@ class RedactingRequestHandler(web.RequestHandler):
         message: str | None = None,
     ) -> web.StreamResponse:
         if exc is None or status >= 500:
-            return super().handle_error(request, status, exc, message)
-        # A parser's refusal: its message quotes the request. Headers as every error of ours has.
-        response = super().handle_error(request, status, exc, refusal_text(status, exc))
+            response = super().handle_error(request, status, exc, message)
+        else:  # a parser's refusal: its message quotes the request
+            response = super().handle_error(request, status, exc, refusal_text(status, exc))
+        # Headers as every error of ours has.
         response.headers["X-Content-Type-Options"] = NOSNIFF
         response.headers["Cache-Control"] = NO_STORE
+        response.headers["Server"] = SERVER
         return response

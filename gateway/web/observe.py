@@ -30,7 +30,7 @@ from gateway.errors import (
 )
 from gateway.observability.accesslog import CURRENT_REQUEST, AccessLog, RequestContext, exception_record
 from gateway.web.appkeys import REQUEST_CONTEXT, Handler
-from gateway.web.tail import ResponseTail
+from gateway.web.tail import SERVER, ResponseTail
 
 ALLOWED_METHODS = "GET, HEAD, OPTIONS"
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -104,6 +104,7 @@ def make_observer(tail: ResponseTail, access_log: AccessLog) -> Callable[[str, H
                 response = error_response(GatewayError(), request_id)
             seconds = time.perf_counter() - started
             response.headers["X-Request-Id"] = request_id
+            response.headers["Server"] = SERVER
             tail.decorate(response.headers, request.headers.get("Origin"), response.status)
             tail.account(
                 request_id,

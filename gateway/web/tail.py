@@ -28,6 +28,9 @@ TURN_LOG_BATCH = FLUSH_EVERY_RECORDS // 2
 
 NOSNIFF = "nosniff"
 NO_STORE = "no-store"
+SERVER = "metastudio-gateway"
+"""The ``Server`` of every answer: the product, no version of it or of Python and aiohttp (which
+aiohttp's own says, and a scanner reads to pick known flaws; OWASP ASVS 14.3.3)."""
 
 
 class ResponseTail:

@@ -79,6 +79,13 @@ async def test_errors_and_answers_about_the_moment_are_never_stored(cors_gateway
             assert response.headers.get("Cache-Control") != "no-store", what
 
 
+async def test_every_answer_names_the_product_and_no_version(cors_gateway: Gateway) -> None:
+    """Server: metastudio-gateway on every kind of answer, the fast path's hits included; it was
+    aiohttp's "Python/3.11 aiohttp/3.14.5", versions a scanner reads to pick known flaws."""
+    for what, response in await every_kind_of_answer(cors_gateway):
+        assert response.headers.getall("Server") == ["metastudio-gateway"], what
+
+
 async def test_cover_redirects_send_no_referrer_and_may_be_embedded_anywhere(gateway: Gateway) -> None:
     """Both /cover and the signed image link: Referrer-Policy no-referrer, CORP cross-origin."""
     job = await a_job_with_a_cover(gateway)

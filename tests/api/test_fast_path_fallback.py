@@ -192,6 +192,7 @@ async def test_a_request_the_parser_refuses_is_not_quoted_back(
     assert response.status == 400
     assert response.body.startswith(b"400 Bad Request\n\nmalformed HTTP request (")
     assert (response.headers["x-content-type-options"], response.headers["cache-control"]) == ("nosniff", "no-store")
+    assert response.headers["server"] == "metastudio-gateway"  # no version of Python or aiohttp
     assert ACME_KEY.encode() not in response.body + rest
     assert rest == b""
 
