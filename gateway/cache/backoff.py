@@ -1,5 +1,6 @@
 """Per-key backoff: while the upstream fails for a cache key, that key is not asked again until
-its backoff (exponential, or the upstream's Retry-After when longer) has passed.
+its backoff (exponential up to a cap, or the upstream's Retry-After when longer, up to
+``RETRY_AFTER_MAX_SECONDS``) has passed.
 
 A failing key keeps the kind and message of its last error, not the error: an exception holds
 its traceback, whose frames hold what the failed load held (12 KB a key for a refused call, the
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from cachetools import TTLCache
+from cachetools import TLRUCache
 
 from gateway.clock import Clock
 from gateway.errors import UpstreamError
@@ -24,6 +25,11 @@ class _Failing:
     message: str
 
 
+RETRY_AFTER_MAX_SECONDS = 300.0
+"""The longest a key backs off for an upstream's ``Retry-After`` (the doubling stops at the cap,
+30 s by default; the upstream's word is kept up to this, beyond which it is not believed)."""
+
+
 class KeyBackoff:
     """Remembers failing keys (bounded in number and age) and when each may be tried again."""
 
@@ -31,8 +37,12 @@ class KeyBackoff:
         self._clock = clock
         self._base = base_seconds
         self._cap = cap_seconds
-        self._failing: TTLCache[Hashable, _Failing] = TTLCache(
-            maxsize=100_000, ttl=cap_seconds * 4, timer=clock.monotonic
+        # A key is remembered four caps past its last failure (so its doubling goes on), and at
+        # least until its backoff ends (a Retry-After may be longer).
+        self._failing: TLRUCache[Hashable, _Failing] = TLRUCache(
+            maxsize=100_000,
+            ttu=lambda _key, failing, now: max(now + cap_seconds * 4, failing.until),
+            timer=clock.monotonic,
         )
 
     def blocked(self, key: Hashable) -> UpstreamError | None:
@@ -48,8 +58,8 @@ class KeyBackoff:
         previous = self._failing.get(key)
         failures = previous.failures + 1 if previous else 1
         delay = min(self._cap, self._base * 2.0 ** min(failures - 1, 32))  # 2.0 ** 1024 overflows
-        if error.retry_after_seconds is not None:
-            delay = max(delay, min(self._cap, error.retry_after_seconds))
+        if error.retry_after_seconds is not None:  # the upstream's word, within reason
+            delay = max(delay, min(RETRY_AFTER_MAX_SECONDS, error.retry_after_seconds))
         self._failing[key] = _Failing(failures, self._clock.monotonic() + delay, type(error), error.message)
         return delay
 

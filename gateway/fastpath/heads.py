@@ -29,7 +29,7 @@ What a head reads as depends on its bytes alone, so the last ``HEADS_REMEMBERED`
 once): a client repeating a request sends the same bytes each time, and a head read before costs
 one dictionary look-up instead of a parse (0.1 µs against 2.7 for a parse, where the rest of a
 hit's Python takes about 5.5). A head that differs on every request (a per-request
-``X-Request-Id`` or ``traceparent``: ``PER_REQUEST_HEADERS``) is remembered without those
+``X-Request-Id``, ``traceparent`` or the like: ``PER_REQUEST_HEADERS``) is remembered without those
 lines, as a skeleton: the next head that differs only in their values is read from it (about
 2.3 µs: finding and checking those lines, then a look-up) instead of parsed. A skeleton keeps
 the shape of the head it was made from: its bytes around the per-request values. Each
@@ -64,8 +64,9 @@ MAX_REMEMBERED_HEAD_BYTES = 2048
 MAX_LAST_HEAD_BYTES = 8192
 """The longest head a connection keeps as its last one (a large token or cookies): at most 8 KiB
 held per connection."""
-PER_REQUEST_HEADERS = (b"x-request-id", b"traceparent")
-"""Headers a client may send with a new value on every request: a head is remembered without them."""
+PER_REQUEST_HEADERS = (b"x-request-id", b"traceparent", b"tracestate", b"baggage", b"sentry-trace")
+"""Headers a client may send with a new value on every request (a request id; W3C trace context
+and baggage; Sentry's trace, which instrumented pages send): a head is remembered without them."""
 
 _METHODS = frozenset({b"GET", b"HEAD"})
 _REFUSED = frozenset({b"content-length", b"transfer-encoding", b"upgrade", b"expect", b"sec-websocket-key1"})

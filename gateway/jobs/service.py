@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +29,7 @@ from gateway.jobs.image_links import CoverImageLinks
 from gateway.jobs.query import matches_nothing, parse_list_query
 from gateway.jobs.shaping import ShapedPage, shape_page
 from gateway.observability.metrics import Metrics
+from gateway.observability.throttled import ThrottledWarnings
 from gateway.tenant import Tenant
 from gateway.upstream.client import MetaStudioClient
 from gateway.upstream.query import UpstreamQuery
@@ -43,8 +43,6 @@ GZIP_LEVEL = 2
 in 74, against 89 and 728 for zlib's level 6 (the same hour, ``timeit``), for bodies 6-12%
 larger. An entry is compressed once per fetch and served many times; the fetch is what callers
 wait for."""
-FOREIGN_JOBS_WARNING_SECONDS = 60.0
-"""The warning that the upstream returned jobs of other app users is logged at most this often."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +90,7 @@ class TrainingJobService:
         self._margin = settings.covers.refresh_margin_seconds
         self._stale_if_error = settings.cache.stale_if_error_seconds
         self._stale_while_revalidate = settings.cache.stale_while_revalidate_seconds
-        self._foreign_warned_at = -math.inf
+        self._warnings = ThrottledWarnings(logger, clock)
 
     async def list_jobs(self, tenant: Tenant, query: UpstreamQuery) -> Served:
         """A page of the tenant's jobs for a validated query."""
@@ -218,15 +216,11 @@ class TrainingJobService:
     def _warn_foreign(self, tenant: Tenant, count: int) -> None:
         """Say that the upstream returned jobs not of the tenant's app user (left out): its list
         is not limited by ``X-App-UserId`` as the gateway's tenant isolation expects."""
-        now = self._clock.monotonic()
-        if now - self._foreign_warned_at >= FOREIGN_JOBS_WARNING_SECONDS:
-            self._foreign_warned_at = now
-            logger.warning(
-                "the upstream returned %d job(s) for tenant %s that are not its app user's; they were left out"
-                " (X-App-UserId did not limit the list)",
-                count,
-                tenant.id,
-            )
+        self._warnings.warn(
+            f"the upstream returned {count} job(s) for tenant {tenant.id} that are not its app user's;"
+            " they were left out (X-App-UserId did not limit the list)",
+            key=tenant.id,  # each tenant's, at most once a minute
+        )
 
     async def _load_list(self, tenant: Tenant, query: UpstreamQuery) -> CacheEntry:
         raw, fetched_at = await self._client.list_jobs(tenant.app_user_id, query)

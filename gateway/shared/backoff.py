@@ -55,5 +55,6 @@ class SharedBackoff:
         """Note that another replica's load of ``key`` failed with ``kind`` and may not be retried
         for ``seconds``; returns the error to answer with meanwhile."""
         error_type = _KINDS.get(kind, UpstreamUnavailable)
-        self._learned[key] = (self._clock.monotonic() + min(seconds, LEARNED_MAX_SECONDS), error_type)
+        seconds = min(seconds, LEARNED_MAX_SECONDS)  # a foreign value's lifetime, as any replica bounds it
+        self._learned[key] = (self._clock.monotonic() + seconds, error_type)
         return error_type(outcome="backoff", retry_after_seconds=seconds)

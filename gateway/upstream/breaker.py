@@ -21,6 +21,8 @@ from gateway.config.settings import CircuitBreakerSettings
 logger = logging.getLogger(__name__)
 
 CLOSED, HALF_OPEN, OPEN = "closed", "half_open", "open"
+ADMITTED, PROBE = "admitted", "probe"
+"""How ``allow`` let a call through (closed, or as half-open's one probe); ``record`` is told."""
 STATE_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 
 
@@ -53,20 +55,23 @@ class CircuitBreaker:
             return 0.0
         return max(0.0, self._opened_at + self._policy.open_seconds - self._clock.monotonic())
 
-    def allow(self) -> bool:
-        """Whether a call may go out now (in half-open, only one probe at a time)."""
+    def allow(self) -> str | None:
+        """Whether a call may go out now, and how: ``ADMITTED`` while closed, ``PROBE`` for
+        half-open's one probe at a time, ``None`` when refused."""
         state = self.state
         if state == CLOSED:
-            return True
+            return ADMITTED
         if state == HALF_OPEN and not self._probe_in_flight:
             self._state = HALF_OPEN
             self._probe_in_flight = True
-            return True
-        return False
+            return PROBE
+        return None
 
-    def record(self, *, failed: bool) -> None:
-        """Count one call's outcome and move between states."""
-        if self._state == HALF_OPEN:
+    def record(self, permit: str, *, failed: bool) -> None:
+        """Count the outcome of one call ``allow`` let through as ``permit`` and move between
+        states. Only the probe's outcome decides half-open; a call let through before the circuit
+        opened, ending after, is old news."""
+        if permit == PROBE:
             self._probe_in_flight = False
             if failed:
                 self._open()
@@ -74,6 +79,8 @@ class CircuitBreaker:
                 self._state = CLOSED
                 self._seconds.clear()
                 logger.info("upstream calls for app user %s flow again: the circuit closed", self._name)
+            return
+        if self._state != CLOSED:
             return
         now = self._clock.monotonic()
         second = float(int(now))
@@ -86,7 +93,7 @@ class CircuitBreaker:
             self._seconds.popleft()
         calls = sum(bucket[1] for bucket in self._seconds)
         failures = sum(bucket[2] for bucket in self._seconds)
-        if self._state == CLOSED and calls >= self._policy.min_calls and failures / calls >= self._policy.failure_ratio:
+        if calls >= self._policy.min_calls and failures / calls >= self._policy.failure_ratio:
             self._open()
             logger.warning(
                 "upstream calls for app user %s are paused for %g s (the circuit opened): %d of %d calls"

@@ -49,6 +49,7 @@ from gateway.errors import UpstreamRejected, UpstreamTimeout, UpstreamUnavailabl
 from gateway.numbers import ascii_digits
 from gateway.observability.accesslog import note_upstream_attempt
 from gateway.observability.metrics import Metrics
+from gateway.observability.throttled import ThrottledWarnings
 from gateway.upstream.breaker import CircuitBreaker
 from gateway.upstream.connections import (
     UpstreamAnswer,
@@ -67,11 +68,6 @@ from gateway.upstream.signing import path_and_query, sign
 logger = logging.getLogger(__name__)
 
 USER_AGENT = f"metastudio-gateway/{__version__}"
-WARNING_SECONDS = 60.0
-"""Each warning (a TLS failure's reason, refused credentials) is logged at most this often while
-it lasts, each message on its own (two TLS reasons that alternate, two backends, each once a
-minute)."""
-WARNINGS_KEPT = 64
 BACKOFF_SECONDS = 0.05
 """The backoff ceiling after the first failed attempt; it doubles with each attempt after."""
 MAX_BACKOFF_SECONDS = 1.0
@@ -163,10 +159,10 @@ class MetaStudioClient:
         self._breakers: dict[str, CircuitBreaker] = {}
         self._outcome_counters: dict[str, Counter] = {}
         self._budget = RetryBudget(clock, ratio=settings.retry_budget_ratio)
-        self._warned: dict[str, float] = {}
-        """When (monotonic) each warning (``_warn``) was last logged."""
-        self._credentials_refused = False
-        """Whether the last refusal of the credentials has not been followed by an answer yet."""
+        self._warnings = ThrottledWarnings(logger, clock)
+        """TLS reasons and refused credentials, each said at most once a minute."""
+        self._refusals_said: set[str] = set()
+        """The refusals of the credentials warned of since an answer last came."""
 
     def breaker(self, app_user_id: str) -> CircuitBreaker:
         """The circuit breaker guarding calls for ``app_user_id``."""
@@ -197,19 +193,22 @@ class MetaStudioClient:
             ) from exc
         except TimeoutError as exc:  # the attempt it cut, if any, is recorded as a timeout
             raise UpstreamTimeout() from exc
-        if self._credentials_refused:
-            self._credentials_refused = False
+        if self._refusals_said:
+            for said in self._refusals_said:
+                self._warnings.forget(said)  # should they be refused again, it is said again
+            self._refusals_said.clear()
             logger.info("the upstream accepts the gateway's credentials again")
         return page
 
     def _refused_credentials(self, refusal: _CredentialsRefused) -> UpstreamRejected:
         """What a caller gets when the upstream refused the credentials even after a renewal;
         the log says so (at most once a minute), the operator's first question."""
-        self._credentials_refused = True
-        self._warn(
+        said = (
             f"the upstream refused the gateway's credentials ({refusal.reason}); callers get 502 until"
             " they are mended: check the keys or token, their MetaStudio permission and METASTUDIO_PROJECT_ID"
         )
+        self._refusals_said.add(said)
+        self._warnings.warn(said)
         return UpstreamRejected("the upstream refused the gateway's credentials", outcome="auth")
 
     async def _with_retries(self, app_user_id: str, query: UpstreamQuery, cut: asyncio.Timeout) -> tuple[Any, float]:
@@ -224,18 +223,22 @@ class MetaStudioClient:
             try:
                 return await self._guarded_attempt(breaker, app_user_id, query, cut)
             except UpstreamUnavailable as failure:
-                # An open circuit is not retried; other unavailability is, while the budget allows.
-                # The budget is asked before the limits below, so a retry they then refuse still
-                # spends its token (as tenacity's order did): under failure, fewer retries.
-                if failure.outcome == "circuit_open" or not self._budget.try_retry():
-                    raise
+                # An open circuit is not retried, nor an upstream asking to wait longer than the cap
+                # (not before it said: the key backs off instead); other unavailability is, while
+                # the budget allows. The budget is asked before the limits below, so a retry they
+                # then refuse still spends its token (as tenacity's order did): under failure,
+                # fewer retries.
                 asked = failure.retry_after_seconds
+                if failure.outcome == "circuit_open" or (
+                    asked is not None and asked > settings.retry_after_cap_seconds
+                ):
+                    raise
+                if not self._budget.try_retry():
+                    raise
                 delay = retry_delay(attempt, asked, settings.retry_after_cap_seconds)
                 deadline = cut.when() or math.inf
                 if attempt >= settings.max_attempts or loop.time() + delay >= deadline:
                     raise
-                if asked is not None and asked > settings.retry_after_cap_seconds:
-                    raise  # not before the upstream said: the key backs off instead
             await asyncio.sleep(delay)
             attempt += 1
 
@@ -243,7 +246,8 @@ class MetaStudioClient:
         self, breaker: CircuitBreaker, app_user_id: str, query: UpstreamQuery, cut: asyncio.Timeout
     ) -> tuple[Any, float]:
         auth = self._credentials.authorization()  # before the breaker: no credentials is not an outage
-        if not breaker.allow():
+        permit = breaker.allow()
+        if permit is None:
             self._metrics.upstream_requests.labels(outcome="circuit_open").inc()
             raise UpstreamUnavailable(
                 "the upstream is failing; calls are paused briefly",
@@ -259,7 +263,7 @@ class MetaStudioClient:
             failed = False  # the upstream answered: not a sign of an outage
             raise
         finally:
-            breaker.record(failed=failed)
+            breaker.record(permit, failed=failed)
 
     def _authenticated_request(
         self, auth: UpstreamAuth, app_user_id: str, query: UpstreamQuery
@@ -306,7 +310,7 @@ class MetaStudioClient:
                 outcome, error = next((outcome, error) for kind, outcome, error in _OUTCOMES if isinstance(exc, kind))
                 self._record(outcome, started)
                 if isinstance(exc, UpstreamTlsFailed):  # why: the operator's first question
-                    self._warn(f"{exc}; upstream calls fail as tls_error until it is mended")
+                    self._warnings.warn(f"{exc}; upstream calls fail as tls_error until it is mended")
                 raise error(outcome=outcome) from exc
             answer = exc.head  # an error answer whose body failed: its status decides, as its body is not used
         status = answer.status
@@ -326,17 +330,6 @@ class MetaStudioClient:
             retry_after = _retry_after_seconds(answer, self._clock.now())
             raise UpstreamUnavailable(outcome=str(status), retry_after_seconds=retry_after)
         raise UpstreamRejected(outcome=str(status))
-
-    def _warn(self, message: str) -> None:
-        """Log a warning about the upstream calls (a TLS failure's reason, refused credentials)
-        when it first comes and at most once a minute while it lasts, each message on its own."""
-        warned = self._warned
-        now = self._clock.monotonic()
-        if now - warned.get(message, -math.inf) >= WARNING_SECONDS:
-            if len(warned) >= WARNINGS_KEPT:  # the messages are few; bounded all the same
-                warned.clear()
-            warned[message] = now
-            logger.warning("%s", message)
 
     def _record(self, outcome: str, started: float) -> None:
         elapsed = time.perf_counter() - started

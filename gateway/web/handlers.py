@@ -18,6 +18,7 @@ from gateway.upstream.query import UpstreamQuery
 from gateway.web.appkeys import ADMISSION, CORS, LIFECYCLE, REGISTRY, REQUEST_CONTEXT, SERVICE
 from gateway.web.observe import ALLOWED_METHODS
 from gateway.web.representation import represent
+from gateway.web.tail import NO_STORE
 
 OPENAPI_SPEC = files("gateway").joinpath("openapi.yaml")
 COVER_REDIRECT_HEADERS = {"Referrer-Policy": "no-referrer", "Cross-Origin-Resource-Policy": "cross-origin"}
@@ -144,7 +145,7 @@ async def not_found(_request: web.Request) -> web.Response:
     raise NotFound("no such route")
 
 
-NOT_STORED = {"Cache-Control": "no-store"}
+NOT_STORED = {"Cache-Control": NO_STORE}
 """On answers about this moment (health, readiness, metrics): a cache in front (a CDN, a proxy)
 may otherwise keep an answer without ``Cache-Control`` by its own heuristic (RFC 9111 4.2.2), and
 serve a draining replica's "ready" or frozen metrics."""

@@ -72,10 +72,13 @@ async def test_a_refusal_the_same_keys_would_meet_again_is_not_retried(
         assert gateway.metric("metastudio_gateway_credential_reloads_total", trigger="upstream_auth_failure") == 5
         gateway.simulator.state.faults.clear()
         assert (await gateway.client.get("/v1/training-jobs?offset=9", headers=ACME)).status == 200
+        gateway.simulator.state.faults.append(Fault("status", status=403))
+        assert (await gateway.client.get("/v1/training-jobs?offset=10", headers=ACME)).status == 502
     # The log says it once (not once a refusal), with the status and the upstream's error code
-    # (APIGW.0302: no permission), never the keys; and then that the credentials work again.
+    # (APIGW.0302: no permission), never the keys; then that the credentials work again; and
+    # when they are refused again, within the minute, it says so again.
     said = [(record.levelno, record.getMessage()) for record in caplog.records]
-    assert [level for level, _ in said] == [logging.WARNING, logging.INFO]
+    assert [level for level, _ in said] == [logging.WARNING, logging.INFO, logging.WARNING]
     assert "refused the gateway's credentials (HTTP 403, APIGW.0302)" in said[0][1]
     assert "accepts the gateway's credentials again" in said[1][1]
     assert not [text for _, text in said if SIM_AK in text or SIM_SK in text]

@@ -64,16 +64,22 @@ async def test_stale_list_never_carries_a_cover_inside_the_margin(make_gateway: 
 
 async def test_failing_key_is_not_hammered(gateway: Gateway) -> None:
     """After a failed load, further requests for that key inside its backoff fail fast without
-    upstream calls; each 503 says when to come back (Retry-After: the backoff left, rounded up)."""
+    upstream calls; each 503 says when to come back (Retry-After: the backoff left, rounded up:
+    1 s after the first failure, 2 s after the second, 1.5 s left of it said as 2)."""
     gateway.simulator.state.fail_next.extend([500] * 3)
     failed = await gateway.client.get("/v1/training-jobs", headers=ACME)
     assert (failed.status, failed.headers["Retry-After"]) == (503, "1")  # the key's backoff: 1 s
+    gateway.clock.advance(1)
+    gateway.simulator.state.fail_next.extend([500] * 3)
+    failed = await gateway.client.get("/v1/training-jobs", headers=ACME)
+    assert (failed.status, failed.headers["Retry-After"]) == (503, "2")  # doubled
     calls = gateway.upstream_calls
     gateway.clock.advance(0.5)
     for _ in range(10):
         blocked = await gateway.client.get("/v1/training-jobs", headers=ACME)
-        assert (blocked.status, blocked.headers["Retry-After"]) == (503, "1")
+        assert (blocked.status, blocked.headers["Retry-After"]) == (503, "2")
     assert gateway.upstream_calls == calls
+    gateway.simulator.state.fail_next.clear()  # the retry budget may have left some unused
     gateway.clock.advance(2)
     assert await _status(gateway) == 200
 
@@ -155,14 +161,19 @@ async def test_retry_after_as_an_http_date_is_honoured(make_gateway: GatewayFact
 
 async def test_a_retry_after_beyond_the_cap_is_not_cut_short(make_gateway: GatewayFactory) -> None:
     """The upstream asks for 60 s and the gateway waits at most 5 s within a request: it does not
-    call again after 5 s (against the upstream's word) but answers 503 at once, and the key backs
-    off for its longest, 30 s, which the caller is told."""
+    call again after 5 s (against the upstream's word) but answers 503 at once, saying 60 s, and
+    the key is not asked upstream again before them (the doubling's 30 s cap does not cut them)."""
     gateway = await make_gateway(timeout_seconds=10.0, upstream={"retry_after_cap_seconds": 5.0})
     gateway.simulator.state.faults.append(Fault("status", status=429, retry_after=60, remaining=1))
     started = asyncio.get_running_loop().time()
     response = await gateway.client.get("/v1/training-jobs", headers=ACME)
     assert asyncio.get_running_loop().time() - started < 2
-    assert (response.status, response.headers["Retry-After"], gateway.upstream_calls) == (503, "30", 1)
+    assert (response.status, response.headers["Retry-After"], gateway.upstream_calls) == (503, "60", 1)
+    gateway.clock.advance(45)
+    blocked = await gateway.client.get("/v1/training-jobs", headers=ACME)
+    assert (blocked.status, blocked.headers["Retry-After"], gateway.upstream_calls) == (503, "15", 1)
+    gateway.clock.advance(15)
+    assert await _status(gateway) == 200
 
 
 async def test_rate_limit_gives_429_with_retry_after_and_spares_other_tenants(make_gateway: GatewayFactory) -> None:

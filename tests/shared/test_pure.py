@@ -18,11 +18,13 @@ from gateway.admission.rate_limit import (
     credit_allowed,
     lease_size,
 )
+from gateway.cache.backoff import KeyBackoff
 from gateway.cache.entry import CacheEntry, CoverLink
 from gateway.cache.keys import job_key, list_key
 from gateway.clock import ManualClock
 from gateway.config.settings import load_settings
 from gateway.errors import ConfigError
+from gateway.shared.backoff import LEARNED_MAX_SECONDS, SharedBackoff
 from gateway.shared.codec import decode_covers, decode_entry, encode_covers, encode_entry
 from gateway.shared.keys import FORMAT, KeySpace
 from gateway.shared.rate_limit import SharedRateLimiter
@@ -90,6 +92,18 @@ def test_a_covers_message_reads_back_unchanged() -> None:
     assert decode_covers(encode_covers("acme", links)) == ("acme", links)
     with pytest.raises(ValueError, match="not a covers message"):
         decode_covers(b"[1]")
+
+
+def test_a_backoff_heard_from_redis_is_said_as_this_replica_keeps_it() -> None:
+    """Another replica's backoff read from Redis (its key's time left) is kept at most five
+    minutes here, and callers are told that, not a value no build writes (a key left without an
+    expiry by hand: 31 years said in Retry-After for a wait that ends in five minutes)."""
+    clock = ManualClock()
+    backoff = SharedBackoff(KeyBackoff(clock), clock)
+    error = backoff.learn("k", "UpstreamUnavailable", 10**9)
+    assert error.retry_after_seconds == LEARNED_MAX_SECONDS
+    clock.advance(LEARNED_MAX_SECONDS)
+    assert backoff.blocked("k") is None
 
 
 def test_shared_settings_default_to_no_redis(tmp_path: Path) -> None:

@@ -105,6 +105,26 @@ def test_a_connection_repeating_a_head_too_long_to_remember_for_all_parses_it_on
     assert len(parsed) == 5
 
 
+def test_a_page_instrumented_by_sentry_or_opentelemetry_has_its_head_parsed_once() -> None:
+    """A browser page whose calls carry a new sentry-trace, tracestate and baggage each (the
+    headers the CORS preflight approves for such pages): parsed once, then read from its shape,
+    rather than parsed anew each request and churning the memo of heads."""
+    heads = PlainHeads()
+    reader = heads.reader()
+    parsed: list[bytes] = []
+    parse = heads._parse
+    heads._parse = lambda head: parsed.append(head) or parse(head)  # type: ignore[method-assign]
+    for number in range(50):
+        traced = (
+            f"Host: gateway.internal\r\nsentry-trace: {number:032x}-{number:016x}-1\r\n"
+            f"tracestate: vendor=v{number}\r\nbaggage: sentry-trace_id={number:032x}\r\n"
+        ).encode()
+        read = reader.read(HEAD.replace(b"abc", b"req-%d" % number).replace(b"Host: gateway.internal\r\n", traced))
+        assert read is not None and read.header(b"tracestate") == f"vendor=v{number}"
+        assert (read.request_id, read.authorization) == (f"req-{number}", "Bearer key-1")
+    assert len(parsed) == 1
+
+
 def test_a_traced_client_that_sends_new_ids_on_each_request_has_its_head_parsed_once() -> None:
     """A new X-Request-Id and traceparent on every request, over three connections in turn: the
     head is parsed once, and every later one is read from it, with its own ids (the first on

@@ -4,15 +4,18 @@ backoff, the delay between upstream attempts."""
 from __future__ import annotations
 
 import gc
+import logging
 import tracemalloc
 import weakref
 
+import pytest
+
 from gateway.admission.rate_limit import RateLimit, TenantRateLimiter
-from gateway.cache.backoff import KeyBackoff
+from gateway.cache.backoff import RETRY_AFTER_MAX_SECONDS, KeyBackoff
 from gateway.clock import ManualClock
 from gateway.config.settings import CircuitBreakerSettings
 from gateway.errors import UpstreamRejected, UpstreamUnavailable
-from gateway.upstream.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from gateway.upstream.breaker import ADMITTED, CLOSED, HALF_OPEN, OPEN, PROBE, CircuitBreaker
 from gateway.upstream.client import retry_delay
 from gateway.upstream.retry_budget import RetryBudget
 
@@ -23,7 +26,7 @@ def test_breaker_stays_closed_below_min_calls() -> None:
     """Three failures out of three calls do not open it when min_calls is four."""
     breaker = CircuitBreaker(POLICY, ManualClock())
     for _ in range(3):
-        breaker.record(failed=True)
+        breaker.record(ADMITTED, failed=True)
     assert breaker.state == CLOSED
 
 
@@ -32,12 +35,13 @@ def test_breaker_opens_on_the_failure_ratio_and_probes_once() -> None:
     clock = ManualClock()
     breaker = CircuitBreaker(POLICY, clock)
     for failed in (True, False, True, False):
-        breaker.record(failed=failed)
+        breaker.record(ADMITTED, failed=failed)
     assert breaker.state == OPEN and not breaker.allow()
     clock.advance(5)
     assert breaker.state == HALF_OPEN
-    assert breaker.allow() and not breaker.allow()
-    breaker.record(failed=False)
+    probe = breaker.allow()
+    assert probe == PROBE and not breaker.allow()
+    breaker.record(probe, failed=False)
     assert breaker.state == CLOSED and breaker.allow()
 
 
@@ -46,10 +50,30 @@ def test_failed_probe_reopens() -> None:
     clock = ManualClock()
     breaker = CircuitBreaker(POLICY, clock)
     for _ in range(4):
-        breaker.record(failed=True)
+        breaker.record(ADMITTED, failed=True)
     clock.advance(5)
-    assert breaker.allow()
-    breaker.record(failed=True)
+    probe = breaker.allow()
+    assert probe == PROBE
+    breaker.record(probe, failed=True)
+    assert breaker.state == OPEN
+
+
+def test_only_the_probe_decides_half_open(caplog: pytest.LogCaptureFixture) -> None:
+    """A call let through while closed that ends after the circuit opened (a slow one) does not
+    close it when it succeeds in half-open, nor does it log that calls flow again: the probe's
+    outcome decides (its failure opens the circuit again)."""
+    clock = ManualClock()
+    breaker = CircuitBreaker(POLICY, clock, "acme-web")
+    slow = breaker.allow()
+    for _ in range(4):
+        breaker.record(breaker.allow(), failed=True)
+    clock.advance(5)
+    probe = breaker.allow()
+    caplog.clear()  # the opening's warning
+    with caplog.at_level(logging.INFO, logger="gateway.upstream.breaker"):
+        breaker.record(slow, failed=False)
+        assert breaker.state == HALF_OPEN and not caplog.records
+        breaker.record(probe, failed=True)
     assert breaker.state == OPEN
 
 
@@ -58,9 +82,9 @@ def test_old_failures_leave_the_window() -> None:
     clock = ManualClock()
     breaker = CircuitBreaker(POLICY, clock)
     for _ in range(3):
-        breaker.record(failed=True)
+        breaker.record(ADMITTED, failed=True)
     clock.advance(11)
-    breaker.record(failed=True)
+    breaker.record(ADMITTED, failed=True)
     assert breaker.state == CLOSED
 
 
@@ -73,13 +97,13 @@ def test_the_breaker_and_the_retry_budget_keep_their_windows_when_the_clock_step
     breaker = CircuitBreaker(CircuitBreakerSettings(window_seconds=30, min_calls=10, failure_ratio=0.5), clock)
     for _ in range(3600):
         budget.record_first_attempt()
-        breaker.record(failed=False)
+        breaker.record(ADMITTED, failed=False)
         clock.advance(1)
     clock.advance(-3600)
     opened_after = None
     for second in range(1, 31):
         budget.record_first_attempt()
-        breaker.record(failed=True)
+        breaker.record(ADMITTED, failed=True)
         if opened_after is None and breaker.state == OPEN:
             opened_after = second
         clock.advance(1)
@@ -163,6 +187,11 @@ def test_key_backoff_says_how_long_and_stays_at_its_cap_however_long_a_key_fails
     backoff = KeyBackoff(clock, base_seconds=1, cap_seconds=8)
     assert [backoff.failed("k", UpstreamUnavailable()) for _ in range(5)] == [1, 2, 4, 8, 8]
     assert backoff.failed("j", UpstreamUnavailable(retry_after_seconds=5)) == 5
+    # The upstream's word is kept past the doubling's cap, up to five minutes.
+    assert backoff.failed("r", UpstreamUnavailable(retry_after_seconds=120)) == 120
+    clock.advance(100)  # past four caps since that failure, not past its backoff: still remembered
+    assert backoff.blocked("r") is not None
+    assert backoff.failed("s", UpstreamUnavailable(retry_after_seconds=1e9)) == RETRY_AFTER_MAX_SECONDS
     defaults = KeyBackoff(clock)  # as the app builds it
     delays = []
     for _ in range(1_100):

@@ -12,7 +12,8 @@ from gateway.config.settings import CircuitBreakerSettings, UpstreamSettings
 from gateway.credentials.holder import StaticHolder
 from gateway.credentials.static import CredentialSource
 from gateway.observability.metrics import Metrics
-from gateway.upstream.client import WARNING_SECONDS, MetaStudioClient
+from gateway.observability.throttled import WARNING_SECONDS
+from gateway.upstream.client import MetaStudioClient
 from gateway.upstream.connections import UpstreamConnections
 
 
@@ -37,9 +38,9 @@ def test_each_reason_is_logged_at_most_once_a_minute_even_alternating(caplog: py
         "TLS with the upstream failed: IP address mismatch",
     )
     for _ in range(5):
-        client._warn(f"{expired}; upstream calls fail as tls_error until it is mended")
-        client._warn(f"{mismatch}; upstream calls fail as tls_error until it is mended")
+        client._warnings.warn(f"{expired}; upstream calls fail as tls_error until it is mended")
+        client._warnings.warn(f"{mismatch}; upstream calls fail as tls_error until it is mended")
     clock.advance(WARNING_SECONDS)
-    client._warn(f"{expired}; upstream calls fail as tls_error until it is mended")
+    client._warnings.warn(f"{expired}; upstream calls fail as tls_error until it is mended")
     said = [record.getMessage().split(";")[0] for record in caplog.records if record.name == "gateway.upstream.client"]
     assert said == [expired, mismatch, expired]
