@@ -210,12 +210,13 @@ class TrainingJobService:
             raw, app_user_id=tenant.app_user_id, fetched_at=fetched_at, margin_seconds=self._margin, image_url=image_url
         )
         if page.foreign:
-            self._warn_foreign(tenant, page.foreign)
+            self._foreign(tenant, page.foreign)
         return page
 
-    def _warn_foreign(self, tenant: Tenant, count: int) -> None:
-        """Say that the upstream returned jobs not of the tenant's app user (left out): its list
-        is not limited by ``X-App-UserId`` as the gateway's tenant isolation expects."""
+    def _foreign(self, tenant: Tenant, count: int) -> None:
+        """Count and say that the upstream returned jobs not of the tenant's app user (left out):
+        its list is not limited by ``X-App-UserId`` as the gateway's tenant isolation expects."""
+        self._metrics.foreign_jobs_dropped.labels(tenant=tenant.id).inc(count)
         self._warnings.warn(
             f"the upstream returned {count} job(s) for tenant {tenant.id} that are not its app user's;"
             " they were left out (X-App-UserId did not limit the list)",

@@ -58,6 +58,13 @@ class Metrics:
             "Cover URLs served that were expired or inside the refresh margin (must stay 0).",
             registry=registry,
         )
+        self.foreign_jobs_dropped = Counter(
+            f"{PREFIX}_foreign_jobs_dropped",
+            "Jobs the upstream returned for a tenant that are not its app user's, left out (must stay 0:"
+            " the upstream did not limit the list by X-App-UserId).",
+            ["tenant"],
+            registry=registry,
+        )
         self.credential_reloads = Counter(
             f"{PREFIX}_credential_reloads",
             "Credential re-reads and forced renewals, by trigger: file_changed or upstream_auth_failure.",

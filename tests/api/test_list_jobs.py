@@ -175,7 +175,8 @@ async def test_an_upstream_ignoring_x_app_userid_still_shows_a_tenant_only_its_j
 ) -> None:
     """Tenant isolation does not rest on the upstream alone. If it ignored X-App-UserId and
     returned every job of the project, a tenant still sees only the jobs carrying its app user id:
-    another tenant's job, and its cover, are 404; the log says so, for each tenant once a minute at most."""
+    another tenant's job, and its cover, are 404; the log says so, for each tenant once a minute at
+    most, and the jobs left out are counted (the alert's metric)."""
     theirs = (await (await gateway.client.get("/v1/training-jobs", headers=GLOBEX)).json())["jobs"][0]["job_id"]
     state = gateway.simulator.state
     state.scoped_by_app_user_id = False
@@ -193,6 +194,8 @@ async def test_an_upstream_ignoring_x_app_userid_still_shows_a_tenant_only_its_j
     warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
     assert len(warnings) == 2 and all("not its app user's" in warning for warning in warnings)
     assert ("tenant acme " in warnings[0], "tenant globex " in warnings[1]) == (True, True)  # each tenant's once
+    dropped = "metastudio_gateway_foreign_jobs_dropped_total"
+    assert gateway.metric(dropped, tenant="acme") >= 100 - len(shown)  # counted too, for the alert
 
 
 async def test_another_tenants_job_is_not_found(gateway: Gateway) -> None:
