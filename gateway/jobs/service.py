@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,9 @@ from gateway.upstream.query import UpstreamQuery
 logger = logging.getLogger(__name__)
 
 Encoder = Callable[[Any], bytes]
+Fetch = Callable[[bool], Awaitable[CacheEntry]]
+"""A key's load, told whether its upstream call may retry (not when a stale copy waits to be
+answered should it fail)."""
 GZIP_MIN_BYTES = 1024
 GZIP_LEVEL = 2
 """ISA-L's level 2 (``isal.igzip``, the gzip format): a 10-job page in 16 µs and a 100-job page
@@ -96,11 +99,11 @@ class TrainingJobService:
         """A page of the tenant's jobs for a validated query."""
         if matches_nothing(query):
             return self._empty_page(tenant, query)
-        return await self._serve(list_key(tenant.id, query), lambda: self._load_list(tenant, query))
+        return await self._serve(list_key(tenant.id, query), lambda retrying: self._load_list(tenant, query, retrying))
 
     async def get_job(self, tenant: Tenant, job_id: str) -> Served:
         """One of the tenant's jobs; ``NotFound`` if the tenant has no such job."""
-        return await self._serve(job_key(tenant.id, job_id), lambda: self._load_job(tenant, job_id))
+        return await self._serve(job_key(tenant.id, job_id), lambda retrying: self._load_job(tenant, job_id, retrying))
 
     async def cover_location(self, tenant: Tenant, job_id: str) -> str:
         """A cover URL for the job valid for at least the refresh margin, re-fetched if needed:
@@ -144,7 +147,7 @@ class TrainingJobService:
         entry = self._store.get(key)
         return entry if freshness(entry, now, self._stale_while_revalidate) is FRESH else None
 
-    async def _serve(self, key: CacheKey, loader: Loader) -> Served:
+    async def _serve(self, key: CacheKey, fetch: Fetch) -> Served:
         entry = self._store.get(key)
         now = self._clock.now()
         state = freshness(entry, now, self._stale_while_revalidate)
@@ -152,15 +155,18 @@ class TrainingJobService:
             entry = None
         elif entry is not None and state is not STALE_IF_ERROR:
             if state is not FRESH:  # refresh-ahead or stale-while-revalidate
-                self._refresh_in_background(key, entry, loader)
+                self._refresh_in_background(key, entry, lambda: fetch(True))
             return self._served(entry, "stale" if state is STALE_WHILE_REVALIDATE else "hit", now)
         blocked = self._backoff.blocked(key)
         if blocked is not None:
             if entry is not None:
                 return self._served(entry, "stale", now)
             raise blocked
+        # With a stale copy to fall back on, one attempt: the copy is answered as soon as it
+        # fails, not after the retries' waits (a Retry-After's among them); the key backs off.
+        retrying = entry is None
         try:
-            entry, result = await self._flights.load(key, self._remembering_failures(key, loader))
+            entry, result = await self._flights.load(key, self._remembering_failures(key, lambda: fetch(retrying)))
         except UpstreamError:
             # Stale-if-error while the entry may still be served: its keep_until is cut short by
             # its cover links, and the failure may have taken up to the deadline to come.
@@ -223,14 +229,15 @@ class TrainingJobService:
             key=tenant.id,  # each tenant's, at most once a minute
         )
 
-    async def _load_list(self, tenant: Tenant, query: UpstreamQuery) -> CacheEntry:
-        raw, fetched_at = await self._client.list_jobs(tenant.app_user_id, query)
+    async def _load_list(self, tenant: Tenant, query: UpstreamQuery, retrying: bool = True) -> CacheEntry:
+        raw, fetched_at = await self._client.list_jobs(tenant.app_user_id, query, retries=retrying)
         page = self._shape(tenant, raw, fetched_at)
         self._cover_links.forget(tenant.id, page.coverless)
         return self._entry(tenant, self._page_body(query, page.count, page.jobs), fetched_at, page.covers)
 
-    async def _load_job(self, tenant: Tenant, job_id: str) -> CacheEntry:
-        raw, fetched_at = await self._client.list_jobs(tenant.app_user_id, parse_list_query([("job_id", job_id)]))
+    async def _load_job(self, tenant: Tenant, job_id: str, retrying: bool = True) -> CacheEntry:
+        query = parse_list_query([("job_id", job_id)])
+        raw, fetched_at = await self._client.list_jobs(tenant.app_user_id, query, retries=retrying)
         page = self._shape(tenant, raw, fetched_at)
         job = next((job for job in page.jobs if job["job_id"] == job_id), None)
         covers = {job_id: page.covers[job_id]} if job_id in page.covers else {}

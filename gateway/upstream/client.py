@@ -171,19 +171,21 @@ class MetaStudioClient:
             breaker = self._breakers[app_user_id] = CircuitBreaker(self._breaker_policy, self._clock, app_user_id)
         return breaker
 
-    async def list_jobs(self, app_user_id: str, query: UpstreamQuery) -> tuple[Any, float]:
-        """One page of jobs: the parsed upstream body and the clock time it arrived."""
+    async def list_jobs(self, app_user_id: str, query: UpstreamQuery, *, retries: bool = True) -> tuple[Any, float]:
+        """One page of jobs: the parsed upstream body and the clock time it arrived. Without
+        ``retries``, one attempt (for a caller with a stale copy to answer as soon as it fails)."""
+        attempts = self._settings.max_attempts if retries else 1
         deadline = asyncio.get_running_loop().time() + self._settings.timeout_seconds  # the renewal's retries share it
         try:
             async with asyncio.timeout_at(deadline) as cut:
                 try:
-                    page = await self._with_retries(app_user_id, query, cut)
+                    page = await self._with_retries(app_user_id, query, cut, attempts)
                 except _CredentialsRefused as refusal:
                     # Perhaps the credentials were rotated or revoked: renew them and try once more.
                     if not await self._credentials.renew_refused(refusal.refused):
                         raise self._refused_credentials(refusal) from refusal
                     try:
-                        page = await self._with_retries(app_user_id, query, cut)
+                        page = await self._with_retries(app_user_id, query, cut, attempts)
                     except _CredentialsRefused as exc:
                         raise self._refused_credentials(exc) from exc
         except CredentialsUnavailable as exc:
@@ -211,9 +213,11 @@ class MetaStudioClient:
         self._warnings.warn(said)
         return UpstreamRejected("the upstream refused the gateway's credentials", outcome="auth")
 
-    async def _with_retries(self, app_user_id: str, query: UpstreamQuery, cut: asyncio.Timeout) -> tuple[Any, float]:
-        """Attempts until one answers, a failure is not to be retried, ``max_attempts`` are made,
-        or the next wait would reach the deadline ``cut`` enforces."""
+    async def _with_retries(
+        self, app_user_id: str, query: UpstreamQuery, cut: asyncio.Timeout, attempts: int
+    ) -> tuple[Any, float]:
+        """Attempts until one answers, a failure is not to be retried, ``attempts`` are made, or
+        the next wait would reach the deadline ``cut`` enforces."""
         breaker = self.breaker(app_user_id)
         settings = self._settings
         loop = asyncio.get_running_loop()
@@ -237,7 +241,7 @@ class MetaStudioClient:
                     raise
                 delay = retry_delay(attempt, asked, settings.retry_after_cap_seconds)
                 deadline = cut.when() or math.inf
-                if attempt >= settings.max_attempts or loop.time() + delay >= deadline:
+                if attempt >= attempts or loop.time() + delay >= deadline:
                     raise
             await asyncio.sleep(delay)
             attempt += 1

@@ -36,6 +36,25 @@ async def test_stale_if_error_serves_the_last_good_list_with_age(make_gateway: G
     assert gateway.metric("metastudio_gateway_cache_requests_total", result="stale") == 1
 
 
+async def test_stale_if_error_is_answered_after_one_failed_attempt_not_the_retries_waits(
+    make_gateway: GatewayFactory,
+) -> None:
+    """With a stale copy to fall back on, the upstream answering 429 and Retry-After 3 (within the
+    cap, so a caller with nothing cached would wait for a retry): the copy comes back at once,
+    after one upstream call, not after the retries' waits; the key backs off for the 3 s asked."""
+    gateway = await make_gateway(ttl_seconds=60, upstream={"retry_after_cap_seconds": 5.0})
+    good = await (await gateway.client.get("/v1/training-jobs", headers=ACME)).read()
+    gateway.clock.advance(600)
+    gateway.simulator.state.faults.append(Fault("status", status=429, retry_after=3))
+    started = asyncio.get_running_loop().time()
+    response = await gateway.client.get("/v1/training-jobs", headers=ACME)
+    assert asyncio.get_running_loop().time() - started < 2  # it was 6 s: two waits of 3 s
+    assert (response.status, response.headers["X-Cache"], await response.read()) == (200, "STALE", good)
+    assert gateway.upstream_calls == 2  # the first fill, and one attempt
+    again = await gateway.client.get("/v1/training-jobs", headers=ACME)
+    assert (again.headers["X-Cache"], gateway.upstream_calls) == ("STALE", 2)  # backing off: no call
+
+
 async def test_stale_if_error_ends_after_its_window(make_gateway: GatewayFactory) -> None:
     """Past stale_if_error_seconds the failure reaches the caller."""
     gateway = await make_gateway(ttl_seconds=60, cache={"stale_if_error_seconds": 300})
