@@ -13,6 +13,7 @@ import asyncio
 import logging
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp import web
 
@@ -182,15 +183,19 @@ CREDENTIAL_LINES = {
 async def test_a_request_the_parser_refuses_is_not_quoted_back(
     make_gateway: GatewayFactory, fast_hit_path: bool, line: bytes
 ) -> None:
-    """A malformed ``Authorization`` line gets aiohttp's 400 naming the kind of error only: its
-    text used to quote the line, the caller's API key with it (a JWT whole), to whatever keeps
-    error bodies on the way back."""
+    """A malformed ``Authorization`` line gets a 400 in the gateway's error envelope, naming the
+    kind of error only, with a request id: aiohttp's text used to quote the line, the caller's API
+    key with it (a JWT whole), to whatever keeps error bodies on the way back, and was not JSON."""
     gateway = await make_gateway(fast_hit_path=fast_hit_path)
     request = b"GET " + HIT.encode() + b" HTTP/1.1\r\nHost: gateway.test\r\n" + line + b"\r\n\r\n"
     responses, rest = await read_all(gateway, request, 1)
     (response,) = responses
     assert response.status == 400
-    assert response.body.startswith(b"400 Bad Request\n\nmalformed HTTP request (")
+    error = orjson.loads(response.body)["error"]  # the envelope every error has, not aiohttp's text
+    assert (error["code"], error["message"].startswith("malformed HTTP request (")) == ("invalid_parameter", True)
+    assert error["request_id"] == response.headers["x-request-id"] and response.headers["content-type"].startswith(
+        "application/json"
+    )
     assert (response.headers["x-content-type-options"], response.headers["cache-control"]) == ("nosniff", "no-store")
     assert response.headers["server"] == "metastudio-gateway"  # no version of Python or aiohttp
     assert ACME_KEY.encode() not in response.body + rest

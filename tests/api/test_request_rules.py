@@ -105,21 +105,23 @@ def _target_of(length: int) -> str:
 
 
 async def test_request_target_limits_are_4096_in_json_and_8190_in_the_parser(gateway: Gateway) -> None:
-    """Target of 4096 bytes: routed (here 404); up to 8190: the gateway's JSON 400; over 8190: aiohttp's plain 400."""
+    """Target of 4096 bytes: routed (here 404); up to 8190: the gateway's JSON 400 saying so; over
+    8190: aiohttp's parser refuses it, answered in the same JSON envelope, naming the kind only."""
     status, content_type, _ = await _raw(gateway, _request(_target_of(4096)))
     assert (status, content_type) == (404, "application/json")
     for length in (4097, 8190):
         status, content_type, body = await _raw(gateway, _request(_target_of(length)))
         assert (status, content_type) == (400, "application/json"), length
         assert b"the request target is longer than 4096 bytes" in body
-    status, content_type, _ = await _raw(gateway, _request(_target_of(8191)))
-    assert status == 400
-    assert content_type.startswith("text/plain")
+    status, content_type, body = await _raw(gateway, _request(_target_of(8191)))
+    assert (status, content_type) == (400, "application/json")
+    assert b'"code":"invalid_parameter","message":"malformed HTTP request (LineTooLong)"' in body
 
 
 async def test_a_header_value_is_parsed_up_to_32768_bytes(gateway: Gateway) -> None:
     """A 12 KiB header is served; a 16384-byte value reaches the gateway's JSON 400 (16 KiB of headers in all,
-    Authorization aside); a 32768-byte value still does; a 32769-byte value: aiohttp's plain-text 400."""
+    Authorization aside); a 32768-byte value still does; a 32769-byte value: aiohttp's parser's
+    400, in the same JSON envelope."""
     status, _, _ = await _raw(gateway, _request("/v1/training-jobs", "X-Big: " + "z" * 12 * 1024))
     assert status == 200
     status, content_type, body = await _raw(gateway, _request("/v1/training-jobs", "X-Big: " + "z" * 16384))
@@ -127,9 +129,9 @@ async def test_a_header_value_is_parsed_up_to_32768_bytes(gateway: Gateway) -> N
     assert b"more than 100 headers or more than 16384 bytes of them" in body
     status, content_type, _ = await _raw(gateway, _request("/v1/training-jobs", "X-Big: " + "z" * 32768))
     assert (status, content_type) == (400, "application/json")
-    status, content_type, _ = await _raw(gateway, _request("/v1/training-jobs", "X-Big: " + "z" * 32769))
-    assert status == 400
-    assert content_type.startswith("text/plain")
+    status, content_type, body = await _raw(gateway, _request("/v1/training-jobs", "X-Big: " + "z" * 32769))
+    assert (status, content_type) == (400, "application/json")
+    assert b"malformed HTTP request (" in body
 
 
 async def test_authorization_given_twice_is_refused_whichever_comes_first(gateway: Gateway) -> None:
