@@ -98,6 +98,11 @@ def _error_code(answer: UpstreamAnswer) -> str | None:
     return code if isinstance(code, str) and _ERROR_CODE.fullmatch(code) else None
 
 
+_PERMANENT_SERVER_ERRORS = frozenset({501, 505})
+"""5xx statuses that say asking again will not help (RFC 9110 15.6.2, 15.6.6: not implemented,
+HTTP version not supported): refused as a 4xx is, not retried as an outage."""
+
+
 def _retry_after_seconds(answer: UpstreamAnswer, now: float) -> float | None:
     """The answer's ``Retry-After`` as seconds from ``now`` (Unix time): a number of seconds, or
     an HTTP date (RFC 9110 10.2.3; one past is 0); ``None`` when absent or unreadable."""
@@ -330,7 +335,7 @@ class MetaStudioClient:
         if status in (401, 403):
             code = _error_code(answer)
             raise _CredentialsRefused(auth, f"HTTP {status}" + (f", {code}" if code else ""))
-        if status == 429 or status >= 500:
+        if status == 429 or (status >= 500 and status not in _PERMANENT_SERVER_ERRORS):
             retry_after = _retry_after_seconds(answer, self._clock.now())
             raise UpstreamUnavailable(outcome=str(status), retry_after_seconds=retry_after)
         raise UpstreamRejected(outcome=str(status))

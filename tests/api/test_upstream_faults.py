@@ -31,6 +31,8 @@ pytestmark = pytest.mark.asyncio
         (Fault("status", status=403), 502, "upstream_error"),
         (Fault("status", status=429, retry_after=1), 503, "upstream_unavailable"),
         (Fault("status", status=502), 503, "upstream_unavailable"),
+        (Fault("status", status=501), 502, "upstream_error"),
+        (Fault("status", status=505), 502, "upstream_error"),
         (Fault("latency", seconds=1.0), 504, "upstream_timeout"),
         (Fault("slow_drip", seconds=0.5), 504, "upstream_timeout"),
     ],
@@ -50,6 +52,18 @@ async def test_upstream_fault_maps_to_a_documented_error(
     response = await gateway.client.get("/v1/training-jobs", headers=ACME)
     assert response.status == status
     assert (await response.json())["error"]["code"] == code
+
+
+@pytest.mark.parametrize("status", [501, 505])
+async def test_a_5xx_that_says_asking_again_will_not_help_is_not_retried(
+    make_gateway: GatewayFactory, status: int
+) -> None:
+    """501 Not Implemented and 505 HTTP Version Not Supported are no outage (RFC 9110 15.6.2,
+    15.6.6): one upstream call and a 502, where they were retried as 5xx (three calls, a 503)."""
+    gateway = await make_gateway(upstream={"retry_budget_ratio": 1.0})
+    gateway.simulator.state.faults.append(Fault("status", status=status))
+    response = await gateway.client.get("/v1/training-jobs", headers=ACME)
+    assert (response.status, gateway.upstream_calls) == (502, 1)
 
 
 async def test_a_200_that_is_not_json_is_recorded_as_invalid_body(make_gateway: GatewayFactory) -> None:
