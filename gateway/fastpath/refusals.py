@@ -33,6 +33,9 @@ def refusal_body(status: int, exc: BaseException | None, request_id: str) -> byt
 class RedactingRequestHandler(web.RequestHandler):
     """aiohttp's ``RequestHandler``, quoting nothing of a refused request in its answer."""
 
+    _refusal_ids = RequestIds()
+    """The ids of these answers (the request, unread, sent none): one sequence per process."""
+
     def handle_error(
         self,
         request: web.BaseRequest,
@@ -45,7 +48,7 @@ class RedactingRequestHandler(web.RequestHandler):
             return response
         # The envelope every error of ours has, instead of a text that quotes the request, and
         # the headers.
-        request_id = RequestIds().of(None)
+        request_id = self._refusal_ids.of(None)
         response.body = refusal_body(response.status, exc, request_id)
         response.content_type = "application/json"
         response.headers["X-Request-Id"] = request_id

@@ -74,18 +74,18 @@ def represent(
     gzipped = entry.gzip_body is not None and accept_encoding is not None and accepts_gzip(accept_encoding)
     etag = entry.gzip_etag if gzipped else entry.etag
     fresh_for = max(0, int(min(entry.fresh_until - now, entry.fresh_until - entry.fetched_at)))  # within its life
+    age = max(0, int(now - entry.fetched_at)) if result in ("hit", "stale") else None
+    # A cache counts Age against max-age (RFC 9111 4.2): with one, it keeps fresh_for seconds.
+    max_age = fresh_for + age if fresh_for and age else fresh_for
     headers = {
         "Content-Type": "application/json",
         "ETag": etag,
         "X-Cache": X_CACHE[result],
-        "Cache-Control": f"private, max-age={fresh_for}",
+        "Cache-Control": f"private, max-age={max_age}",
         "Vary": VARY,
     }
-    if result in ("hit", "stale"):
-        age = max(0, int(now - entry.fetched_at))
+    if age is not None:
         headers["Age"] = str(age)
-        if fresh_for:  # a cache counts Age against max-age (RFC 9111 4.2): it keeps fresh_for seconds
-            headers["Cache-Control"] = f"private, max-age={fresh_for + age}"
     if etag_matches(if_none_match, etag):
         del headers["Content-Type"]
         return Representation(304, headers, None)
