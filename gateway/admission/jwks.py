@@ -10,6 +10,8 @@ task per issuer (``JwksKeepers``, on the app's client session) fills it:
   ``jwks_refetch_cooldown_seconds``, and everyone who asks while one is under way shares it;
   a bad signature under a known ``kid`` never asks;
 * an answer that is not a JWKS, or holds no usable signing key, never replaces the keys held;
+* the keys are read from ``jwks_uri`` itself (https, or http to a loopback address: see the
+  settings): a redirect is a failed fetch, not followed;
 * the keys held stay usable ``jwks_stale_if_error_seconds`` past the refresh that is due, then
   the issuer's tokens get 503 ``auth_unavailable`` until a fetch succeeds.
 
@@ -211,10 +213,14 @@ class IssuerKeys:
         result, why = "ok", ""
         try:
             async with session.get(
-                self.settings.jwks_uri, timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT_SECONDS)
+                self.settings.jwks_uri,
+                timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT_SECONDS),
+                allow_redirects=False,  # the keys come from the URL configured, nowhere else
             ) as response:
                 if response.status != 200:
                     result, why = "bad_status", f"the key set's URL answered {response.status}"
+                    if 300 <= response.status < 400:
+                        why += " (a redirect: it is not followed; configure the URL it points to)"
                 else:
                     body = await read_at_most(response, MAX_JWKS_BYTES)
                     if body is None:

@@ -324,6 +324,25 @@ JwtAlgorithm = Annotated[
 ]
 IssuerName = Annotated[str, Field(pattern=r"^[a-z0-9-]{1,64}$")]
 HttpUrl = Annotated[str, Field(pattern=r"^https?://[^\s/?#]+[^\s#]*$", max_length=2048), AfterValidator(_reachable)]
+
+
+def _authenticated_unless_loopback(url: str) -> str:
+    """An ``https`` URL, or ``http`` to this host only: whoever answers a key set's fetch chooses
+    the keys every tenant's tokens are checked with, so over plain HTTP anyone on the path could
+    sign tokens for any tenant (RFC 8725 3.7: keys from a source the server trusts)."""
+    if url.startswith("https://"):
+        return url
+    host = urlsplit(url).hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ValueError("the key set must be fetched over https (plain http only to a loopback address)")
+    return url
+
+
+KeySetUrl = Annotated[HttpUrl, AfterValidator(_authenticated_unless_loopback)]
 NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
 
 
@@ -334,7 +353,13 @@ class OidcIssuer:
 
     name: Annotated[IssuerName, Field(description="Issuer name: a-z, 0-9 and '-', unique; tenants and metrics use it.")]
     issuer: Annotated[HttpUrl, Field(description="The tokens' iss, compared exactly (no prefix, no suffix).")]
-    jwks_uri: Annotated[HttpUrl, Field(description="URL of the issuer's JSON Web Key Set (its public signing keys).")]
+    jwks_uri: Annotated[
+        KeySetUrl,
+        Field(
+            description="URL of the issuer's JSON Web Key Set (its public signing keys): https, or http to a"
+            " loopback address only; redirects are not followed."
+        ),
+    ]
     audiences: Annotated[
         tuple[NonEmpty, ...],
         Field(min_length=1, description="A token's aud must hold one of these (aud is required)."),

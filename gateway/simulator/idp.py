@@ -44,7 +44,8 @@ RS256 and one ES256 (generated with ``cryptography``); tokens are signed RS256 u
 * ``signing_kid(algorithm="RS256")``, ``published_kids``, ``public_pem(kid)``,
   ``public_jwk(kid)``: to inspect keys, and to craft attacks (HMAC keyed with a public key).
 * ``outage`` (bool), ``jwks_body`` (bytes or ``None``: serve these bytes as the JWKS instead),
-  ``token_lifetime_seconds`` (float), ``jwks_fetches`` (int, read it).
+  ``jwks_redirect`` (a URL or ``None``: ``/jwks`` answers 302 to it; ``/jwks/moved`` serves the
+  keys as ``/jwks`` does), ``token_lifetime_seconds`` (float), ``jwks_fetches`` (int, read it).
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ class IdPControl:
         self.token_lifetime_seconds = token_lifetime_seconds
         self.outage = False
         self.jwks_body: bytes | None = None
+        self.jwks_redirect: str | None = None
         self.jwks_fetches = 0
         self._clock = clock
         self._numbers = itertools.count(1)
@@ -229,6 +231,8 @@ async def _jwks(request: web.Request) -> web.Response:
     control.jwks_fetches += 1
     if control.outage:
         return _json({"error": "temporarily_unavailable"}, status=503)
+    if control.jwks_redirect is not None and request.path == "/jwks":
+        raise web.HTTPFound(control.jwks_redirect)
     if control.jwks_body is not None:
         return web.Response(body=control.jwks_body, content_type="application/json")
     return _json(control.jwks())
@@ -264,6 +268,7 @@ def create_idp_app(control: IdPControl) -> web.Application:
     app[IDP_CONTROL] = control
     app.router.add_get("/.well-known/openid-configuration", _discovery)
     app.router.add_get("/jwks", _jwks)
+    app.router.add_get("/jwks/moved", _jwks)
     app.router.add_post("/token", _token)
     app.router.add_route("OPTIONS", "/token", _token_preflight)
     return app

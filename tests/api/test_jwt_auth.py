@@ -251,6 +251,27 @@ async def test_start_up_does_not_wait_for_the_idp(make_gateway: GatewayFactory, 
     assert status == 200
 
 
+async def test_a_key_set_url_that_redirects_is_not_followed(
+    make_gateway: GatewayFactory, idp: RunningIdP, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The keys come from the configured URL only: a redirect (an open redirect on the IdP's
+    host, or to plain http) is a failed fetch, logged with the status, and tokens get 503
+    auth_unavailable, as with no keys at all. aiohttp followed it, and the keys found at the end
+    signed tokens for every tenant."""
+    caplog.set_level(logging.WARNING, logger="gateway.admission.jwks")
+    idp.control.jwks_redirect = idp.jwks_uri + "/moved"  # serves the IdP's own keys
+    gateway = await make_gateway(tenants=oidc_tenants(), oidc=issuer_settings(idp))
+    fetched = lambda: gateway.metric("metastudio_gateway_jwks_fetches_total", issuer="corp", result="bad_status") == 1  # noqa: E731
+    assert await until(lambda: asyncio.sleep(0, fetched()))
+    status, _, body = await answer(gateway, bearer(idp.control.issue(ALICE)))
+    assert (status, body["error"]["code"]) == (503, "auth_unavailable")
+    said = [record.getMessage() for record in caplog.records if record.name == "gateway.admission.jwks"]
+    assert said == [
+        "JWKS fetch for corp failed: the key set's URL answered 302 (a redirect: it is not followed;"
+        " configure the URL it points to); its tokens are refused (503) meanwhile"
+    ]
+
+
 async def test_a_published_rsa_key_under_2048_bits_is_not_used(
     gateway: Gateway, idp: RunningIdP, clock: ManualClock
 ) -> None:

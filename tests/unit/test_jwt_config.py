@@ -52,6 +52,31 @@ def test_a_valid_issuer_and_tenant_load_into_settings(tmp_path: Path) -> None:
     assert settings.tenants[0].oidc == (("corp", ("acme",)),)
 
 
+@pytest.mark.parametrize(
+    "url", ["http://idp.example.com/certs", "http://10.0.0.5:8080/certs", "http://localhost.evil.example/certs"]
+)
+def test_check_config_refuses_a_key_set_over_plain_http(tmp_path: Path, url: str) -> None:
+    """Whoever answers the key set's fetch picks the keys every tenant's tokens are checked
+    with: plain http to another host (anyone on the path could sign tokens) is refused."""
+    text = ISSUER.format(extra="").replace(
+        'jwks_uri = "https://idp.example.com/realms/corp/certs"', f'jwks_uri = "{url}"'
+    )
+    assert _problems(tmp_path, text + _tenant("acme")) == [
+        "oidc.issuers[0].jwks_uri: the key set must be fetched over https (plain http only to a loopback address)"
+    ]
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080/jwks", "http://[::1]/jwks", "http://localhost/jwks"])
+def test_a_key_set_on_loopback_may_be_plain_http(tmp_path: Path, url: str) -> None:
+    """http to this host (a sidecar, the demo's IdP) is allowed."""
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        ISSUER.format(extra="").replace('jwks_uri = "https://idp.example.com/realms/corp/certs"', f'jwks_uri = "{url}"')
+        + _tenant("acme")
+    )
+    assert load_settings({"METASTUDIO_PROJECT_ID": "p"}, str(path)).oidc.issuers[0].jwks_uri == url
+
+
 @pytest.mark.parametrize("algorithm", ["HS256", "HS512", "none"])
 def test_check_config_refuses_symmetric_and_none_algorithms(tmp_path: Path, algorithm: str) -> None:
     """HS* and none are refused by name of the key, saying only asymmetric algorithms are allowed."""
