@@ -51,7 +51,12 @@ async def serve_until_signalled(app: web.Application, server: ServerSettings) ->
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, signalled, sig)
-    runner = GatewayRunner(app, access_log=None, shutdown_timeout=server.shutdown_grace_seconds)
+    runner = GatewayRunner(
+        app,
+        access_log=None,
+        shutdown_timeout=server.shutdown_grace_seconds,
+        keepalive_timeout=server.keepalive_seconds,  # aiohttp's AppRunner keeps one an hour
+    )
     await runner.setup()
     try:
         # A deep accept queue: bursts of new connections wait instead of needing SYN retransmits.

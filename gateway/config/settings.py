@@ -203,6 +203,16 @@ class ServerSettings:
     drain_seconds: Annotated[
         float, Field(ge=0, description="On SIGTERM: /readyz 503 at once, keep accepting this long, then stop.")
     ] = 1.0
+    keepalive_seconds: Annotated[
+        float,
+        Field(
+            ge=1,
+            le=3600,
+            description="A connection with no request under way (idle, or only part of a head received) is closed"
+            " this long after it opened or its last answer; keep it above the idle timeout of a load balancer in"
+            " front.",
+        ),
+    ] = 75.0
     public_base_url: Annotated[
         str,
         Field(

@@ -9,15 +9,71 @@ only: ``BadHttpMessage``, ``LineTooLong``..., the words the process log uses for
 ``gateway.observability.logs.RedactParseErrors``; aiohttp's own 500 as ``internal_error``), a new
 request id, and the headers every error of the gateway's carries (``nosniff``, ``no-store``). It overrides
 ``handle_error(request, status, exc, message)``, which ``missing_internals`` checks with the rest.
+
+It also bounds a request head that has not ended: past ``MAX_HEAD_BYTES`` the request is
+refused (``HeadTooLarge``, the same 400) and the connection closed. aiohttp's parser alone kept up
+to 128 fields of up to 32 KiB each, 4 MiB a connection, for a head that never ends, while no
+head over about 33 KB passes the request limits (``gateway.admission.request_limits``) once whole.
+The parser is wrapped (``_parser``, whose ``feed_data`` aiohttp's ``data_received`` calls and
+whose ``HttpProcessingError`` it answers with its 400); with the keep-alive timeout, which
+closes a connection whose head has not ended as idle, an unended head costs a bounded amount
+for a bounded time.
 """
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
+from aiohttp.streams import EMPTY_PAYLOAD
 
 from gateway.web.request_ids import RequestIds
 from gateway.web.tail import NO_STORE, NOSNIFF, SERVER
+
+MAX_HEAD_BYTES = 65536
+"""The most of one request head (its line and headers) taken before it ends."""
+_END_OF_HEAD = b"\r\n\r\n"
+
+
+class HeadTooLarge(BadHttpMessage):
+    """A request head still not ended past ``MAX_HEAD_BYTES``."""
+
+    def __init__(self) -> None:
+        super().__init__(f"the request head is longer than {MAX_HEAD_BYTES} bytes")
+
+
+class HeadCappedParser:
+    """aiohttp's request parser, refusing a head still unended past ``MAX_HEAD_BYTES``.
+
+    What is fed after the end of the last request emitted, and its body if it has one, is the
+    start of the next head; its bytes are counted until a request is emitted again.
+    """
+
+    def __init__(self, parser: Any) -> None:
+        self._parser = parser
+        self._unended = 0
+        self._last_body: Any = EMPTY_PAYLOAD
+
+    def feed_data(self, data: bytes) -> Any:
+        ended = data.rfind(_END_OF_HEAD)
+        if ended < 0 and self._last_body.is_eof() and self._unended + len(data) > MAX_HEAD_BYTES:
+            raise HeadTooLarge
+        result = self._parser.feed_data(data)
+        messages = result[0]
+        if messages:
+            self._last_body = messages[-1][1]
+        if not self._last_body.is_eof():  # a body being read: nothing is head until it is whole
+            self._unended = 0
+        elif ended < 0:
+            self._unended += len(data)
+        else:
+            self._unended = len(data) - ended - len(_END_OF_HEAD)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._parser, name)
 
 
 def refusal_body(status: int, exc: BaseException | None, request_id: str) -> bytes:
@@ -35,6 +91,10 @@ class RedactingRequestHandler(web.RequestHandler):
 
     _refusal_ids = RequestIds()
     """The ids of these answers (the request, unread, sent none): one sequence per process."""
+
+    def __init__(self, manager: web.Server, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._parser = cast(Any, HeadCappedParser(self._parser))
 
     def handle_error(
         self,

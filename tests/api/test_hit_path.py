@@ -379,6 +379,39 @@ async def test_an_endless_head_is_not_kept_but_judged_by_aiohttp(gateway: Gatewa
         writer.close()
 
 
+@pytest.mark.parametrize("fast_hit_path", [True, False], ids=["fast path", "handler chain"])
+async def test_a_head_that_never_ends_is_refused_past_64_kib(make_gateway: GatewayFactory, fast_hit_path: bool) -> None:
+    """Header lines each within aiohttp's field limit, and a head that never ends: past 64 KiB
+    the request gets the 400 envelope naming HeadTooLarge and the connection is closed. aiohttp's
+    parser took up to 128 such lines, 4 MiB a connection, waiting for the end (with no credentials)."""
+    gateway = await make_gateway(fast_hit_path=fast_hit_path)
+    reader, writer = await connect(gateway)
+    try:
+        writer.write(b"GET /v1/training-jobs HTTP/1.1\r\nHost: gateway.test\r\n")
+        for number in range(17):  # 17 x 4 KiB: past 64 KiB, with 111 lines to spare
+            writer.write(f"X-Padding-{number}: ".encode() + b"a" * 4096 + b"\r\n")
+            await writer.drain()
+        response = await asyncio.wait_for(read_response(reader), timeout=5)
+        assert response.status == 400
+        error = orjson.loads(response.body)["error"]
+        assert (error["code"], error["message"]) == ("invalid_parameter", "malformed HTTP request (HeadTooLarge)")
+        assert await asyncio.wait_for(reader.read(), timeout=5) == b""
+    finally:
+        writer.close()
+
+
+async def test_a_long_head_that_ends_is_judged_by_the_request_limits(gateway: Gateway) -> None:
+    """Under the cap a whole head is read as before: 60 KiB of headers get the request limits'
+    own 400 (saying which limit), not HeadTooLarge, and the connection serves on."""
+    padding = {f"X_Padding_{number}": "a" * 4000 for number in range(15)}
+    [refused, served] = await exchange(
+        gateway, [http_request("/v1/training-jobs?limit=5", **padding), http_request("/v1/training-jobs?limit=5")]
+    )
+    assert refused.status == 400
+    assert "more than 100 headers or more than 16384 bytes of them" in orjson.loads(refused.body)["error"]["message"]
+    assert served.status == 200
+
+
 @pytest.mark.parametrize(
     ("request_bytes", "status"),
     [

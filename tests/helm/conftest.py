@@ -56,7 +56,11 @@ FULL_VALUES: dict[str, Any] = {
         "cache": {"ttl_seconds": 30, "max_bytes": 134217728, "stale_if_error_seconds": 1800.5},
         "covers": {"refresh_margin_seconds": 7200, "image_url_ttl_seconds": 600},
         "upstream": {"timeout_seconds": 7.5, "max_attempts": 2},
-        "server": {"shutdown_grace_seconds": 15, "public_base_url": "https://api.example.com/metastudio"},
+        "server": {
+            "shutdown_grace_seconds": 15,
+            "keepalive_seconds": 90,
+            "public_base_url": "https://api.example.com/metastudio",
+        },
         "cors": {"allowed_origins": ["https://app.example.com", "http://localhost:3000"], "max_age_seconds": 120},
         "oidc": {"issuers": [ISSUER]},
     },
