@@ -4,18 +4,16 @@ first time it asks for the key and then answers from memory."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-
 from cachetools import TTLCache
 
-from gateway.cache.backoff import KeyBackoff
+from gateway.cache.backoff import ENTRY_OVERHEAD_BYTES, KEPT_BYTES, KeyBackoff
+from gateway.cache.keys import CacheKey, key_bytes
 from gateway.clock import Clock
 from gateway.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 
 _KINDS: dict[str, type[UpstreamError]] = {
     kind.__name__: kind for kind in (UpstreamRejected, UpstreamUnavailable, UpstreamTimeout)
 }
-LEARNED_KEPT = 100_000
 LEARNED_MAX_SECONDS = 300.0
 
 
@@ -25,11 +23,12 @@ class SharedBackoff:
     def __init__(self, local: KeyBackoff, clock: Clock) -> None:
         self._local = local
         self._clock = clock
-        self._learned: TTLCache[Hashable, tuple[float, type[UpstreamError]]] = TTLCache(
-            maxsize=LEARNED_KEPT, ttl=LEARNED_MAX_SECONDS, timer=clock.monotonic
+        # (until, error type, bytes held): bounded in bytes, as the local backoff's keys are.
+        self._learned: TTLCache[CacheKey, tuple[float, type[UpstreamError], int]] = TTLCache(
+            maxsize=KEPT_BYTES, ttl=LEARNED_MAX_SECONDS, timer=clock.monotonic, getsizeof=lambda learned: learned[2]
         )
 
-    def blocked(self, key: Hashable) -> UpstreamError | None:
+    def blocked(self, key: CacheKey) -> UpstreamError | None:
         """An error like the last one while ``key`` is backing off here or elsewhere, else ``None``."""
         own = self._local.blocked(key)
         if own is not None:
@@ -37,24 +36,24 @@ class SharedBackoff:
         learned = self._learned.get(key)
         if learned is None:
             return None
-        until, kind = learned
+        until, kind, _ = learned
         now = self._clock.monotonic()
         return kind(outcome="backoff", retry_after_seconds=until - now) if now < until else None
 
-    def failed(self, key: Hashable, error: UpstreamError) -> float:
+    def failed(self, key: CacheKey, error: UpstreamError) -> float:
         """Count a failure of ``key`` here (the load that failed publishes it); the seconds until
         it may be tried again."""
         return self._local.failed(key, error)
 
-    def succeeded(self, key: Hashable) -> None:
+    def succeeded(self, key: CacheKey) -> None:
         """Forget ``key``'s failures."""
         self._local.succeeded(key)
         self._learned.pop(key, None)
 
-    def learn(self, key: Hashable, kind: str, seconds: float) -> UpstreamError:
+    def learn(self, key: CacheKey, kind: str, seconds: float) -> UpstreamError:
         """Note that another replica's load of ``key`` failed with ``kind`` and may not be retried
         for ``seconds``; returns the error to answer with meanwhile."""
         error_type = _KINDS.get(kind, UpstreamUnavailable)
         seconds = min(seconds, LEARNED_MAX_SECONDS)  # a foreign value's lifetime, as any replica bounds it
-        self._learned[key] = (self._clock.monotonic() + seconds, error_type)
+        self._learned[key] = (self._clock.monotonic() + seconds, error_type, key_bytes(key) + ENTRY_OVERHEAD_BYTES)
         return error_type(outcome="backoff", retry_after_seconds=seconds)

@@ -36,6 +36,9 @@ ENV = {"METASTUDIO_PROJECT_ID": "proj-1"}
 PASSWORD = "pure-test-redis-password"
 
 
+K = job_key("acme", "k")
+
+
 def _entry(gzip_body: bytes | None = b"\x1f\x8b zipped") -> CacheEntry:
     return CacheEntry(
         body=b'{"jobs": []}',
@@ -100,10 +103,10 @@ def test_a_backoff_heard_from_redis_is_said_as_this_replica_keeps_it() -> None:
     expiry by hand: 31 years said in Retry-After for a wait that ends in five minutes)."""
     clock = ManualClock()
     backoff = SharedBackoff(KeyBackoff(clock), clock)
-    error = backoff.learn("k", "UpstreamUnavailable", 10**9)
+    error = backoff.learn(K, "UpstreamUnavailable", 10**9)
     assert error.retry_after_seconds == LEARNED_MAX_SECONDS
     clock.advance(LEARNED_MAX_SECONDS)
-    assert backoff.blocked("k") is None
+    assert backoff.blocked(K) is None
 
 
 def test_shared_settings_default_to_no_redis(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ import weakref
 import pytest
 
 from gateway.admission.rate_limit import RateLimit, TenantRateLimiter
-from gateway.cache.backoff import RETRY_AFTER_MAX_SECONDS, KeyBackoff
+from gateway.cache.backoff import KEPT_BYTES, RETRY_AFTER_MAX_SECONDS, KeyBackoff
+from gateway.cache.keys import job_key, list_key
 from gateway.clock import ManualClock
 from gateway.config.settings import CircuitBreakerSettings
 from gateway.errors import UpstreamRejected, UpstreamUnavailable
@@ -20,6 +21,9 @@ from gateway.upstream.client import retry_delay
 from gateway.upstream.retry_budget import RetryBudget
 
 POLICY = CircuitBreakerSettings(window_seconds=10, min_calls=4, failure_ratio=0.5, open_seconds=5)
+
+
+K, J, R, S = (job_key("acme", name) for name in "kjrs")
 
 
 def test_breaker_stays_closed_below_min_calls() -> None:
@@ -163,18 +167,18 @@ def test_key_backoff_doubles_and_honours_retry_after() -> None:
     """Each failure doubles the key's wait (capped); a longer Retry-After wins; success forgets."""
     clock = ManualClock()
     backoff = KeyBackoff(clock, base_seconds=1, cap_seconds=8)
-    backoff.failed("k", UpstreamUnavailable())
-    assert backoff.blocked("k") is not None
+    backoff.failed(K, UpstreamUnavailable())
+    assert backoff.blocked(K) is not None
     clock.advance(1)
-    assert backoff.blocked("k") is None
-    backoff.failed("k", UpstreamUnavailable())
+    assert backoff.blocked(K) is None
+    backoff.failed(K, UpstreamUnavailable())
     clock.advance(1.5)
-    assert backoff.blocked("k") is not None
-    backoff.failed("j", UpstreamUnavailable(retry_after_seconds=5))
+    assert backoff.blocked(K) is not None
+    backoff.failed(J, UpstreamUnavailable(retry_after_seconds=5))
     clock.advance(4)
-    assert backoff.blocked("j") is not None
-    backoff.succeeded("k")
-    assert backoff.blocked("k") is None
+    assert backoff.blocked(J) is not None
+    backoff.succeeded(K)
+    assert backoff.blocked(K) is None
 
 
 def test_key_backoff_says_how_long_and_stays_at_its_cap_however_long_a_key_fails() -> None:
@@ -185,20 +189,44 @@ def test_key_backoff_says_how_long_and_stays_at_its_cap_however_long_a_key_fails
     and the key asked again on every request)."""
     clock = ManualClock()
     backoff = KeyBackoff(clock, base_seconds=1, cap_seconds=8)
-    assert [backoff.failed("k", UpstreamUnavailable()) for _ in range(5)] == [1, 2, 4, 8, 8]
-    assert backoff.failed("j", UpstreamUnavailable(retry_after_seconds=5)) == 5
+    assert [backoff.failed(K, UpstreamUnavailable()) for _ in range(5)] == [1, 2, 4, 8, 8]
+    assert backoff.failed(J, UpstreamUnavailable(retry_after_seconds=5)) == 5
     # The upstream's word is kept past the doubling's cap, up to five minutes.
-    assert backoff.failed("r", UpstreamUnavailable(retry_after_seconds=120)) == 120
+    assert backoff.failed(R, UpstreamUnavailable(retry_after_seconds=120)) == 120
     clock.advance(100)  # past four caps since that failure, not past its backoff: still remembered
-    assert backoff.blocked("r") is not None
-    assert backoff.failed("s", UpstreamUnavailable(retry_after_seconds=1e9)) == RETRY_AFTER_MAX_SECONDS
+    assert backoff.blocked(R) is not None
+    assert backoff.failed(S, UpstreamUnavailable(retry_after_seconds=1e9)) == RETRY_AFTER_MAX_SECONDS
     defaults = KeyBackoff(clock)  # as the app builds it
     delays = []
     for _ in range(1_100):
         clock.advance(30)
-        delays.append(defaults.failed("k", UpstreamUnavailable()))
+        delays.append(defaults.failed(K, UpstreamUnavailable()))
     assert delays[:6] == [1, 2, 4, 8, 16, 30] and set(delays[5:]) == {30}
-    assert defaults.blocked("k") is not None
+    assert defaults.blocked(K) is not None
+
+
+def test_key_backoff_holds_at_most_its_bytes_whatever_keys_fail() -> None:
+    """A tenant asking many distinct long queries while the upstream fails: the failing keys
+    held stay within twice KEPT_BYTES (cachetools keeps evicted items in its heap until it holds
+    twice the live ones), the least recently failed going first. 100,000 keys of about 4 KB were
+    kept: 400 MiB no limit counted (48 MiB for these 20,000)."""
+    clock = ManualClock()
+    backoff = KeyBackoff(clock, base_seconds=1, cap_seconds=8)
+
+    def query(page: int) -> tuple[tuple[str, str], ...]:  # as parsed from a request: new strings each time
+        return tuple((f"name_{index}", f"{page}:" + "漢" * 250) for index in range(3))
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for page in range(20_000):  # about 80 MB of keys
+            backoff.failed(list_key("acme", query(page)), UpstreamUnavailable())
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < KEPT_BYTES * 2
+    assert backoff.blocked(list_key("acme", query(19_999))) is not None
+    assert backoff.blocked(list_key("acme", query(0))) is None  # the least recently failed went first
 
 
 class _Held:
@@ -219,11 +247,11 @@ def test_key_backoff_keeps_neither_the_error_nor_what_the_failed_load_held() -> 
     clock = ManualClock()
     backoff = KeyBackoff(clock, base_seconds=1, cap_seconds=8)
     error, held = _failed_load()
-    backoff.failed("k", error)
+    backoff.failed(K, error)
     del error
     gc.collect()
     assert held() is None
-    blocked = backoff.blocked("k")
+    blocked = backoff.blocked(K)
     assert isinstance(blocked, UpstreamRejected)
     assert (blocked.message, blocked.outcome) == ("the upstream's body is over the limit", "backoff")
 
