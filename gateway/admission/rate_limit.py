@@ -26,10 +26,16 @@ LEASE_RATE_SECONDS = 0.05
 """A lease asks for about this long of the tenant's rate..."""
 LEASE_BURST_SHARE = 0.1
 """...but never more than this share of the tenant's burst divided among the replicas."""
-TOKEN_LIFETIME_SECONDS = 1.0
-"""Leased tokens not used within this are dropped (a replica must not sit on old tokens)."""
 COLD_AFTER_SECONDS = 10.0
 """An allowance with no lease for this long is cold: its first requests pass on credit."""
+LEASE_SLACK_SECONDS = 0.01
+"""The time a lease made when the bucket's next token is due takes to be answered (a Redis round
+trip): a refused caller is told to wait until then plus this, rounded up to whole seconds, so
+that it finds the token held when it comes back."""
+TOKEN_LIFETIME_SECONDS = 1.0 + LEASE_SLACK_SECONDS
+"""Leased tokens not used within this are dropped (a replica must not sit on old tokens). A
+second and the slack: a caller told to wait whole seconds comes back up to that long after the
+token leased for it when it was due."""
 
 
 class RateLimiter(Protocol):
@@ -111,7 +117,9 @@ class Allowance:
     answer.
 
     Once the shared bucket says no, ``denied_until`` holds when its next token is due, and until
-    then this replica neither admits the tenant nor asks Redis. While the bucket has plenty (the
+    then this replica neither admits the tenant nor asks Redis; a caller refused meanwhile is told
+    to come back then (plus ``LEASE_SLACK_SECONDS``), and ``lease_due`` says when to lease for
+    it, so that the token is held when it does. While the bucket has plenty (the
     last lease was granted in full, or there was none for ``COLD_AFTER_SECONDS``), an allowance
     that runs dry admits up to ``credit`` requests (the replica's share of the burst) while its
     lease is under way, and the lease pays that debt first: a burst within the limit is not
@@ -134,7 +142,7 @@ class Allowance:
             return 0
         self.tokens = 0
         if now < self.denied_until:
-            return max(1, math.ceil(self.denied_until - now))
+            return max(1, math.ceil(self.denied_until + LEASE_SLACK_SECONDS - now))
         if (self.plenty or now - self.last_lease_at >= COLD_AFTER_SECONDS) and self.debt < credit:
             self.debt += 1
             return 0
@@ -149,6 +157,13 @@ class Allowance:
         if held > size // 2 and not self.debt:
             return 0
         return size + self.debt
+
+    def lease_due(self, now: float) -> float | None:
+        """When to lease for callers refused while the bucket said no (its next token's due time),
+        unless a lease is under way or already set for then; ``None`` when there is no such wait."""
+        if self.leasing or now >= self.denied_until:
+            return None
+        return self.denied_until
 
     def leased(self, now: float, asked: int, granted: int, next_token_in: float) -> None:
         """Book a lease's answer: ``granted`` of ``asked`` tokens, the next due in ``next_token_in`` s."""

@@ -5,7 +5,8 @@ it refills at the tenant's rate up to its burst and grants up to the tokens aske
 keeps a local ``Allowance`` per tenant (``admission.rate_limit``) and decides every request from
 it synchronously; a lease is asked in the background when the allowance runs low. When the
 bucket grants nothing, the allowance knows when the next token is due and makes no Redis call
-before then, so a tenant over its limit costs no Redis traffic.
+before then, so a tenant over its limit costs no Redis traffic but one lease when that token is
+due, made for the callers it refused meanwhile (told to come back then).
 
 While Redis is unavailable each replica limits on its own at the tenant's limit divided by the
 number of replicas it last saw (``RedisTier.replicas_seen``), so the sum stays near the limit.
@@ -13,6 +14,7 @@ number of replicas it last saw (``RedisTier.replicas_seen``), so the sum stays n
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 from gateway.admission.rate_limit import Allowance, RateLimit, TenantRateLimiter, credit_allowed, lease_size
@@ -69,6 +71,12 @@ class SharedRateLimiter:
         if asked:
             allowance.leasing = True
             self._tier.spawn(self._lease(tenant_id, limit, allowance, asked))
+        elif decision and (due := allowance.lease_due(now)) is not None:
+            # Refused until the next token is due: lease it then, so that the caller, told to
+            # come back then, finds it held (a lease asked only when it came back was answered
+            # too late for it: refused again, at half the rate for a caller that waits as told).
+            allowance.leasing = True
+            self._tier.spawn(self._lease(tenant_id, limit, allowance, size, not_before=due))
         return decision
 
     def _terms(self, tenant_id: str, limit: RateLimit) -> tuple[int, int]:
@@ -98,8 +106,12 @@ class SharedRateLimiter:
             )
         return self._local
 
-    async def _lease(self, tenant_id: str, limit: RateLimit, allowance: Allowance, asked: int) -> None:
+    async def _lease(
+        self, tenant_id: str, limit: RateLimit, allowance: Allowance, asked: int, not_before: float | None = None
+    ) -> None:
         try:
+            if not_before is not None:
+                await asyncio.sleep(max(0.0, not_before - self._clock.monotonic()))
             granted, wait_us = await self._tier.run(
                 "rate_lease",
                 lambda: self._take(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 from pathlib import Path
 from typing import Any, cast
 
@@ -316,18 +317,58 @@ class _RefusingTier(_SilentTier):
         self.tasks.add(asyncio.ensure_future(coroutine))
 
 
+class _GrantingTier(_RefusingTier):
+    """A tier whose bucket, empty at first, holds one token ``next_token_at`` seconds on (on its
+    manual clock), and none after it is taken."""
+
+    def __init__(self, next_token_at: float) -> None:
+        super().__init__()
+        self.clock = ManualClock()
+        self._due = self.clock.monotonic() + next_token_at
+        self._taken = False
+
+    def script(self, _source: str) -> Any:
+        async def take(*, keys: list[str], args: list[object]) -> list[int]:
+            self.leases += 1
+            now = self.clock.monotonic()
+            if self._taken or now < self._due:
+                return [0, 1_000_000 if self._taken else math.ceil((self._due - now) * 1_000_000)]
+            self._taken = True
+            return [1, 1_000_000]
+
+        return take
+
+
 async def test_a_refused_tenant_is_asked_for_again_when_the_next_token_is_due_whatever_the_clock_did() -> None:
     """The shared bucket refuses a lease (the next token due in 1 s); the wall clock steps back an
-    hour and 1.5 s pass: the replica asks Redis again and tells the caller to wait a second, not
-    an hour."""
+    hour and half a second passes: the caller is told to wait a second, not an hour, and the
+    replica asks Redis again when the token is due."""
     tier = _RefusingTier()
     clock = ManualClock()
     limiter = SharedRateLimiter({"acme": RateLimit(per_second=1, burst=1)}, cast(Any, tier), clock)
     assert limiter.retry_after("acme") == 0  # on credit, while the first lease is asked for
     await asyncio.sleep(0)
-    assert (tier.leases, limiter.retry_after("acme")) == (1, 1)
+    assert tier.leases == 1
     clock.advance(-3600)
-    clock.advance(1.5)
+    clock.advance(0.5)
     assert limiter.retry_after("acme") == 1
+    await asyncio.wait(tier.tasks, timeout=5)  # the lease set for the token's due time, 0.5 s on
+    assert tier.leases == 2
+
+
+async def test_a_caller_told_to_wait_finds_the_token_held_when_it_comes_back() -> None:
+    """Refused while the bucket's next token is due in 0.6 s: the caller is told 1 s, the replica
+    leases that token when it is due, and the caller coming back after the second is admitted.
+    The lease was asked only when the caller came back, answered too late for it: refused again
+    (Retry-After 1), so a client waiting as told got half its limit with several replicas."""
+    tier = _GrantingTier(next_token_at=0.6)
+    clock = tier.clock
+    limiter = SharedRateLimiter({"acme": RateLimit(per_second=1, burst=1)}, cast(Any, tier), clock)
+    assert limiter.retry_after("acme") == 0  # on credit: the first lease is refused
     await asyncio.sleep(0)
+    told = limiter.retry_after("acme")
+    assert told == 1
+    clock.advance(told)  # the scheduled lease runs at the token's due time, within that second
+    await asyncio.wait(tier.tasks, timeout=5)
+    assert limiter.retry_after("acme") == 0
     assert tier.leases == 2

@@ -4,11 +4,13 @@ of it."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
+import aiohttp
 import pytest
 
-from tests.shared.helpers import REDIS_PASSWORD, offer_three_times, replicas
+from tests.shared.helpers import REDIS_PASSWORD, get, offer_three_times, replicas
 from tests.stack import ACME_KEY, GLOBEX_KEY, LiveGateway, redis_server
 
 pytestmark = pytest.mark.redis
@@ -43,3 +45,18 @@ async def test_replicas_together_admit_the_limit_under_three_times_the_demand(
     admitted, sending, whole = await _offer(targets, key)
     assert admitted <= RATE * whole + BURST
     assert admitted >= 0.9 * (RATE * sending + BURST)
+
+
+async def test_a_client_waiting_the_retry_after_it_was_given_is_admitted(gateways: tuple[LiveGateway, ...]) -> None:
+    """Over its limit (each replica's allowance and the shared bucket emptied), a client that
+    waits exactly the Retry-After it was told, then asks the same replica, is admitted, round
+    after round: the replica leased the token for it when it was due. It was refused again
+    (Retry-After 1) every time, the lease asked only when it came back: half its limit."""
+    async with aiohttp.ClientSession() as session:
+        for round_number in range(4):
+            url = f"{gateways[round_number % len(gateways)].base_url}/v1/training-jobs?limit=5"
+            while (refused := await get(session, url, ACME_KEY)).status == 200:
+                pass
+            assert refused.status == 429
+            await asyncio.sleep(int(refused.headers["Retry-After"]))
+            assert (await get(session, url, ACME_KEY)).status == 200
