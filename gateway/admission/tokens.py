@@ -6,13 +6,16 @@ words that never quote the token or a claim) at the first rule it breaks:
 1. at most ``MAX_TOKEN_BYTES``, before any parsing (PyJWT alone accepts a 267 KB token);
 2. three base64url parts whose header is a JSON object; a ``crit`` header is refused;
 3. ``iss`` equal, exactly, to a configured issuer's (it picks the issuer; no prefix or suffix);
-4. ``alg`` in that issuer's allow-list (asymmetric only: config refuses ``HS*`` and ``none``);
-5. a ``kid`` naming one of the issuer's keys whose ``kty``/``crv``/``alg``/``use`` fit ``alg``;
-6. the signature, ``iss``, ``aud`` (required, one of the configured audiences) and the presence
+4. ``typ``, when the header has one, naming a JWT or an access token (``JWT``, ``at+jwt``, with
+   or without ``application/``, in any case): an IdP signs other kinds of JWT with the same keys
+   (logout tokens, security event tokens), and those are no credential (RFC 8725 3.11, 2.8);
+5. ``alg`` in that issuer's allow-list (asymmetric only: config refuses ``HS*`` and ``none``);
+6. a ``kid`` naming one of the issuer's keys whose ``kty``/``crv``/``alg``/``use`` fit ``alg``;
+7. the signature, ``iss``, ``aud`` (required, one of the configured audiences) and the presence
    of ``exp``, ``iss`` and ``aud``, by ``jwt.decode`` with ``algorithms=[alg]`` and the key object;
-7. ``exp``, ``nbf`` and ``iat`` against the injected clock with the issuer's leeway (PyJWT reads
+8. ``exp``, ``nbf`` and ``iat`` against the injected clock with the issuer's leeway (PyJWT reads
    the system clock, so its own time checks are off and these few comparisons are ours);
-8. the tenant claim's value, with the issuer, names a tenant: else 403 ``forbidden``.
+9. the tenant claim's value, with the issuer, names a tenant: else 403 ``forbidden``.
 
 The issuer's keys unavailable (never fetched, or past the stale window): 503 ``auth_unavailable``.
 An unknown ``kid`` may wait for the issuer's one shared refetch (``IssuerKeys.refetch``), in the
@@ -59,6 +62,8 @@ REFUSAL_KEPT_SECONDS = 1.0
 reaches the chain without a second verification (a forged RS256 token costs ~110 µs to check),
 short enough that one refused as not yet valid is checked again soon."""
 REQUIRED_CLAIMS = ["exp", "iss", "aud"]
+ACCESS_TOKEN_TYPES = frozenset({"jwt", "at+jwt", "application/jwt", "application/at+jwt"})
+"""The ``typ`` values (lower case) of a token that may be a credential; no ``typ`` is one too."""
 UNKNOWN_ISSUER = "unknown"
 
 REASONS = {
@@ -66,6 +71,7 @@ REASONS = {
     "malformed": "the token is malformed",
     "crit": "the token has critical header parameters (crit), which are not supported",
     "bad_issuer": "the token's issuer is not accepted",
+    "wrong_type": "the token is not an access token (its typ names another kind of JWT)",
     "disallowed_alg": "the token's signature algorithm is not allowed",
     "no_kid": "the token names no key id (kid)",
     "unknown_kid": "the token's key id is not one of the issuer's keys",
@@ -267,6 +273,9 @@ class TokenAuthenticator:
         if keys is None:
             raise _invalid(UNKNOWN_ISSUER, "bad_issuer")
         issuer = keys.settings
+        kind = header.get("typ")
+        if kind is not None and not (isinstance(kind, str) and kind.lower() in ACCESS_TOKEN_TYPES):
+            raise _invalid(issuer.name, "wrong_type")
         algorithm, kid = header.get("alg"), header.get("kid")
         if algorithm not in issuer.algorithms:
             raise _invalid(issuer.name, "disallowed_alg")

@@ -153,6 +153,12 @@ def attacks(idp: RunningIdP, clock: ManualClock) -> dict[str, str]:
         ),
         "disallowed alg (PS256)": control.sign(claims, signed_as="PS256"),
         "unknown crit": control.issue(ALICE, headers={"crit": ["exp-ext"], "exp-ext": True}),
+        # Signed by the IdP, with its keys, but not access tokens (RFC 8725 3.11): a logout token,
+        # a security event token, a DPoP proof, a typ that is no string.
+        "logout token": control.issue(ALICE, headers={"typ": "logout+jwt"}),
+        "security event token": control.issue(ALICE, headers={"typ": "application/secevent+jwt"}),
+        "DPoP proof": control.issue(ALICE, headers={"typ": "dpop+jwt"}),
+        "typ as a number": control.issue(ALICE, headers={"typ": 42}),
         "20 KB token": control.issue(ALICE, claims={"pad": "p" * 15 * 1024}),
         # JSON as Python reads it has NaN and Infinity (every comparison with NaN is false: a token
         # that never expired), and integers past a float's range (float() raised: a 500).
@@ -191,11 +197,25 @@ async def test_every_attack_gets_401_invalid_token_saying_why(
     assert reasons["forged signature"] == reasons["tampered payload"] == "the token's signature does not verify"
     assert reasons["20 KB token"] == "the token is longer than 8192 bytes"
     assert reasons["unknown crit"].startswith("the token has critical header parameters")
+    other_kinds = ("logout token", "security event token", "DPoP proof", "typ as a number")
+    assert {reasons[name] for name in other_kinds} == {
+        "the token is not an access token (its typ names another kind of JWT)"
+    }
     assert reasons["alg none"] == reasons["disallowed alg (PS256)"] == "the token's signature algorithm is not allowed"
     assert reasons["iss as a list"] == reasons["iss as an object"] == "the token's issuer is not accepted"
     odd_times = ("exp NaN", "exp Infinity", "nbf NaN", "exp of 400 digits", "iat of 400 digits")
     assert {reasons[name] for name in odd_times} == {"the token's exp, nbf or iat is not a finite number"}
     assert idp.control.jwks_fetches == before + 1  # the start-up fetch: a bad signature fetches nothing
+
+
+@pytest.mark.parametrize("kind", ["JWT", "at+jwt", "application/at+jwt", "AT+JWT", None])
+async def test_an_access_token_is_accepted_whatever_its_typ_says_of_it(
+    gateway: Gateway, idp: RunningIdP, kind: str | None
+) -> None:
+    """An access token's typ may be JWT (most IdPs), at+jwt (RFC 9068), with or without
+    application/ and in any case, or absent: each is accepted."""
+    status, _, _ = await answer(gateway, bearer(idp.control.issue(ALICE, headers={"typ": kind})))
+    assert status == 200
 
 
 async def test_a_token_only_in_the_query_is_not_read(gateway: Gateway, idp: RunningIdP) -> None:
