@@ -26,11 +26,12 @@ raw ``Authorization`` value, so a client's later requests cost a dict look-up an
 comparisons instead of a 40-70 µs signature check: the fast path answers them. A remembered
 token stops working at ``exp`` (plus leeway), when its key leaves the issuer's key set, and
 when the issuer's keys pass the stale window. Only tokens that verified and named a tenant are
-kept, so forged tokens cannot fill it. An invalid token's refusal is kept too, for
-``REFUSAL_KEPT_SECONDS`` (``REFUSALS_KEPT`` at most), so the chain answers a token the fast path
-refused without verifying it a second time. Both keep only headers sent plainly
-(``sent_plainly``): spaces around a token are accepted, but kept they would make one token any
-number of entries, each as long as a request head allows (32 KB).
+kept, so forged tokens cannot fill it; and only headers sent plainly (``sent_plainly``): spaces
+around a token are accepted, but kept they would make one token any number of entries, each as
+long as a request head allows (32 KB). A refused token's verdict (invalid, or valid but naming
+no tenant) is kept too, for ``REFUSAL_KEPT_SECONDS`` (``REFUSALS_KEPT`` at most), keyed by the
+token itself, however it was sent, so the chain answers a token the fast path refused without
+verifying it a second time.
 """
 
 from __future__ import annotations
@@ -110,6 +111,16 @@ def _invalid(issuer: str, result: str) -> _Refused:
     return _Refused(InvalidToken(REASONS[result]), issuer, result)
 
 
+NO_TENANT = "no_tenant"
+
+
+def _refused_again(issuer: str, result: str) -> _Refused:
+    """A kept refusal, made anew: 403 for a valid token naming no tenant, else 401."""
+    if result == NO_TENANT:
+        return _Refused(Forbidden("the token is valid but names no tenant of this gateway"), issuer, result)
+    return _invalid(issuer, result)
+
+
 class _KeysPending(Exception):
     """The token cannot be checked with the keys held (unknown kid, no usable keys): a fetch may
     bring them; ``refusal`` stands if none does."""
@@ -176,8 +187,8 @@ class TokenAuthenticator:
         self._metrics = metrics
         self._verified: dict[str | None, _Verified] = {}
         self._refused: dict[str, tuple[float, str, str]] = {}
-        """Invalid tokens seen in the last ``REFUSAL_KEPT_SECONDS`` (at most ``REFUSALS_KEPT`` of
-        ``MAX_TOKEN_BYTES`` each): when (monotonic), the issuer, the result."""
+        """Tokens refused in the last ``REFUSAL_KEPT_SECONDS``, by the token itself (at most
+        ``REFUSALS_KEPT`` of ``MAX_TOKEN_BYTES`` each): when (monotonic), the issuer, the result."""
 
     def cached(self, authorization: str | None) -> Tenant | None:
         """The tenant of an already verified token that is still good, else ``None``."""
@@ -221,14 +232,13 @@ class TokenAuthenticator:
         except _Refused as refusal:
             raise self._count(refusal) from None
 
-    def _remember_refusal(self, authorization: str, refusal: _Refused) -> None:
-        # Not kept: a Forbidden (a valid token naming no tenant), which ``_invalid`` cannot make
-        # again; a token refused as too long, whose entry would be larger than ``MAX_TOKEN_BYTES``.
-        if not isinstance(refusal.error, InvalidToken) or refusal.result == "too_long":
+    def _remember_refusal(self, token: str, refusal: _Refused) -> None:
+        # Not kept: a token refused as too long, whose entry would be larger than ``MAX_TOKEN_BYTES``.
+        if refusal.result == "too_long":
             return
         if len(self._refused) >= REFUSALS_KEPT:
             del self._refused[next(iter(self._refused))]
-        self._refused[authorization] = (self._clock.monotonic(), refusal.issuer, refusal.result)
+        self._refused[token] = (self._clock.monotonic(), refusal.issuer, refusal.result)
 
     def _count(self, refusal: _Refused) -> GatewayError:
         self._metrics.jwt_validations.labels(issuer=refusal.issuer, result=refusal.result).inc()
@@ -237,18 +247,17 @@ class TokenAuthenticator:
     def _admit(self, authorization: str) -> Tenant:
         """Verify the token, remember it, and return its tenant; an invalid token's refusal is
         remembered for ``REFUSAL_KEPT_SECONDS`` and given again without a second verification."""
-        kept = self._refused.get(authorization)
+        token = bearer_credential(authorization) or ""
+        kept = self._refused.get(token)
         if kept is not None:
             refused_at, issuer, result = kept
             if self._clock.monotonic() - refused_at < REFUSAL_KEPT_SECONDS:
-                raise _invalid(issuer, result)
-            del self._refused[authorization]
-        token = bearer_credential(authorization) or ""
+                raise _refused_again(issuer, result)
+            del self._refused[token]
         try:
             verified = self._verify(token)
         except _Refused as refusal:
-            if sent_plainly(authorization, token):
-                self._remember_refusal(authorization, refusal)
+            self._remember_refusal(token, refusal)
             raise
         self._metrics.jwt_validations.labels(issuer=verified.keys.settings.name, result="ok").inc()
         if not sent_plainly(authorization, token):  # accepted, not remembered (the module docstring)
@@ -318,6 +327,5 @@ class TokenAuthenticator:
         value = claims.get(issuer.tenant_claim)
         tenant = self._tenants.get((issuer.name, value)) if isinstance(value, str) else None
         if tenant is None:
-            forbidden = Forbidden("the token is valid but names no tenant of this gateway")
-            raise _Refused(forbidden, issuer.name, "no_tenant")
+            raise _refused_again(issuer.name, NO_TENANT)
         return _Verified(tenant, expires + leeway, keys, key)

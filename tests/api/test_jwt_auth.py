@@ -530,6 +530,37 @@ async def test_a_forged_token_is_verified_once_not_by_both_paths(
     assert verifications == 2
 
 
+@pytest.mark.parametrize("padding", ["", "  "], ids=["sent plainly", "with spaces"])
+@pytest.mark.parametrize(("token_kind", "status"), [("forged", 401), ("no tenant", 403)])
+async def test_a_refused_token_is_verified_once_per_second_however_it_is_sent(
+    gateway: Gateway,
+    idp: RunningIdP,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+    padding: str,
+    token_kind: str,
+    status: int,
+) -> None:
+    """Twenty requests in a second with one refused token: a forged one (401) or a valid one
+    naming no tenant (403), sent plainly or with spaces around it, cost one verification. The
+    verdict was kept only for an invalid token sent plainly: a 403, or spaces, made every request
+    two signature checks (the connection's and the chain's), 40 for 20 requests."""
+    verified: list[str] = []
+    verify = TokenAuthenticator._verify
+
+    def counting(self: TokenAuthenticator, token: str) -> Any:
+        verified.append(token)
+        return verify(self, token)
+
+    monkeypatch.setattr(TokenAuthenticator, "_verify", counting)
+    token = attacks(idp, clock)["forged signature"] if token_kind == "forged" else idp.control.issue(CAROL)
+    headers = {"Authorization": f"Bearer {padding}{secret(token)}{padding}"}
+    for _ in range(20):
+        assert (await answer(gateway, headers))[0] == status
+    verifications = len(verified)  # not the list: a failure would print the tokens
+    assert verifications == 1
+
+
 async def test_a_token_is_verified_and_counted_once_for_a_request_the_chain_answers(
     gateway: Gateway, idp: RunningIdP
 ) -> None:
