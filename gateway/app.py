@@ -101,7 +101,9 @@ def create_app(
     )
     registry = registry if registry is not None else CollectorRegistry()
     metrics = Metrics(registry)
-    store = LocalEntryStore(max_bytes=settings.cache.max_bytes, clock=clock)
+    store = LocalEntryStore(
+        max_bytes=settings.cache.max_bytes, max_bytes_per_tenant=settings.cache.max_bytes_per_tenant, clock=clock
+    )
     limits = tenant_limits(settings.tenants, settings.rate_limit)
     # Local or shared: with a Redis URL, L1 stays this store and the rest goes through Redis.
     tier = RedisTier(settings.shared, metrics) if settings.shared.redis_url else None

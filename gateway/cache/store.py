@@ -7,6 +7,12 @@ time and by total size, sized by the bytes each entry really holds with its key 
 filters can hold more than a small page's entry), least recently read first.
 Reading its entries for a metric does not count as a read (it would make a scrape reorder them).
 
+With ``max_bytes_per_tenant`` set, one tenant's entries hold at most that much: storing past it
+drops that tenant's own oldest-stored entries first, so a tenant asking endless distinct queries
+(every offset of its list is one) cannot evict every other tenant's pages. The keys a tenant
+stored are tracked with their sizes in the order stored; ones ``TLRUCache`` dropped meanwhile are
+struck out only when the tenant reaches its bound, so a hit never pays for it.
+
 Reads, one per cache hit, go through a front: a plain dict of the entries read since
 ``TLRUCache`` last changed. A read through ``TLRUCache`` costs three hashes of the key, its
 timer and its recency list (0.6 µs, a tenth of a hit's Python); a read from the front costs a
@@ -36,8 +42,14 @@ passing it on never takes more than about a quarter of a millisecond (0.24 ms me
 class LocalEntryStore:
     """A bounded in-process ``EntryStore``."""
 
-    def __init__(self, *, max_bytes: int, clock: Clock) -> None:
+    def __init__(self, *, max_bytes: int, clock: Clock, max_bytes_per_tenant: int = 0) -> None:
         self._clock = clock
+        self._tenant_bound = max_bytes_per_tenant if 0 < max_bytes_per_tenant < max_bytes else 0
+        self._stored_by_tenant: dict[str, dict[CacheKey, int]] = {}
+        """With a tenant bound: each tenant's keys stored (some may be gone since), with the size
+        stored, in the order stored."""
+        self._tenant_bytes: dict[str, int] = {}
+        """The sum of those sizes by tenant (an upper bound of what the tenant holds)."""
         self._stored_size = 0
         """The size of the entry ``put`` is storing, with its key's: ``TLRUCache`` asks for a size
         by the value alone, and only while storing one (``Cache.__setitem__``)."""
@@ -75,13 +87,33 @@ class LocalEntryStore:
         return entry
 
     def put(self, key: CacheKey, entry: CacheEntry) -> None:
-        """Store an entry; one larger than the whole cache, or already dead, is not kept."""
+        """Store an entry; one larger than the whole cache (or than a tenant's bound), or already
+        dead, is not kept."""
         size = entry.size + key_bytes(key)
-        if entry.keep_until <= self._clock.now() or size > self._entries.maxsize:
+        if entry.keep_until <= self._clock.now() or size > (self._tenant_bound or self._entries.maxsize):
             return
         self._empty_front()
+        if self._tenant_bound:
+            self._make_room_within_tenant(key, size)
         self._stored_size = size
         self._entries[key] = entry
+
+    def _make_room_within_tenant(self, key: CacheKey, size: int) -> None:
+        """Drop the oldest-stored entries of ``key``'s tenant until ``size`` more fits its bound;
+        then track ``key``."""
+        tenant = key[0]
+        stored = self._stored_by_tenant.setdefault(tenant, {})
+        held = self._tenant_bytes.get(tenant, 0) - stored.pop(key, 0)
+        if held + size > self._tenant_bound:
+            entries = self._entries
+            for gone in [stored_key for stored_key in stored if stored_key not in entries]:
+                held -= stored.pop(gone)
+            while held + size > self._tenant_bound:
+                oldest = next(iter(stored))
+                held -= stored.pop(oldest)
+                entries.pop(oldest, None)
+        stored[key] = size
+        self._tenant_bytes[tenant] = held + size
 
     def earliest_cover_expiry(self) -> float | None:
         """The earliest expiry of any cover URL held in any live entry (a metric: the entries

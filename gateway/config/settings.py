@@ -35,6 +35,12 @@ REDIS_URL_VARIABLE = "GATEWAY_REDIS_URL"
 DEFAULT_HOST = "0.0.0.0"  # noqa: S104 - a server in a container listens on all interfaces
 
 
+def _within_max_bytes(value: int, info: ValidationInfo) -> int:
+    if value > info.data.get("max_bytes", value):
+        raise ValueError("must be at most max_bytes (0: no bound but max_bytes)")
+    return value
+
+
 @with_config(TABLE)
 @dataclass(frozen=True, slots=True)
 class CacheSettings:
@@ -42,6 +48,15 @@ class CacheSettings:
         float, Field(ge=0.001, description="Seconds a list response stays fresh."), Env("GATEWAY_CACHE_TTL_SECONDS")
     ] = 60.0
     max_bytes: Annotated[int, Field(ge=1024, description="Bound on the bytes the cache holds.")] = 268_435_456
+    max_bytes_per_tenant: Annotated[
+        int,
+        AfterValidator(_within_max_bytes),
+        Field(
+            ge=0,
+            description="Bound on the bytes one tenant's entries hold (0: none but max_bytes); past it the tenant's"
+            " own oldest entries go first, so one tenant's distinct queries cannot evict every other tenant's.",
+        ),
+    ] = 0
     stale_if_error_seconds: Annotated[
         float, Field(ge=0, description="How long past expiry a list may be served while the upstream fails.")
     ] = 3600.0

@@ -42,6 +42,21 @@ async def test_cache_is_per_tenant(gateway: Gateway) -> None:
     assert [r.app_user_id for r in gateway.simulator.state.request_log] == ["acme-web", "globex-app"]
 
 
+@pytest.mark.parametrize("per_tenant", [0, 64 * 1024], ids=["no tenant bound", "tenant bound"])
+async def test_one_tenants_distinct_queries_do_not_evict_anothers_pages(
+    make_gateway: GatewayFactory, per_tenant: int
+) -> None:
+    """globex asks 400 distinct pages (every offset of its list) in a 256 KiB cache: with
+    max_bytes_per_tenant at 64 KiB, acme's page is still a hit; without it (the default, as
+    before) globex's pages evict it, and acme's next request waits for the upstream again."""
+    gateway = await make_gateway(max_bytes=256 * 1024, cache={"max_bytes_per_tenant": per_tenant})
+    await gateway.client.get("/v1/training-jobs?limit=20", headers=ACME)
+    for offset in range(400):
+        assert (await gateway.client.get(f"/v1/training-jobs?offset={offset}", headers=GLOBEX)).status == 200
+    again = await gateway.client.get("/v1/training-jobs?limit=20", headers=ACME)
+    assert again.headers["X-Cache"] == ("HIT" if per_tenant else "MISS")
+
+
 async def test_200_concurrent_cold_requests_make_one_upstream_request(gateway: Gateway) -> None:
     """Single-flight: 200 identical concurrent misses share exactly one upstream request."""
 

@@ -53,7 +53,12 @@ FULL_VALUES: dict[str, Any] = {
     "credentials": {"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY, "securityToken": SECURITY_TOKEN},
     "urlSigning": {"keys": SIGNING_KEYS},
     "config": {
-        "cache": {"ttl_seconds": 30, "max_bytes": 134217728, "stale_if_error_seconds": 1800.5},
+        "cache": {
+            "ttl_seconds": 30,
+            "max_bytes": 134217728,
+            "max_bytes_per_tenant": 33554432,
+            "stale_if_error_seconds": 1800.5,
+        },
         "covers": {"refresh_margin_seconds": 7200, "image_url_ttl_seconds": 600},
         "upstream": {"timeout_seconds": 7.5, "max_attempts": 2},
         "server": {

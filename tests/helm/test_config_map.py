@@ -64,6 +64,7 @@ def test_real_gateway_loader_accepts_every_option(tmp_path: Path) -> None:
     settings = load_settings({"METASTUDIO_PROJECT_ID": "p"}, _write(tmp_path, _toml(FULL_VALUES)))
     assert settings.cache.ttl_seconds == 30 and settings.cache.max_bytes == 134217728
     assert settings.cache.stale_if_error_seconds == 1800.5
+    assert settings.cache.max_bytes_per_tenant == 33554432
     assert settings.covers.refresh_margin_seconds == 7200
     assert (settings.upstream.timeout_seconds, settings.upstream.max_attempts) == (7.5, 2)
     assert (settings.server.shutdown_grace_seconds, settings.server.keepalive_seconds) == (15, 90)

@@ -48,6 +48,42 @@ async def test_total_size_stays_under_max_bytes() -> None:
     assert cache.get(job_key("acme", "huge")) is None
 
 
+@pytest.mark.parametrize("bound", [0, 6_000], ids=["no tenant bound", "tenant bound"])
+async def test_a_tenant_bound_keeps_one_tenants_flood_from_evicting_the_others(bound: int) -> None:
+    """globex stores 50 distinct pages (1.8 KB each, as counted) in a 20 KB cache. With
+    max_bytes_per_tenant at 6 KB, acme's three pages stay (globex's own oldest go), and globex's
+    entries hold at most 6 KB, its newest pages; with no tenant bound (as before), globex's flood
+    evicts all of acme's."""
+    clock = ManualClock()
+    cache = LocalEntryStore(max_bytes=20_000, max_bytes_per_tenant=bound, clock=clock)
+    acme = [job_key("acme", str(i)) for i in range(3)]
+    for key in acme:
+        cache.put(key, _kilobyte(clock))
+    for i in range(50):
+        cache.put(list_key("globex", (("offset", str(i)),)), _kilobyte(clock))
+    kept = [key for key in acme if cache.get(key) is not None]
+    globex_kept = [i for i in range(50) if cache.get(list_key("globex", (("offset", str(i)),))) is not None]
+    if bound:
+        assert kept == acme
+        assert globex_kept == [47, 48, 49]
+        assert cache.byte_count <= 2 * bound
+    else:
+        assert kept == [] and globex_kept
+
+
+async def test_a_tenant_bound_counts_a_page_stored_again_once() -> None:
+    """A page re-fetched and stored again under its key replaces its own size in the tenant's
+    count: the tenant's other pages stay."""
+    clock = ManualClock()
+    cache = LocalEntryStore(max_bytes=1 << 20, max_bytes_per_tenant=6_000, clock=clock)
+    keys = [job_key("acme", str(i)) for i in range(3)]
+    for key in keys:
+        cache.put(key, _kilobyte(clock))
+    for _ in range(20):
+        cache.put(keys[0], _kilobyte(clock))
+    assert all(cache.get(key) is not None for key in keys)
+
+
 def _kilobyte(clock: ManualClock) -> CacheEntry:
     return _entry(clock, body=b"x" * 1000)
 

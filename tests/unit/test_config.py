@@ -57,6 +57,16 @@ def test_fast_hit_path_is_on_unless_switched_off(tmp_path: Path) -> None:
     assert (off.server.fast_hit_path, off.server.drain_seconds) == (False, 2)
 
 
+def test_a_tenant_bound_over_the_whole_cache_is_refused(tmp_path: Path) -> None:
+    """max_bytes_per_tenant is 0 (no bound) by default, and may not exceed max_bytes."""
+    assert load_settings(ENV, _file(tmp_path, TENANT)).cache.max_bytes_per_tenant == 0
+    with pytest.raises(ConfigError) as caught:
+        load_settings(ENV, _file(tmp_path, "[cache]\nmax_bytes = 4096\nmax_bytes_per_tenant = 8192\n" + TENANT))
+    assert caught.value.problems == [
+        "cache.max_bytes_per_tenant: must be at most max_bytes (0: no bound but max_bytes)"
+    ]
+
+
 def test_numbers_in_the_environment_may_have_white_space_around_them(tmp_path: Path) -> None:
     """A value written as a YAML block in a ConfigMap ends in a newline: the number is read (the
     digits-only check refused it, and the pod would have crash-looped)."""
