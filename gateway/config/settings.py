@@ -335,6 +335,15 @@ class SharedSettings:
             description="Bound on one Redis call; past it this replica acts on its own for now.",
         ),
     ] = 0.1
+    expected_replicas: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=10_000,
+            description="The replicas counted until this one first reaches Redis (then the heartbeats count them):"
+            " with Redis down from start-up, each replica limits each tenant to its rate divided by this.",
+        ),
+    ] = 1
 
 
 def _asymmetric(value: Any) -> Any:

@@ -9,7 +9,8 @@ before then, so a tenant over its limit costs no Redis traffic but one lease whe
 due, made for the callers it refused meanwhile (told to come back then).
 
 While Redis is unavailable each replica limits on its own at the tenant's limit divided by the
-number of replicas it last saw (``RedisTier.replicas_seen``), so the sum stays near the limit.
+number of replicas it last saw (``RedisTier.replicas_seen``; ``[shared] expected_replicas`` until
+it has seen any), so the sum stays near the limit.
 """
 
 from __future__ import annotations

@@ -122,8 +122,10 @@ class RedisTier:
     def __init__(self, settings: SharedSettings, metrics: Metrics) -> None:
         self.keys = KeySpace(settings.key_prefix)
         self.replica_id = secrets.token_hex(8)
-        self.replicas_seen = 1
-        """Live replicas at the last heartbeat (this one included): the local rate-limit share."""
+        self.replicas_seen = settings.expected_replicas
+        """Live replicas at the last heartbeat (this one included), or the replicas expected
+        until one is heard: the local rate-limit share. (Counted as 1 until stop 32, so replicas
+        started while Redis was down each admitted every tenant's whole limit.)"""
         self._timeout = settings.operation_timeout_seconds
         self._metrics = metrics
         self._client = _client(settings)

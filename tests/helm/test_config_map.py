@@ -242,3 +242,28 @@ def test_config_map_holds_no_credentials(full_docs: list[dict[str, Any]]) -> Non
     """The config file has no credential section or key: those come from files only."""
     text = find(full_docs, "ConfigMap", "-config")["data"]["gateway.toml"].lower()
     assert "secret" not in text and "access" not in text and "token" not in text
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"replicaCount": 4}, 4),
+        ({"autoscaling": {"enabled": True, "minReplicas": 3}}, 3),
+        ({"replicaCount": 4, "config": {"shared": {"expected_replicas": 7, "key_prefix": "gw"}}}, 7),
+    ],
+    ids=["replica count", "autoscaling minimum", "set in config"],
+)
+def test_with_the_shared_tier_the_pods_expected_are_counted_before_redis_is_reached(
+    tmp_path: Path, values: dict[str, Any], expected: int
+) -> None:
+    """With shared.existingSecret, config.shared.expected_replicas is the pods the chart runs
+    (replicaCount, or autoscaling.minReplicas), unless set: a pod started while Redis is down
+    limits each tenant to that share of its rate, not the whole rate."""
+    toml = _toml({**values, "shared": {"existingSecret": "gateway-redis"}, "tenants": TENANTS})
+    settings = load_settings({"METASTUDIO_PROJECT_ID": "p"}, _write(tmp_path, toml))
+    assert settings.shared.expected_replicas == expected
+
+
+def test_without_the_shared_tier_no_replica_count_is_rendered() -> None:
+    """Without Redis each pod is on its own: nothing to divide."""
+    assert "expected_replicas" not in _toml({"replicaCount": 4, "tenants": TENANTS})

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from gateway.shared.keys import KeySpace
-from tests.shared.helpers import PREFIX, UP, Answer, deployment_on_redis, metric, offer_three_times
+from tests.shared.helpers import PREFIX, UP, Answer, deployment_on_redis, metric, offer_three_times, replicas
 from tests.stack import ACME_KEY, GLOBEX_KEY, LiveGateway, RedisServer
 
 pytestmark = pytest.mark.redis
@@ -92,3 +94,20 @@ async def test_with_redis_down_each_replica_admits_its_share_and_sharing_resumes
     admitted = sum(answer.status == 200 for answer in after)
     assert admitted <= RATE * whole + BURST
     assert admitted >= 0.75 * (RATE * sending + BURST)  # more than a local half could admit
+
+
+async def test_replicas_started_while_redis_is_down_each_admit_the_share_expected(tmp_path: Path) -> None:
+    """Two replicas started with Redis unreachable and expected_replicas = 2 (as the Helm chart
+    sets it): each admits about half the limit, as replicas that had seen each other do. Each
+    counted itself alone, and admitted the whole limit: twice the limit in all."""
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        nowhere = f"redis://127.0.0.1:{closed.getsockname()[1]}/0"
+    with replicas(tmp_path, 2, nowhere, extra_config=CONFIG, shared_config="expected_replicas = 2\n") as gateways:
+        assert all(metric(g.base_url, UP) == 0.0 for g in gateways)
+        during, sending, whole = await _offer(list(gateways), ACME_KEY)
+    for answers in during:
+        _refusals_say_when(answers)
+        admitted = sum(answer.status == 200 for answer in answers)
+        assert admitted <= RATE / 2 * whole + BURST / 2
+        assert admitted >= 0.8 * (RATE / 2 * sending + BURST / 2)

@@ -113,8 +113,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* The gateway's TOML config file: every section of .Values.config, then the tenants. */}}
 {{- define "metastudio-gateway.configToml" -}}
 # Rendered by the metastudio-gateway Helm chart from its values; edit the values, not this file.
-{{- range $section := keys .Values.config | sortAlpha }}
-{{- $table := index $.Values.config $section }}
+{{- $config := deepCopy (.Values.config | default dict) }}
+{{- /* With the shared tier, a pod that has not reached Redis yet counts the pods there should be. */}}
+{{- if .Values.shared.existingSecret }}
+{{- $shared := $config.shared | default dict }}
+{{- if not (hasKey $shared "expected_replicas") }}
+{{- $_ := set $shared "expected_replicas" (ternary .Values.autoscaling.minReplicas .Values.replicaCount .Values.autoscaling.enabled) }}
+{{- end }}
+{{- $_ := set $config "shared" $shared }}
+{{- end }}
+{{- range $section := keys $config | sortAlpha }}
+{{- $table := index $config $section }}
 {{- if $table }}
 
 [{{ $section }}]
