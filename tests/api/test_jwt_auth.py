@@ -502,21 +502,27 @@ async def test_spaces_around_a_credential_are_accepted_and_not_remembered(gatewa
         assert grown < 100_000  # remembered, the 100 headers of 8 KB would hold 800 KB
 
 
+@pytest.fixture
+def verified(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The tokens whose signature the gateway checks, as it checks them."""
+    checked: list[str] = []
+    verify = TokenAuthenticator._verify
+
+    def counting(self: TokenAuthenticator, token: str) -> Any:
+        checked.append(token)
+        return verify(self, token)
+
+    monkeypatch.setattr(TokenAuthenticator, "_verify", counting)
+    return checked
+
+
 async def test_a_forged_token_is_verified_once_not_by_both_paths(
-    gateway: Gateway, idp: RunningIdP, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+    gateway: Gateway, idp: RunningIdP, clock: ManualClock, verified: list[str]
 ) -> None:
     """The connection's check refuses a forged token and hands it to the chain, which answers the
     401 from that verdict instead of verifying the signature again (a forged RS256 token costs
     ~110 µs to check). The verdict is kept for ``REFUSAL_KEPT_SECONDS``, then checked afresh; each
     request's refusal is counted once."""
-    verified: list[str] = []
-    verify = TokenAuthenticator._verify
-
-    def counting(self: TokenAuthenticator, token: str) -> Any:
-        verified.append(token)
-        return verify(self, token)
-
-    monkeypatch.setattr(TokenAuthenticator, "_verify", counting)
     forged = bearer(attacks(idp, clock)["forged signature"])
     for sent in (1, 2):
         status, headers, _ = await answer(gateway, forged)
@@ -536,7 +542,7 @@ async def test_a_refused_token_is_verified_once_per_second_however_it_is_sent(
     gateway: Gateway,
     idp: RunningIdP,
     clock: ManualClock,
-    monkeypatch: pytest.MonkeyPatch,
+    verified: list[str],
     padding: str,
     token_kind: str,
     status: int,
@@ -545,14 +551,6 @@ async def test_a_refused_token_is_verified_once_per_second_however_it_is_sent(
     naming no tenant (403), sent plainly or with spaces around it, cost one verification. The
     verdict was kept only for an invalid token sent plainly: a 403, or spaces, made every request
     two signature checks (the connection's and the chain's), 40 for 20 requests."""
-    verified: list[str] = []
-    verify = TokenAuthenticator._verify
-
-    def counting(self: TokenAuthenticator, token: str) -> Any:
-        verified.append(token)
-        return verify(self, token)
-
-    monkeypatch.setattr(TokenAuthenticator, "_verify", counting)
     token = attacks(idp, clock)["forged signature"] if token_kind == "forged" else idp.control.issue(CAROL)
     headers = {"Authorization": f"Bearer {padding}{secret(token)}{padding}"}
     for _ in range(20):
