@@ -154,8 +154,8 @@ class TrainingJobService:
         if state is MISS:
             entry = None
         elif entry is not None and state is not STALE_IF_ERROR:
-            if state is not FRESH:  # refresh-ahead or stale-while-revalidate
-                self._refresh_in_background(key, entry, lambda: fetch(True))
+            if state is not FRESH:  # refresh-ahead or stale-while-revalidate: one attempt, as below
+                self._refresh_in_background(key, entry, lambda: fetch(False))
             return self._served(entry, "stale" if state is STALE_WHILE_REVALIDATE else "hit", now)
         blocked = self._backoff.blocked(key)
         if blocked is not None:
@@ -164,6 +164,8 @@ class TrainingJobService:
             raise blocked
         # With a stale copy to fall back on, one attempt: the copy is answered as soon as it
         # fails, not after the retries' waits (a Retry-After's among them); the key backs off.
+        # A refresh in the background has the copy too, so it makes one attempt as well: a
+        # caller whose copy is stale by now joins it, and would wait out its retries.
         retrying = entry is None
         try:
             entry, result = await self._flights.load(key, self._remembering_failures(key, lambda: fetch(retrying)))

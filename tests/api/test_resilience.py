@@ -55,6 +55,27 @@ async def test_stale_if_error_is_answered_after_one_failed_attempt_not_the_retri
     assert (again.headers["X-Cache"], gateway.upstream_calls) == ("STALE", 2)  # backing off: no call
 
 
+async def test_a_stale_copy_is_not_held_behind_the_retries_of_a_refresh_in_the_background(
+    make_gateway: GatewayFactory,
+) -> None:
+    """A request just past the TTL is answered STALE at once and starts a refresh; the upstream
+    answers it 429 with Retry-After 3. A request past the stale-while-revalidate window, with the
+    same stale copy, joins that refresh: it gets the copy at once, as one with nothing in flight
+    does. The refresh retried (it waited the 3 s), and so the caller waited 5.7 s for its copy."""
+    gateway = await make_gateway(ttl_seconds=60, upstream={"retry_after_cap_seconds": 5.0})
+    good = await (await gateway.client.get("/v1/training-jobs", headers=ACME)).read()
+    gateway.clock.advance(65)  # within stale_while_revalidate (10 s)
+    gateway.simulator.state.faults.append(Fault("status", status=429, retry_after=3))
+    first = await gateway.client.get("/v1/training-jobs", headers=ACME)
+    assert first.headers["X-Cache"] == "STALE"
+    await asyncio.sleep(0.3)  # the refresh has had its 429
+    gateway.clock.advance(10)  # past the stale-while-revalidate window: stale-if-error
+    started = asyncio.get_running_loop().time()
+    second = await gateway.client.get("/v1/training-jobs", headers=ACME)
+    assert asyncio.get_running_loop().time() - started < 2
+    assert (second.status, second.headers["X-Cache"], await second.read()) == (200, "STALE", good)
+
+
 async def test_stale_if_error_ends_after_its_window(make_gateway: GatewayFactory) -> None:
     """Past stale_if_error_seconds the failure reaches the caller."""
     gateway = await make_gateway(ttl_seconds=60, cache={"stale_if_error_seconds": 300})
