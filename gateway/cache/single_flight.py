@@ -30,21 +30,24 @@ class KeyedTasks(Generic[_T]):
         return self._tasks.get(key)
 
     def start(self, key: CacheKey, work: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
-        """Run ``work`` as ``key``'s task until it ends (the caller checked none is running)."""
-        task = asyncio.ensure_future(self._tracked(key, work))
+        """Run ``work`` as ``key``'s task until it ends (the caller checked none is running).
+
+        The key is let go by the task's first done callback, which runs before those of anyone
+        awaiting it, however it ends: cancelled before its first step too (a ``finally`` inside
+        the task never ran then, and the key stayed taken by a dead task for good)."""
+        task = asyncio.ensure_future(work)
         self._tasks[key] = task
+        task.add_done_callback(lambda done: self._let_go(key, done))
         return task
+
+    def _let_go(self, key: CacheKey, task: asyncio.Task[_T]) -> None:
+        if self._tasks.get(key) is task:
+            del self._tasks[key]
 
     def start_unwatched(self, key: CacheKey, work: Coroutine[Any, Any, _T]) -> None:
         """Like ``start``, for work nobody waits for: a failure leaves the current entry in place,
         and its exception is retrieved so it is not reported as never retrieved."""
         self.start(key, work).add_done_callback(lambda done: done.cancelled() or done.exception())
-
-    async def _tracked(self, key: CacheKey, work: Coroutine[Any, Any, _T]) -> _T:
-        try:
-            return await work
-        finally:
-            del self._tasks[key]
 
     async def close(self) -> None:
         """Cancel the tasks still running (at shutdown)."""

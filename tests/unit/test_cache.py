@@ -4,6 +4,7 @@ freshness rule and the key schema."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import tracemalloc
 from collections.abc import Callable
 
@@ -283,6 +284,26 @@ async def test_failed_load_is_not_stored_and_reaches_every_waiter() -> None:
     )
     assert all(isinstance(r, RuntimeError) for r in results)
     assert cache.get(job_key("acme", "k")) is None
+
+
+async def test_a_load_called_off_before_it_ran_lets_its_key_go() -> None:
+    """A refresh started just before shutdown and called off before its first step: its key is
+    no longer loading, a later load runs, and no coroutine is left never awaited (the key stayed
+    taken by the dead task for good, and Python warned of the coroutine)."""
+    clock = ManualClock()
+    cache = LocalEntryStore(max_bytes=1 << 20, clock=clock)
+    flights = LocalSingleFlight(cache)
+    key = job_key("acme", "k")
+
+    async def loader() -> CacheEntry:
+        return _entry(clock)
+
+    flights.refresh_in_background(key, loader)
+    await flights.close()
+    gc.collect()  # a coroutine never awaited is reported when it is collected: an error here
+    assert not flights.is_loading(key)
+    _, result = await flights.load(key, loader)
+    assert result == "miss"
 
 
 def _times(fetched_at: float, fresh_until: float, keep_until: float) -> CacheEntry:
