@@ -32,7 +32,7 @@ from gateway.config.url_signing import UrlSigningKey, random_url_signing_keys
 from gateway.credentials.holder import CredentialsHolder, StaticHolder
 from gateway.credentials.static import CredentialSource
 from gateway.fastpath.hits import HitResponder
-from gateway.fastpath.protocol import FAST_PATH_STATUS, HIT_RESPONDER
+from gateway.fastpath.protocol import CONNECTIONS_TURNED_AWAY, FAST_PATH_STATUS, HIT_RESPONDER
 from gateway.jobs.image_links import CoverImageLinks
 from gateway.jobs.query import ParsedQueries
 from gateway.jobs.service import TrainingJobService
@@ -145,6 +145,7 @@ def create_app(
     admission = app[ADMISSION] = Admission(TenantDirectory(settings.tenants), rate_limiter, tokens)
     app[REGISTRY] = registry
     app[FAST_PATH_STATUS] = metrics.fast_path_enabled
+    app[CONNECTIONS_TURNED_AWAY] = metrics.connections_turned_away
     holder = StaticHolder(credentials) if isinstance(credentials, CredentialSource) else credentials
     app[LIFECYCLE] = Lifecycle(credentials_valid=holder.valid)
 

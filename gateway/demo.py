@@ -210,7 +210,12 @@ async def run_demo(port: int, page_port: int = 8081) -> None:
             public_base_url=places.gateway,
         )
         app = create_app(settings, credentials=credentials, clock=clock, url_signing_keys=random_url_signing_keys())
-        runner = GatewayRunner(app, access_log=None, keepalive_timeout=settings.server.keepalive_seconds)
+        runner = GatewayRunner(
+            app,
+            access_log=None,
+            keepalive_timeout=settings.server.keepalive_seconds,
+            max_connections=settings.server.max_connections,
+        )
         users = [{"username": name, "tenant": tenant} for name, tenant in sorted(DEMO_USERS.items())]
         page_runner = web.AppRunner(
             page_app({"gateway": places.gateway, "token_url": idp.token_url, "users": users}), access_log=None

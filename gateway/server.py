@@ -56,6 +56,7 @@ async def serve_until_signalled(app: web.Application, server: ServerSettings) ->
         access_log=None,
         shutdown_timeout=server.shutdown_grace_seconds,
         keepalive_timeout=server.keepalive_seconds,  # aiohttp's AppRunner keeps one an hour
+        max_connections=server.max_connections,
     )
     await runner.setup()
     try:

@@ -218,6 +218,15 @@ class ServerSettings:
     drain_seconds: Annotated[
         float, Field(ge=0, description="On SIGTERM: /readyz 503 at once, keep accepting this long, then stop.")
     ] = 1.0
+    max_connections: Annotated[
+        int,
+        Field(
+            ge=0,
+            description="Connections open at once (0: no cap); past it a new one is closed at once, counted in"
+            " connections_turned_away_total. Each open connection can hold up to about 75 KiB (a request head not"
+            " ended yet), so this bounds that memory.",
+        ),
+    ] = 1024
     keepalive_seconds: Annotated[
         float,
         Field(

@@ -85,11 +85,13 @@ from typing import Any, cast
 from aiohttp import web, web_protocol
 from aiohttp.http import HttpProcessingError, RawRequestMessage
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
+from gateway.clock import SystemClock
 from gateway.fastpath.heads import MAX_PLAIN_HEAD_BYTES, could_begin_plain_head
 from gateway.fastpath.hits import Fetched, HitResponder, Wire
 from gateway.fastpath.refusals import RedactingRequestHandler
+from gateway.observability.throttled import ThrottledWarnings
 from gateway.web.appkeys import NOT_ROUTED, Handler
 
 logger = logging.getLogger(__name__)
@@ -103,6 +105,9 @@ HIT_RESPONDER = web.AppKey("hit_responder", HitResponder)
 
 FAST_PATH_STATUS = web.AppKey("fast_path_status", Gauge)
 """Set by the composition root: the gauge ``GatewayRunner`` sets to 1 or 0 (see the module docstring)."""
+
+CONNECTIONS_TURNED_AWAY = web.AppKey("connections_turned_away", Counter)
+"""Set by the composition root: counts the connections closed at once for being past the cap."""
 
 _ERROR_ENTRY: Any = getattr(web_protocol, "_ErrInfo", None)
 """aiohttp's queue entry for a request it answers with an error status (checked at start-up)."""
@@ -473,11 +478,28 @@ def _every_target_observed(
     return lambda request: handle(request) if request.path.startswith("/") else not_routed(cast(web.Request, request))
 
 
+class _TurnedAway(asyncio.Protocol):
+    """A connection past the cap: closed as soon as it is made, nothing read or answered."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
 class _GatewayServer(web.Server):
     """``web.Server`` making ``HitServingRequestHandler`` connections, or with no responder
-    (``fast_hit_path = false``) ``RedactingRequestHandler`` ones; see ``_every_target_observed``."""
+    (``fast_hit_path = false``) ``RedactingRequestHandler`` ones; see ``_every_target_observed``.
+    Past ``max_connections`` open (0: no cap), a new connection is closed at once, counted
+    (``turned_away``) and, at most once a minute, logged."""
 
-    def __init__(self, like: web.Server, responder: HitResponder | None, not_routed: Handler | None) -> None:
+    def __init__(
+        self,
+        like: web.Server,
+        responder: HitResponder | None,
+        not_routed: Handler | None,
+        *,
+        max_connections: int = 0,
+        turned_away: Counter | None = None,
+    ) -> None:
         super().__init__(
             _every_target_observed(like.request_handler, not_routed),
             request_factory=like.request_factory,
@@ -486,8 +508,18 @@ class _GatewayServer(web.Server):
             **like._kwargs,
         )
         self._responder = responder
+        self._max_connections = max_connections
+        self._turned_away = turned_away
+        self._warnings = ThrottledWarnings(logger, SystemClock())
 
     def __call__(self) -> web.RequestHandler:
+        if self._max_connections and len(self._connections) >= self._max_connections:
+            if self._turned_away is not None:
+                self._turned_away.inc()
+            self._warnings.warn(
+                f"{self._max_connections} connections open ([server] max_connections): new ones are closed at once"
+            )
+            return cast(web.RequestHandler, _TurnedAway())  # the event loop takes any protocol
         if self._responder is None:
             return RedactingRequestHandler(self, loop=self._loop, **self._kwargs)
         return HitServingRequestHandler(self, responder=self._responder, loop=self._loop, **self._kwargs)
@@ -498,13 +530,19 @@ class GatewayRunner(web.AppRunner):
     the app provides a ``HitResponder`` (``[server] fast_hit_path``, on by default) and
     ``internals_check`` finds every aiohttp internal in place; without a ``HitResponder``, its
     connections only redact refusals (``gateway.fastpath.refusals``); with an internal missing,
-    stock aiohttp serves."""
+    stock aiohttp serves (and ``max_connections`` does not hold)."""
 
     def __init__(
-        self, app: web.Application, *, internals_check: InternalsCheck = missing_internals, **kwargs: Any
+        self,
+        app: web.Application,
+        *,
+        internals_check: InternalsCheck = missing_internals,
+        max_connections: int = 0,
+        **kwargs: Any,
     ) -> None:
         super().__init__(app, **kwargs)
         self._internals_check = internals_check
+        self._max_connections = max_connections
         self._missing: Sequence[str] = ()
 
     async def setup(self) -> None:
@@ -523,8 +561,14 @@ class GatewayRunner(web.AppRunner):
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
-        return (
-            server if self._missing else _GatewayServer(server, self.app.get(HIT_RESPONDER), self.app.get(NOT_ROUTED))
+        if self._missing:
+            return server
+        return _GatewayServer(
+            server,
+            self.app.get(HIT_RESPONDER),
+            self.app.get(NOT_ROUTED),
+            max_connections=self._max_connections,
+            turned_away=self.app.get(CONNECTIONS_TURNED_AWAY),
         )
 
     def cut_short(self) -> None:

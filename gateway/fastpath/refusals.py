@@ -13,7 +13,7 @@ request id, and the headers every error of the gateway's carries (``nosniff``, `
 It also bounds a request head that has not ended: past ``MAX_HEAD_BYTES`` the request is
 refused (``HeadTooLarge``, the same 400) and the connection closed. aiohttp's parser alone kept up
 to 128 fields of up to 32 KiB each, 4 MiB a connection, for a head that never ends, while no
-head over about 33 KB passes the request limits (``gateway.admission.request_limits``) once whole.
+head over about 29 KB passes the request limits (``gateway.admission.request_limits``) once whole.
 The parser is wrapped (``_parser``, whose ``feed_data`` aiohttp's ``data_received`` calls and
 whose ``HttpProcessingError`` it answers with its 400); with the keep-alive timeout, which
 closes a connection whose head has not ended as idle, an unended head costs a bounded amount
@@ -32,8 +32,9 @@ from aiohttp.streams import EMPTY_PAYLOAD
 from gateway.web.request_ids import RequestIds
 from gateway.web.tail import NO_STORE, NOSNIFF, SERVER
 
-MAX_HEAD_BYTES = 65536
-"""The most of one request head (its line and headers) taken before it ends."""
+MAX_HEAD_BYTES = 32768
+"""The most of one request head (its line and headers) taken before it ends: no longer head
+passes the request limits (a 4 KiB target, 16 KiB of headers and an 8 KiB token: about 29 KB)."""
 _END_OF_HEAD = b"\r\n\r\n"
 
 

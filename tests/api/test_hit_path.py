@@ -380,15 +380,41 @@ async def test_an_endless_head_is_not_kept_but_judged_by_aiohttp(gateway: Gatewa
 
 
 @pytest.mark.parametrize("fast_hit_path", [True, False], ids=["fast path", "handler chain"])
-async def test_a_head_that_never_ends_is_refused_past_64_kib(make_gateway: GatewayFactory, fast_hit_path: bool) -> None:
-    """Header lines each within aiohttp's field limit, and a head that never ends: past 64 KiB
+async def test_past_max_connections_a_new_connection_is_closed_at_once(
+    make_gateway: GatewayFactory, fast_hit_path: bool
+) -> None:
+    """With three connections open (one of them only part of a head in), a fourth is closed
+    as soon as it is made, and counted; once one of the three closes, a new one is served.
+    Nothing capped them: each connection holding an unended head held up to 148 KiB."""
+    gateway = await make_gateway(fast_hit_path=fast_hit_path, runner_options={"max_connections": 3})
+    opened = [await connect(gateway) for _ in range(3)]
+    opened[0][1].write(b"GET /v1/training-jobs HTTP/1.1\r\nHost: gateway.test\r\n")
+    for reader, writer in opened[1:]:
+        writer.write(http_request("/v1/training-jobs?limit=5"))
+        assert (await read_response(reader)).status == 200
+    reader, writer = await connect(gateway)
+    assert await asyncio.wait_for(reader.read(), timeout=5) == b""  # closed, nothing answered
+    writer.close()
+    assert gateway.metric("metastudio_gateway_connections_turned_away_total") == 1
+    opened[0][1].close()
+    await opened[0][1].wait_closed()
+    await asyncio.sleep(0.05)  # the gateway sees it go
+    [served] = await exchange(gateway, [http_request("/v1/training-jobs?limit=5")])
+    assert served.status == 200
+    for _, other in opened[1:]:
+        other.close()
+
+
+@pytest.mark.parametrize("fast_hit_path", [True, False], ids=["fast path", "handler chain"])
+async def test_a_head_that_never_ends_is_refused_past_32_kib(make_gateway: GatewayFactory, fast_hit_path: bool) -> None:
+    """Header lines each within aiohttp's field limit, and a head that never ends: past 32 KiB
     the request gets the 400 envelope naming HeadTooLarge and the connection is closed. aiohttp's
     parser took up to 128 such lines, 4 MiB a connection, waiting for the end (with no credentials)."""
     gateway = await make_gateway(fast_hit_path=fast_hit_path)
     reader, writer = await connect(gateway)
     try:
         writer.write(b"GET /v1/training-jobs HTTP/1.1\r\nHost: gateway.test\r\n")
-        for number in range(17):  # 17 x 4 KiB: past 64 KiB, with 111 lines to spare
+        for number in range(17):  # 17 x 4 KiB: past 32 KiB, and past 64 KiB, with 111 lines to spare
             writer.write(f"X-Padding-{number}: ".encode() + b"a" * 4096 + b"\r\n")
             await writer.drain()
         response = await asyncio.wait_for(read_response(reader), timeout=5)
@@ -401,9 +427,9 @@ async def test_a_head_that_never_ends_is_refused_past_64_kib(make_gateway: Gatew
 
 
 async def test_a_long_head_that_ends_is_judged_by_the_request_limits(gateway: Gateway) -> None:
-    """Under the cap a whole head is read as before: 60 KiB of headers get the request limits'
+    """Under the cap a whole head is read as before: 20 KB of headers get the request limits'
     own 400 (saying which limit), not HeadTooLarge, and the connection serves on."""
-    padding = {f"X_Padding_{number}": "a" * 4000 for number in range(15)}
+    padding = {f"X_Padding_{number}": "a" * 4000 for number in range(5)}
     [refused, served] = await exchange(
         gateway, [http_request("/v1/training-jobs?limit=5", **padding), http_request("/v1/training-jobs?limit=5")]
     )

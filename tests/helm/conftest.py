@@ -64,6 +64,7 @@ FULL_VALUES: dict[str, Any] = {
         "server": {
             "shutdown_grace_seconds": 15,
             "keepalive_seconds": 90,
+            "max_connections": 2048,
             "public_base_url": "https://api.example.com/metastudio",
         },
         "cors": {"allowed_origins": ["https://app.example.com", "http://localhost:3000"], "max_age_seconds": 120},

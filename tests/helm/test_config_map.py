@@ -68,6 +68,7 @@ def test_real_gateway_loader_accepts_every_option(tmp_path: Path) -> None:
     assert settings.covers.refresh_margin_seconds == 7200
     assert (settings.upstream.timeout_seconds, settings.upstream.max_attempts) == (7.5, 2)
     assert (settings.server.shutdown_grace_seconds, settings.server.keepalive_seconds) == (15, 90)
+    assert settings.server.max_connections == 2048
     assert settings.cors.allowed_origins == ("https://app.example.com", "http://localhost:3000")
     assert settings.cors.max_age_seconds == 120
     assert settings.covers.image_url_ttl_seconds == 600
