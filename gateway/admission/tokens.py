@@ -21,7 +21,8 @@ The issuer's keys unavailable (never fetched, or past the stale window): 503 ``a
 An unknown ``kid`` may wait for the issuer's one shared refetch (``IssuerKeys.refetch``), in the
 handler chain only; a bad signature under a known ``kid`` fetches nothing.
 
-Verified tokens are remembered (``VERIFIED_TOKENS_KEPT``, oldest forgotten first), keyed by the
+Verified tokens are remembered (``VERIFIED_TOKENS_KEPT`` and ``VERIFIED_TOKEN_BYTES`` at most,
+oldest forgotten first), keyed by the
 raw ``Authorization`` value, so a client's later requests cost a dict look-up and three
 comparisons instead of a 40-70 µs signature check: the fast path answers them. A remembered
 token stops working at ``exp`` (plus leeway), when its key leaves the issuer's key set, and
@@ -57,6 +58,11 @@ from gateway.tenant import Tenant
 
 MAX_TOKEN_BYTES = 8192
 VERIFIED_TOKENS_KEPT = 10_000
+VERIFIED_TOKEN_BYTES = 16 * 1024 * 1024
+"""The most the verified tokens remembered may hold, headers and bookkeeping: a token may be
+8 KiB, and 10,000 of them held 79 MiB."""
+VERIFIED_OVERHEAD_BYTES = 300
+"""What remembering a verified token holds besides its header: its record and the dict's slot."""
 REFUSALS_KEPT = 256
 REFUSAL_KEPT_SECONDS = 1.0
 """How long an invalid token's verdict is kept: long enough that a token the fast path refused
@@ -186,6 +192,8 @@ class TokenAuthenticator:
         self._clock = clock
         self._metrics = metrics
         self._verified: dict[str | None, _Verified] = {}
+        self._verified_bytes = 0
+        """What the verified tokens remembered hold, as ``VERIFIED_TOKEN_BYTES`` counts it."""
         self._refused: dict[str, tuple[float, str, str]] = {}
         """Tokens refused in the last ``REFUSAL_KEPT_SECONDS``, by the token itself (at most
         ``REFUSALS_KEPT`` of ``MAX_TOKEN_BYTES`` each): when (monotonic), the issuer, the result."""
@@ -201,8 +209,12 @@ class TokenAuthenticator:
             if now >= keys.refresh_due_at:
                 keys.nudge()
             return entry.tenant
-        del self._verified[authorization]
+        self._forget_verified(authorization)
         return None
+
+    def _forget_verified(self, authorization: str | None) -> None:
+        del self._verified[authorization]
+        self._verified_bytes -= len(authorization or "") + VERIFIED_OVERHEAD_BYTES
 
     def find(self, authorization: str) -> Tenant | None:
         """The tenant of a token checked with the keys held, else ``None`` (why is not said, and
@@ -262,9 +274,15 @@ class TokenAuthenticator:
         self._metrics.jwt_validations.labels(issuer=verified.keys.settings.name, result="ok").inc()
         if not sent_plainly(authorization, token):  # accepted, not remembered (the module docstring)
             return verified.tenant
-        if len(self._verified) >= VERIFIED_TOKENS_KEPT:
-            del self._verified[next(iter(self._verified))]
+        if authorization in self._verified:
+            self._forget_verified(authorization)
+        size = len(authorization) + VERIFIED_OVERHEAD_BYTES
+        while self._verified and (
+            len(self._verified) >= VERIFIED_TOKENS_KEPT or self._verified_bytes + size > VERIFIED_TOKEN_BYTES
+        ):
+            self._forget_verified(next(iter(self._verified)))
         self._verified[authorization] = verified
+        self._verified_bytes += size
         return verified.tenant
 
     def _verify(self, token: str) -> _Verified:

@@ -73,6 +73,9 @@ _PlainHit = Callable[[Tenant, Any, float], CacheEntry | None]
 HEADS_KEPT = 1024
 """Heads kept for reuse (then all forgotten at once): a client cannot grow the memo past this
 by varying Accept-Encoding or Origin."""
+VARIANT_BYTES_KEPT = 256
+"""The longest Accept-Encoding and Origin, together, of a head kept: browsers send a few dozen
+bytes; kept with 16 KB of Accept-Encoding each, the memo held 16 MiB."""
 
 
 class _HeadEnd:
@@ -223,7 +226,8 @@ class HitResponder:
         if known is not None and known[0] == entry.etag and known[1] == entry.fetched_at:
             return 200, known[2], entry.gzip_body if known[3] else entry.body
         status, wire_head, body = self._built_head(entry, "hit", now, request)
-        if not could_be_304:
+        encoding, origin = request.variant
+        if not could_be_304 and len(encoding or b"") + len(origin or b"") <= VARIANT_BYTES_KEPT:
             if len(self._built) >= HEADS_KEPT:
                 self._built.clear()
             gzipped = body is not None and body is entry.gzip_body

@@ -171,10 +171,17 @@ def _states(seen: dict[str, str]) -> list[str] | None:
     return None if wanted is None else sorted(wanted)
 
 
+REMEMBERED_QUERY_BYTES = 512
+"""The longest raw query string remembered: the lists asked again and again are short; with
+long filters each query held up to about 8 KB (its text and its parse), 32 MiB at the bound,
+and the fast path reads the query before the caller, so anyone could fill it."""
+
+
 class ParsedQueries:
     """Raw query strings already validated, with their normalised queries: popular lists skip
-    parsing and validation. Only valid queries are remembered (a bad one raises every time), at
-    most ``maxsize``, then all are forgotten at once: a plain dict look-up on the hit path."""
+    parsing and validation. Only valid queries up to ``REMEMBERED_QUERY_BYTES`` are remembered (a
+    bad one raises every time, a longer one is parsed every time), at most ``maxsize``, then all
+    are forgotten at once: a plain dict look-up on the hit path."""
 
     def __init__(self, maxsize: int = 4096) -> None:
         self._maxsize = maxsize
@@ -189,7 +196,8 @@ class ParsedQueries:
         query = self._queries.get(raw_query)
         if query is None:
             query = parse_list_query(items())
-            if len(self._queries) >= self._maxsize:
-                self._queries.clear()
-            self._queries[raw_query] = query
+            if len(raw_query) <= REMEMBERED_QUERY_BYTES:
+                if len(self._queries) >= self._maxsize:
+                    self._queries.clear()
+                self._queries[raw_query] = query
         return query

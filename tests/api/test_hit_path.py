@@ -16,6 +16,7 @@ import io
 import re
 import select
 import socket
+import tracemalloc
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,7 @@ from gateway.fastpath.protocol import HIT_RESPONDER, HitServingRequestHandler
 from gateway.simulator.faults import Fault
 from gateway.web.appkeys import SERVICE
 from gateway.web.tail import TURN_LOG_BATCH
-from tests.api.conftest import ACME, ACME_KEY, Gateway, GatewayFactory
+from tests.api.conftest import ACME, ACME_KEY, Gateway, GatewayFactory, held_by_the_gateway
 from tests.leaks import record
 
 pytestmark = pytest.mark.asyncio
@@ -377,6 +378,25 @@ async def test_an_endless_head_is_not_kept_but_judged_by_aiohttp(gateway: Gatewa
         assert await asyncio.wait_for(reader.read(), timeout=5) == b""
     finally:
         writer.close()
+
+
+async def test_hits_with_long_accept_encodings_are_answered_without_keeping_their_heads(gateway: Gateway) -> None:
+    """A thousand hits, each with its own 8 KB Accept-Encoding: each is answered (gzip, as it
+    asks), and the heads kept for reuse hold little: each was kept under its Accept-Encoding,
+    8 MB here and 16 MiB at the memo's bound."""
+    await gateway.client.get("/v1/training-jobs?limit=5", headers=ACME)
+    requests = [
+        http_request("/v1/training-jobs?limit=5", Accept_Encoding=f"gzip, x-{number}-{'p' * 8000};q=0.1")
+        for number in range(1000)
+    ]
+    tracemalloc.start()
+    try:
+        answers = await exchange(gateway, requests)
+        held = held_by_the_gateway()
+    finally:
+        tracemalloc.stop()
+    assert {(answer.status, answer.headers["content-encoding"]) for answer in answers} == {(200, "gzip")}
+    assert held < 1 << 20  # what the gateway's code allocated and still holds
 
 
 @pytest.mark.parametrize("fast_hit_path", [True, False], ids=["fast path", "handler chain"])

@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 import pytest
 
-from gateway.cache.entry import CacheEntry
+from gateway.cache.cover_links import COVER_LINKS_BYTES, LocalCoverLinks
+from gateway.cache.entry import CacheEntry, CoverLink
 from gateway.cache.freshness import Freshness, freshness
 from gateway.cache.keys import CacheKey, job_key, key_bytes, list_key
 from gateway.cache.single_flight import LocalSingleFlight
@@ -304,6 +305,24 @@ async def test_a_load_called_off_before_it_ran_lets_its_key_go() -> None:
     assert not flights.is_loading(key)
     _, result = await flights.load(key, loader)
     assert result == "miss"
+
+
+async def test_the_cover_links_known_hold_at_most_their_bytes() -> None:
+    """80,000 pre-signed cover URLs of 1.5 KB (as temporary credentials make them): the index
+    holds about COVER_LINKS_BYTES (32 MiB), the least recently used forgotten first. It was
+    bounded at 100,000 links, up to 230 MiB with such URLs, outside every other bound."""
+    links = LocalCoverLinks()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for number in range(80_000):
+            url = f"https://obs.example.com/c/{number}.png?X-Amz-Signature={'s' * 1500}"
+            links.remember("acme", {f"job-{number}": CoverLink(url, 1.7e9)})
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < COVER_LINKS_BYTES * 1.2
+    assert links.get("acme", "job-79999") is not None and links.get("acme", "job-0") is None
 
 
 def _times(fetched_at: float, fresh_until: float, keep_until: float) -> CacheEntry:
