@@ -188,8 +188,6 @@ class MetaStudioClient:
                 except _CredentialsRefused as refusal:
                     # Perhaps the credentials were rotated or revoked: renew them and try once more.
                     if not await self._credentials.renew_refused(refusal.refused):
-                        # Expired in flight, with renewal failing: no credentials, not refused ones.
-                        self._credentials.authorization()
                         raise self._refused_credentials(refusal) from refusal
                     try:
                         page = await self._with_retries(app_user_id, query, cut, attempts)

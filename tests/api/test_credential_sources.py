@@ -400,27 +400,6 @@ async def test_refused_temporary_credentials_are_renewed_and_the_call_retried(
     assert fetches(gateway, "pod-identity") == 2
 
 
-async def test_credentials_expiring_during_a_call_while_renewal_fails_are_no_credentials_not_refused(
-    make_gateway: GatewayFactory, tmp_path: Path, clock: ManualClock
-) -> None:
-    """The credential endpoint is failing and the held credentials have a second left: a call
-    signed with them is refused (401) after they expired in flight. The caller gets 503, as every
-    request gets once nothing valid is held, and the log does not send the operator to the keys'
-    permissions: it was 502, the upstream refusing the gateway's credentials."""
-    gateway = await started(make_gateway, "pod-identity", tmp_path, clock)
-    gateway.simulator.cloud.controls["pod-identity"].fail = [500] * 20
-    clock.advance(LIFETIME - 1)
-    gateway.simulator.state.faults.append(Fault("status", status=401))
-    gateway.simulator.state.response_delay_seconds = 0.2
-    answer = asyncio.ensure_future(gateway.client.get("/v1/training-jobs?offset=1", headers=ACME))
-    await asyncio.sleep(0.1)  # signed, and at the upstream
-    clock.advance(2)
-    response = await answer
-    body = await response.json()
-    assert (response.status, body["error"]["code"]) == (503, "upstream_unavailable")
-    assert gateway.metric("metastudio_gateway_upstream_requests_total", outcome="no_credentials") == 1
-
-
 @pytest.mark.parametrize("source", ["pod-identity", "iam-password"])
 async def test_a_refusal_renewing_does_not_cure_forces_one_renewal_per_interval(
     make_gateway: GatewayFactory, tmp_path: Path, clock: ManualClock, source: str
