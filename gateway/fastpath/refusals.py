@@ -48,29 +48,31 @@ class HeadTooLarge(BadHttpMessage):
 class HeadCappedParser:
     """aiohttp's request parser, refusing a head still unended past ``MAX_HEAD_BYTES``.
 
-    What is fed after the end of the last request emitted, and its body if it has one, is the
-    start of the next head; its bytes are counted until a request is emitted again.
+    What follows the last blank line fed (the end of a head), unless a body is being read, is the
+    start of the next head: its bytes are counted, and a read that would take them past the bound
+    is refused before it is fed, whatever else it holds. The blank line is looked for across
+    reads (a head's last CRLF may come in the next one).
     """
 
     def __init__(self, parser: Any) -> None:
         self._parser = parser
         self._unended = 0
         self._last_body: Any = EMPTY_PAYLOAD
+        self._carried = b""
+        """The last bytes fed, which a blank line may begin in."""
 
     def feed_data(self, data: bytes) -> Any:
-        ended = data.rfind(_END_OF_HEAD)
-        if ended < 0 and self._last_body.is_eof() and self._unended + len(data) > MAX_HEAD_BYTES:
+        seen = self._carried + data
+        ended = seen.rfind(_END_OF_HEAD)
+        unended = self._unended + len(data) if ended < 0 else len(seen) - ended - len(_END_OF_HEAD)
+        if self._last_body.is_eof() and unended > MAX_HEAD_BYTES:
             raise HeadTooLarge
         result = self._parser.feed_data(data)
         messages = result[0]
         if messages:
             self._last_body = messages[-1][1]
-        if not self._last_body.is_eof():  # a body being read: nothing is head until it is whole
-            self._unended = 0
-        elif ended < 0:
-            self._unended += len(data)
-        else:
-            self._unended = len(data) - ended - len(_END_OF_HEAD)
+        self._unended = unended if self._last_body.is_eof() else 0  # a body being read is no head
+        self._carried = seen[-len(_END_OF_HEAD) + 1 :]
         return result
 
     def __getattr__(self, name: str) -> Any:
