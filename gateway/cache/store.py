@@ -9,9 +9,10 @@ Reading its entries for a metric does not count as a read (it would make a scrap
 
 With ``max_bytes_per_tenant`` set, one tenant's entries hold at most that much: storing past it
 drops that tenant's own oldest-stored entries first, so a tenant asking endless distinct queries
-(every offset of its list is one) cannot evict every other tenant's pages. The keys a tenant
-stored are tracked with their sizes in the order stored; ones ``TLRUCache`` dropped meanwhile are
-struck out only when the tenant reaches its bound, so a hit never pays for it.
+(every offset of its list is one) cannot evict every other tenant's pages. The keys each tenant
+holds are tracked with their sizes in the order stored, and struck out as ``TLRUCache`` lets
+them go (evicted, expired or deleted: ``_TellingTLRUCache``), so the count is exact, a store
+costs a few dict operations, and a hit nothing.
 
 Reads, one per cache hit, go through a front: a plain dict of the entries read since
 ``TLRUCache`` last changed. A read through ``TLRUCache`` costs three hashes of the key, its
@@ -28,6 +29,9 @@ would without the front. A hit's key is read far more often than the store is wr
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from cachetools import Cache, TLRUCache
 
 from gateway.cache.entry import CacheEntry
@@ -39,25 +43,48 @@ FRONT_KEYS = 512
 passing it on never takes more than about a quarter of a millisecond (0.24 ms measured)."""
 
 
+class _TellingTLRUCache(TLRUCache[CacheKey, CacheEntry]):
+    """``TLRUCache`` telling ``gone`` of each key it lets go: deleted or evicted (``popitem``
+    deletes), or expired (``expire`` deletes with the base class's method, and returns them)."""
+
+    def __init__(self, *, gone: Callable[[CacheKey], None], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._gone = gone
+
+    def __delitem__(self, key: CacheKey) -> None:
+        try:
+            super().__delitem__(key)  # raises KeyError after deleting an expired item
+        finally:
+            self._gone(key)
+
+    def expire(self, time: float | None = None) -> list[tuple[CacheKey, CacheEntry]]:
+        expired = super().expire(time)
+        for key, _ in expired:
+            self._gone(key)
+        return expired
+
+
 class LocalEntryStore:
     """A bounded in-process ``EntryStore``."""
 
     def __init__(self, *, max_bytes: int, clock: Clock, max_bytes_per_tenant: int = 0) -> None:
         self._clock = clock
         self._tenant_bound = max_bytes_per_tenant if 0 < max_bytes_per_tenant < max_bytes else 0
-        self._stored_by_tenant: dict[str, dict[CacheKey, int]] = {}
-        """With a tenant bound: each tenant's keys stored (some may be gone since), with the size
-        stored, in the order stored."""
+        self._held_by_tenant: dict[str, dict[CacheKey, int]] = {}
+        """With a tenant bound: the keys each tenant holds, with their sizes, in the order stored."""
         self._tenant_bytes: dict[str, int] = {}
-        """The sum of those sizes by tenant (an upper bound of what the tenant holds)."""
+        """The sum of those sizes by tenant."""
         self._stored_size = 0
         """The size of the entry ``put`` is storing, with its key's: ``TLRUCache`` asks for a size
         by the value alone, and only while storing one (``Cache.__setitem__``)."""
-        self._entries: TLRUCache[CacheKey, CacheEntry] = TLRUCache(
-            maxsize=max_bytes,
-            ttu=lambda _key, entry, _now: entry.keep_until,
-            timer=clock.now,
-            getsizeof=lambda _entry: self._stored_size,
+        options: dict[str, Any] = {
+            "maxsize": max_bytes,
+            "ttu": lambda _key, entry, _now: entry.keep_until,
+            "timer": clock.now,
+            "getsizeof": lambda _entry: self._stored_size,
+        }
+        self._entries: TLRUCache[CacheKey, CacheEntry] = (
+            _TellingTLRUCache(gone=self._untrack, **options) if self._tenant_bound else TLRUCache(**options)
         )
         self._front: dict[CacheKey, CacheEntry] = {}
         """Entries read since ``TLRUCache`` last changed (or the front last filled up), least
@@ -97,23 +124,26 @@ class LocalEntryStore:
             self._make_room_within_tenant(key, size)
         self._stored_size = size
         self._entries[key] = entry
+        if self._tenant_bound:  # after: storing may evict, and so let go of, this very key's old entry
+            self._held_by_tenant[key[0]][key] = size
+            self._tenant_bytes[key[0]] += size
 
     def _make_room_within_tenant(self, key: CacheKey, size: int) -> None:
-        """Drop the oldest-stored entries of ``key``'s tenant until ``size`` more fits its bound;
-        then track ``key``."""
+        """Drop the oldest-stored entries of ``key``'s tenant until ``size`` more fits its bound."""
         tenant = key[0]
-        stored = self._stored_by_tenant.setdefault(tenant, {})
-        held = self._tenant_bytes.get(tenant, 0) - stored.pop(key, 0)
-        if held + size > self._tenant_bound:
-            entries = self._entries
-            for gone in [stored_key for stored_key in stored if stored_key not in entries]:
-                held -= stored.pop(gone)
-            while held + size > self._tenant_bound:
-                oldest = next(iter(stored))
-                held -= stored.pop(oldest)
-                entries.pop(oldest, None)
-        stored[key] = size
-        self._tenant_bytes[tenant] = held + size
+        held = self._held_by_tenant.setdefault(tenant, {})
+        self._tenant_bytes.setdefault(tenant, 0)
+        self._untrack(key)  # stored again: its old size goes
+        while held and self._tenant_bytes[tenant] + size > self._tenant_bound:
+            oldest = next(iter(held))
+            self._entries.pop(oldest, None)
+            self._untrack(oldest)  # already, unless it had expired unseen
+
+    def _untrack(self, key: CacheKey) -> None:
+        held = self._held_by_tenant.get(key[0])
+        size = None if held is None else held.pop(key, None)
+        if size is not None:
+            self._tenant_bytes[key[0]] -= size
 
     def earliest_cover_expiry(self) -> float | None:
         """The earliest expiry of any cover URL held in any live entry (a metric: the entries

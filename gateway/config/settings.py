@@ -35,9 +35,15 @@ REDIS_URL_VARIABLE = "GATEWAY_REDIS_URL"
 DEFAULT_HOST = "0.0.0.0"  # noqa: S104 - a server in a container listens on all interfaces
 
 
+MIN_TENANT_BYTES = 65536
+"""The smallest tenant bound: an entry larger than its tenant's bound is not kept at all."""
+
+
 def _within_max_bytes(value: int, info: ValidationInfo) -> int:
     if value > info.data.get("max_bytes", value):
         raise ValueError("must be at most max_bytes (0: no bound but max_bytes)")
+    if 0 < value < MIN_TENANT_BYTES:
+        raise ValueError(f"must be 0 (no bound) or at least {MIN_TENANT_BYTES}: a larger entry would never be kept")
     return value
 
 
@@ -50,12 +56,13 @@ class CacheSettings:
     max_bytes: Annotated[int, Field(ge=1024, description="Bound on the bytes the cache holds.")] = 268_435_456
     max_bytes_per_tenant: Annotated[
         int,
-        AfterValidator(_within_max_bytes),
         Field(
             ge=0,
-            description="Bound on the bytes one tenant's entries hold (0: none but max_bytes); past it the tenant's"
-            " own oldest entries go first, so one tenant's distinct queries cannot evict every other tenant's.",
+            description="Bound on the bytes one tenant's entries hold (0: none but max_bytes; else at least 65536, a"
+            " page of 100 jobs being about 80 KB); past it the tenant's own oldest entries go first, so one tenant's"
+            " distinct queries cannot evict every other tenant's.",
         ),
+        AfterValidator(_within_max_bytes),
     ] = 0
     stale_if_error_seconds: Annotated[
         float, Field(ge=0, description="How long past expiry a list may be served while the upstream fails.")

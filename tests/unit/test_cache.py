@@ -73,6 +73,26 @@ async def test_a_tenant_bound_keeps_one_tenants_flood_from_evicting_the_others(b
         assert kept == [] and globex_kept
 
 
+async def test_a_tenant_bound_counts_only_what_the_tenant_still_holds() -> None:
+    """Three tenants, each bound to 6 KB, in a 12 KB cache: entries that expired, or that the
+    whole cache's bound evicted, no longer count against their tenant, so acme's pages stored
+    after globex's and initech's pushed its old ones out all stay, with acme's new ones."""
+    clock = ManualClock()
+    cache = LocalEntryStore(max_bytes=12_000, max_bytes_per_tenant=6_000, clock=clock)
+    for i in range(3):
+        cache.put(job_key("acme", f"short-{i}"), _entry(clock, body=b"x" * 1000, life=5))
+    clock.advance(10)
+    for tenant in ("acme", "globex", "initech"):  # 9 pages of 1.8 KB: acme's go first, least recent
+        for i in range(3):
+            cache.put(job_key(tenant, f"old-{i}"), _kilobyte(clock))
+    assert cache.get(job_key("acme", "old-0")) is None
+    fresh = [job_key("acme", f"new-{i}") for i in range(3)]
+    for key in fresh:
+        cache.put(key, _kilobyte(clock))
+    assert all(cache.get(key) is not None for key in fresh)
+    assert cache.byte_count <= 12_000
+
+
 async def test_a_tenant_bound_counts_a_page_stored_again_once() -> None:
     """A page re-fetched and stored again under its key replaces its own size in the tenant's
     count: the tenant's other pages stay."""

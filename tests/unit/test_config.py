@@ -58,12 +58,18 @@ def test_fast_hit_path_is_on_unless_switched_off(tmp_path: Path) -> None:
 
 
 def test_a_tenant_bound_over_the_whole_cache_is_refused(tmp_path: Path) -> None:
-    """max_bytes_per_tenant is 0 (no bound) by default, and may not exceed max_bytes."""
+    """max_bytes_per_tenant is 0 (no bound) by default, may not exceed max_bytes, nor be smaller
+    than a page of 100 jobs."""
     assert load_settings(ENV, _file(tmp_path, TENANT)).cache.max_bytes_per_tenant == 0
     with pytest.raises(ConfigError) as caught:
         load_settings(ENV, _file(tmp_path, "[cache]\nmax_bytes = 4096\nmax_bytes_per_tenant = 8192\n" + TENANT))
     assert caught.value.problems == [
         "cache.max_bytes_per_tenant: must be at most max_bytes (0: no bound but max_bytes)"
+    ]
+    with pytest.raises(ConfigError) as caught:  # smaller than a page: nothing of the tenant's would be kept
+        load_settings(ENV, _file(tmp_path, "[cache]\nmax_bytes_per_tenant = 1000\n" + TENANT))
+    assert caught.value.problems == [
+        "cache.max_bytes_per_tenant: must be 0 (no bound) or at least 65536: a larger entry would never be kept"
     ]
 
 
