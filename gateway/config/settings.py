@@ -229,9 +229,9 @@ class ServerSettings:
         int,
         Field(
             ge=0,
-            description="Connections open at once (0: no cap); past it a new one is closed at once, counted in"
-            " connections_turned_away_total. Each open connection can hold up to about 75 KiB (a request head not"
-            " ended yet), so this bounds that memory.",
+            description="Connections open at once (0: no cap); past it the tenth idle longest are closed to make"
+            " room, and with none idle a new one is closed at once (connections_turned_away_total). Each open"
+            " connection can hold up to about 75 KiB (a request head not ended yet), so this bounds that memory.",
         ),
     ] = 1024
     keepalive_seconds: Annotated[

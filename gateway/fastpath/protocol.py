@@ -48,10 +48,11 @@ This uses aiohttp 3.14 internals: on ``RequestHandler``, ``_parser`` (wrapped; i
 ``feed_data`` returning ``(messages, upgraded, tail)``), ``_loop``, ``_force_close`` and
 ``_close`` (``data_received`` ignores bytes once they are set), ``_keepalive_timeout`` and
 ``_next_keepalive_close_time`` (so an answered request keeps an idle connection alive as aiohttp
-would), ``_process_keepalive`` and ``_keepalive_handle`` (the timer, which a fetched answer
-defers) and ``shutdown(timeout)`` (which waits for it), ``handle_error(request, status, exc, message)``
-(``gateway.fastpath.refusals``), ``log_access`` being called once per answered request,
-``data_received`` calling
+would; the connection cap closes the one idle longest by it), ``_waiter`` (pending while the
+connection waits for a request: idle), ``_process_keepalive`` and ``_keepalive_handle`` (the
+timer, which a fetched answer defers) and ``shutdown(timeout)`` (which waits for it),
+``handle_error(request, status, exc, message)`` (``gateway.fastpath.refusals``), ``log_access``
+being called once per answered request, ``data_received`` calling
 ``_parser.feed_data``; on ``web.Server``, ``_kwargs`` (the handler arguments) and ``_loop``;
 ``web.AppRunner._make_server``; and ``web_protocol._ErrInfo`` (the queue entry aiohttp answers
 with a 400). ``writing_paused``, ``transport``, ``request_handler``, ``request_factory`` and
@@ -215,6 +216,7 @@ def missing_internals(
             "_keepalive_timeout": lambda value: isinstance(value, int | float),
             "_next_keepalive_close_time": lambda value: isinstance(value, int | float),
             "_keepalive_handle": lambda value: value is None,
+            "_waiter": lambda value: value is None,
             "_task_handler": lambda value: value is None,
             "transport": lambda value: value is None,
             "writing_paused": lambda value: value is False,
@@ -485,11 +487,23 @@ class _TurnedAway(asyncio.Protocol):
         transport.close()
 
 
+def _idle(connection: web.RequestHandler) -> bool:
+    """Whether a connection is between requests (waiting for one, or for the rest of its head),
+    nothing being answered: aiohttp's own test in ``_process_keepalive``, and no fetched answer."""
+    waiter = cast(Any, connection)._waiter
+    return waiter is not None and not waiter.done() and getattr(connection, "_awaited", None) is None
+
+
 class _GatewayServer(web.Server):
     """``web.Server`` making ``HitServingRequestHandler`` connections, or with no responder
     (``fast_hit_path = false``) ``RedactingRequestHandler`` ones; see ``_every_target_observed``.
-    Past ``max_connections`` open (0: no cap), a new connection is closed at once, counted
-    (``turned_away``) and, at most once a minute, logged."""
+
+    At most ``max_connections`` are open (0: no cap), counted from ``connection_made`` to
+    ``connection_lost`` (aiohttp's own list keeps a connection until its handler ends, after the
+    client left). A new connection past the cap first makes room: the tenth of the open ones that
+    have been idle longest (between requests, or with only part of a head in) are closed, as a
+    load balancer's pooled connections or a slow client's may be; only when none is idle is the
+    new one closed at once, counted (``turned_away``) and, at most once a minute, logged."""
 
     def __init__(
         self,
@@ -511,18 +525,41 @@ class _GatewayServer(web.Server):
         self._max_connections = max_connections
         self._turned_away = turned_away
         self._warnings = ThrottledWarnings(logger, SystemClock())
+        self._open: dict[web.RequestHandler, None] = {}
+        """The connections made and not yet lost, oldest first."""
+
+    def connection_made(self, handler: web.RequestHandler, transport: asyncio.Transport) -> None:
+        self._open[handler] = None
+        super().connection_made(handler, transport)
+
+    def connection_lost(self, handler: web.RequestHandler, exc: BaseException | None = None) -> None:
+        self._open.pop(handler, None)
+        super().connection_lost(handler, exc)
 
     def __call__(self) -> web.RequestHandler:
-        if self._max_connections and len(self._connections) >= self._max_connections:
+        if self._max_connections and len(self._open) >= self._max_connections and not self._made_room():
             if self._turned_away is not None:
                 self._turned_away.inc()
             self._warnings.warn(
-                f"{self._max_connections} connections open ([server] max_connections): new ones are closed at once"
+                f"{self._max_connections} connections open ([server] max_connections), none idle: new ones are"
+                " closed at once"
             )
             return cast(web.RequestHandler, _TurnedAway())  # the event loop takes any protocol
         if self._responder is None:
             return RedactingRequestHandler(self, loop=self._loop, **self._kwargs)
         return HitServingRequestHandler(self, responder=self._responder, loop=self._loop, **self._kwargs)
+
+    def _made_room(self) -> bool:
+        """Close the tenth of the open connections idle longest (at least one); whether any was.
+        They leave at the loop's next turns: one scan makes room for that many new ones."""
+        idle = sorted(
+            (connection for connection in self._open if _idle(connection)),
+            key=lambda connection: cast(Any, connection)._next_keepalive_close_time,
+        )
+        for connection in idle[: max(1, self._max_connections // 10)]:
+            self._open.pop(connection, None)  # it is going: room for the new one now
+            connection.force_close()
+        return bool(idle)
 
 
 class GatewayRunner(web.AppRunner):

@@ -400,29 +400,52 @@ async def test_hits_with_long_accept_encodings_are_answered_without_keeping_thei
 
 
 @pytest.mark.parametrize("fast_hit_path", [True, False], ids=["fast path", "handler chain"])
-async def test_past_max_connections_a_new_connection_is_closed_at_once(
+async def test_at_max_connections_the_longest_idle_connection_makes_room(
     make_gateway: GatewayFactory, fast_hit_path: bool
 ) -> None:
-    """With three connections open (one of them only part of a head in), a fourth is closed
-    as soon as it is made, and counted; once one of the three closes, a new one is served.
-    Nothing capped them: each connection holding an unended head held up to 148 KiB."""
+    """Three connections open, the cap: one idle since its answer, then one with only part of a
+    head in, then one idle since a later answer. A fourth is served, and the connection idle
+    longest is closed to make room: a kubelet probe or a new client is not shut out by idle
+    connections (a load balancer's pool, a slow client's)."""
     gateway = await make_gateway(fast_hit_path=fast_hit_path, runner_options={"max_connections": 3})
-    opened = [await connect(gateway) for _ in range(3)]
-    opened[0][1].write(b"GET /v1/training-jobs HTTP/1.1\r\nHost: gateway.test\r\n")
-    for reader, writer in opened[1:]:
-        writer.write(http_request("/v1/training-jobs?limit=5"))
-        assert (await read_response(reader)).status == 200
+    oldest = await connect(gateway)
+    oldest[1].write(http_request("/v1/training-jobs?limit=5"))
+    assert (await read_response(oldest[0])).status == 200
+    await asyncio.sleep(0.05)  # (idle times are on the event loop's clock)
+    partial = await connect(gateway)
+    partial[1].write(b"GET /v1/training-jobs HTTP/1.1\r\nHost: gateway.test\r\n")
+    await asyncio.sleep(0.05)
+    recent = await connect(gateway)
+    recent[1].write(http_request("/v1/training-jobs?limit=5"))
+    assert (await read_response(recent[0])).status == 200
+    [served] = await exchange(gateway, [http_request("/v1/training-jobs?limit=5")])
+    assert served.status == 200
+    assert await asyncio.wait_for(oldest[0].read(), timeout=5) == b""  # closed to make room
+    assert gateway.metric("metastudio_gateway_connections_turned_away_total") == 0
+    for _, writer in (oldest, partial, recent):
+        writer.close()
+
+
+@pytest.mark.parametrize("fast_hit_path", [True, False], ids=["fast path", "handler chain"])
+async def test_at_max_connections_with_none_idle_a_new_connection_is_closed_at_once(
+    make_gateway: GatewayFactory, fast_hit_path: bool
+) -> None:
+    """Two connections open, the cap, each waiting for a slow miss: a third is closed as soon as
+    it is made, and counted; the two are answered. Nothing capped connections before: each
+    holding a head that never ends held up to 148 KiB."""
+    gateway = await make_gateway(fast_hit_path=fast_hit_path, runner_options={"max_connections": 2})
+    gateway.simulator.state.response_delay_seconds = 0.5
+    busy = [await connect(gateway) for _ in range(2)]
+    for offset, (_, writer) in enumerate(busy):
+        writer.write(http_request(f"/v1/training-jobs?offset={offset + 1}"))
+    await asyncio.sleep(0.1)  # both misses at the upstream
     reader, writer = await connect(gateway)
     assert await asyncio.wait_for(reader.read(), timeout=5) == b""  # closed, nothing answered
     writer.close()
     assert gateway.metric("metastudio_gateway_connections_turned_away_total") == 1
-    opened[0][1].close()
-    await opened[0][1].wait_closed()
-    await asyncio.sleep(0.05)  # the gateway sees it go
-    [served] = await exchange(gateway, [http_request("/v1/training-jobs?limit=5")])
-    assert served.status == 200
-    for _, other in opened[1:]:
-        other.close()
+    for reader, writer in busy:
+        assert (await read_response(reader)).status == 200
+        writer.close()
 
 
 @pytest.mark.parametrize("fast_hit_path", [True, False], ids=["fast path", "handler chain"])
