@@ -40,6 +40,7 @@ from gateway.config.url_signing import random_url_signing_keys
 from gateway.credentials.static import CredentialSource
 from gateway.fastpath.protocol import GatewayRunner
 from gateway.observability.logs import log_event
+from gateway.server import connection_options
 from gateway.simulator import running_simulator
 from gateway.simulator.idp import DEFAULT_AUDIENCE, DEMO_USERS, running_idp
 from gateway.tenant import Tenant
@@ -210,12 +211,7 @@ async def run_demo(port: int, page_port: int = 8081) -> None:
             public_base_url=places.gateway,
         )
         app = create_app(settings, credentials=credentials, clock=clock, url_signing_keys=random_url_signing_keys())
-        runner = GatewayRunner(
-            app,
-            access_log=None,
-            keepalive_timeout=settings.server.keepalive_seconds,
-            max_connections=settings.server.max_connections,
-        )
+        runner = GatewayRunner(app, **connection_options(settings.server))
         users = [{"username": name, "tenant": tenant} for name, tenant in sorted(DEMO_USERS.items())]
         page_runner = web.AppRunner(
             page_app({"gateway": places.gateway, "token_url": idp.token_url, "users": users}), access_log=None

@@ -36,6 +36,17 @@ def bound_port(runner: web.BaseRunner) -> int:
     return int(runner.addresses[0][1])
 
 
+def connection_options(server: ServerSettings) -> dict[str, Any]:
+    """The ``GatewayRunner`` options ``serve`` and the demo take from ``[server]``: how long an idle
+    connection is kept (aiohttp's ``AppRunner`` keeps one an hour), how many may be open, and no
+    aiohttp access log (the gateway writes its own)."""
+    return {
+        "access_log": None,
+        "keepalive_timeout": server.keepalive_seconds,
+        "max_connections": server.max_connections,
+    }
+
+
 async def serve_until_signalled(app: web.Application, server: ServerSettings) -> int:
     """Serve ``app`` on ``server.host:port`` until SIGTERM or SIGINT, then drain and stop; the
     exit status: 0, or 128 + the number of a second signal that stopped it at once."""
@@ -51,13 +62,7 @@ async def serve_until_signalled(app: web.Application, server: ServerSettings) ->
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, signalled, sig)
-    runner = GatewayRunner(
-        app,
-        access_log=None,
-        shutdown_timeout=server.shutdown_grace_seconds,
-        keepalive_timeout=server.keepalive_seconds,  # aiohttp's AppRunner keeps one an hour
-        max_connections=server.max_connections,
-    )
+    runner = GatewayRunner(app, shutdown_timeout=server.shutdown_grace_seconds, **connection_options(server))
     await runner.setup()
     try:
         # A deep accept queue: bursts of new connections wait instead of needing SYN retransmits.

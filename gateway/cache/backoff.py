@@ -41,6 +41,11 @@ ENTRY_OVERHEAD_BYTES = 450
 (its item, heap entry and dict slot), 350 bytes measured with ``tracemalloc``, and a message."""
 
 
+def remembered_bytes(key: CacheKey) -> int:
+    """What remembering a backoff for ``key`` holds, as ``KEPT_BYTES`` counts it."""
+    return key_bytes(key) + ENTRY_OVERHEAD_BYTES
+
+
 RETRY_AFTER_MAX_SECONDS = 300.0
 """The longest a key backs off for an upstream's ``Retry-After`` (the doubling stops at the cap,
 30 s by default; the upstream's word is kept up to this, beyond which it is not believed)."""
@@ -77,7 +82,7 @@ class KeyBackoff:
         delay = min(self._cap, self._base * 2.0 ** min(failures - 1, 32))  # 2.0 ** 1024 overflows
         if error.retry_after_seconds is not None:  # the upstream's word, within reason
             delay = max(delay, min(RETRY_AFTER_MAX_SECONDS, error.retry_after_seconds))
-        size = previous.size if previous else key_bytes(key) + ENTRY_OVERHEAD_BYTES
+        size = previous.size if previous else remembered_bytes(key)
         self._failing[key] = _Failing(failures, self._clock.monotonic() + delay, type(error), error.message, size)
         return delay
 

@@ -125,19 +125,21 @@ class LocalEntryStore:
         self._stored_size = size
         self._entries[key] = entry
         if self._tenant_bound:  # after: storing may evict, and so let go of, this very key's old entry
-            self._held_by_tenant[key[0]][key] = size
-            self._tenant_bytes[key[0]] += size
+            self._track(key, size)
 
     def _make_room_within_tenant(self, key: CacheKey, size: int) -> None:
         """Drop the oldest-stored entries of ``key``'s tenant until ``size`` more fits its bound."""
         tenant = key[0]
-        held = self._held_by_tenant.setdefault(tenant, {})
-        self._tenant_bytes.setdefault(tenant, 0)
         self._untrack(key)  # stored again: its old size goes
+        held = self._held_by_tenant.get(tenant, {})
         while held and self._tenant_bytes[tenant] + size > self._tenant_bound:
             oldest = next(iter(held))
             self._entries.pop(oldest, None)
             self._untrack(oldest)  # already, unless it had expired unseen
+
+    def _track(self, key: CacheKey, size: int) -> None:
+        self._held_by_tenant.setdefault(key[0], {})[key] = size
+        self._tenant_bytes[key[0]] = self._tenant_bytes.get(key[0], 0) + size
 
     def _untrack(self, key: CacheKey) -> None:
         held = self._held_by_tenant.get(key[0])

@@ -91,7 +91,7 @@ from prometheus_client import Counter, Gauge
 from gateway.clock import SystemClock
 from gateway.fastpath.heads import MAX_PLAIN_HEAD_BYTES, could_begin_plain_head
 from gateway.fastpath.hits import Fetched, HitResponder, Wire
-from gateway.fastpath.refusals import RedactingRequestHandler
+from gateway.fastpath.refusals import END_OF_HEAD, RedactingRequestHandler
 from gateway.observability.throttled import ThrottledWarnings
 from gateway.web.appkeys import NOT_ROUTED, Handler
 
@@ -113,7 +113,6 @@ CONNECTIONS_TURNED_AWAY = web.AppKey("connections_turned_away", Counter)
 _ERROR_ENTRY: Any = getattr(web_protocol, "_ErrInfo", None)
 """aiohttp's queue entry for a request it answers with an error status (checked at start-up)."""
 
-_END_OF_HEAD = b"\r\n\r\n"
 MAX_HELD_BYTES = 65536
 """Bytes held while an answer is fetched beyond which the connection stops reading until it is sent."""
 _PROBE_REQUEST = b"GET /probe HTTP/1.1\r\nHost: probe\r\n\r\n"
@@ -339,7 +338,7 @@ class HitServingRequestHandler(RedactingRequestHandler):
         transport = self.transport
         position = 0
         while True:
-            cut = data.find(_END_OF_HEAD, position)
+            cut = data.find(END_OF_HEAD, position)
             if cut < 0:
                 rest = data[position:]
                 if rest and (len(rest) > MAX_PLAIN_HEAD_BYTES or not could_begin_plain_head(rest)):
@@ -347,7 +346,7 @@ class HitServingRequestHandler(RedactingRequestHandler):
                     return rest  # it cannot become a plain hit: aiohttp's parser judges it as it comes
                 self._partial_head = rest
                 break
-            end = cut + len(_END_OF_HEAD)
+            end = cut + len(END_OF_HEAD)
             wire = (
                 None
                 if transport is None or self.writing_paused
@@ -401,7 +400,7 @@ class HitServingRequestHandler(RedactingRequestHandler):
         if self._keepalive_handle is None and self._keepalive_timeout > 0:  # it stopped while fetching
             self._keepalive_handle = self._loop.call_at(self._next_keepalive_close_time, self._process_keepalive)
         self._responder.settle()
-        rest = held[held.index(_END_OF_HEAD) + len(_END_OF_HEAD) :]
+        rest = held[held.index(END_OF_HEAD) + len(END_OF_HEAD) :]
         if rest:
             self.data_received(rest)
 
@@ -440,8 +439,8 @@ class HitServingRequestHandler(RedactingRequestHandler):
         handed_on: Parsed = []
         position = 0
         while True:
-            cut = data.find(_END_OF_HEAD, position)
-            end = len(data) if cut < 0 else cut + len(_END_OF_HEAD)
+            cut = data.find(END_OF_HEAD, position)
+            end = len(data) if cut < 0 else cut + len(END_OF_HEAD)
             segment = data[position:end]
             try:
                 messages, upgraded, tail = self._real_parser.feed_data(segment)

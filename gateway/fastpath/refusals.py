@@ -35,7 +35,8 @@ from gateway.web.tail import NO_STORE, NOSNIFF, SERVER
 MAX_HEAD_BYTES = 32768
 """The most of one request head (its line and headers) taken before it ends: no longer head
 passes the request limits (a 4 KiB target, 16 KiB of headers and an 8 KiB token: about 29 KB)."""
-_END_OF_HEAD = b"\r\n\r\n"
+END_OF_HEAD = b"\r\n\r\n"
+"""The blank line that ends a request head."""
 
 
 class HeadTooLarge(BadHttpMessage):
@@ -63,8 +64,8 @@ class HeadCappedParser:
 
     def feed_data(self, data: bytes) -> Any:
         seen = self._carried + data
-        ended = seen.rfind(_END_OF_HEAD)
-        unended = self._unended + len(data) if ended < 0 else len(seen) - ended - len(_END_OF_HEAD)
+        ended = seen.rfind(END_OF_HEAD)
+        unended = self._unended + len(data) if ended < 0 else len(seen) - ended - len(END_OF_HEAD)
         if self._last_body.is_eof() and unended > MAX_HEAD_BYTES:
             raise HeadTooLarge
         result = self._parser.feed_data(data)
@@ -72,7 +73,7 @@ class HeadCappedParser:
         if messages:
             self._last_body = messages[-1][1]
         self._unended = unended if self._last_body.is_eof() else 0  # a body being read is no head
-        self._carried = seen[-len(_END_OF_HEAD) + 1 :]
+        self._carried = seen[-len(END_OF_HEAD) + 1 :]
         return result
 
     def __getattr__(self, name: str) -> Any:

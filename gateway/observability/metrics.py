@@ -83,6 +83,11 @@ class Metrics:
             ["tenant"],
             registry=registry,
         )
+        self.connections_turned_away = Counter(
+            f"{PREFIX}_connections_turned_away",
+            "Connections closed as soon as they were made: [server] max_connections were open, none idle.",
+            registry=registry,
+        )
         self.build_info = Gauge(
             f"{PREFIX}_build_info",
             "Build information; the value is always 1.",
@@ -90,11 +95,6 @@ class Metrics:
             registry=registry,
         )
         self.build_info.labels(version=__version__).set(1)
-        self.connections_turned_away = Counter(
-            f"{PREFIX}_connections_turned_away",
-            "Connections closed as soon as they were made: [server] max_connections were open.",
-            registry=registry,
-        )
         self.fast_path_enabled = Gauge(
             f"{PREFIX}_fast_path_enabled",
             "1 when connections answer plain cache hits themselves; 0 when every request takes the "

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from cachetools import TTLCache
 
-from gateway.cache.backoff import ENTRY_OVERHEAD_BYTES, KEPT_BYTES, KeyBackoff
-from gateway.cache.keys import CacheKey, key_bytes
+from gateway.cache.backoff import KEPT_BYTES, KeyBackoff, remembered_bytes
+from gateway.cache.keys import CacheKey
 from gateway.clock import Clock
 from gateway.errors import UpstreamError, UpstreamRejected, UpstreamTimeout, UpstreamUnavailable
 
@@ -55,5 +55,5 @@ class SharedBackoff:
         for ``seconds``; returns the error to answer with meanwhile."""
         error_type = _KINDS.get(kind, UpstreamUnavailable)
         seconds = min(seconds, LEARNED_MAX_SECONDS)  # a foreign value's lifetime, as any replica bounds it
-        self._learned[key] = (self._clock.monotonic() + seconds, error_type, key_bytes(key) + ENTRY_OVERHEAD_BYTES)
+        self._learned[key] = (self._clock.monotonic() + seconds, error_type, remembered_bytes(key))
         return error_type(outcome="backoff", retry_after_seconds=seconds)
