@@ -180,14 +180,15 @@ class HitResponder:
         as the chain would send it; any other failure (the service's or in building the answer)
         is logged (type and place only) and answered with the chain's 500. The connection runs
         this as its own task: the request's context is set here, where the upstream calls made
-        for it are noted. ``None`` (nothing to send: close the connection, as aiohttp does for
+        for it are noted, and unset once it is answered (the task goes on to read the requests
+        held behind it). ``None`` (nothing to send: close the connection, as aiohttp does for
         a handler that ends so): the load was cancelled under it (the service is closing). If
         even the 500 cannot be built, the failure ends the task and the connection closes too.
         The request's rate-limit token is already taken, so it is never handed to the chain,
         which would take another."""
         request_id = self._tail.request_id(request.request_id)
         context = RequestContext(request_id, tenant=tenant.id)
-        CURRENT_REQUEST.set(context)
+        request_set = CURRENT_REQUEST.set(context)
         try:
             try:
                 served = await self._serve(wanted, tenant)
@@ -206,6 +207,7 @@ class HitResponder:
             self._access_log.write(exception_record(exc, request_id=request_id))
             context.cache = None
             status, response_head, body = self._error_head(GatewayError(), request_id, request)
+        CURRENT_REQUEST.reset(request_set)
         method = request.method
         seconds = time.perf_counter() - started
         self._tail.account(request_id, route, method, status, tenant.id, context.cache, seconds, context.attempts)

@@ -306,7 +306,7 @@ class HitServingRequestHandler(RedactingRequestHandler):
         self._rejected = False
         """The parser met a malformed request: aiohttp answers it with 400 and closes; nothing
         after it is parsed."""
-        self._awaited: asyncio.Task[Wire | None] | None = None
+        self._awaited: asyncio.Task[None] | None = None
         """The answer being fetched (``Fetched``), if any: what arrives meanwhile is held."""
         self._held = b""
         """The head of the request whose answer is fetched and the bytes received after it, read
@@ -369,21 +369,32 @@ class HitServingRequestHandler(RedactingRequestHandler):
         """Send ``fetched`` when it is ready; hold ``held`` (its request's head and what follows)
         and what arrives meanwhile until then."""
         self._partial_head, self._held = b"", held
-        self._awaited = asyncio.ensure_future(fetched)
-        self._awaited.add_done_callback(self._send_fetched)
+        self._awaited = asyncio.ensure_future(self._send_when_fetched(fetched))
 
-    def _send_fetched(self, task: asyncio.Task[Wire | None]) -> None:
+    async def _send_when_fetched(self, fetched: Fetched) -> None:
+        """Await ``fetched`` and send it, in the same task: a done callback would send it a turn
+        of the loop later."""
+        try:
+            wire = await fetched
+        except asyncio.CancelledError:  # called off (a shutdown past its grace)
+            self._awaited = None
+            self.force_close()
+            raise
+        except Exception as exc:  # not even the 500 could be built: close, as aiohttp would
+            self._awaited = None
+            self.force_close()
+            self._responder.failed(exc)
+            return
         self._awaited = None
         try:
-            self._send(task)
+            self._send(wire)
         except Exception as exc:  # nothing more can be answered in order: close, as aiohttp would
             self.force_close()
             self._responder.failed(exc)
 
-    def _send(self, task: asyncio.Task[Wire | None]) -> None:
+    def _send(self, wire: Wire | None) -> None:
         """Write the fetched answer, then read what was held behind it; close the connection if
-        there is nothing to send (``Fetched`` gave ``None``, or it was called off)."""
-        wire = None if task.cancelled() else task.result()
+        there is nothing to send (``Fetched`` gave ``None``)."""
         if wire is None:
             self.force_close()
             return

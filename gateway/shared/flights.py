@@ -133,10 +133,10 @@ class LeasedSingleFlight:
 
     async def load(self, key: CacheKey, loader: Loader) -> Fetched:
         """The entry for ``key`` from Redis, another replica's load, or this replica's own."""
-        task = self._in_flight.get(key)
-        if task is None:
-            return await asyncio.shield(self._in_flight.start(key, self._fetch(key, loader, better_than=None)))
-        entry, result = await asyncio.shield(task)
+        waiter = self._in_flight.join(key)
+        if waiter is None:
+            return await self._in_flight.start(key, self._fetch(key, loader, better_than=None))
+        entry, result = await waiter
         return entry, "hit" if result == "hit" else "coalesced"
 
     def refresh_in_background(self, key: CacheKey, loader: Loader) -> None:
