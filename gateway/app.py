@@ -37,7 +37,9 @@ from gateway.jobs.image_links import CoverImageLinks
 from gateway.jobs.query import ParsedQueries
 from gateway.jobs.service import TrainingJobService
 from gateway.observability.accesslog import AccessLog
+from gateway.observability.logs import log_event
 from gateway.observability.metrics import Metrics
+from gateway.outbound import Outbound
 from gateway.shared.backoff import SharedBackoff
 from gateway.shared.cover_links import SharedCoverLinks
 from gateway.shared.flights import LeasedSingleFlight
@@ -150,6 +152,8 @@ def create_app(
     app[LIFECYCLE] = Lifecycle(credentials_valid=holder.valid)
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
+        if settings.proxies.by_scheme:  # the operator's first question when outbound calls fail
+            log_event(_log, settings.proxies.describe(), event="outbound_proxy")
         # The MetaStudio calls go on their own keep-alive connections; the aiohttp session serves
         # the credential and JWKS endpoints. DummyCookieJar: a shared jar would leak cookies across tenants.
         async with (
@@ -160,6 +164,7 @@ def create_app(
                     read_timeout=settings.upstream.read_timeout_seconds,
                     max_body_bytes=settings.upstream.max_body_bytes,
                     max_head_bytes=UPSTREAM_MAX_HEAD_BYTES,
+                    proxy=settings.proxies.for_url(settings.upstream.endpoint),
                 )
             ) as connections,
             aiohttp.ClientSession(
@@ -173,8 +178,8 @@ def create_app(
                 auto_decompress=True,
                 max_field_size=UPSTREAM_MAX_FIELD_SIZE,
             ) as session,
-            holder.running(session, metrics),
-            jwks_keepers.running(session),
+            holder.running(Outbound(session, settings.proxies), metrics),
+            jwks_keepers.running(Outbound(session, settings.proxies)),
         ):
             client = MetaStudioClient(
                 connections=connections,

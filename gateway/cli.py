@@ -139,7 +139,7 @@ def _serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     )
     try:
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
-            runner.run(credentials.confirm())  # auto mode's last resort (ECS metadata) must answer now
+            runner.run(credentials.confirm(settings.proxies))  # auto mode's last resort (ECS metadata) must answer now
             configure_logging()
             app = create_app(settings, credentials=credentials, url_signing_keys=keys)
             # From here on a SIGINT drains, as SIGTERM does, and a second one stops at once.
@@ -155,7 +155,7 @@ def _check_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     print(
         f"ok: {len(settings.tenants)} tenant(s), upstream {settings.upstream.endpoint}, "
         f"project {settings.upstream.project_id}, cache ttl {settings.cache.ttl_seconds:g}s; "
-        f"{credentials.describe()}; {signing}; {describe_shared_tier(settings.shared)}"
+        f"{credentials.describe()}; {signing}; {describe_shared_tier(settings.shared)}; {settings.proxies.describe()}"
     )
     return 0
 

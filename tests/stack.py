@@ -24,8 +24,10 @@ LIVE_SK = "live-test-sk-never-logged"
 ACME_KEY = "live-acme-key-1"
 GLOBEX_KEY = "live-globex-key-2"
 GATEWAY_ENV_PREFIXES = ("HUAWEICLOUD_", "CLOUD_SDK_", "HC_", "METASTUDIO_", "GATEWAY_")
-"""The prefixes of every environment variable the gateway reads: its settings and every source of
-the credential chain (static keys, OIDC, federation, profile, IAM, metadata, CCE pod identity)."""
+"""The prefixes of the environment variables the gateway reads: its settings and every source of
+the credential chain (static keys, OIDC, federation, profile, IAM, metadata, CCE pod identity).
+It reads the proxy variables too (``HTTPS_PROXY``... in either case: ``PROXY_VARIABLES``)."""
+PROXY_VARIABLES = frozenset({"https_proxy", "http_proxy", "all_proxy", "no_proxy"})
 DEFAULT_TENANTS: tuple[tuple[str, str, str], ...] = (
     ("acme", "acme-web", ACME_KEY),
     ("globex", "globex-app", GLOBEX_KEY),
@@ -47,7 +49,8 @@ class LiveGateway:
 def clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without any variable the gateway reads, plus ``extra``: a
     command sees only the settings and credentials its test gives it."""
-    return {**{k: v for k, v in os.environ.items() if not k.startswith(GATEWAY_ENV_PREFIXES)}, **extra}
+    kept = {k: v for k, v in os.environ.items() if not k.startswith(GATEWAY_ENV_PREFIXES)}
+    return {**{k: v for k, v in kept.items() if k.lower() not in PROXY_VARIABLES}, **extra}
 
 
 def simulator_command(port: int, *args: str, wrap: Sequence[str] = ()) -> list[str]:

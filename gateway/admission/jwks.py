@@ -42,6 +42,7 @@ from gateway.bounded_reads import read_at_most
 from gateway.clock import Clock, rfc3339
 from gateway.config.settings import OidcIssuer
 from gateway.observability.metrics import Metrics
+from gateway.outbound import Outbound
 from gateway.tls import tls_reason
 
 logger = logging.getLogger(__name__)
@@ -190,7 +191,7 @@ class IssuerKeys:
         self._wake.set()
         return self._in_flight
 
-    async def keep_fresh(self, session: aiohttp.ClientSession) -> None:
+    async def keep_fresh(self, session: Outbound) -> None:
         """Fetch now, then whenever a refresh is due or a fetch is asked for, until cancelled."""
         wake = self._wake = asyncio.Event()
         while True:
@@ -207,12 +208,13 @@ class IssuerKeys:
                 due_in = min(self.settings.jwks_refresh_seconds, self.refresh_due_at - self._clock.now())
                 await asyncio.wait_for(wake.wait(), max(0.0, due_in))
 
-    async def _fetch(self, session: aiohttp.ClientSession) -> None:
+    async def _fetch(self, session: Outbound) -> None:
         started = self._clock.now()
         self._last_fetch_started = self._clock.monotonic()
         result, why = "ok", ""
         try:
-            async with session.get(
+            async with session.request(
+                "GET",
                 self.settings.jwks_uri,
                 timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT_SECONDS),
                 allow_redirects=False,  # the keys come from the URL configured, nowhere else
@@ -275,7 +277,7 @@ class JwksKeepers:
         self._issuers = tuple(issuers)
 
     @contextlib.asynccontextmanager
-    async def running(self, session: aiohttp.ClientSession) -> AsyncIterator[None]:
+    async def running(self, session: Outbound) -> AsyncIterator[None]:
         """Keep the keys fresh while the block runs (start-up does not wait for the first fetch)."""
         tasks = [asyncio.create_task(keys.keep_fresh(session)) for keys in self._issuers]
         try:

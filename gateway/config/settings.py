@@ -25,6 +25,7 @@ from redis.asyncio.connection import parse_url as parse_redis_url
 from gateway.config.schema import TABLE, Env, json_schema, load
 from gateway.config.secret_files import UnusableValue, read_secret_file
 from gateway.errors import ConfigError
+from gateway.outbound import Proxies, proxies_from_environment
 from gateway.tenant import Tenant
 
 REGION_ENDPOINTS = {
@@ -653,6 +654,9 @@ class Settings:
     rate_limit: RateLimitSettings = RateLimitSettings()
     shared: SharedSettings = SharedSettings()
     oidc: OidcSettings = OidcSettings()
+    proxies: Proxies = dataclasses.field(default_factory=Proxies)
+    """The forward proxies of outbound HTTP, from ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``
+    and ``NO_PROXY`` (``gateway.outbound``)."""
 
 
 def _with_secret_files(env: Mapping[str, str]) -> tuple[Mapping[str, str], list[str]]:
@@ -681,7 +685,9 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
     is missing or not TOML.
     """
     path = config_path or env.get("GATEWAY_CONFIG")
-    env, problems = _with_secret_files(env)
+    proxies, problems = proxies_from_environment(env)
+    env, secret_file_problems = _with_secret_files(env)
+    problems += secret_file_problems
     try:
         file = load(ConfigFile, env, path)
     except ConfigError as exc:
@@ -691,7 +697,7 @@ def load_settings(env: Mapping[str, str], config_path: str | None = None) -> Set
     if problems:
         raise ConfigError(problems)
     tables = {field.name: getattr(file, field.name) for field in dataclasses.fields(file)}
-    return Settings(**{**tables, "tenants": tuple(table.tenant() for table in file.tenants)})
+    return Settings(**{**tables, "tenants": tuple(table.tenant() for table in file.tenants), "proxies": proxies})
 
 
 def config_file_json_schema() -> dict[str, Any]:

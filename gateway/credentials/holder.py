@@ -38,6 +38,7 @@ from gateway.credentials.issued import CredentialsUnavailable, FetchFailed, Gran
 from gateway.credentials.providers import Provider
 from gateway.credentials.static import CredentialsError, CredentialSource
 from gateway.observability.metrics import Metrics
+from gateway.outbound import Outbound, Proxies
 
 logger = logging.getLogger(__name__)
 
@@ -75,11 +76,12 @@ class CredentialsHolder(Protocol):
         retrying is worth it."""
         ...
 
-    async def confirm(self) -> None:
-        """Before serving: check a source that only an answer can confirm; raises ``CredentialsError``."""
+    async def confirm(self, proxies: Proxies) -> None:
+        """Before serving: check a source that only an answer can confirm, through ``proxies``;
+        raises ``CredentialsError``."""
         ...
 
-    def running(self, session: aiohttp.ClientSession, metrics: Metrics) -> contextlib.AbstractAsyncContextManager[None]:
+    def running(self, session: Outbound, metrics: Metrics) -> contextlib.AbstractAsyncContextManager[None]:
         """Keep the credentials current while the block runs (the app's lifetime)."""
         ...
 
@@ -123,11 +125,11 @@ class StaticHolder:
         self._generation = self._keys.generation
         return self._keys.current() is not refused  # the same keys would be refused again
 
-    async def confirm(self) -> None:
+    async def confirm(self, proxies: Proxies) -> None:
         return None
 
     @asynccontextmanager
-    async def running(self, session: aiohttp.ClientSession, metrics: Metrics) -> AsyncIterator[None]:
+    async def running(self, session: Outbound, metrics: Metrics) -> AsyncIterator[None]:
         self._metrics = metrics
         yield
 
@@ -156,7 +158,7 @@ class RefreshingHolder:
         self._forced_at: float | None = None
         """When a refusal last forced a renewal, on the monotonic clock."""
         self._flight: asyncio.Task[bool] | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._session: Outbound | None = None
         self._metrics: Metrics | None = None
 
     @property
@@ -207,19 +209,19 @@ class RefreshingHolder:
                 self._metrics.credential_reloads.labels(trigger="upstream_auth_failure").inc()
         return await asyncio.shield(flight)
 
-    async def confirm(self) -> None:
+    async def confirm(self, proxies: Proxies) -> None:
         if self._must_answer is None or self._held is not None:
             return
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
             try:
-                self._accept(await self._provider.fetch(session))
+                self._accept(await self._provider.fetch(Outbound(session, proxies)))
             except FetchFailed as exc:  # said once, in the refusal: nothing is serving yet
                 raise CredentialsError([*self._must_answer, f"{self.source}: {exc}"]) from exc
             except Exception as exc:  # a provider bug: a refusal too, not a traceback
                 raise CredentialsError([*self._must_answer, f"{self.source}: unexpected {type(exc).__name__}"]) from exc
 
     @asynccontextmanager
-    async def running(self, session: aiohttp.ClientSession, metrics: Metrics) -> AsyncIterator[None]:
+    async def running(self, session: Outbound, metrics: Metrics) -> AsyncIterator[None]:
         self._session = session
         self._metrics = metrics
         for result in ("success", "failure"):

@@ -6,13 +6,13 @@ through IAM, CCE pod identity, ECS instance metadata (IMDS v2 with v1 fallback) 
 token of token mode (password, or an agency assumed with ``assume_role``).
 
 Providers hold their settings (names and paths, never read from ``os.environ``: the chain hands
-them in) and take the app's ``ClientSession`` per fetch. They do not read the clock, cache a
-grant or retry a failed fetch: the refreshing holder decides when to fetch. The one exception is
-``EcsMetadata``, which keeps its IMDS v2 session token between fetches and, when the service
-refuses it (401), takes a new one and asks once more. Token files are read on every fetch, so a
-rotated projected token is always the one sent. Failures are ``FetchFailed`` whose message
-names the endpoint and status, never a secret or the service's own error text (only its
-error code, when it has a plain one).
+them in) and take the app's client session per fetch (``Outbound``: through the proxy a URL
+needs). They do not read the clock, cache a grant or retry a failed fetch: the refreshing holder
+decides when to fetch. The one exception is ``EcsMetadata``, which keeps its IMDS v2 session
+token between fetches and, when the service refuses it (401), takes a new one and asks once
+more. Token files are read on every fetch, so a rotated projected token is always the one sent.
+Failures are ``FetchFailed`` whose message names the endpoint and status, never a secret or the
+service's own error text (only its error code, when it has a plain one).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from gateway.credentials.issued import (
     is_header_safe,
     parse_expiry,
 )
+from gateway.outbound import Outbound
 from gateway.tls import tls_reason
 
 IAM_TOKEN_HEADER = "X-Subject-Token"  # noqa: S105 - a header name
@@ -69,7 +70,7 @@ class Provider(Protocol):
         """Where the credentials come from: names, hosts and paths, never a secret."""
         ...
 
-    async def fetch(self, session: aiohttp.ClientSession) -> Grant:
+    async def fetch(self, session: Outbound) -> Grant:
         """Obtain fresh credentials; raises ``FetchFailed`` saying why not."""
         ...
 
@@ -117,7 +118,7 @@ class _Answer:
 
 
 async def _call(
-    session: aiohttp.ClientSession,
+    session: Outbound,
     method: str,
     url: str,
     *,
@@ -177,7 +178,7 @@ class OidcSts:
     def describe(self) -> str:
         return f"OIDC -> STS at {base_url(self.sts_endpoint)} (agency {self.agency_urn}, token from {self.token_file})"
 
-    async def fetch(self, session: aiohttp.ClientSession) -> Grant:
+    async def fetch(self, session: Outbound) -> Grant:
         body: dict[str, Any] = {
             "provider_urn": self.provider_urn,
             "agency_urn": self.agency_urn,
@@ -214,7 +215,7 @@ class Federation:
     def describe(self) -> str:
         return f"IdP federation at {base_url(self.iam_endpoint)} (idp {self.idp_id}, token from {self.token_file})"
 
-    async def fetch(self, session: aiohttp.ClientSession) -> Grant:
+    async def fetch(self, session: Outbound) -> Grant:
         iam = base_url(self.iam_endpoint)
         what = "IAM id-token exchange"
         id_token = _read_token("HUAWEICLOUD_SDK_ID_TOKEN_FILE", self.token_file)
@@ -259,7 +260,7 @@ class PodIdentity:
     def describe(self) -> str:
         return f"CCE pod identity at {base_url(self.uri)} (token from {self.token_file})"
 
-    async def fetch(self, session: aiohttp.ClientSession) -> Grant:
+    async def fetch(self, session: Outbound) -> Grant:
         what = "the pod identity endpoint"
         variable = "HC_CONTAINER_AUTHORIZATION_TOKEN_FILE"
         token = _read_token(variable, self.token_file)
@@ -296,7 +297,7 @@ class EcsMetadata:
     def describe(self) -> str:
         return f"ECS metadata at {base_url(self.endpoint)}"
 
-    async def fetch(self, session: aiohttp.ClientSession) -> Grant:
+    async def fetch(self, session: Outbound) -> Grant:
         what = "ECS metadata securitykey"
         answer = await self._securitykey(session, what)
         if answer.status == 401 and not self._agency_missing(answer):
@@ -316,7 +317,7 @@ class EcsMetadata:
     def _limits(self) -> aiohttp.ClientTimeout:
         return self.timeout if self._answered or self.probe_timeout is None else self.probe_timeout
 
-    async def _securitykey(self, session: aiohttp.ClientSession, what: str) -> _Answer:
+    async def _securitykey(self, session: Outbound, what: str) -> _Answer:
         if self._session_token is None:
             self._session_token = await self._new_session_token(session)
         headers = {"X-Metadata-Token": self._session_token} if self._session_token else {}
@@ -333,7 +334,7 @@ class EcsMetadata:
     def _agency_missing(answer: _Answer) -> bool:
         return AGENCY_MISSING_TEXT.encode() in answer.body
 
-    async def _new_session_token(self, session: aiohttp.ClientSession) -> str:
+    async def _new_session_token(self, session: Outbound) -> str:
         """An IMDS v2 session token, or ``""`` when the service offers only v1."""
         what = "ECS metadata token"
         answer = await _call(
@@ -388,7 +389,7 @@ class IamTokens:
             how += f", assuming agency {self.agency_domain}/{self.agency_name}"
         return f"IAM token from {base_url(self.iam_endpoint)} ({how})"
 
-    async def fetch(self, session: aiohttp.ClientSession) -> Grant:
+    async def fetch(self, session: Outbound) -> Grant:
         password = {
             "methods": ["password"],
             "password": {
@@ -409,7 +410,7 @@ class IamTokens:
 
     async def _token(
         self,
-        session: aiohttp.ClientSession,
+        session: Outbound,
         identity: dict[str, Any],
         scope: dict[str, Any],
         what: str,

@@ -58,6 +58,7 @@ from gateway.upstream.connections import (
     UpstreamBodyTooLarge,
     UpstreamConnections,
     UpstreamHttpError,
+    UpstreamProxyRefused,
     UpstreamTimedOut,
     UpstreamTlsFailed,
 )
@@ -165,7 +166,7 @@ class MetaStudioClient:
         self._outcome_counters: dict[str, Counter] = {}
         self._budget = RetryBudget(clock, ratio=settings.retry_budget_ratio)
         self._warnings = ThrottledWarnings(logger, clock)
-        """TLS reasons and refused credentials, each said at most once a minute."""
+        """TLS reasons, a proxy's refusals and refused credentials, each said at most once a minute."""
         self._refusals_said: set[str] = set()
         """The refusals of the credentials warned of since an answer last came."""
 
@@ -318,8 +319,8 @@ class MetaStudioClient:
             if exc.head is None or exc.head.status == 200:
                 outcome, error = next((outcome, error) for kind, outcome, error in _OUTCOMES if isinstance(exc, kind))
                 self._record(outcome, started)
-                if isinstance(exc, UpstreamTlsFailed):  # why: the operator's first question
-                    self._warnings.warn(f"{exc}; upstream calls fail as tls_error until it is mended")
+                if isinstance(exc, UpstreamTlsFailed | UpstreamProxyRefused):  # why: the operator's first question
+                    self._warnings.warn(f"{exc}; upstream calls fail as {outcome} until it is mended")
                 raise error(outcome=outcome) from exc
             answer = exc.head  # an error answer whose body failed: its status decides, as its body is not used
         status = answer.status

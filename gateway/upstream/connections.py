@@ -24,15 +24,20 @@ they lack it, ``Accept-Encoding: gzip``) and returns the answer's status, header
   (``UpstreamTlsFailed``); a connection with nothing in flight is closed politely (TLS
   close_notify), one given up on is aborted;
 - a call that is cancelled (the caller's deadline) closes its connection, which is never reused
-  half-read.
+  half-read;
+- through a forward proxy, when one is given (``gateway.outbound``): an ``https`` upstream
+  through a CONNECT tunnel (``gateway.upstream.tunnel``; TLS inside it, verified as without
+  one), an ``http`` upstream with requests in absolute form; the proxy's credentials go to the
+  proxy only (in CONNECT, or in each absolute-form request, which the proxy strips); a tunnel
+  refused, or a 407 to an absolute-form request, is ``UpstreamProxyRefused``.
 
 Failures are ``UpstreamHttpError`` subclasses, each saying what a caller needs to decide whether
-to retry: ``UpstreamConnectFailed`` (``UpstreamTlsFailed`` among them), ``UpstreamTimedOut``, ``UpstreamBodyTooLarge``,
-``UpstreamBodyCut`` (the connection closed, or was reset, before the body was whole: a
-connection failure after the head), ``UpstreamBodyBroken`` (whole as framed, but not decodable)
-and ``UpstreamAnswerMalformed``. One that
-happens after the answer's head was read carries that head (``head``: status and headers, no
-body), so a caller can still go by the status, as a client that reads no error body would.
+to retry: ``UpstreamConnectFailed`` (``UpstreamTlsFailed`` and ``UpstreamProxyRefused`` among
+them), ``UpstreamTimedOut``, ``UpstreamBodyTooLarge``, ``UpstreamBodyCut`` (the connection
+closed, or was reset, before the body was whole: a connection failure after the head),
+``UpstreamBodyBroken`` (whole as framed, but not decodable) and ``UpstreamAnswerMalformed``. One
+that happens after the answer's head was read carries that head (``head``: status and headers,
+no body), so a caller can still go by the status, as a client that reads no error body would.
 
 Written out, not aiohttp's client (which the gateway keeps for credential and JWKS endpoints),
 because every cache miss makes this call: with aiohttp's request building, connection pool,
@@ -53,7 +58,9 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from gateway.outbound import ProxyServer
 from gateway.tls import tls_reason
+from gateway.upstream.tunnel import PROXY_AUTHENTICATION_REQUIRED, TunnelRefused, open_tunnel, refusal
 
 IDLE_SECONDS = 15.0
 """How long an idle connection is kept for reuse (aiohttp's default keep-alive)."""
@@ -73,6 +80,11 @@ class UpstreamHttpError(Exception):
 
 class UpstreamConnectFailed(UpstreamHttpError):
     """No connection: refused, reset, unreachable, TLS refused, or closed before any answer."""
+
+
+class UpstreamProxyRefused(UpstreamConnectFailed):
+    """The forward proxy refused to reach the upstream (credentials wanted or wrong, a destination
+    it forbids); the text names the proxy and its status, never its credentials."""
 
 
 class UpstreamTlsFailed(UpstreamConnectFailed):
@@ -381,6 +393,7 @@ class UpstreamConnections:
         max_head_bytes: int,
         max_connections: int = 100,
         ssl_context: ssl.SSLContext | None = None,
+        proxy: ProxyServer | None = None,
     ) -> None:
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -389,6 +402,13 @@ class UpstreamConnections:
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
         self._host_header = parts.netloc.rpartition("@")[2]
         self._ssl = (ssl_context or ssl.create_default_context()) if parts.scheme == "https" else None
+        self._proxy = proxy
+        self._upstream = "the upstream" if proxy is None else f"the upstream through the proxy {proxy.url}"
+        forwarded = proxy is not None and self._ssl is None  # plain http through the proxy: absolute form
+        self._target_prefix = f"http://{self._host_header}" if forwarded else ""
+        self._proxy_lines = ""
+        if proxy is not None and forwarded:
+            self._proxy_lines = "".join(f"{name}: {value}\r\n" for name, value in proxy.headers().items())
         self._connect_timeout = connect_timeout
         self._limits = _Limits(read_timeout, max_body_bytes, max_head_bytes)
         self._slots = asyncio.Semaphore(max_connections)
@@ -435,11 +455,12 @@ class UpstreamConnections:
             raise UpstreamTimedOut("no upstream connection was free within the connect timeout") from None
 
     def _request(self, target: str, headers: Mapping[str, str]) -> bytes:
-        lines = [f"GET {target} HTTP/1.1\r\n"]
+        lines = [f"GET {self._target_prefix}{target} HTTP/1.1\r\n"]
         lines.extend(f"{name}: {value}\r\n" for name, value in headers.items())
         if not any(name.lower() == "host" for name in headers):
             lines.append(f"Host: {self._host_header}\r\n")
         lines.append(_ACCEPT_ENCODING)
+        lines.append(self._proxy_lines)
         head = "".join(lines)
         if _CONTROL.search(" ".join((target, *headers, *headers.values()))) or " " in target or "\r\n:" in head:
             raise ValueError("a line break or other control character, a space in the target, or an empty header name")
@@ -474,23 +495,51 @@ class UpstreamConnections:
         self._sweep = loop.call_later(idle[0].idle_since + IDLE_SECONDS - now, self._close_idle, loop) if idle else None
 
     async def _connect(self, loop: asyncio.AbstractEventLoop, connect_by: float) -> _Connection:
-        limits = self._limits
+        limits, proxy, tls = self._limits, self._proxy, self._ssl
+        server_hostname = self._host.rstrip(".") if tls is not None else None
+        tls_shutdown = TLS_SHUTDOWN_SECONDS if tls is not None else None
         try:
             async with asyncio.timeout_at(connect_by):
+                if proxy is not None and tls is not None:
+                    return await self._tunnelled(loop, proxy, tls, server_hostname)
+                host, port = (self._host, self._port) if proxy is None else (proxy.host, proxy.port)
                 _, connection = await loop.create_connection(
                     lambda: _Connection(loop, limits),
-                    self._host,
-                    self._port,
-                    ssl=self._ssl,
-                    server_hostname=self._host.rstrip(".") if self._ssl is not None else None,
-                    ssl_shutdown_timeout=TLS_SHUTDOWN_SECONDS if self._ssl is not None else None,
+                    host,
+                    port,
+                    ssl=tls,
+                    server_hostname=server_hostname,
+                    ssl_shutdown_timeout=tls_shutdown,
                 )
         except TimeoutError:
-            raise UpstreamTimedOut("the upstream did not accept a connection within the connect timeout") from None
+            raise UpstreamTimedOut(f"{self._upstream} did not accept a connection within the connect timeout") from None
         except ssl.SSLError as exc:  # ssl.CertificateError among them
             raise _tls_failed(exc) from None
+        except TunnelRefused as exc:
+            raise UpstreamProxyRefused(f"could not connect to {self._upstream}: {exc}") from None
         except OSError as exc:
-            raise UpstreamConnectFailed(f"could not connect to the upstream ({type(exc).__name__})") from None
+            raise UpstreamConnectFailed(f"could not connect to {self._upstream} ({type(exc).__name__})") from None
+        return connection
+
+    async def _tunnelled(
+        self, loop: asyncio.AbstractEventLoop, proxy: ProxyServer, tls: ssl.SSLContext, server_hostname: str | None
+    ) -> _Connection:
+        """A TLS connection to the upstream inside a CONNECT tunnel of ``proxy``."""
+        transport = await open_tunnel(loop, proxy, self._host, self._port)
+        connection = _Connection(loop, self._limits)
+        try:
+            inside = await loop.start_tls(
+                transport,
+                connection,
+                tls,
+                server_hostname=server_hostname,
+                ssl_shutdown_timeout=TLS_SHUTDOWN_SECONDS,
+            )
+        except BaseException:
+            transport.abort()
+            raise
+        assert inside is not None  # None only for a transport closed meanwhile, which raised above
+        connection.connection_made(inside)  # start_tls does not call it
         return connection
 
     async def _exchange(
@@ -504,4 +553,6 @@ class UpstreamConnections:
                 self._sweep = loop.call_later(IDLE_SECONDS, self._close_idle, loop)
         else:
             connection.close_idle()  # whoever said close, we need not wait for the other side
+        if answer.status == PROXY_AUTHENTICATION_REQUIRED and self._target_prefix:  # the proxy's, not the upstream's
+            raise UpstreamProxyRefused(f"could not reach {self._upstream}: {refusal(answer.status)}")
         return answer

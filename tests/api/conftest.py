@@ -34,6 +34,7 @@ from gateway.config.url_signing import UrlSigningKey
 from gateway.credentials.holder import CredentialsHolder
 from gateway.credentials.static import CredentialSource
 from gateway.fastpath.protocol import GatewayRunner
+from gateway.outbound import Proxies
 from gateway.simulator import RunningSimulator, running_simulator
 from tests.leaks import record, register_secrets
 
@@ -195,10 +196,14 @@ async def make_gateway(clock: ManualClock) -> AsyncIterator[GatewayFactory]:
         oidc: OidcSettings | None = None,
         log_stream: io.BytesIO | None = None,
         log_flush_interval: float = 0,
+        proxies: Proxies | None = None,
+        upstream_host: str | None = None,
     ) -> Gateway:
         sim_cm = running_simulator(access_key=SIM_AK, secret_key=SIM_SK, clock=clock, **(simulator_options or {}))
         simulator = await sim_cm.__aenter__()
         stack.append(sim_cm)
+        if upstream_host is not None:  # the simulator by another name (a forward proxy resolves it)
+            endpoint = simulator.base_url.replace("127.0.0.1", upstream_host)
         settings = Settings(
             upstream=UpstreamSettings(
                 endpoint=endpoint or simulator.base_url,
@@ -215,6 +220,7 @@ async def make_gateway(clock: ManualClock) -> AsyncIterator[GatewayFactory]:
             rate_limit=rate_limit or RateLimitSettings(),
             server=ServerSettings(fast_hit_path=fast_hit_path, public_base_url=public_base_url),
             oidc=oidc or OidcSettings(),
+            proxies=proxies or Proxies(),
         )
         credentials = (
             holder(simulator)

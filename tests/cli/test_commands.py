@@ -207,3 +207,21 @@ def test_hash_key_answers_without_waiting_for_the_end_of_stdin() -> None:
             assert process.stdout.readline().strip() == KEY_HASH
         finally:
             process.kill()
+
+
+def test_check_config_names_the_outbound_proxy_without_its_password(config: Path) -> None:
+    """The proxies of ``HTTPS_PROXY``/``HTTP_PROXY`` (``NO_PROXY`` too) are named in the summary,
+    their credentials not; a proxy the gateway cannot use is refused naming its variable only."""
+    password = "pr0xy-pa55"
+    proxied = {**CREDENTIALS, "HTTPS_PROXY": f"http://egress:{password}@proxy.internal:3128", "NO_PROXY": ".corp"}
+    result = run("check-config", "--config", str(config), env=proxied)
+    assert result.returncode == 0, result.stderr
+    assert "outbound https via http://proxy.internal:3128, not for NO_PROXY=.corp" in result.stdout
+    assert password not in result.stdout
+    assert "egress" not in result.stdout
+    plain = run("check-config", "--config", str(config), env=CREDENTIALS)
+    assert "no outbound proxy" in plain.stdout
+    socks = run("check-config", "--config", str(config), env={**CREDENTIALS, "https_proxy": f"socks5://u:{password}@p"})
+    assert socks.returncode == 2
+    assert "https_proxy: must be an http:// proxy URL (socks5:// proxies are not supported)" in socks.stderr
+    assert password not in socks.stderr + socks.stdout
