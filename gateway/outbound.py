@@ -1,19 +1,24 @@
-"""Outbound HTTP's forward proxies: those the environment names, read as curl and requests (and so
-the Huawei Cloud SDK) read them, for every call the gateway makes: the MetaStudio upstream, IAM,
-the credential endpoints and the identity providers' key sets. Redis is not HTTP: not proxied.
+"""Outbound HTTP's forward proxies: those the environment names, read as requests (and so the
+Huawei Cloud SDK) and curl read them, for every call the gateway makes: the MetaStudio upstream,
+IAM, the credential endpoints and the identity providers' key sets. Redis is not HTTP: not proxied.
 
 - ``HTTPS_PROXY`` for https URLs, ``HTTP_PROXY`` for http URLs, ``ALL_PROXY`` for either when its
-  own is not set; each name in lower case too, which wins (as curl and urllib read them). An
-  empty value is no proxy.
-- ``NO_PROXY``: the hosts called directly, matched by urllib's ``proxy_bypass_environment`` (a
-  name and its subdomains, ``.domain``, ``host:port``, ``*`` for every host); no CIDR ranges.
-- Never through a proxy: loopback and link-local hosts (``localhost``, 127.0.0.0/8, ::1,
-  169.254.0.0/16, fe80::/10). The ECS metadata endpoint at 169.254.169.254 answers with the
-  credentials of the machine that asks, and through a proxy that machine is the proxy's.
-- A proxy is an ``http://`` URL, ``http://user:password@proxy.internal:3128``: https calls go
-  through a CONNECT tunnel (TLS end to end with the host, verified as without a proxy), http
-  calls in absolute form. The user and password (percent-decoded) go as ``Proxy-Authorization:
-  Basic``, to the proxy only; they are never in a log, an error or a repr.
+  own is unset or empty; each name in lower case too, which wins.
+- ``NO_PROXY``, comma-separated: ``*`` for every host; a name, for it and its subdomains (a
+  leading or trailing dot ignored); an IP address or a CIDR range, for the addresses in it; any of
+  these with ``:port``, for that port only (a URL's default port counts). Matched here rather than
+  by urllib's ``proxy_bypass_environment``, which knows no CIDR range, misses ``host:443`` for a
+  URL that leaves the port out, and matches ``3.4`` as a suffix of ``1.2.3.4``.
+- Never through a proxy: loopback, link-local and unspecified addresses (an IPv4 one mapped into
+  IPv6 too), ``localhost`` and names under it. The ECS metadata endpoint at 169.254.169.254
+  answers with the credentials of the machine that asks, and through a proxy that machine is the
+  proxy's.
+- A proxy is an ``http://`` URL, ``http://user:password@proxy.internal:3128`` (a bare
+  ``host:port`` is read as one; without a port, 80): https calls go through a CONNECT tunnel (TLS
+  end to end with the host, verified as without a proxy), http calls in absolute form. The user
+  and password (percent-decoded, ASCII: aiohttp and the tunnel would encode others differently)
+  go as ``Proxy-Authorization: Basic``, to the proxy only; they are never in a log, an error or a
+  repr.
 """
 
 from __future__ import annotations
@@ -24,13 +29,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
-from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]  # urllib's, as aiohttp's NO_PROXY
 
 import aiohttp
 from yarl import URL
 
 _SCHEMES = ("https", "http")
-_NEVER_PROXIED_NAMES = ("localhost", "localhost.")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_UNSUPPORTED_SCHEMES = ("https", "socks4", "socks4a", "socks5", "socks5h")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +81,12 @@ class Proxies:
         if not self.by_scheme:
             return None
         parts = urlsplit(url)
-        host = parts.hostname or ""
         proxy = self.by_scheme.get(parts.scheme)
+        host = (parts.hostname or "").rstrip(".")
         if proxy is None or _never_proxied(host):
             return None
-        if self.no_proxy and proxy_bypass_environment(parts.netloc.rpartition("@")[2], {"no": self.no_proxy}):
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+        if any(_bypasses(entry, host, port) for entry in self.no_proxy.split(",")):
             return None
         return proxy
 
@@ -104,7 +110,7 @@ def proxies_from_environment(env: Mapping[str, str]) -> tuple[Proxies, list[str]
     problems: list[str] = []
     for scheme in _SCHEMES:
         variable, value = _variable(env, f"{scheme}_proxy") or _variable(env, "all_proxy") or ("", "")
-        if not value:
+        if not value:  # neither set (an empty value counts as unset, as curl and requests read it)
             continue
         try:
             by_scheme[scheme] = _proxy_server(value)
@@ -128,34 +134,71 @@ class Outbound:
 
 def _variable(env: Mapping[str, str], lower: str) -> tuple[str, str] | None:
     """The variable set for ``lower`` (``https_proxy``), the lower-case name first; ``None`` if
-    neither spelling is set."""
+    neither spelling is set to more than blanks."""
     for name in (lower, lower.upper()):
-        value = env.get(name)
-        if value is not None:
-            return name, value.strip()
+        value = env.get(name, "").strip()
+        if value:
+            return name, value
     return None
 
 
 def _proxy_server(value: str) -> ProxyServer:
-    parts = urlsplit(value if "://" in value else f"http://{value}")  # a bare host:port is http, as curl reads it
-    if parts.scheme != "http":
-        raise ValueError(f"must be an http:// proxy URL ({parts.scheme[:10]}:// proxies are not supported)")
+    """The proxy a variable's value names; ``ValueError`` in words that quote none of it (it may
+    hold a password)."""
+    form = "must be an http:// proxy URL: http://[user:password@]host[:port from 1 to 65535], nothing after it"
+    scheme = value.partition("://")[0].lower() if "://" in value else "http"  # a bare host:port is http
+    if scheme in _UNSUPPORTED_SCHEMES:
+        raise ValueError(f"must be an http:// proxy URL ({scheme}:// proxies are not supported)")
+    if scheme != "http":  # not named: it may be the start of the user's name
+        raise ValueError(form)
     try:
-        port = parts.port or 80
-    except ValueError:
-        raise ValueError("must be an http:// proxy URL with a port from 1 to 65535") from None
-    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError("must be an http:// proxy URL: http://[user:password@]host[:port], nothing after it")
-    if parts.username is None:
-        return ProxyServer(parts.hostname, port)
-    return ProxyServer(parts.hostname, port, unquote(parts.username), unquote(parts.password or ""))
+        parts = urlsplit(value if "://" in value else f"http://{value}")
+        host, port = parts.hostname, parts.port
+        user, password = parts.username, parts.password
+    except ValueError:  # its text quotes the value
+        raise ValueError(form) from None
+    if not host or port == 0 or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(form)
+    if user is None:
+        return ProxyServer(host, port or 80)
+    user, password = unquote(user), unquote(password or "")
+    if not (user + password).isascii() or ":" in user:
+        raise ValueError("the proxy's user and password must be ASCII, and the user without ':'")
+    return ProxyServer(host, port or 80, user, password)
+
+
+def _bypasses(entry: str, host: str, port: int | None) -> bool:
+    """Whether a ``NO_PROXY`` entry sends a call to ``host`` (its port ``port``) directly."""
+    entry = entry.strip().lower()
+    if entry == "*":
+        return True
+    name, wanted = entry, None
+    if entry.count(":") == 1 or (entry.startswith("[") and "]:" in entry):  # host:port or [v6]:port
+        name, _, digits = entry.rpartition(":")
+        if not digits.isdigit():
+            return False
+        wanted = int(digits)
+    name = name.strip("[]").strip(".")
+    if not name or (wanted is not None and wanted != port):
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:  # a host name: the name, or a subdomain of it
+        return host.lower() == name or host.lower().endswith("." + name)
+    try:
+        return address in ipaddress.ip_network(name, strict=False)
+    except ValueError:  # a name: it matches no address
+        return False
 
 
 def _never_proxied(host: str) -> bool:
-    if host.lower() in _NEVER_PROXIED_NAMES:
+    name = host.lower()
+    if name == "localhost" or name.endswith(".localhost"):
         return True
     try:
-        address = ipaddress.ip_address(host)
+        address = ipaddress.ip_address(name)
     except ValueError:
         return False
-    return address.is_loopback or address.is_link_local
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback or address.is_link_local or address.is_unspecified

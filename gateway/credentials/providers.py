@@ -139,10 +139,11 @@ async def _call(
             return _Answer(response.status, response.headers, body)
     except TimeoutError as exc:
         raise FetchFailed(f"{what} did not answer in time") from exc
+    # aiohttp's errors are not chained: a proxy's names the proxy URL, its password in it.
     except aiohttp.ClientConnectorCertificateError as exc:
-        raise FetchFailed(f"TLS with {what} failed: {tls_reason(exc.certificate_error)}") from exc
+        raise FetchFailed(f"TLS with {what} failed: {tls_reason(exc.certificate_error)}") from None
     except aiohttp.ClientError as exc:
-        raise FetchFailed(f"{what} could not be reached ({type(exc).__name__})") from exc
+        raise FetchFailed(f"{what} could not be reached ({type(exc).__name__})") from None
 
 
 def _read_token(variable: str, path: str) -> str:

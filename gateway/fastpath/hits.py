@@ -178,8 +178,8 @@ class HitResponder:
     ) -> Wire | None:
         """The answer the service fetches for the list query or job id ``wanted``, or its error,
         as the chain would send it; any other failure (the service's or in building the answer)
-        is logged (type and place only) and answered with the chain's 500. The connection runs
-        this as its own task: the request's context is set here, where the upstream calls made
+        is logged (type and place only) and answered with the chain's 500. The connection awaits
+        this in a task of its own: the request's context is set here, where the upstream calls made
         for it are noted, and unset once it is answered (the task goes on to read the requests
         held behind it). ``None`` (nothing to send: close the connection, as aiohttp does for
         a handler that ends so): the load was cancelled under it (the service is closing). If

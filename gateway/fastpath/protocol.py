@@ -370,6 +370,7 @@ class HitServingRequestHandler(RedactingRequestHandler):
         and what arrives meanwhile until then."""
         self._partial_head, self._held = b"", held
         self._awaited = asyncio.ensure_future(self._send_when_fetched(fetched))
+        self._awaited.add_done_callback(lambda _: fetched.close())  # never awaited if called off at once
 
     async def _send_when_fetched(self, fetched: Fetched) -> None:
         """Await ``fetched`` and send it, in the same task: a done callback would send it a turn

@@ -97,8 +97,8 @@ TLS_SHUTDOWN_SECONDS = 1.0
 (asyncio's default, 30 s, kept each idle connection a server left unanswered open that long)."""
 
 
-def _tls_failed(exc: ssl.SSLError) -> UpstreamTlsFailed:
-    return UpstreamTlsFailed(f"TLS with the upstream failed: {tls_reason(exc)}")
+def _tls_failed(exc: ssl.SSLError, where: str = "") -> UpstreamTlsFailed:
+    return UpstreamTlsFailed(f"TLS with the upstream{where} failed: {tls_reason(exc)}")
 
 
 class UpstreamTimedOut(UpstreamHttpError):
@@ -514,7 +514,7 @@ class UpstreamConnections:
         except TimeoutError:
             raise UpstreamTimedOut(f"{self._upstream} did not accept a connection within the connect timeout") from None
         except ssl.SSLError as exc:  # ssl.CertificateError among them
-            raise _tls_failed(exc) from None
+            raise _tls_failed(exc, "" if proxy is None else f" (through the proxy {proxy.url})") from None
         except TunnelRefused as exc:
             raise UpstreamProxyRefused(f"could not connect to {self._upstream}: {exc}") from None
         except OSError as exc:

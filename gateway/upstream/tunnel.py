@@ -46,6 +46,9 @@ class _Opening(asyncio.Protocol):
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.answered: asyncio.Future[None] = loop.create_future()
+        # Retrieved here too: the connect timeout may call the opening off in the very turn the
+        # connection is made, and its loss then fails a future nobody awaits any more.
+        self.answered.add_done_callback(lambda answered: answered.cancelled() or answered.exception())
         self._head = bytearray()
 
     def data_received(self, data: bytes) -> None:

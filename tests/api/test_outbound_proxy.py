@@ -6,16 +6,20 @@ to the services, and never into the log."""
 from __future__ import annotations
 
 import dataclasses
+import traceback
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from gateway.clock import ManualClock
 from gateway.config.settings import OidcSettings
 from gateway.credentials.chain import select_credentials
 from gateway.credentials.holder import CredentialsHolder
-from gateway.outbound import Proxies, proxies_from_environment
+from gateway.credentials.issued import FetchFailed
+from gateway.credentials.providers import PodIdentity
+from gateway.outbound import Outbound, Proxies, proxies_from_environment
 from gateway.simulator import RunningSimulator
 from gateway.simulator.idp import running_idp
 from tests.api.conftest import ACME, GatewayFactory
@@ -39,8 +43,8 @@ async def proxy() -> AsyncIterator[ForwardProxy]:
 
 
 def proxies_to(proxy: ForwardProxy) -> Proxies:
-    """The proxies the gateway reads from ``HTTP_PROXY`` naming ``proxy`` with its credentials."""
-    found, problems = proxies_from_environment({"HTTP_PROXY": f"http://egress:{PASSWORD}@127.0.0.1:{proxy.port}"})
+    """The proxies the gateway reads from ``ALL_PROXY`` naming ``proxy`` with its credentials."""
+    found, problems = proxies_from_environment({"ALL_PROXY": f"http://egress:{PASSWORD}@127.0.0.1:{proxy.port}"})
     assert problems == []
     return found
 
@@ -116,3 +120,22 @@ async def test_an_identity_providers_keys_are_fetched_through_the_proxy(
 
         await eventually(accepted, "the key set fetched through the proxy, the token accepted")
     assert jwks_uri in [seen.target for seen in proxy.seen]
+
+
+async def test_a_credential_endpoint_the_proxy_refuses_fails_without_the_proxy_password_anywhere(
+    tmp_path: Path,
+) -> None:
+    """aiohttp's error for a refused tunnel names the proxy URL, password included: the fetch's
+    failure says what happened, and carries no such error along (a traceback would print it)."""
+    token = tmp_path / "pod-token"
+    token.write_text("pod-token\n")
+    provider = PodIdentity(uri="https://cloud.test/v1/pod-identity", token_file=str(token))
+    async with (
+        ForwardProxy(credentials=("egress", PASSWORD), refuse_with=403) as refusing,
+        aiohttp.ClientSession() as session,
+    ):
+        with pytest.raises(FetchFailed) as failed:
+            await provider.fetch(Outbound(session, proxies_to(refusing)))
+    assert str(failed.value).endswith("could not be reached (ClientHttpProxyError)")
+    assert refusing.seen[0].method == "CONNECT"
+    assert PASSWORD not in "".join(traceback.format_exception(failed.value))

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from gateway.cli import new_event_loop
 from gateway.outbound import ProxyServer, proxies_from_environment
 from gateway.upstream.connections import (
     UpstreamConnectFailed,
@@ -92,9 +93,32 @@ async def test_tls_inside_the_tunnel_is_verified_as_without_a_proxy(
     cannot stand in for the upstream."""
     server_side, _ = tls
     async with serving(answering(OK), tls=server_side) as (_server, url):
-        with pytest.raises(UpstreamTlsFailed, match=r"certificate verify failed|unable to get local issuer"):
+        with pytest.raises(UpstreamTlsFailed, match=r"certificate verify failed|unable to get local issuer") as failed:
             await pool(url, through(proxy.url, CREDENTIALS)).get("/v1/p/jobs", HEADERS)
+    assert str(failed.value).startswith(f"TLS with the upstream (through the proxy {proxy.url}) failed: ")
     assert proxy.tunnels_opened == 1
+
+
+def test_the_tunnel_works_on_the_loop_serve_runs(tls: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
+    """``serve`` runs on uvloop, whose ``start_tls`` (and its TLS shutdown) is its own: a kept
+    tunnel answers twice, and closing it idle ends the upstream's connection."""
+    server_side, trusting = tls
+
+    async def scenario() -> tuple[bytes, bytes, int, int]:
+        async with (
+            ForwardProxy(credentials=CREDENTIALS) as proxy,
+            serving(answering(OK, OK), tls=server_side) as (server, url),
+        ):
+            connections = pool(url, through(proxy.url, CREDENTIALS), ssl_context=trusting)
+            first = await connections.get("/a", HEADERS)
+            second = await connections.get("/b", HEADERS)
+            await connections.aclose()
+            await server.until_closed(1)
+            return first.body, second.body, proxy.tunnels_opened, server.connections
+
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        assert type(runner.get_loop()).__module__.startswith("uvloop")
+        assert runner.run(scenario()) == (b"{}", b"{}", 1, 1)
 
 
 async def test_an_http_upstream_is_asked_through_the_proxy_in_absolute_form(proxy: ForwardProxy) -> None:
