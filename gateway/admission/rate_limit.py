@@ -28,14 +28,15 @@ LEASE_BURST_SHARE = 0.1
 """...but never more than this share of the tenant's burst divided among the replicas."""
 COLD_AFTER_SECONDS = 10.0
 """An allowance with no lease for this long is cold: its first requests pass on credit."""
-LEASE_SLACK_SECONDS = 0.01
-"""The time a lease made when the bucket's next token is due takes to be answered (a Redis round
-trip): a refused caller is told to wait until then plus this, rounded up to whole seconds, so
-that it finds the token held when it comes back."""
+LEASE_SLACK_SECONDS = 0.1
+"""The time a lease for refused callers is given to be answered (a Redis round trip, under load:
+the shared tier's default operation timeout, past which it has failed anyway): it is asked this
+long before the last of them was told to come back, and a caller is told to wait at least this
+long past the bucket's next token."""
 TOKEN_LIFETIME_SECONDS = 1.0 + LEASE_SLACK_SECONDS
 """Leased tokens not used within this are dropped (a replica must not sit on old tokens). A
-second and the slack: a caller told to wait whole seconds comes back up to that long after the
-token leased for it when it was due."""
+second and the slack: the tokens leased for refused callers outlive their return by a second,
+for a caller that comes back late."""
 
 
 class RateLimiter(Protocol):
@@ -118,8 +119,9 @@ class Allowance:
 
     Once the shared bucket says no, ``denied_until`` holds when its next token is due, and until
     then this replica neither admits the tenant nor asks Redis; a caller refused meanwhile is told
-    to come back then (plus ``LEASE_SLACK_SECONDS``), and ``lease_due`` says when to lease for
-    it, so that the token is held when it does. While the bucket has plenty (the
+    to come back then (plus ``LEASE_SLACK_SECONDS``). Every refused caller's return is noted
+    (``promised_until``), and ``lease_due`` says when to lease for them, so that a token is held
+    when they come back. While the bucket has plenty (the
     last lease was granted in full, or there was none for ``COLD_AFTER_SECONDS``), an allowance
     that runs dry admits up to ``credit`` requests (the replica's share of the burst) while its
     lease is under way, and the lease pays that debt first: a burst within the limit is not
@@ -133,6 +135,10 @@ class Allowance:
     last_lease_at: float = -math.inf
     plenty: bool = True
     leasing: bool = False
+    promised_until: float = 0.0
+    """When the last caller refused was told to come back."""
+    lease_set_for: float | None = None
+    """When a lease for the refused callers is set to be asked (one at a time)."""
 
     def take(self, now: float, credit: int) -> int:
         """Take a token (or, with plenty in the bucket, up to ``credit`` on credit): 0 to pass,
@@ -142,11 +148,14 @@ class Allowance:
             return 0
         self.tokens = 0
         if now < self.denied_until:
-            return max(1, math.ceil(self.denied_until + LEASE_SLACK_SECONDS - now))
-        if (self.plenty or now - self.last_lease_at >= COLD_AFTER_SECONDS) and self.debt < credit:
+            wait = max(1, math.ceil(self.denied_until + LEASE_SLACK_SECONDS - now))
+        elif (self.plenty or now - self.last_lease_at >= COLD_AFTER_SECONDS) and self.debt < credit:
             self.debt += 1
             return 0
-        return 1
+        else:
+            wait = 1
+        self.promised_until = max(self.promised_until, now + wait)
+        return wait
 
     def want(self, now: float, size: int) -> int:
         """Tokens to lease now (0: none): when the held ones run low or there is a debt, unless a
@@ -159,11 +168,20 @@ class Allowance:
         return size + self.debt
 
     def lease_due(self, now: float) -> float | None:
-        """When to lease for callers refused while the bucket said no (its next token's due time),
-        unless a lease is under way or already set for then; ``None`` when there is no such wait."""
-        if self.leasing or now >= self.denied_until:
+        """When to lease for the refused callers still to come back: ``LEASE_SLACK_SECONDS``
+        before the last of them does, not before the bucket's next token. ``None``: one is set
+        already, none is to come back, or tokens are held that will still be there for them.
+        (Leased when the next token is due, the tokens went first to the debt of requests
+        admitted on credit, or were gone by the time a caller came back from a refusal made
+        while a lease was under way, which nothing leased for: refused again, Retry-After 1.)"""
+        if self.lease_set_for is not None or now >= self.promised_until or self.holds_for_refused():
             return None
-        return self.denied_until
+        due = max(self.denied_until, self.promised_until - LEASE_SLACK_SECONDS)
+        return due if due < self.promised_until else None
+
+    def holds_for_refused(self) -> bool:
+        """Whether tokens are held that will still be there when the last refused caller comes back."""
+        return self.tokens > 0 and self.expires_at > self.promised_until
 
     def leased(self, now: float, asked: int, granted: int, next_token_in: float) -> None:
         """Book a lease's answer: ``granted`` of ``asked`` tokens, the next due in ``next_token_in`` s."""

@@ -72,13 +72,30 @@ class SharedRateLimiter:
         if asked:
             allowance.leasing = True
             self._tier.spawn(self._lease(tenant_id, limit, allowance, asked))
-        elif decision and (due := allowance.lease_due(now)) is not None:
-            # Refused until the next token is due: lease it then, so that the caller, told to
-            # come back then, finds it held (a lease asked only when it came back was answered
-            # too late for it: refused again, at half the rate for a caller that waits as told).
-            allowance.leasing = True
-            self._tier.spawn(self._lease(tenant_id, limit, allowance, size, not_before=due))
+        elif decision:
+            self._lease_for_refused(tenant_id, limit, allowance, now)
         return decision
+
+    def _lease_for_refused(self, tenant_id: str, limit: RateLimit, allowance: Allowance, now: float) -> None:
+        """Lease for the callers refused, just before they come back, so that they find a token
+        held (a lease asked only when one came back was answered too late for it: refused again,
+        at half the rate for a caller that waits as told)."""
+        due = allowance.lease_due(now)
+        if due is not None:
+            allowance.lease_set_for = due
+            self._tier.spawn(self._lease_when_due(tenant_id, limit, allowance, due))
+
+    async def _lease_when_due(self, tenant_id: str, limit: RateLimit, allowance: Allowance, due: float) -> None:
+        """The lease set for refused callers; leases go on as usual meanwhile, so it is asked only
+        if still needed then and none is under way (whose end looks again)."""
+        try:
+            await asyncio.sleep(max(0.0, due - self._clock.monotonic()))
+        finally:
+            allowance.lease_set_for = None
+        if allowance.leasing or allowance.holds_for_refused():
+            return
+        allowance.leasing = True
+        await self._lease(tenant_id, limit, allowance, self._terms(tenant_id, limit)[0])
 
     def _terms(self, tenant_id: str, limit: RateLimit) -> tuple[int, int]:
         """The tenant's lease size and credit for the replicas last seen (worked out again only
@@ -107,12 +124,8 @@ class SharedRateLimiter:
             )
         return self._local
 
-    async def _lease(
-        self, tenant_id: str, limit: RateLimit, allowance: Allowance, asked: int, not_before: float | None = None
-    ) -> None:
+    async def _lease(self, tenant_id: str, limit: RateLimit, allowance: Allowance, asked: int) -> None:
         try:
-            if not_before is not None:
-                await asyncio.sleep(max(0.0, not_before - self._clock.monotonic()))
             granted, wait_us = await self._tier.run(
                 "rate_lease",
                 lambda: self._take(
@@ -121,4 +134,6 @@ class SharedRateLimiter:
             )
         finally:
             allowance.leasing = False
-        allowance.leased(self._clock.monotonic(), asked, int(granted), int(wait_us) / 1_000_000)
+        now = self._clock.monotonic()
+        allowance.leased(now, asked, int(granted), int(wait_us) / 1_000_000)
+        self._lease_for_refused(tenant_id, limit, allowance, now)  # refused while this one was under way

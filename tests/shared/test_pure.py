@@ -372,3 +372,22 @@ async def test_a_caller_told_to_wait_finds_the_token_held_when_it_comes_back() -
     await asyncio.wait(tier.tasks, timeout=5)
     assert limiter.retry_after("acme") == 0
     assert tier.leases == 2
+
+
+async def test_a_caller_refused_while_a_lease_is_under_way_finds_a_token_when_it_comes_back() -> None:
+    """Refused while the replica's first lease is under way (its credit spent): told 1 s. That
+    lease is refused (the next token due in 50 ms); the caller coming back after the second is
+    admitted, as a lease was asked for it before it came back. Nothing leased for it: it was
+    refused again (Retry-After 1), as the live test saw under load."""
+    tier = _GrantingTier(next_token_at=0.05)
+    clock = tier.clock
+    limiter = SharedRateLimiter({"acme": RateLimit(per_second=20, burst=1)}, cast(Any, tier), clock)
+    assert limiter.retry_after("acme") == 0  # on credit, the first lease asked
+    told = limiter.retry_after("acme")  # the lease still under way
+    assert told == 1
+    await asyncio.sleep(0)
+    assert tier.leases == 1  # refused: the next token is due in 50 ms
+    clock.advance(told)
+    await asyncio.wait(tier.tasks, timeout=5)
+    assert tier.leases == 2
+    assert limiter.retry_after("acme") == 0
