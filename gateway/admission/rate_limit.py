@@ -171,9 +171,10 @@ class Allowance:
         """When to lease for the refused callers still to come back: ``LEASE_SLACK_SECONDS``
         before the last of them does, not before the bucket's next token. ``None``: one is set
         already, none is to come back, or tokens are held that will still be there for them.
-        (Leased when the next token is due, the tokens went first to the debt of requests
-        admitted on credit, or were gone by the time a caller came back from a refusal made
-        while a lease was under way, which nothing leased for: refused again, Retry-After 1.)"""
+        (Leased at the next token's due time, and only for callers refused once the bucket had
+        said no, a caller refused while a lease was under way had nothing leased for it, and
+        tokens living a second from the due time could be gone when one came back a little late:
+        refused again, Retry-After 1.)"""
         if self.lease_set_for is not None or now >= self.promised_until or self.holds_for_refused():
             return None
         due = max(self.denied_until, self.promised_until - LEASE_SLACK_SECONDS)
