@@ -178,8 +178,8 @@ def create_app(
                 auto_decompress=True,
                 max_field_size=UPSTREAM_MAX_FIELD_SIZE,
             ) as session,
-            holder.running(Outbound(session, settings.proxies), metrics),
-            jwks_keepers.running(Outbound(session, settings.proxies)),
+            holder.running(outbound := Outbound(session, settings.proxies), metrics),
+            jwks_keepers.running(outbound),
         ):
             client = MetaStudioClient(
                 connections=connections,

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import ssl
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -57,3 +59,12 @@ def private_ca(directory: Path, *, server_ip: str = "127.0.0.1", expired: bool =
         )
     )
     return paths
+
+
+def tls_contexts(directory: Path, **certificate: Any) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A TLS server context with a certificate from ``private_ca`` (``certificate``: its
+    arguments), and a client context trusting that CA."""
+    ca, cert, key = private_ca(directory, **certificate)
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(cert, key)
+    return server_side, ssl.create_default_context(cafile=str(ca))

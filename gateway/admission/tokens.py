@@ -120,8 +120,8 @@ def _invalid(issuer: str, result: str) -> _Refused:
 NO_TENANT = "no_tenant"
 
 
-def _refused_again(issuer: str, result: str) -> _Refused:
-    """A kept refusal, made anew: 403 for a valid token naming no tenant, else 401."""
+def _refusal(issuer: str, result: str) -> _Refused:
+    """The refusal for ``result`` (a kept one, made anew too): 403 for a valid token naming no tenant, else 401."""
     if result == NO_TENANT:
         return _Refused(Forbidden("the token is valid but names no tenant of this gateway"), issuer, result)
     return _invalid(issuer, result)
@@ -264,7 +264,7 @@ class TokenAuthenticator:
         if kept is not None:
             refused_at, issuer, result = kept
             if self._clock.monotonic() - refused_at < REFUSAL_KEPT_SECONDS:
-                raise _refused_again(issuer, result)
+                raise _refusal(issuer, result)
             del self._refused[token]
         try:
             verified = self._verify(token)
@@ -345,5 +345,5 @@ class TokenAuthenticator:
         value = claims.get(issuer.tenant_claim)
         tenant = self._tenants.get((issuer.name, value)) if isinstance(value, str) else None
         if tenant is None:
-            raise _refused_again(issuer.name, NO_TENANT)
+            raise _refusal(issuer.name, NO_TENANT)
         return _Verified(tenant, expires + leeway, keys, key)

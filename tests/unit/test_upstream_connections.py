@@ -29,7 +29,7 @@ from gateway.upstream.connections import (
     UpstreamTlsFailed,
     _Connection,
 )
-from tests.certificates import private_ca
+from tests.certificates import private_ca, tls_contexts
 from tests.scripted_upstream import OK, Server, answering, answers, serving
 from tests.stack import free_port
 
@@ -541,14 +541,6 @@ async def test_tls_is_verified_against_the_trusted_certificates(tmp_path: Path) 
             await pool(url).get("/b", HEADERS)
 
 
-def _tls_server(directory: Path, **certificate: Any) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    """A TLS server context with a certificate from a private CA, and a client context trusting it."""
-    ca, cert, key = private_ca(directory, **certificate)
-    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_side.load_cert_chain(cert, key)
-    return server_side, ssl.create_default_context(cafile=str(ca))
-
-
 @pytest.mark.parametrize(
     ("certificate", "reason"),
     [({"expired": True}, "certificate has expired"), ({"server_ip": "127.0.0.2"}, "IP address mismatch")],
@@ -560,7 +552,7 @@ async def test_a_certificate_not_verified_is_a_tls_failure_saying_why(
     """An expired certificate, or one for another address, from a trusted CA: ``UpstreamTlsFailed``
     with OpenSSL's reason (it was a connection failure naming only the exception's class, which
     nothing logged: an operator could not tell it from a network outage)."""
-    server_side, trusting = _tls_server(tmp_path, **certificate)
+    server_side, trusting = tls_contexts(tmp_path, **certificate)
     async with serving(answering(OK), tls=server_side) as (_server, url):
         with pytest.raises(UpstreamTlsFailed) as failed:
             await pool(url, ssl_context=trusting).get("/a", HEADERS)  # type: ignore[arg-type]
@@ -603,7 +595,7 @@ async def _closed_after_one_answer(directory: Path, after: Callable[[ssl.SSLSock
     """A TLS server (OpenSSL in blocking mode, in a thread, as most servers read) that answers one
     request and then runs ``after`` on its socket; the pool gets the answer and is closed. Yields
     the server's port while its thread runs."""
-    server_side, trusting = _tls_server(directory)
+    server_side, trusting = tls_contexts(directory)
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
 

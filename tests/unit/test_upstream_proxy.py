@@ -22,7 +22,7 @@ from gateway.upstream.connections import (
     UpstreamTimedOut,
     UpstreamTlsFailed,
 )
-from tests.certificates import private_ca
+from tests.certificates import tls_contexts
 from tests.forward_proxy import ForwardProxy
 from tests.scripted_upstream import OK, answering, serving
 from tests.stack import free_port
@@ -48,10 +48,7 @@ def pool(endpoint: str, proxy: ProxyServer, **options: Any) -> UpstreamConnectio
 @pytest.fixture
 def tls(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     """A server context with a certificate for 127.0.0.1 from a private CA, and a client context trusting it."""
-    ca, certificate, key = private_ca(tmp_path)
-    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_side.load_cert_chain(certificate, key)
-    return server_side, ssl.create_default_context(cafile=str(ca))
+    return tls_contexts(tmp_path)
 
 
 @pytest.fixture
