@@ -9,7 +9,8 @@ throughput), one at a time on the server core with wrk (``-t1 -c50``) on the cli
 rounds whose order rotates:
 
 - ``floor_app.py --loop uvloop --busy-us``: an asyncio protocol on uvloop, as the gateway ran
-  until stop 22;
+  until stop 22 (each answer written as it is made, ``--write-at-once`` here, as the gateway
+  wrote until stop 34);
 - the same with ``--turn-end-us`` of those µs per request spun at the end of the loop's turn
   instead (the same work in all), as the gateway now does its batch work (``ResponseTail``);
 - the same protocol on rloop, an asyncio loop in Rust on mio, which registers sockets
@@ -147,7 +148,7 @@ def print_medians(figures: dict[str, list[wrk.WrkResult]]) -> None:
 def _command(server: str, port: int, busy_us: float, turn_end_us: float, body_file: Path) -> list[str]:
     here = Path(__file__).resolve().parent
     floor = [sys.executable, str(here / "floor_app.py"), "--port", str(port), "--body", str(body_file)]
-    floor += ["--content-type", "application/json"]
+    floor += ["--content-type", "application/json", "--write-at-once"]  # as the gateway wrote until stop 34
     if server == TURN_END:
         return [*floor, "--loop", "uvloop", "--busy-us", str(busy_us - turn_end_us), "--turn-end-us", str(turn_end_us)]
     if server in ("uvloop", "rloop"):

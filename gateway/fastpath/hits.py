@@ -119,8 +119,11 @@ class HitResponder:
         self._list_hit: _PlainHit = service.list_hit
         self._job_hit: _PlainHit = service.job_hit
         self.settle = tail.settle
-        """Does the batch work of the hits answered (``ResponseTail.settle``): the connection
-        calls it after writing their answers."""
+        """Does the batch work of the answers written (``ResponseTail.settle``): the connection
+        calls it after writing a fetched answer."""
+        self.end_turn = tail.end_turn
+        """Does the batch work at the end of a turn whose hits were just written
+        (``ResponseTail.end_turn``): ``TurnWrites`` calls it."""
 
     def failed(self, exc: Exception) -> None:
         """Log a failure of the connection's own work around an answer (type and place only)."""

@@ -7,9 +7,10 @@ counters and the access-log line. The handler chain (``gateway.web.observe``) an
 ``decorate`` and are counted and logged by ``account``, so both send and record the same (the
 fast path calls ``decorate`` once per head it builds (a memo hit reuses one), ``account`` on
 every hit). ``settle`` does the batch work of what was accounted for, at once when a batch is
-full and at the end of the event loop's turn once half a batch is pending: the fast path calls
-it once per read, after writing that read's answers; the chain as it finishes each answer
-(before aiohttp writes it, as before).
+full and at the end of the event loop's turn once half a batch is pending: the chain calls it
+as it finishes each answer (before aiohttp writes it, as before), the fast path after writing a
+fetched answer; for the hits it answers, ``end_turn`` does, once the turn's answers are written
+(``gateway.fastpath.turn_writes``).
 """
 
 from __future__ import annotations
@@ -82,13 +83,22 @@ class ResponseTail:
     def settle(self) -> None:
         """Do the batch work of what ``account`` noted (counters folded, log lines written):
         at once if a batch is full, and at the end of this turn of the event loop once half a
-        batch of lines is pending (``_end_turn``). The fast path calls it once the answers
-        accounted for are written, so none of them waits for it."""
+        batch of lines is pending (``_end_turn``). It is called once the answers accounted for
+        are written, so none of them waits for it (the chain's: before aiohttp writes one)."""
         self._stats.settle()
         self._access_log.settle()
         if not self._turn_ending and self._access_log.pending >= TURN_LOG_BATCH:
             self._turn_ending = True
             asyncio.get_running_loop().call_soon(self._end_turn)
+
+    def end_turn(self) -> None:
+        """The batch work at the end of the loop's turn, once the turn's answers are written
+        (the fast path's ``TurnWrites`` calls it): all of it once half a batch of lines is
+        pending, as ``_end_turn`` would do next, else what ``settle`` does."""
+        if self._access_log.pending >= TURN_LOG_BATCH:
+            self._end_turn()
+        else:
+            self.settle()
 
     def _end_turn(self) -> None:
         """The batch work of what is pending, run by the loop after the turn's reads and before

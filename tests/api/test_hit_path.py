@@ -19,13 +19,14 @@ import socket
 import tracemalloc
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
 
 from gateway.config.settings import RateLimitSettings
 from gateway.fastpath.protocol import HIT_RESPONDER, HitServingRequestHandler
+from gateway.fastpath.turn_writes import HOLD_AT_MOST
 from gateway.simulator.faults import Fault
 from gateway.web.appkeys import SERVICE
 from gateway.web.tail import TURN_LOG_BATCH
@@ -311,6 +312,50 @@ async def test_many_pipelined_hits_to_a_client_that_reads_late_all_arrive_in_ord
     assert ids == [f"r{number}" for number in range(count)]
 
 
+class RecordingTransport:
+    """A connection's transport, the sizes of its writes noted."""
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+        self.writes: list[int] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(len(data))
+        self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+async def test_the_answers_a_connection_holds_for_the_turns_end_are_bounded(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """300 pipelined hits in one write (1.7 MB of answers), under load: the connection holds
+    its answers for the end of the loop's turn only up to ``HOLD_AT_MOST`` bytes, then writes them, so the
+    transport's flow control sees them as they are made (a client not reading stops the
+    answering); they are not all made first and handed over at once. Every answer arrives, in
+    order."""
+    await gateway.client.get("/v1/training-jobs?limit=10", headers=ACME)
+    count = 300
+    read = HitServingRequestHandler.data_received
+    recording: list[RecordingTransport] = []
+
+    def data_received(self: HitServingRequestHandler, data: bytes) -> None:
+        if not recording:
+            recording.append(RecordingTransport(self.transport))
+            self.transport = cast(Any, recording[0])
+        self._turn_writes.holding = True  # as under load: answers are held for the turn's end
+        read(self, data)
+
+    monkeypatch.setattr(HitServingRequestHandler, "data_received", data_received)
+    answers = await exchange(
+        gateway, [http_request("/v1/training-jobs?limit=10", X_Request_Id=f"r{number}") for number in range(count)]
+    )
+    assert [answer.headers["x-request-id"] for answer in answers] == [f"r{number}" for number in range(count)]
+    largest_answer = max(len(answer.body) for answer in answers) + 1024  # with its head
+    assert max(recording[0].writes) < HOLD_AT_MOST + largest_answer
+
+
 async def test_a_head_arriving_in_pieces_is_answered_once_it_is_whole(gateway: Gateway) -> None:
     """A request head split over three writes (mid-line, mid-header) is held until its blank
     line arrives, then answered by the connection; a second head in the same pieces too."""
@@ -552,6 +597,30 @@ async def test_a_request_read_after_a_malformed_one_is_not_answered_before_its_4
         sock.close()
     (status, made_id) = _STATUS_OR_ID.findall(received)  # the 400, with the id made for it; not the hit
     assert status == b"HTTP/1.0 400" and made_id.startswith(b"X-Request-Id: ") and b"later" not in received
+
+
+async def test_a_hit_answered_in_the_turn_its_connection_is_closed_in_is_sent_before_the_close(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load a hit's answer waits for the end of the loop's turn (``TurnWrites``); a
+    connection closed within that turn (to make room for a new one, or by a shutdown) still
+    sends it, then closes."""
+    await gateway.client.get("/v1/training-jobs?limit=5", headers=ACME)
+    sock = await raw_socket(gateway)
+    read = HitServingRequestHandler.data_received
+
+    def data_received(self: HitServingRequestHandler, data: bytes) -> None:
+        self._turn_writes.holding = True  # as under load: the answer is held for the turn's end
+        read(self, data)
+        self.force_close()
+
+    monkeypatch.setattr(HitServingRequestHandler, "data_received", data_received)
+    await asyncio.get_running_loop().sock_sendall(sock, http_request("/v1/training-jobs?limit=5", X_Request_Id="last"))
+    try:
+        received = await read_to_eof(sock)
+    finally:
+        sock.close()
+    assert _STATUS_OR_ID.findall(received) == [b"HTTP/1.1 200", b"X-Request-Id: last"]
 
 
 @pytest.mark.parametrize("closing", [{"version": "1.0"}, {"Connection": "close"}], ids=["http-1.0", "connection-close"])
@@ -906,12 +975,9 @@ async def test_a_failure_after_a_fetched_answer_is_sent_closes_the_connection(
     of the log), the answer has gone out, the connection is closed rather than left with the
     requests behind it unread, and the failure is logged by type and place only."""
     responder = gateway.app[HIT_RESPONDER]
-    calls = {"n": 0}
 
-    def settle_failing_after_the_answer() -> None:  # the first call ends the read that starts the fetch
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise OSError("secret detail that must not be logged")
+    def settle_failing_after_the_answer() -> None:  # called once a fetched answer is written
+        raise OSError("secret detail that must not be logged")
 
     monkeypatch.setattr(responder, "settle", settle_failing_after_the_answer)
     reader, writer = await connect(gateway)

@@ -82,7 +82,7 @@ def tail_logging_to(stream: io.BytesIO) -> ResponseTail:
 
 
 def turn_of_reads(tail: ResponseTail, first: int, count: int) -> None:
-    """``count`` reads answered in one turn of the loop, one hit each, settled as the fast path does."""
+    """``count`` reads answered in one turn of the loop, one answer each, settled as the chain does."""
     for number in range(first, first + count):
         tail.account(f"id-{number}", "/v1/training-jobs", "GET", 200, "acme", "hit", 0.0001)
         tail.settle()
@@ -113,6 +113,22 @@ async def test_a_quiet_turns_log_lines_wait_to_be_written_with_later_ones() -> N
     assert stream.getvalue() == b""
     turn_of_reads(tail, 3, TURN_LOG_BATCH - 3)
     await asyncio.sleep(0)
+    assert logged_ids(stream) == [f"id-{n}" for n in range(TURN_LOG_BATCH)]
+    assert stream.writes == 1
+
+
+def test_at_the_fast_paths_turn_end_half_a_batch_of_lines_is_written_at_once() -> None:
+    """``ResponseTail.end_turn``, which the fast path calls once a turn's hits are written, writes
+    the pending lines at once when they are half a batch or more (nothing is left for a later
+    turn), in one write, and leaves fewer pending."""
+    stream = CountingStream()
+    tail = tail_logging_to(stream)
+    for number in range(TURN_LOG_BATCH - 1):
+        tail.account(f"id-{number}", "/v1/training-jobs", "GET", 200, "acme", "hit", 0.0001)
+    tail.end_turn()
+    assert stream.getvalue() == b""
+    tail.account(f"id-{TURN_LOG_BATCH - 1}", "/v1/training-jobs", "GET", 200, "acme", "hit", 0.0001)
+    tail.end_turn()
     assert logged_ids(stream) == [f"id-{n}" for n in range(TURN_LOG_BATCH)]
     assert stream.writes == 1
 
