@@ -60,6 +60,7 @@ def main() -> None:
             f"server CPU per hit {cpu:+.2f} us with Redis"
         )
     print(f"server CPU per hit added by redis_url, median of {len(added)} pairs: {statistics.median(added):+.2f} us")
+    print(f"req/s with Redis over without, median of {len(added)} pairs: {figures['ratio_by_pair']:.3f}x")
     print(  # median_run's p99s: the medians of the rounds'
         f"p99 ms, median of {len(added)} rounds: {without['p99_ms']:.2f} without Redis, {with_redis['p99_ms']:.2f} with"
     )

@@ -3,7 +3,8 @@
 R1. upstream calls per key: 3 replicas, concurrent cold requests for several keys spread over
     them (slow upstream), with Redis and without
 R2. plain-hit throughput of one replica with ``redis_url`` set against one without (wrk, same
-    settings, same run): the goal is 0.95x or better
+    settings, same run, six pairs of rounds): the goal is 0.95x or better, read both as the ratio
+    of the median rounds and as the median of the pairs' own ratios
 R3. L2-hit latency (L1 empty, Redis warm) against an L1 hit, both through the handler chain
     (``fast_hit_path = false``): the goal is p50 +0.3 ms, p99 +1 ms
 R4. Redis commands per 1,000 hits during R2 (rate-limit lease refills, plus the heartbeat)
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import statistics
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -36,7 +38,10 @@ REPLICAS = 3
 COLD_KEYS = 10
 REQUESTS_PER_KEY = 60
 L2_KEYS = 300
-HIT_ROUNDS = 3
+HIT_ROUNDS = 6
+"""Pairs of R2 rounds. Three until stop 34: in ``redis_cost.py``'s pairs the CPU a hit adds with
+Redis reads about -1 µs at the median, but a pair's req/s ratio 0.90-1.27x, so three rounds a
+side decided the ratio by the hour more than by Redis."""
 RATE, BURST, DEMAND_SECONDS = 20, 10, 3.0
 HIT_LIMIT = "[rate_limit]\nrequests_per_second = 1000000\nburst = 100000\n"
 """A limit far above the load: the hit measurement includes the rate-limit decision (leases)."""
@@ -140,6 +145,10 @@ def hit_throughput(bench: Bench, local: LiveGateway, shared: LiveGateway, rounds
     hits = sum(run["requests"] for run in runs["with_redis"]) * (1 + plan.warmup_seconds / plan.hit_seconds)
     figures["redis_commands_per_1000_hits"] = 1000 * operations / max(1.0, hits)
     figures["ratio"] = figures["with_redis"]["rps"] / figures["without_redis"]["rps"]
+    figures["ratio_by_pair"] = statistics.median(
+        shared_run["rps"] / local_run["rps"]
+        for local_run, shared_run in zip(runs["without_redis"], runs["with_redis"], strict=True)
+    )
     figures["cpu_us_added_by_round"] = [
         cpu_us_per_hit(shared_run) - cpu_us_per_hit(local_run)
         for local_run, shared_run in zip(runs["without_redis"], runs["with_redis"], strict=True)
@@ -219,6 +228,11 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         (
             "plain-hit req/s, redis_url set / not set",
             f"{hits['with_redis']['rps']:.0f} / {hits['without_redis']['rps']:.0f} = {hits['ratio']:.3f}x",
+            ">= 0.95x",
+        ),
+        (
+            "plain-hit req/s, redis_url set / not set, median of the pairs' ratios",
+            f"{hits['ratio_by_pair']:.3f}x",
             ">= 0.95x",
         ),
         (
