@@ -8,10 +8,11 @@ work of their counters and log lines (``after``). This is Netty's flush consolid
 the loop). Under load a turn holds a read from many connections; making their answers back to
 back and then sending them back to back costs the server less CPU per hit than alternating a
 hit's Python with its ``send``. In interleaved A/B rounds against stop 33's code (``wrk -c50``,
-eight pairs, twice): 1.31x and 1.37x the hits a second, 7.2 and 9.8 µs less CPU each, the p99
-0.69x and 0.83x; at ``-c8`` 1.11x. A quiet server (``QUIET_TURNS``) writes at once, as before:
-at one connection there is nothing to write together, and holding cost about 5 µs a hit
-(1.02x and 1.05x against stop 33's code then). An answer waits at most for the rest of its
+eight pairs each): 1.31x the hits a second, 7.2 µs less CPU each, the p99 0.69x (holding in
+every turn, a quiet hour); 1.37x, 9.8 µs less, 0.83x (this form, a noisy hour); at ``-c8``
+1.11x. A quiet server (``QUIET_TURNS``) writes at once, as before: at one connection there is
+nothing to write together, and holding cost about 5 µs a hit (writing at once, 1.02x and 1.05x
+against stop 33's code). An answer waits at most for the rest of its
 turn's reads. What a connection holds is its own to keep in order: it writes what it holds
 before anything else is written or closed on it (see ``HitServingRequestHandler``), and past
 ``HOLD_AT_MOST`` bytes it writes at once.
