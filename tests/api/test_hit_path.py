@@ -26,7 +26,7 @@ import pytest
 
 from gateway.config.settings import RateLimitSettings
 from gateway.fastpath.protocol import HIT_RESPONDER, HitServingRequestHandler
-from gateway.fastpath.turn_writes import HOLD_AT_MOST
+from gateway.fastpath.turn_writes import HOLD_AT_MOST, TurnWrites
 from gateway.simulator.faults import Fault
 from gateway.web.appkeys import SERVICE
 from gateway.web.tail import TURN_LOG_BATCH
@@ -47,6 +47,17 @@ class RawResponse:
     status: int
     headers: dict[str, str]
     body: bytes
+
+
+@pytest.fixture(autouse=True, params=["quiet", "busy"])
+def server_load(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test here runs twice: as on a quiet server, whose hits are written as they are
+    answered, and as under load, whose hits are held for the end of the loop's turn
+    (``TurnWrites.holding`` always true)."""
+    if request.param == "busy":
+        monkeypatch.setattr(
+            TurnWrites, "holding", property(lambda _self: True, lambda _self, _value: None), raising=False
+        )
 
 
 def chain_responses(gateway: Gateway) -> list[int]:
