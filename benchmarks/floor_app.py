@@ -50,7 +50,7 @@ class TurnEndWork:
 
     def owe(self, requests: int) -> None:
         """Note ``requests`` answered; the turn's first note schedules the work (after the turn's
-        writes, which its first answer scheduled)."""
+        held answers are written: their writes were scheduled by its first answer)."""
         if not self._owed:
             asyncio.get_running_loop().call_soon(self._do)
         self._owed += self.seconds_per_request * requests

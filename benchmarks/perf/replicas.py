@@ -145,13 +145,12 @@ def hit_throughput(bench: Bench, local: LiveGateway, shared: LiveGateway, rounds
     hits = sum(run["requests"] for run in runs["with_redis"]) * (1 + plan.warmup_seconds / plan.hit_seconds)
     figures["redis_commands_per_1000_hits"] = 1000 * operations / max(1.0, hits)
     figures["ratio"] = figures["with_redis"]["rps"] / figures["without_redis"]["rps"]
+    pairs = list(zip(runs["without_redis"], runs["with_redis"], strict=True))
     figures["ratio_by_pair"] = statistics.median(
-        shared_run["rps"] / local_run["rps"]
-        for local_run, shared_run in zip(runs["without_redis"], runs["with_redis"], strict=True)
+        shared_run["rps"] / local_run["rps"] for local_run, shared_run in pairs
     )
     figures["cpu_us_added_by_round"] = [
-        cpu_us_per_hit(shared_run) - cpu_us_per_hit(local_run)
-        for local_run, shared_run in zip(runs["without_redis"], runs["with_redis"], strict=True)
+        cpu_us_per_hit(shared_run) - cpu_us_per_hit(local_run) for local_run, shared_run in pairs
     ]
     return figures
 

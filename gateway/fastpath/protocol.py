@@ -398,7 +398,7 @@ class HitServingRequestHandler(RedactingRequestHandler):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        transport.write(held[0] if len(held) == 1 else b"".join(held))
+        transport.write(b"".join(held))  # one answer: the same bytes object, not a copy
 
     def force_close(self) -> None:
         self.write_held()  # answered before the close: sent before it (the transport flushes its buffer)
